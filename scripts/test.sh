@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this script).
+# Installs what the tests need (moto in .venv), then: fmt, clippy, every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test dependencies (moto server in .venv)"
+scripts/install-moto.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast
+  # nextest does not run doctests
+  cargo test --doc --locked
+else
+  cargo test --locked --no-fail-fast
+fi
+
+step "benchmarks compile"
+cargo bench --no-run --locked >/dev/null
+echo "all checks passed"

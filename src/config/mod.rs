@@ -1,0 +1,1278 @@
+//! Configuration: the TOML file parsed into a stricter, validated [`Config`].
+//!
+//! Two stages, as in vector's config compiler:
+//! 1. [`raw`] mirrors the file with serde (`deny_unknown_fields`, every field optional and
+//!    spanned). Each section and each `[[secret]]`/`[[selector]]`/`[[group]]` entry is
+//!    deserialized on its own, and when one fails each of its keys is retried alone, so one
+//!    run reports every mistake instead of the first.
+//! 2. [`build`] turns the raw structs into real types (`Duration`, `NonZeroU32`, parsed
+//!    [`Schedule`], `SocketAddr`) and runs the cross-field checks (duplicate ids, unknown
+//!    groups, windows longer than the schedule's shortest gap, missing change tickets...).
+//!
+//! Every problem becomes a [`Diagnostic`] with the byte span it refers to; [`Diagnostics`]
+//! renders them as `FILE:LINE:COL: error: MESSAGE`, one per line, sorted by position.
+
+pub mod raw;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use crate::schedule::Schedule;
+use raw::*;
+
+/// Where `rotationd` looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/rotationd/rotationd.toml";
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub aws: AwsConfig,
+    pub daemon: DaemonConfig,
+    pub alerts: AlertsConfig,
+    pub events: Option<EventsConfig>,
+    pub policy: PolicyConfig,
+    pub groups: Vec<Group>,
+    pub secrets: Vec<SecretConfig>,
+    pub selectors: Vec<SelectorConfig>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AwsConfig {
+    /// `None`: the default chain (`AWS_REGION`, profile, IMDS) decides.
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_path: PathBuf,
+    pub metrics_listen: SocketAddr,
+    pub reconcile_interval: Duration,
+    pub max_rotations_per_minute: NonZeroU32,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertsConfig {
+    pub security_topic_arn: String,
+    pub notify_topic_arn: Option<String>,
+    pub realert_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub queue_url: String,
+    pub allowed_accounts: Vec<String>,
+    pub departure_sla: Duration,
+    pub sla_warning: Duration,
+    pub cloudtrail: CloudTrailConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudTrailConfig {
+    pub enabled: bool,
+    pub lookback: Duration,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub max_age: Duration,
+    pub default_schedule: Schedule,
+    pub default_window: Duration,
+    pub require_change_ticket: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub name: String,
+    pub members: Vec<String>,
+}
+
+/// The seed's two rotation strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// One user whose password changes in place; clients briefly need to retry.
+    SingleUser,
+    /// Two users that alternate; needs a superuser secret to clone the user.
+    AlternatingUsers,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::SingleUser => "single-user",
+            Strategy::AlternatingUsers => "alternating-users",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Custodian {
+    User(String),
+    Group(String),
+}
+
+/// Settings shared by `[[secret]]` and `[[selector]]`, with the policy defaults filled in.
+#[derive(Debug, Clone)]
+pub struct SecretSettings {
+    pub schedule: Schedule,
+    pub window: Duration,
+    pub strategy: Strategy,
+    pub change_ticket: Option<String>,
+    pub dependents: Vec<String>,
+    pub custodians: Vec<Custodian>,
+    pub vendor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecretConfig {
+    /// A secret name or a full ARN, as written.
+    pub id: String,
+    pub settings: SecretSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matcher {
+    Tag { key: String, value: Option<String> },
+    NamePrefix(String),
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Matcher::Tag {
+                key,
+                value: Some(v),
+            } => write!(f, "selector:tag:{key}={v}"),
+            Matcher::Tag { key, value: None } => write!(f, "selector:tag:{key}"),
+            Matcher::NamePrefix(p) => write!(f, "selector:prefix:{p}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SelectorConfig {
+    pub matcher: Matcher,
+    pub settings: SecretSettings,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`. Warnings are returned alongside a valid config.
+    pub fn load(path: &Path) -> Result<(Config, Diagnostics), ConfigError> {
+        let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_source(path, &source)
+    }
+
+    /// Validates `source` as if read from `path` (used for messages and relative paths).
+    pub fn from_source(path: &Path, source: &str) -> Result<(Config, Diagnostics), ConfigError> {
+        let mut diags = Diagnostics::new(path, source);
+        match build(source, &mut diags) {
+            Some(cfg) if !diags.has_errors() => Ok((
+                Config {
+                    path: path.to_path_buf(),
+                    ..cfg
+                },
+                diags,
+            )),
+            _ => Err(ConfigError::Invalid(diags)),
+        }
+    }
+
+    /// Expands a user's reach: the groups a custodian list names are replaced by members.
+    pub fn custodian_users(&self, custodians: &[Custodian]) -> HashSet<String> {
+        let mut users = HashSet::new();
+        for c in custodians {
+            match c {
+                Custodian::User(u) => {
+                    users.insert(u.clone());
+                }
+                Custodian::Group(g) => {
+                    if let Some(group) = self.groups.iter().find(|x| &x.name == g) {
+                        users.extend(group.members.iter().cloned());
+                    }
+                }
+            }
+        }
+        users
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; check --config or ROTATIOND_CONFIG")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub span: Range<usize>,
+    pub message: String,
+}
+
+/// The problems found in one file, rendered with their positions.
+#[derive(Debug, Clone)]
+pub struct Diagnostics {
+    path: PathBuf,
+    /// Byte offset at which each line starts, to turn spans into line/column.
+    line_starts: Vec<usize>,
+    source: String,
+    items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    fn new(path: &Path, source: &str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(source.match_indices('\n').map(|(i, _)| i + 1));
+        Diagnostics {
+            path: path.to_path_buf(),
+            line_starts,
+            source: source.to_string(),
+            items: Vec::new(),
+        }
+    }
+
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.items.push(Diagnostic {
+            severity: Severity::Error,
+            span,
+            message: message.into(),
+        });
+    }
+
+    fn warning(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.items.push(Diagnostic {
+            severity: Severity::Warning,
+            span,
+            message: message.into(),
+        });
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = String> + '_ {
+        self.lines()
+            .into_iter()
+            .filter(|(sev, _)| *sev == Severity::Warning)
+            .map(|(_, l)| l)
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.source.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.line_starts[line];
+        let col = self
+            .source
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
+        (line + 1, col + 1)
+    }
+
+    /// Every diagnostic as `FILE:LINE:COL: error: MESSAGE`, sorted by position.
+    pub fn lines(&self) -> Vec<(Severity, String)> {
+        let mut items: Vec<&Diagnostic> = self.items.iter().collect();
+        items.sort_by_key(|d| (d.span.start, d.severity));
+        items.dedup_by(|a, b| a.span == b.span && a.message == b.message);
+        items
+            .into_iter()
+            .map(|d| {
+                let (line, col) = self.position(d.span.start);
+                let kind = match d.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                };
+                (
+                    d.severity,
+                    format!(
+                        "{}:{line}:{col}: {kind}: {}",
+                        self.path.display(),
+                        d.message
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines = self.lines();
+        for (i, (_, line)) in lines.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Turns a toml error into a diagnostic at its span (or the start of the file).
+fn toml_error(diags: &mut Diagnostics, err: toml::de::Error, fallback: Range<usize>) {
+    let span = err.span().unwrap_or(fallback);
+    let message = err.message().trim().trim_end_matches('.').to_string();
+    diags.error(span, message);
+}
+
+/// Deserializes one table; on failure retries each key alone to report every bad key.
+fn de_table<T: DeserializeOwned + Default>(
+    value: &Spanned<DeValue<'_>>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Option<T> {
+    let DeValue::Table(table) = value.get_ref() else {
+        diags.error(
+            value.span(),
+            format!(
+                "`{what}` must be a table, found {}",
+                value.get_ref().type_str()
+            ),
+        );
+        return None;
+    };
+    match T::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(t) => Some(t),
+        Err(whole) => {
+            let before = diags.items.len();
+            for (key, val) in table.iter() {
+                let mut one = DeTable::new();
+                one.insert(key.clone(), val.clone());
+                let one = Spanned::new(value.span(), DeValue::Table(one));
+                if let Err(err) = T::deserialize(ValueDeserializer::from(one)) {
+                    // Unknown keys are reported at the key, not at the table.
+                    let fallback = key.span();
+                    toml_error(diags, err, fallback);
+                }
+            }
+            if diags.items.len() == before {
+                toml_error(diags, whole, value.span());
+            }
+            None
+        }
+    }
+}
+
+/// Deserializes an array of tables (`[[secret]]`), each element on its own.
+fn de_array<T: DeserializeOwned + Default>(
+    value: &Spanned<DeValue<'_>>,
+    what: &str,
+    diags: &mut Diagnostics,
+) -> Vec<(Range<usize>, T)> {
+    let DeValue::Array(items) = value.get_ref() else {
+        diags.error(
+            value.span(),
+            format!(
+                "`{what}` must be an array of tables (`[[{what}]]`), found {}",
+                value.get_ref().type_str()
+            ),
+        );
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|item| de_table::<T>(item, what, diags).map(|t| (item.span(), t)))
+        .collect()
+}
+
+const SECTIONS: &[&str] = &[
+    "aws", "daemon", "alerts", "events", "policy", "group", "secret", "selector",
+];
+
+struct RawDocument {
+    aws: RawAws,
+    daemon: RawDaemon,
+    alerts: Option<(Range<usize>, RawAlerts)>,
+    events: Option<(Range<usize>, RawEvents)>,
+    policy: RawPolicy,
+    groups: Vec<(Range<usize>, RawGroup)>,
+    secrets: Vec<(Range<usize>, RawSecret)>,
+    selectors: Vec<(Range<usize>, RawSelector)>,
+}
+
+fn parse_document(source: &str, diags: &mut Diagnostics) -> Option<RawDocument> {
+    let root = match DeTable::parse(source) {
+        Ok(root) => root,
+        Err(err) => {
+            toml_error(diags, err, 0..0);
+            return None;
+        }
+    };
+    let mut doc = RawDocument {
+        aws: RawAws::default(),
+        daemon: RawDaemon::default(),
+        alerts: None,
+        events: None,
+        policy: RawPolicy::default(),
+        groups: Vec::new(),
+        secrets: Vec::new(),
+        selectors: Vec::new(),
+    };
+    for (key, value) in root.get_ref().iter() {
+        let name: &str = key.get_ref();
+        match name {
+            "aws" => doc.aws = de_table(value, name, diags).unwrap_or_default(),
+            "daemon" => doc.daemon = de_table(value, name, diags).unwrap_or_default(),
+            "policy" => doc.policy = de_table(value, name, diags).unwrap_or_default(),
+            "alerts" => doc.alerts = de_table(value, name, diags).map(|t| (key.span(), t)),
+            "events" => doc.events = de_table(value, name, diags).map(|t| (key.span(), t)),
+            "group" => doc.groups = de_array(value, name, diags),
+            "secret" => doc.secrets = de_array(value, name, diags),
+            "selector" => doc.selectors = de_array(value, name, diags),
+            other => diags.error(
+                key.span(),
+                format!(
+                    "unknown section `{other}`, expected one of: {}",
+                    SECTIONS.join(", ")
+                ),
+            ),
+        }
+    }
+    Some(doc)
+}
+
+/// Parses a duration such as `90d`, `24h` or `15m`; `default` when absent or invalid (the
+/// error is recorded, and a sane value keeps later checks from piling up noise).
+fn duration(
+    diags: &mut Diagnostics,
+    value: &Option<Spanned<String>>,
+    key: &str,
+    default: Duration,
+) -> Duration {
+    let Some(v) = value else {
+        return default;
+    };
+    let text = v.get_ref().as_str();
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => {
+            diags.error(v.span(), format!("`{key}` must be longer than zero"));
+            default
+        }
+        Ok(d) => d,
+        Err(e) => {
+            diags.error(
+                v.span(),
+                format!(
+                    "invalid duration `{text}` for `{key}`: {e}; use a number and a unit, like `90d`, `24h` or `15m`"
+                ),
+            );
+            default
+        }
+    }
+}
+
+const fn hours(h: u64) -> Duration {
+    Duration::from_secs(h * 3600)
+}
+
+const fn minutes(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
+fn schedule(diags: &mut Diagnostics, value: &Spanned<String>) -> Option<Schedule> {
+    match Schedule::parse(value.get_ref()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            diags.error(
+                value.span(),
+                format!("invalid schedule `{}`: {e}", value.get_ref()),
+            );
+            None
+        }
+    }
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_region(s: &str) -> bool {
+    // e.g. us-east-1, eu-central-2, us-gov-west-1, cn-north-1
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty())
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks an ARN of `service`; returns a description of what is wrong.
+pub fn check_arn(arn: &str, service: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" {
+        return Err(format!(
+            "malformed ARN `{arn}`: expected arn:PARTITION:{service}:REGION:ACCOUNT:RESOURCE"
+        ));
+    }
+    if !matches!(
+        parts[1],
+        "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
+    ) {
+        return Err(format!(
+            "malformed ARN `{arn}`: unknown partition `{}`",
+            parts[1]
+        ));
+    }
+    if parts[2] != service {
+        return Err(format!(
+            "malformed ARN `{arn}`: expected service `{service}`, found `{}`",
+            parts[2]
+        ));
+    }
+    if !is_region(parts[3]) {
+        return Err(format!(
+            "malformed ARN `{arn}`: `{}` is not a region",
+            parts[3]
+        ));
+    }
+    if !is_account_id(parts[4]) {
+        return Err(format!(
+            "malformed ARN `{arn}`: account id `{}` must be 12 digits",
+            parts[4]
+        ));
+    }
+    if parts[5].is_empty() {
+        return Err(format!("malformed ARN `{arn}`: the resource part is empty"));
+    }
+    if service == "secretsmanager" && !parts[5].starts_with("secret:") {
+        return Err(format!(
+            "malformed ARN `{arn}`: a secret ARN ends in `secret:NAME-XXXXXX`"
+        ));
+    }
+    Ok(())
+}
+
+/// Secret names: 1-512 characters of ASCII letters, digits and `/_+=.@-`.
+fn check_secret_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 512 {
+        return Err(format!(
+            "secret name `{name}` must be 1 to 512 characters long"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-".contains(*c)))
+    {
+        return Err(format!(
+            "secret name `{name}` contains `{c}`; names may hold letters, digits and /_+=.@-"
+        ));
+    }
+    Ok(())
+}
+
+/// `CHG-10421`, `INC-123`: a prefix, a dash, digits.
+pub fn is_ticket(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('-'))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn check_http_url(diags: &mut Diagnostics, value: &Spanned<String>, key: &str) {
+    let v = value.get_ref();
+    let rest = v
+        .strip_prefix("https://")
+        .or_else(|| v.strip_prefix("http://"));
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+        diags.error(
+            value.span(),
+            format!("`{key}` must be an http:// or https:// URL, found `{v}`"),
+        );
+    }
+}
+
+/// Fields common to `[[secret]]` and `[[selector]]`, borrowed from either.
+struct RawSettings<'a> {
+    schedule: &'a S<String>,
+    window: &'a S<String>,
+    strategy: &'a S<String>,
+    change_ticket: &'a S<String>,
+    dependents: &'a S<Vec<Spanned<String>>>,
+    custodians: &'a S<Vec<Spanned<String>>>,
+    vendor: &'a S<String>,
+}
+
+fn settings(
+    diags: &mut Diagnostics,
+    raw: RawSettings<'_>,
+    entry_span: Range<usize>,
+    what: &str,
+    policy: &PolicyConfig,
+    group_names: &HashSet<String>,
+) -> Option<SecretSettings> {
+    let mut ok = true;
+    let schedule = match raw.schedule {
+        Some(s) => schedule(diags, s),
+        None => Some(policy.default_schedule.clone()),
+    };
+    let window = Some(duration(diags, raw.window, "window", policy.default_window));
+    if let (Some(sched), Some(win)) = (&schedule, window) {
+        if let Some(gap) = sched.min_gap() {
+            let gap = gap.to_std().unwrap_or_default();
+            if win > gap {
+                let span = raw
+                    .window
+                    .as_ref()
+                    .map_or_else(|| entry_span.clone(), |w| w.span());
+                diags.error(
+                    span,
+                    format!(
+                        "window {} is longer than the shortest gap ({}) between two runs of schedule `{sched}`; windows would overlap",
+                        humantime::format_duration(win),
+                        humantime::format_duration(gap)
+                    ),
+                );
+                ok = false;
+            }
+        }
+        if let Some(gap) = sched.max_gap().and_then(|g| g.to_std().ok()) {
+            if gap + win > policy.max_age {
+                diags.warning(
+                    raw.schedule.as_ref().map_or_else(|| entry_span.clone(), |s| s.span()),
+                    format!(
+                        "schedule `{sched}` can leave {} between rotations (plus a {} window), longer than [policy] max_age {}; such secrets turn overdue before their next window",
+                        humantime::format_duration(gap),
+                        humantime::format_duration(win),
+                        humantime::format_duration(policy.max_age)
+                    ),
+                );
+            }
+        }
+    }
+    let strategy = match raw.strategy {
+        None => {
+            diags.error(
+                entry_span.clone(),
+                format!(
+                    "{what} is missing `strategy`; confirm the rotation strategy: \"single-user\" or \"alternating-users\""
+                ),
+            );
+            None
+        }
+        Some(s) => match s.get_ref().as_str() {
+            "single-user" => Some(Strategy::SingleUser),
+            "alternating-users" => Some(Strategy::AlternatingUsers),
+            other => {
+                diags.error(
+                    s.span(),
+                    format!(
+                        "unknown strategy `{other}`, expected \"single-user\" or \"alternating-users\""
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let change_ticket = match raw.change_ticket {
+        Some(t) => {
+            if !is_ticket(t.get_ref(), "CHG") {
+                diags.error(
+                    t.span(),
+                    format!(
+                        "change ticket `{}` must look like CHG-12345 (planned rotations use a CHG ticket)",
+                        t.get_ref()
+                    ),
+                );
+                ok = false;
+            }
+            Some(t.get_ref().clone())
+        }
+        None => {
+            if policy.require_change_ticket {
+                diags.error(
+                    entry_span.clone(),
+                    format!(
+                        "{what} is missing `change_ticket`; scheduled rotations need a CHG ticket while [policy] require_change_ticket is true"
+                    ),
+                );
+                ok = false;
+            }
+            None
+        }
+    };
+    let mut custodians = Vec::new();
+    for c in raw.custodians.iter().flat_map(|v| v.get_ref().iter()) {
+        let name = c.get_ref().trim();
+        if let Some(group) = name.strip_prefix("group:") {
+            if !group_names.contains(group) {
+                diags.error(
+                    c.span(),
+                    format!("custodian `{name}` names no [[group]]; declare a [[group]] with name = \"{group}\""),
+                );
+                ok = false;
+            }
+            custodians.push(Custodian::Group(group.to_string()));
+        } else if name.is_empty() {
+            diags.error(c.span(), "custodian names may not be empty");
+            ok = false;
+        } else {
+            custodians.push(Custodian::User(name.to_string()));
+        }
+    }
+    let dependents = raw
+        .dependents
+        .iter()
+        .flat_map(|v| v.get_ref().iter())
+        .map(|d| d.get_ref().clone())
+        .collect();
+    let vendor = raw.vendor.as_ref().map(|v| v.get_ref().clone());
+    if !ok {
+        return None;
+    }
+    Some(SecretSettings {
+        schedule: schedule?,
+        window: window?,
+        strategy: strategy?,
+        change_ticket,
+        dependents,
+        custodians,
+        vendor,
+    })
+}
+
+/// Builds the validated config, recording every problem in `diags`.
+fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
+    let doc = parse_document(source, diags)?;
+
+    // [aws]
+    let aws = AwsConfig {
+        region: doc.aws.region.as_ref().map(|r| {
+            if !is_region(r.get_ref()) {
+                diags.error(
+                    r.span(),
+                    format!("`{}` is not an AWS region (like us-east-1)", r.get_ref()),
+                );
+            }
+            r.get_ref().clone()
+        }),
+        profile: doc.aws.profile.as_ref().map(|p| p.get_ref().clone()),
+        endpoint_url: doc.aws.endpoint_url.as_ref().map(|u| {
+            check_http_url(diags, u, "endpoint_url");
+            u.get_ref().clone()
+        }),
+    };
+
+    // [daemon]
+    let d = &doc.daemon;
+    let metrics_listen = match &d.metrics_listen {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        Some(v) => match v.get_ref().parse::<SocketAddr>() {
+            Ok(addr) => {
+                if !addr.ip().is_loopback() {
+                    diags.warning(
+                        v.span(),
+                        format!(
+                            "metrics_listen {addr} is not on loopback; /metrics will be reachable from the network, so put it behind a firewall or use 127.0.0.1"
+                        ),
+                    );
+                }
+                Some(addr)
+            }
+            Err(e) => {
+                diags.error(
+                    v.span(),
+                    format!(
+                        "invalid metrics_listen `{}`: {e}; use IP:PORT like 127.0.0.1:9464",
+                        v.get_ref()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let max_rotations_per_minute = match &d.max_rotations_per_minute {
+        None => NonZeroU32::new(30),
+        Some(v) => {
+            let n = u32::try_from(*v.get_ref()).ok().and_then(NonZeroU32::new);
+            if n.is_none() {
+                diags.error(
+                    v.span(),
+                    format!(
+                        "max_rotations_per_minute must be between 1 and {}, found {}",
+                        u32::MAX,
+                        v.get_ref()
+                    ),
+                );
+            }
+            n
+        }
+    };
+    let daemon = DaemonConfig {
+        state_path: d.state_path.as_ref().map_or_else(
+            || PathBuf::from("/var/lib/rotationd/state.db"),
+            |p| PathBuf::from(p.get_ref()),
+        ),
+        metrics_listen: metrics_listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+        reconcile_interval: duration(
+            diags,
+            &d.reconcile_interval,
+            "reconcile_interval",
+            minutes(15),
+        ),
+        max_rotations_per_minute: max_rotations_per_minute.unwrap_or(NonZeroU32::MIN),
+    };
+
+    // [alerts]
+    let alerts = match &doc.alerts {
+        None => {
+            diags.error(
+                0..0,
+                "missing [alerts] section; set security_topic_arn to the SNS topic Security subscribes to",
+            );
+            None
+        }
+        Some((span, a)) => {
+            let security = match &a.security_topic_arn {
+                None => {
+                    diags.error(
+                        span.clone(),
+                        "[alerts] is missing `security_topic_arn`; escalations need the SNS topic Security subscribes to",
+                    );
+                    String::new()
+                }
+                Some(t) => {
+                    if let Err(e) = check_arn(t.get_ref(), "sns") {
+                        diags.error(t.span(), e);
+                    }
+                    t.get_ref().clone()
+                }
+            };
+            let notify = a.notify_topic_arn.as_ref().map(|t| {
+                if let Err(e) = check_arn(t.get_ref(), "sns") {
+                    diags.error(t.span(), e);
+                }
+                t.get_ref().clone()
+            });
+            Some(AlertsConfig {
+                security_topic_arn: security,
+                notify_topic_arn: notify,
+                realert_interval: duration(
+                    diags,
+                    &a.realert_interval,
+                    "realert_interval",
+                    hours(4),
+                ),
+            })
+        }
+    };
+
+    // [events]
+    let events = doc.events.as_ref().map(|(span, e)| {
+        let queue_url = match &e.queue_url {
+            None => {
+                diags.error(
+                    span.clone(),
+                    "[events] is missing `queue_url`; set the SQS queue EventBridge delivers to, or remove [events]",
+                );
+                String::new()
+            }
+            Some(u) => {
+                check_http_url(diags, u, "queue_url");
+                u.get_ref().clone()
+            }
+        };
+        let mut allowed_accounts = Vec::new();
+        for a in e.allowed_accounts.iter().flat_map(|v| v.get_ref().iter()) {
+            if !is_account_id(a.get_ref()) {
+                diags.error(
+                    a.span(),
+                    format!("account id `{}` must be 12 digits", a.get_ref()),
+                );
+            }
+            allowed_accounts.push(a.get_ref().clone());
+        }
+        let departure_sla = duration(diags, &e.departure_sla, "departure_sla", hours(24));
+        let sla_warning = duration(diags, &e.sla_warning, "sla_warning", hours(4));
+        if sla_warning >= departure_sla {
+            let span = e
+                .sla_warning
+                .as_ref()
+                .or(e.departure_sla.as_ref())
+                .map_or_else(|| span.clone(), |s| s.span());
+            diags.error(
+                span,
+                format!(
+                    "sla_warning ({}) must be shorter than departure_sla ({})",
+                    humantime::format_duration(sla_warning),
+                    humantime::format_duration(departure_sla)
+                ),
+            );
+        }
+        let ct = e.cloudtrail.as_ref().map(|c| c.get_ref());
+        let cloudtrail = CloudTrailConfig {
+            enabled: ct
+                .and_then(|c| c.enabled.as_ref())
+                .is_some_and(|b| *b.get_ref()),
+            lookback: duration(diags, ct.map_or(&None, |c| &c.lookback), "lookback", hours(24)),
+            poll_interval: duration(
+                diags,
+                ct.map_or(&None, |c| &c.poll_interval),
+                "poll_interval",
+                minutes(5),
+            ),
+        };
+        if let Some(l) = ct.and_then(|c| c.lookback.as_ref()) {
+            if cloudtrail.lookback > Duration::from_secs(90 * 86400) {
+                diags.error(
+                    l.span(),
+                    "lookback may not exceed 90d, the CloudTrail event history",
+                );
+            }
+        }
+        EventsConfig {
+            queue_url,
+            allowed_accounts,
+            departure_sla,
+            sla_warning,
+            cloudtrail,
+        }
+    });
+
+    // [policy]
+    let p = &doc.policy;
+    let default_schedule = match &p.default_schedule {
+        Some(s) => schedule(diags, s),
+        None => Schedule::parse("@quarterly").ok(),
+    };
+    let default_window = duration(diags, &p.default_window, "default_window", hours(4));
+    let policy = PolicyConfig {
+        max_age: duration(diags, &p.max_age, "max_age", hours(90 * 24)),
+        default_schedule: default_schedule.clone().unwrap_or_else(quarterly),
+        default_window,
+        require_change_ticket: p
+            .require_change_ticket
+            .as_ref()
+            .is_none_or(|b| *b.get_ref()),
+    };
+    if let (Some(sched), win, Some(spanned)) =
+        (&default_schedule, default_window, &p.default_window)
+    {
+        if let Some(gap) = sched.min_gap().and_then(|g| g.to_std().ok()) {
+            if win > gap {
+                diags.error(
+                    spanned.span(),
+                    format!(
+                        "default_window {} is longer than the shortest gap ({}) between two runs of `{sched}`",
+                        humantime::format_duration(win),
+                        humantime::format_duration(gap)
+                    ),
+                );
+            }
+        }
+    }
+
+    // [[group]]
+    let mut groups = Vec::new();
+    let mut group_names = HashSet::new();
+    for (span, g) in &doc.groups {
+        let Some(name) = &g.name else {
+            diags.error(span.clone(), "[[group]] is missing `name`");
+            continue;
+        };
+        if !group_names.insert(name.get_ref().clone()) {
+            diags.error(name.span(), format!("duplicate group `{}`", name.get_ref()));
+        }
+        groups.push(Group {
+            name: name.get_ref().clone(),
+            members: g
+                .members
+                .iter()
+                .flat_map(|m| m.get_ref().iter())
+                .map(|m| m.get_ref().clone())
+                .collect(),
+        });
+    }
+
+    // [[secret]]
+    let mut secrets = Vec::new();
+    let mut seen_ids: HashMap<String, Range<usize>> = HashMap::new();
+    for (span, s) in &doc.secrets {
+        let id = match &s.id {
+            None => {
+                diags.error(
+                    span.clone(),
+                    "[[secret]] is missing `id` (a secret name or ARN)",
+                );
+                None
+            }
+            Some(id) => {
+                let text = id.get_ref();
+                let check = if text.starts_with("arn:") {
+                    check_arn(text, "secretsmanager")
+                } else {
+                    check_secret_name(text)
+                };
+                if let Err(e) = check {
+                    diags.error(id.span(), e);
+                }
+                if let Some(first) = seen_ids.get(text) {
+                    let (line, _) = diags.position(first.start);
+                    diags.error(
+                        id.span(),
+                        format!("duplicate secret id `{text}` (first declared on line {line})"),
+                    );
+                } else {
+                    seen_ids.insert(text.clone(), id.span());
+                }
+                Some(text.clone())
+            }
+        };
+        let what = format!(
+            "[[secret]] {}",
+            id.as_deref().map_or(String::new(), |i| format!("`{i}`"))
+        );
+        let settings = settings(
+            diags,
+            RawSettings {
+                schedule: &s.schedule,
+                window: &s.window,
+                strategy: &s.strategy,
+                change_ticket: &s.change_ticket,
+                dependents: &s.dependents,
+                custodians: &s.custodians,
+                vendor: &s.vendor,
+            },
+            span.clone(),
+            what.trim(),
+            &policy,
+            &group_names,
+        );
+        if let (Some(id), Some(settings)) = (id, settings) {
+            secrets.push(SecretConfig { id, settings });
+        }
+    }
+
+    // [[selector]]
+    let mut selectors = Vec::new();
+    for (span, s) in &doc.selectors {
+        let matcher = match (&s.tag_key, &s.tag_value, &s.name_prefix) {
+            (Some(k), v, None) => Some(Matcher::Tag {
+                key: k.get_ref().clone(),
+                value: v.as_ref().map(|v| v.get_ref().clone()),
+            }),
+            (None, None, Some(p)) => {
+                if p.get_ref().is_empty() {
+                    diags.error(p.span(), "name_prefix may not be empty");
+                }
+                Some(Matcher::NamePrefix(p.get_ref().clone()))
+            }
+            (None, Some(v), None) => {
+                diags.error(v.span(), "tag_value needs a tag_key");
+                None
+            }
+            (None, None, None) => {
+                diags.error(
+                    span.clone(),
+                    "[[selector]] needs `tag_key` (and optionally `tag_value`) or `name_prefix`",
+                );
+                None
+            }
+            (_, _, Some(p)) => {
+                diags.error(
+                    p.span(),
+                    "[[selector]] takes either tag_key/tag_value or name_prefix, not both",
+                );
+                None
+            }
+        };
+        let what = matcher.as_ref().map_or("[[selector]]".to_string(), |m| {
+            format!("[[selector]] `{m}`")
+        });
+        let settings = settings(
+            diags,
+            RawSettings {
+                schedule: &s.schedule,
+                window: &s.window,
+                strategy: &s.strategy,
+                change_ticket: &s.change_ticket,
+                dependents: &s.dependents,
+                custodians: &s.custodians,
+                vendor: &s.vendor,
+            },
+            span.clone(),
+            &what,
+            &policy,
+            &group_names,
+        );
+        if let (Some(matcher), Some(settings)) = (matcher, settings) {
+            selectors.push(SelectorConfig { matcher, settings });
+        }
+    }
+
+    Some(Config {
+        path: PathBuf::new(),
+        aws,
+        daemon,
+        alerts: alerts?,
+        events,
+        policy,
+        groups,
+        secrets,
+        selectors,
+    })
+}
+
+fn quarterly() -> Schedule {
+    Schedule::parse("@quarterly").expect("@quarterly is a built-in schedule")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
+
+[[secret]]
+id = "prod/payments/db"
+strategy = "single-user"
+change_ticket = "CHG-10421"
+"#;
+
+    fn errors(src: &str) -> Vec<String> {
+        match Config::from_source(Path::new("t.toml"), src) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(d)) => d
+                .lines()
+                .into_iter()
+                .filter(|(s, _)| *s == Severity::Error)
+                .map(|(_, l)| l)
+                .collect(),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(
+            cfg.daemon.state_path,
+            PathBuf::from("/var/lib/rotationd/state.db")
+        );
+        assert_eq!(cfg.daemon.metrics_listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(cfg.daemon.reconcile_interval, Duration::from_secs(15 * 60));
+        assert_eq!(cfg.daemon.max_rotations_per_minute.get(), 30);
+        assert_eq!(cfg.alerts.realert_interval, Duration::from_secs(4 * 3600));
+        assert_eq!(cfg.policy.max_age, Duration::from_secs(90 * 86400));
+        assert_eq!(cfg.policy.default_schedule.as_str(), "@quarterly");
+        assert_eq!(cfg.policy.default_window, Duration::from_secs(4 * 3600));
+        assert!(cfg.policy.require_change_ticket);
+        assert!(cfg.events.is_none());
+        let s = &cfg.secrets[0];
+        assert_eq!(s.id, "prod/payments/db");
+        assert_eq!(s.settings.schedule.as_str(), "@quarterly");
+        assert_eq!(s.settings.strategy, Strategy::SingleUser);
+        assert_eq!(s.settings.change_ticket.as_deref(), Some("CHG-10421"));
+    }
+
+    #[test]
+    fn positions_are_one_based_lines_and_columns() {
+        let src = "a = 1\nbb = 2\n";
+        let d = Diagnostics::new(Path::new("x"), src);
+        assert_eq!(d.position(0), (1, 1));
+        assert_eq!(d.position(6), (2, 1));
+        assert_eq!(d.position(9), (2, 4));
+    }
+
+    #[test]
+    fn unknown_keys_in_two_sections_are_both_reported() {
+        let src =
+            format!("{MINIMAL}\n[daemon]\nstate_pth = \"x\"\n\n[policy]\nmax_agee = \"1d\"\n");
+        let errs = errors(&src);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].contains("unknown field `state_pth`"), "{errs:?}");
+        assert!(errs[1].contains("unknown field `max_agee`"), "{errs:?}");
+    }
+
+    #[test]
+    fn two_bad_keys_in_one_table_are_both_reported() {
+        let src = format!("{MINIMAL}\n[daemon]\nmax_rotations_per_minute = \"many\"\nbogus = 1\n");
+        let errs = errors(&src);
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("bogus")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.contains("invalid type")), "{errs:?}");
+    }
+
+    #[test]
+    fn group_custodians_expand_to_members() {
+        let src = r#"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
+[[group]]
+name = "dba"
+members = ["alice", "bob"]
+[[secret]]
+id = "prod/db"
+strategy = "alternating-users"
+change_ticket = "CHG-1"
+custodians = ["carol", "group:dba"]
+"#;
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), src).unwrap();
+        let users = cfg.custodian_users(&cfg.secrets[0].settings.custodians);
+        let mut users: Vec<_> = users.into_iter().collect();
+        users.sort();
+        assert_eq!(users, vec!["alice", "bob", "carol"]);
+    }
+
+    #[test]
+    fn ticket_shapes() {
+        assert!(is_ticket("CHG-10421", "CHG"));
+        assert!(is_ticket("INC-1", "INC"));
+        assert!(!is_ticket("CHG-", "CHG"));
+        assert!(!is_ticket("CHG10421", "CHG"));
+        assert!(!is_ticket("INC-12", "CHG"));
+    }
+
+    #[test]
+    fn arn_checks() {
+        assert!(
+            check_arn(
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf",
+                "secretsmanager"
+            )
+            .is_ok()
+        );
+        assert!(check_arn("arn:aws:sns:us-east-1:12345:topic", "sns").is_err());
+        assert!(check_arn("arn:aws:sqs:us-east-1:123456789012:topic", "sns").is_err());
+        assert!(check_arn("not-an-arn", "sns").is_err());
+    }
+}

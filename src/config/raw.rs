@@ -1,0 +1,100 @@
+//! The configuration file as written: serde structs that mirror the TOML one to one.
+//!
+//! Every struct denies unknown keys and every field is optional, so that one section with a
+//! mistake does not hide the mistakes in another and so that "missing key" errors can be
+//! reported by [`super::build`] with the position of the table that lacks it. Values keep
+//! their source span ([`Spanned`]) for the same reason. Nothing here is validated: the
+//! stricter types live in [`super`].
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAws {
+    pub region: S<String>,
+    pub profile: S<String>,
+    pub endpoint_url: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub state_path: S<String>,
+    pub metrics_listen: S<String>,
+    pub reconcile_interval: S<String>,
+    pub max_rotations_per_minute: S<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub security_topic_arn: S<String>,
+    pub notify_topic_arn: S<String>,
+    pub realert_interval: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloudTrail {
+    pub enabled: S<bool>,
+    pub lookback: S<String>,
+    pub poll_interval: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    pub queue_url: S<String>,
+    pub allowed_accounts: S<Vec<Spanned<String>>>,
+    pub departure_sla: S<String>,
+    pub sla_warning: S<String>,
+    pub cloudtrail: S<RawCloudTrail>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub max_age: S<String>,
+    pub default_schedule: S<String>,
+    pub default_window: S<String>,
+    pub require_change_ticket: S<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGroup {
+    pub name: S<String>,
+    pub members: S<Vec<Spanned<String>>>,
+}
+
+/// The settings a `[[secret]]` and a `[[selector]]` share.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub id: S<String>,
+    pub schedule: S<String>,
+    pub window: S<String>,
+    pub strategy: S<String>,
+    pub change_ticket: S<String>,
+    pub dependents: S<Vec<Spanned<String>>>,
+    pub custodians: S<Vec<Spanned<String>>>,
+    pub vendor: S<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelector {
+    pub tag_key: S<String>,
+    pub tag_value: S<String>,
+    pub name_prefix: S<String>,
+    pub schedule: S<String>,
+    pub window: S<String>,
+    pub strategy: S<String>,
+    pub change_ticket: S<String>,
+    pub dependents: S<Vec<Spanned<String>>>,
+    pub custodians: S<Vec<Spanned<String>>>,
+    pub vendor: S<String>,
+}

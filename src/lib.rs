@@ -1,0 +1,21 @@
+//! rotationd keeps service-to-service credentials in AWS Secrets Manager in rotation
+//! compliance, unattended: it plans rotations from a TOML schedule, rotates each secret in
+//! its window through Secrets Manager's staged rotation, reacts to events, escalates to
+//! Security and records everything it did.
+//!
+//! The binary (`src/main.rs`) only parses the command line and wires these modules:
+//!
+//! - [`config`]: the TOML file parsed into a validated [`config::Config`], with every
+//!   error located (`FILE:LINE:COL`).
+//! - [`schedule`]: crontab expressions and `@quarterly`-style aliases, in UTC.
+//! - [`planner`]: pure planning: windows, compliance status, staggered starts.
+//! - [`store`]: the SQLite state store (triggers, attempts, audit log, outbox), run on its
+//!   own thread.
+//!
+//! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
+
+pub mod commands;
+pub mod config;
+pub mod planner;
+pub mod schedule;
+pub mod telemetry;

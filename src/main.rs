@@ -1,0 +1,73 @@
+//! The `rotationd` binary: parses the command line, wires the library, maps outcomes to
+//! exit codes (0 ok, 1 failure, 2 invalid configuration or usage).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rotationd::commands;
+use rotationd::config::DEFAULT_CONFIG_PATH;
+
+#[derive(Parser)]
+#[command(
+    name = "rotationd",
+    version,
+    about = "Keeps AWS Secrets Manager credentials in rotation compliance"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, global = true, env = "ROTATIOND_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check the configuration and report every error with its position.
+    Validate,
+    /// Show the coming rotation windows from the configuration alone (no AWS call).
+    Plan {
+        /// Start of the plan (RFC 3339); default: now.
+        #[arg(long)]
+        from: Option<String>,
+        /// How many days to plan.
+        #[arg(long, default_value_t = 92)]
+        days: u32,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Run the daemon.
+    Run,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    rotationd::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json));
+    let code = match cli.command {
+        Command::Validate => commands::validate(&cli.config),
+        Command::Plan { from, days, format } => commands::plan(
+            &cli.config,
+            from.as_deref(),
+            days,
+            matches!(format, Format::Json),
+        ),
+        Command::Run => commands::run(&cli.config),
+    };
+    ExitCode::from(code)
+}

@@ -19,3 +19,5 @@ pub mod config;
 pub mod planner;
 pub mod schedule;
 pub mod telemetry;
+pub mod aws;
+pub mod metrics;

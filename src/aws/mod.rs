@@ -1,0 +1,266 @@
+//! AWS plumbing: every AWS call rotationd makes goes through this module.
+//!
+//! - [`load_sdk_config`] builds one `SdkConfig` from `[aws]`: the default credential chain
+//!   (environment, profile, SSO, ECS/EC2 roles), optional region, profile and endpoint,
+//!   explicit connect/read timeouts and the SDK's standard retry with exponential backoff.
+//! - [`RequestCounter`] is an SDK interceptor that counts every HTTP attempt (retries
+//!   included) in `rotationd_aws_requests_total{service,operation,outcome}`.
+//! - [`AwsError`] classifies failures as retryable (throttling, 5xx, timeouts, I/O) or
+//!   fatal, because callers branch on it: a retryable error leaves work queued for the
+//!   next pass, a fatal one fails the attempt with the reason.
+//! - [`secrets`] wraps the few Secrets Manager operations rotationd is allowed to use.
+//!   There is deliberately no wrapper for GetSecretValue, PutSecretValue,
+//!   BatchGetSecretValue or UpdateSecret: rotationd never reads or writes secret values.
+
+pub mod secrets;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::config::AwsConfig;
+use crate::metrics::Metrics;
+
+/// Connect timeout: a VPC endpoint or AWS that does not accept a TCP connection in this
+/// long is treated as unreachable and retried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read timeout: above SQS's 20 s long poll, so that a long poll is not cut short.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts per call, including the first, with the SDK's standard exponential backoff.
+pub const MAX_ATTEMPTS: u32 = 4;
+
+/// Loads the shared SDK configuration from `[aws]`.
+pub async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .read_timeout(READ_TIMEOUT)
+                .build(),
+        )
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(MAX_ATTEMPTS)
+                .with_initial_backoff(Duration::from_millis(200))
+                .with_max_backoff(Duration::from_secs(10)),
+        );
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(profile) = &aws.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(endpoint) = &aws.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// Counts every attempt of every AWS request by service, operation and outcome.
+#[derive(Clone)]
+pub struct RequestCounter {
+    metrics: Arc<Metrics>,
+}
+
+impl RequestCounter {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        RequestCounter { metrics }
+    }
+}
+
+impl std::fmt::Debug for RequestCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestCounter")
+    }
+}
+
+/// The outcome label of one HTTP attempt.
+fn outcome_label(status: Option<u16>) -> &'static str {
+    match status {
+        None => "transport_error",
+        Some(s) if s < 300 => "success",
+        Some(429) => "throttled",
+        Some(s) if s < 500 => "client_error",
+        Some(_) => "server_error",
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "rotationd::RequestCounter"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let (service, operation) = cfg
+            .load::<Metadata>()
+            .map(|m| (m.service().to_string(), m.name().to_string()))
+            .unwrap_or_else(|| ("unknown".into(), "unknown".into()));
+        let status = context.response().map(|r| r.status().as_u16());
+        // AWS JSON protocols report throttling as a 400 whose error type header says so.
+        let mut outcome = outcome_label(status);
+        let error_type = context
+            .response()
+            .and_then(|r| r.headers().get("x-amzn-errortype"))
+            .map(|v| v.split(':').next().unwrap_or_default());
+        if error_type.is_some_and(is_throttling_code) {
+            outcome = "throttled";
+        }
+        self.metrics
+            .aws_requests_total
+            .with_label_values(&[service.to_lowercase().as_str(), operation.as_str(), outcome])
+            .inc();
+        Ok(())
+    }
+}
+
+fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ThrottlingException"
+            | "Throttling"
+            | "ThrottledException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "RequestThrottled"
+            | "RequestThrottledException"
+            | "SlowDown"
+            | "PriorRequestNotComplete"
+            | "ProvisionedThroughputExceededException"
+    )
+}
+
+/// An AWS call that failed, classified for the caller.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation} failed{}: {message}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+pub struct AwsError {
+    pub operation: &'static str,
+    /// The AWS error code, e.g. `ResourceNotFoundException`; `None` for transport errors.
+    pub code: Option<String>,
+    pub message: String,
+    /// Throttling, 5xx, timeouts and I/O: the same call may succeed later.
+    pub retryable: bool,
+}
+
+impl AwsError {
+    pub fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match &err {
+            SdkError::TimeoutError(_) => AwsError {
+                operation,
+                code: None,
+                message: "timed out; AWS did not answer in time".into(),
+                retryable: true,
+            },
+            SdkError::DispatchFailure(e) => AwsError {
+                operation,
+                code: None,
+                message: format!(
+                    "cannot reach AWS: {}",
+                    e.as_connector_error()
+                        .map(|c| c.to_string())
+                        .unwrap_or_else(|| "dispatch failure".into())
+                ),
+                retryable: true,
+            },
+            SdkError::ResponseError(_) => AwsError {
+                operation,
+                code: None,
+                message: "unreadable response from AWS".into(),
+                retryable: true,
+            },
+            SdkError::ServiceError(se) => {
+                let e = se.err();
+                let code = e.code().map(str::to_string);
+                let status = se.raw().status().as_u16();
+                let server_side = code.as_deref().is_some_and(|c| {
+                    is_throttling_code(c)
+                        || matches!(
+                            c,
+                            "InternalServiceError"
+                                | "InternalFailure"
+                                | "InternalServerError"
+                                | "ServiceUnavailable"
+                                | "ServiceUnavailableException"
+                        )
+                }) || status >= 500
+                    || status == 429;
+                AwsError {
+                    operation,
+                    message: e.message().map(str::to_string).unwrap_or_else(|| {
+                        code.clone().unwrap_or_else(|| "service error".to_string())
+                    }),
+                    code,
+                    retryable: server_side,
+                }
+            }
+            _ => AwsError {
+                operation,
+                code: None,
+                message: format!("{}", DisplayErrorChain(&err)),
+                retryable: false,
+            },
+        }
+    }
+
+    pub fn is_code(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.is_code("ResourceNotFoundException")
+    }
+}
+
+/// Renders an error and its sources on one line.
+pub struct DisplayErrorChain<'a, E: std::error::Error>(pub &'a E);
+
+impl<E: std::error::Error> std::fmt::Display for DisplayErrorChain<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_labels() {
+        assert_eq!(outcome_label(Some(200)), "success");
+        assert_eq!(outcome_label(Some(400)), "client_error");
+        assert_eq!(outcome_label(Some(429)), "throttled");
+        assert_eq!(outcome_label(Some(503)), "server_error");
+        assert_eq!(outcome_label(None), "transport_error");
+    }
+
+    #[test]
+    fn throttling_codes() {
+        assert!(is_throttling_code("ThrottlingException"));
+        assert!(is_throttling_code("RequestLimitExceeded"));
+        assert!(!is_throttling_code("ResourceNotFoundException"));
+    }
+}

@@ -1,0 +1,244 @@
+//! The Secrets Manager operations rotationd uses, and nothing else.
+//!
+//! Allowed: ListSecrets, DescribeSecret, ListSecretVersionIds, RotateSecret,
+//! UpdateSecretVersionStage (the list `docs/iam-policy.json` grants). None of them carries a
+//! secret value: rotationd only moves staging labels and asks the rotation function to make
+//! a new version.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use chrono::{DateTime, Utc};
+
+use super::AwsError;
+
+pub const AWSCURRENT: &str = "AWSCURRENT";
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+pub const AWSPENDING: &str = "AWSPENDING";
+
+/// What rotationd knows about one secret, from ListSecrets or DescribeSecret.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SecretInfo {
+    pub name: String,
+    pub arn: String,
+    pub rotation_enabled: bool,
+    pub rotation_lambda_arn: Option<String>,
+    pub created: Option<DateTime<Utc>>,
+    pub last_rotated: Option<DateTime<Utc>>,
+    pub last_changed: Option<DateTime<Utc>>,
+    pub next_rotation: Option<DateTime<Utc>>,
+    pub deleted: Option<DateTime<Utc>>,
+    pub owning_service: Option<String>,
+    /// Version id → staging labels.
+    pub versions: BTreeMap<String, Vec<String>>,
+    pub tags: BTreeMap<String, String>,
+}
+
+impl SecretInfo {
+    /// The version that holds `label`, if any.
+    pub fn version_with(&self, label: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, stages)| stages.iter().any(|s| s == label))
+            .map(|(v, _)| v.as_str())
+    }
+
+    pub fn current_version(&self) -> Option<&str> {
+        self.version_with(AWSCURRENT)
+    }
+
+    pub fn previous_version(&self) -> Option<&str> {
+        self.version_with(AWSPREVIOUS)
+    }
+
+    /// AWSPENDING on a version that is not also AWSCURRENT: a rotation is running or was
+    /// left broken (AWS refuses a new RotateSecret until it is cleared; moto does not).
+    pub fn dangling_pending(&self) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, stages)| {
+                stages.iter().any(|s| s == AWSPENDING) && !stages.iter().any(|s| s == AWSCURRENT)
+            })
+            .map(|(v, _)| v.as_str())
+    }
+
+    /// Managed rotation (owned by another service) or a rotation function configured.
+    pub fn rotation_configured(&self) -> bool {
+        self.rotation_enabled || self.rotation_lambda_arn.is_some() || self.owning_service.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionInfo {
+    pub id: String,
+    pub stages: Vec<String>,
+    pub created: Option<DateTime<Utc>>,
+}
+
+fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+/// The Secrets Manager client, restricted to what rotationd may call.
+#[derive(Clone, Debug)]
+pub struct SecretsManager {
+    client: Client,
+}
+
+impl SecretsManager {
+    pub fn new(client: Client) -> Self {
+        SecretsManager { client }
+    }
+
+    /// Every secret in the account and region (including those scheduled for deletion, so
+    /// that a configured secret being deleted is reported as such rather than missing),
+    /// in pages of 100: ceil(N/100) requests.
+    pub async fn list_all(&self, name_prefix: Option<&str>) -> Result<Vec<SecretInfo>, AwsError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_secrets()
+                .max_results(100)
+                .include_planned_deletion(true)
+                .set_next_token(token.clone());
+            if let Some(prefix) = name_prefix {
+                req = req.filters(
+                    Filter::builder()
+                        .key(FilterNameStringType::Name)
+                        .values(prefix)
+                        .build(),
+                );
+            }
+            let page = req
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListSecrets", e))?;
+            for e in page.secret_list() {
+                out.push(SecretInfo {
+                    name: e.name().unwrap_or_default().to_string(),
+                    arn: e.arn().unwrap_or_default().to_string(),
+                    rotation_enabled: e.rotation_enabled().unwrap_or(false),
+                    rotation_lambda_arn: e.rotation_lambda_arn().map(str::to_string),
+                    created: time(e.created_date()),
+                    last_rotated: time(e.last_rotated_date()),
+                    last_changed: time(e.last_changed_date()),
+                    next_rotation: time(e.next_rotation_date()),
+                    deleted: time(e.deleted_date()),
+                    owning_service: e.owning_service().map(str::to_string),
+                    versions: e
+                        .secret_versions_to_stages()
+                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                        .unwrap_or_default(),
+                    tags: e
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                        .collect(),
+                });
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub async fn describe(&self, id: &str) -> Result<SecretInfo, AwsError> {
+        let d = self
+            .client
+            .describe_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeSecret", e))?;
+        Ok(SecretInfo {
+            name: d.name().unwrap_or_default().to_string(),
+            arn: d.arn().unwrap_or_default().to_string(),
+            rotation_enabled: d.rotation_enabled().unwrap_or(false),
+            rotation_lambda_arn: d.rotation_lambda_arn().map(str::to_string),
+            created: time(d.created_date()),
+            last_rotated: time(d.last_rotated_date()),
+            last_changed: time(d.last_changed_date()),
+            next_rotation: time(d.next_rotation_date()),
+            deleted: time(d.deleted_date()),
+            owning_service: d.owning_service().map(str::to_string),
+            versions: d
+                .version_ids_to_stages()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            tags: d
+                .tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                .collect(),
+        })
+    }
+
+    /// Every version with its creation date (pages of 100).
+    pub async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, AwsError> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_secret_version_ids()
+                .secret_id(id)
+                .max_results(100)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("ListSecretVersionIds", e))?;
+            for v in page.versions() {
+                out.push(VersionInfo {
+                    id: v.version_id().unwrap_or_default().to_string(),
+                    stages: v.version_stages().to_vec(),
+                    created: time(v.created_date()),
+                });
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Starts a rotation with the secret's configured rotation function. The
+    /// `ClientRequestToken` becomes the new version's id, so retrying with the same token
+    /// never starts a second rotation.
+    pub async fn rotate(&self, id: &str, token: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .rotate_secret()
+            .secret_id(id)
+            .client_request_token(token)
+            .rotate_immediately(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("RotateSecret", e))?;
+        Ok(out.version_id().map(str::to_string))
+    }
+
+    /// Moves `label` to `to_version`, removing it from `from_version` (the seed's rollback:
+    /// moving AWSCURRENT also moves AWSPREVIOUS to the version that held AWSCURRENT).
+    pub async fn move_label(
+        &self,
+        id: &str,
+        label: &str,
+        to_version: &str,
+        from_version: &str,
+    ) -> Result<(), AwsError> {
+        self.client
+            .update_secret_version_stage()
+            .secret_id(id)
+            .version_stage(label)
+            .move_to_version_id(to_version)
+            .remove_from_version_id(from_version)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateSecretVersionStage", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! Every Prometheus metric rotationd exports, defined in one place.
+//!
+//! Names follow Prometheus conventions: one `rotationd_` prefix, counters end in `_total`,
+//! durations in `_seconds`, event times in `_timestamp_seconds` (the time, not the age), and
+//! labels of low cardinality only: never a secret name, an error message or an id. The
+//! registry is owned by a [`Metrics`] value passed to whoever records, never a global.
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    pub build_info: IntGaugeVec,
+    pub secrets: IntGaugeVec,
+    pub rotations_total: IntCounterVec,
+    pub rotation_duration_seconds: HistogramVec,
+    pub triggers_pending: IntGaugeVec,
+    pub departure_deadline_earliest_timestamp_seconds: Gauge,
+    pub events_received_total: IntCounterVec,
+    pub events_rejected_total: IntCounterVec,
+    pub alerts_published_total: IntCounterVec,
+    pub alerts_outbox: IntGauge,
+    pub aws_requests_total: IntCounterVec,
+    pub last_reconcile_success_timestamp_seconds: Gauge,
+    pub cloudtrail_cursor_timestamp_seconds: Gauge,
+    pub config_reloads_total: IntCounterVec,
+    pub ready: IntGauge,
+}
+
+/// The compliance statuses `rotationd_secrets{status}` always exports (zero included, so
+/// that a status that empties out reads 0 rather than disappearing).
+pub const SECRET_STATUSES: &[&str] = &[
+    "compliant",
+    "due",
+    "overdue",
+    "never_rotated",
+    "in_progress",
+    "stuck",
+    "failing",
+    "missing",
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
+            // Registration fails only for duplicate names, which the fixed list below rules out.
+            r.register(Box::new(m.clone()))
+                .expect("metric names are unique");
+            m
+        }
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            reg(&registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            reg(&registry, IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+        };
+        let gauge = |name: &str, help: &str| reg(&registry, Gauge::new(name, help).expect("valid metric"));
+        let m = Metrics {
+            build_info: gauge_vec("rotationd_build_info", "Build information; always 1", &["version"]),
+            secrets: gauge_vec("rotationd_secrets", "Secrets by compliance status", &["status"]),
+            rotations_total: counter(
+                "rotationd_rotations_total",
+                "Rotation attempts finished, by trigger and outcome",
+                &["trigger", "outcome"],
+            ),
+            rotation_duration_seconds: reg(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "rotationd_rotation_duration_seconds",
+                        "Time from RotateSecret to validated AWSCURRENT",
+                    )
+                    .buckets(vec![1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0]),
+                    &["trigger"],
+                )
+                .expect("valid metric"),
+            ),
+            triggers_pending: gauge_vec("rotationd_triggers_pending", "Triggers waiting to rotate", &["trigger"]),
+            departure_deadline_earliest_timestamp_seconds: gauge(
+                "rotationd_departure_deadline_earliest_timestamp_seconds",
+                "Earliest deadline of a pending departure trigger (0 when none)",
+            ),
+            events_received_total: counter(
+                "rotationd_events_received_total",
+                "Events received, by source and kind",
+                &["source", "kind"],
+            ),
+            events_rejected_total: counter(
+                "rotationd_events_rejected_total",
+                "Events rejected and audited, by reason",
+                &["reason"],
+            ),
+            alerts_published_total: counter(
+                "rotationd_alerts_published_total",
+                "Alerts published to SNS, by kind and severity",
+                &["kind", "severity"],
+            ),
+            alerts_outbox: reg(
+                &registry,
+                IntGauge::new("rotationd_alerts_outbox", "Alerts waiting in the outbox").expect("valid metric"),
+            ),
+            aws_requests_total: counter(
+                "rotationd_aws_requests_total",
+                "HTTP requests to AWS (each retry counts), by service, operation and outcome",
+                &["service", "operation", "outcome"],
+            ),
+            last_reconcile_success_timestamp_seconds: gauge(
+                "rotationd_last_reconcile_success_timestamp_seconds",
+                "When the last reconcile succeeded",
+            ),
+            cloudtrail_cursor_timestamp_seconds: gauge(
+                "rotationd_cloudtrail_cursor_timestamp_seconds",
+                "Time up to which CloudTrail has been read",
+            ),
+            config_reloads_total: counter(
+                "rotationd_config_reloads_total",
+                "Configuration reloads, by outcome",
+                &["outcome"],
+            ),
+            ready: reg(
+                &registry,
+                IntGauge::new("rotationd_ready", "1 when ready (config, state store, AWS reachable)")
+                    .expect("valid metric"),
+            ),
+            registry,
+        };
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for status in SECRET_STATUSES {
+            m.secrets.with_label_values(&[status]).set(0);
+        }
+        m
+    }
+
+    /// The text exposition format served at `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_includes_build_info_and_zeroed_statuses() {
+        let m = Metrics::new();
+        m.aws_requests_total
+            .with_label_values(&["secretsmanager", "ListSecrets", "success"])
+            .inc_by(3);
+        let text = m.render();
+        assert!(text.contains(&format!(
+            "rotationd_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("rotationd_secrets{status=\"missing\"} 0"));
+        assert!(text.contains(
+            "rotationd_aws_requests_total{operation=\"ListSecrets\",outcome=\"success\",service=\"secretsmanager\"} 3"
+        ));
+    }
+}

@@ -74,11 +74,13 @@ pub fn plan(path: &Path, from: Option<&str>, days: u32, json: bool) -> u8 {
     };
     let until = from + chrono::Duration::days(i64::from(days));
     let plan = offline_plan(&cfg, from, until);
-    for (secret, window_start) in &plan.over_capacity {
+    for over in &plan.over_capacity {
         eprintln!(
-            "warning: window at {} is full ([daemon] max_rotations_per_minute = {}); `{secret}` starts at its last minute",
-            window_start.to_rfc3339(),
-            cfg.daemon.max_rotations_per_minute
+            "warning: the window {} .. {} is full ([daemon] max_rotations_per_minute = {}); `{}` starts at its last minute",
+            over.window_start.format(TIME_FORMAT),
+            over.window_end.format(TIME_FORMAT),
+            cfg.daemon.max_rotations_per_minute,
+            over.secret
         );
     }
     if json {
@@ -126,13 +128,50 @@ pub fn offline_targets(cfg: &Config) -> Vec<planner::Target> {
         .collect()
 }
 
-fn offline_plan(_cfg: &Config, _from: DateTime<Utc>, _until: DateTime<Utc>) -> planner::Plan {
-    planner::Plan {
-        entries: vec![],
-        over_capacity: vec![],
+/// The planner's policy from the config.
+pub fn policy(cfg: &Config) -> planner::Policy {
+    planner::Policy {
+        max_age: chrono::Duration::from_std(cfg.policy.max_age).unwrap_or(chrono::Duration::MAX),
+        max_rotations_per_minute: cfg.daemon.max_rotations_per_minute,
     }
 }
 
-fn render_table(_e: &[planner::PlanEntry]) -> String {
-    String::new()
+/// The plan from the configuration alone: every window is `scheduled`.
+pub fn offline_plan(cfg: &Config, from: DateTime<Utc>, until: DateTime<Utc>) -> planner::Plan {
+    planner::plan(&offline_targets(cfg), &|_| None, from, until, &policy(cfg))
+}
+
+pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
+/// A plain-text table, one entry per line, sorted as the planner returned them.
+pub fn render_table(entries: &[planner::PlanEntry]) -> String {
+    use std::fmt::Write;
+    let width = entries
+        .iter()
+        .map(|e| e.secret.len())
+        .max()
+        .unwrap_or(0)
+        .max("SECRET".len());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<20}  {:<20}  {:<20}  {:<width$}  {:<13}  TICKET",
+        "START", "WINDOW START", "WINDOW END", "SECRET", "REASON"
+    );
+    for e in entries {
+        let _ = writeln!(
+            out,
+            "{:<20}  {:<20}  {:<20}  {:<width$}  {:<13}  {}",
+            e.start_at.format(TIME_FORMAT).to_string(),
+            e.window_start.format(TIME_FORMAT).to_string(),
+            e.window_end.format(TIME_FORMAT).to_string(),
+            e.secret,
+            e.reason.as_str(),
+            e.ticket.as_deref().unwrap_or("-")
+        );
+    }
+    if entries.is_empty() {
+        out.push_str("(no windows in this period)\n");
+    }
+    out
 }

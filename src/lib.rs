@@ -14,10 +14,12 @@
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
+pub mod aws;
 pub mod commands;
 pub mod config;
+pub mod inventory;
+pub mod metrics;
 pub mod planner;
 pub mod schedule;
+pub mod store;
 pub mod telemetry;
-pub mod aws;
-pub mod metrics;

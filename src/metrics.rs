@@ -6,8 +6,8 @@
 //! registry is owned by a [`Metrics`] value passed to whoever records, never a global.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -52,15 +52,30 @@ impl Metrics {
             m
         }
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            reg(&registry, IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            reg(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            reg(&registry, IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            reg(
+                &registry,
+                IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
-        let gauge = |name: &str, help: &str| reg(&registry, Gauge::new(name, help).expect("valid metric"));
+        let gauge =
+            |name: &str, help: &str| reg(&registry, Gauge::new(name, help).expect("valid metric"));
         let m = Metrics {
-            build_info: gauge_vec("rotationd_build_info", "Build information; always 1", &["version"]),
-            secrets: gauge_vec("rotationd_secrets", "Secrets by compliance status", &["status"]),
+            build_info: gauge_vec(
+                "rotationd_build_info",
+                "Build information; always 1",
+                &["version"],
+            ),
+            secrets: gauge_vec(
+                "rotationd_secrets",
+                "Secrets by compliance status",
+                &["status"],
+            ),
             rotations_total: counter(
                 "rotationd_rotations_total",
                 "Rotation attempts finished, by trigger and outcome",
@@ -78,7 +93,11 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
-            triggers_pending: gauge_vec("rotationd_triggers_pending", "Triggers waiting to rotate", &["trigger"]),
+            triggers_pending: gauge_vec(
+                "rotationd_triggers_pending",
+                "Triggers waiting to rotate",
+                &["trigger"],
+            ),
             departure_deadline_earliest_timestamp_seconds: gauge(
                 "rotationd_departure_deadline_earliest_timestamp_seconds",
                 "Earliest deadline of a pending departure trigger (0 when none)",
@@ -100,7 +119,8 @@ impl Metrics {
             ),
             alerts_outbox: reg(
                 &registry,
-                IntGauge::new("rotationd_alerts_outbox", "Alerts waiting in the outbox").expect("valid metric"),
+                IntGauge::new("rotationd_alerts_outbox", "Alerts waiting in the outbox")
+                    .expect("valid metric"),
             ),
             aws_requests_total: counter(
                 "rotationd_aws_requests_total",
@@ -122,12 +142,17 @@ impl Metrics {
             ),
             ready: reg(
                 &registry,
-                IntGauge::new("rotationd_ready", "1 when ready (config, state store, AWS reachable)")
-                    .expect("valid metric"),
+                IntGauge::new(
+                    "rotationd_ready",
+                    "1 when ready (config, state store, AWS reachable)",
+                )
+                .expect("valid metric"),
             ),
             registry,
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         for status in SECRET_STATUSES {
             m.secrets.with_label_values(&[status]).set(0);
         }

@@ -135,7 +135,12 @@ impl SecretsManager {
                     tags: e
                         .tags()
                         .iter()
-                        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                        .filter_map(|t| {
+                            Some((
+                                t.key()?.to_string(),
+                                t.value().unwrap_or_default().to_string(),
+                            ))
+                        })
                         .collect(),
                 });
             }
@@ -172,7 +177,12 @@ impl SecretsManager {
             tags: d
                 .tags()
                 .iter()
-                .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    ))
+                })
                 .collect(),
         })
     }

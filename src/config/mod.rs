@@ -353,7 +353,9 @@ fn toml_error(diags: &mut Diagnostics, err: toml::de::Error, fallback: Range<usi
     diags.error(span, message);
 }
 
-/// Deserializes one table; on failure retries each key alone to report every bad key.
+/// Deserializes one table; on failure retries each key alone to report every bad key,
+/// then deserializes what is left without the bad keys so that the cross-field checks
+/// still run on the rest (the file stays rejected: the errors are recorded).
 fn de_table<T: DeserializeOwned + Default>(
     value: &Spanned<DeValue<'_>>,
     what: &str,
@@ -369,26 +371,44 @@ fn de_table<T: DeserializeOwned + Default>(
         );
         return None;
     };
-    match T::deserialize(ValueDeserializer::from(value.clone())) {
-        Ok(t) => Some(t),
-        Err(whole) => {
-            let before = diags.items.len();
-            for (key, val) in table.iter() {
-                let mut one = DeTable::new();
-                one.insert(key.clone(), val.clone());
-                let one = Spanned::new(value.span(), DeValue::Table(one));
-                if let Err(err) = T::deserialize(ValueDeserializer::from(one)) {
-                    // Unknown keys are reported at the key, not at the table.
-                    let fallback = key.span();
-                    toml_error(diags, err, fallback);
-                }
+    let whole = match T::deserialize(ValueDeserializer::from(value.clone())) {
+        Ok(t) => return Some(t),
+        Err(whole) => whole,
+    };
+    let mut good = DeTable::new();
+    let mut bad = 0;
+    for (key, val) in table.iter() {
+        let mut one = DeTable::new();
+        one.insert(key.clone(), val.clone());
+        let one = Spanned::new(value.span(), DeValue::Table(one));
+        match T::deserialize(ValueDeserializer::from(one)) {
+            Ok(_) => {
+                good.insert(key.clone(), val.clone());
             }
-            if diags.items.len() == before {
-                toml_error(diags, whole, value.span());
+            Err(err) => {
+                bad += 1;
+                let name: &str = key.get_ref();
+                let span = err.span().unwrap_or_else(|| key.span());
+                let msg = err.message().trim().trim_end_matches('.');
+                // Unknown-key messages name the key already; type errors do not.
+                let msg = if msg.contains(&format!("`{name}`")) {
+                    msg.to_string()
+                } else {
+                    format!("`{name}`: {msg}")
+                };
+                diags.error(span, msg);
             }
-            None
         }
     }
+    if bad == 0 {
+        toml_error(diags, whole, value.span());
+        return None;
+    }
+    T::deserialize(ValueDeserializer::from(Spanned::new(
+        value.span(),
+        DeValue::Table(good),
+    )))
+    .ok()
 }
 
 /// Deserializes an array of tables (`[[secret]]`), each element on its own.
@@ -497,6 +517,22 @@ fn duration(
             default
         }
     }
+}
+
+/// `92d`, `4h`, `1d 2h 30m`: days at most, so that messages never speak of months.
+pub fn fmt_duration(d: Duration) -> String {
+    let mut secs = d.as_secs();
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut parts = Vec::new();
+    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
+            parts.push(format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    parts.join(" ")
 }
 
 const fn hours(h: u64) -> Duration {
@@ -656,22 +692,27 @@ fn settings(
                     span,
                     format!(
                         "window {} is longer than the shortest gap ({}) between two runs of schedule `{sched}`; windows would overlap",
-                        humantime::format_duration(win),
-                        humantime::format_duration(gap)
+                        fmt_duration(win),
+                        fmt_duration(gap)
                     ),
                 );
                 ok = false;
             }
         }
-        if let Some(gap) = sched.max_gap().and_then(|g| g.to_std().ok()) {
+        let own = raw.schedule.is_some() || raw.window.is_some();
+        if let Some(gap) = sched
+            .max_gap()
+            .and_then(|g| g.to_std().ok())
+            .filter(|_| own)
+        {
             if gap + win > policy.max_age {
                 diags.warning(
                     raw.schedule.as_ref().map_or_else(|| entry_span.clone(), |s| s.span()),
                     format!(
                         "schedule `{sched}` can leave {} between rotations (plus a {} window), longer than [policy] max_age {}; such secrets turn overdue before their next window",
-                        humantime::format_duration(gap),
-                        humantime::format_duration(win),
-                        humantime::format_duration(policy.max_age)
+                        fmt_duration(gap),
+                        fmt_duration(win),
+                        fmt_duration(policy.max_age)
                     ),
                 );
             }
@@ -931,8 +972,8 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                 span,
                 format!(
                     "sla_warning ({}) must be shorter than departure_sla ({})",
-                    humantime::format_duration(sla_warning),
-                    humantime::format_duration(departure_sla)
+                    fmt_duration(sla_warning),
+                    fmt_duration(departure_sla)
                 ),
             );
         }
@@ -991,11 +1032,35 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                     spanned.span(),
                     format!(
                         "default_window {} is longer than the shortest gap ({}) between two runs of `{sched}`",
-                        humantime::format_duration(win),
-                        humantime::format_duration(gap)
+                        fmt_duration(win),
+                        fmt_duration(gap)
                     ),
                 );
             }
+        }
+    }
+
+    if let Some(gap) = policy
+        .default_schedule
+        .max_gap()
+        .and_then(|g| g.to_std().ok())
+    {
+        if gap + policy.default_window > policy.max_age && !diags.has_errors() {
+            let span = p
+                .max_age
+                .as_ref()
+                .or(p.default_schedule.as_ref())
+                .map_or(0..0, |s| s.span());
+            diags.warning(
+                span,
+                format!(
+                    "default_schedule `{}` can leave {} between rotations (plus a {} window), longer than max_age {}; secrets on it turn overdue and rotate early in the longest periods",
+                    policy.default_schedule,
+                    fmt_duration(gap),
+                    fmt_duration(policy.default_window),
+                    fmt_duration(policy.max_age)
+                ),
+            );
         }
     }
 
@@ -1251,6 +1316,16 @@ custodians = ["carol", "group:dba"]
         let mut users: Vec<_> = users.into_iter().collect();
         users.sort();
         assert_eq!(users, vec!["alice", "bob", "carol"]);
+    }
+
+    #[test]
+    fn durations_render_in_days_at_most() {
+        assert_eq!(fmt_duration(Duration::from_secs(92 * 86400)), "92d");
+        assert_eq!(
+            fmt_duration(Duration::from_secs(86400 + 2 * 3600 + 30 * 60)),
+            "1d 2h 30m"
+        );
+        assert_eq!(fmt_duration(Duration::from_secs(4 * 3600)), "4h");
     }
 
     #[test]

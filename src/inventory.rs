@@ -1,0 +1,439 @@
+//! Inventory: which secrets rotationd manages, and the facts the planner needs about each.
+//!
+//! The fleet is built from one paginated `ListSecrets` scan (pages of 100) matched locally
+//! against `[[secret]]` ids (name or ARN) and `[[selector]]`s (tag or name prefix; the first
+//! matching selector wins, and a listed `[[secret]]` wins over any selector). The entries
+//! already carry the staging labels and dates, so a quiet fleet of N secrets costs
+//! ceil(N/100) requests. `ListSecretVersionIds` is called only when the age of the
+//! AWSCURRENT version is ambiguous (see [`needs_closer_look`]), and its answer is cached
+//! per (secret, AWSCURRENT version) so the next reconcile does not ask again.
+//!
+//! Why not `LastRotatedDate` alone: it does not move when someone writes a version by hand
+//! or rolls back, so the honest age is the creation date of the AWSCURRENT version.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::aws::AwsError;
+use crate::aws::secrets::{AWSPENDING, SecretInfo, SecretsManager, VersionInfo};
+use crate::config::{Config, Matcher, SecretSettings};
+use crate::planner::{Facts, RotationState};
+
+/// A `LastChangedDate` this close after `LastRotatedDate` is the rotation's own change.
+const CHANGE_TOLERANCE_SECS: i64 = 300;
+
+/// Where a managed secret's settings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Index into `Config::secrets`.
+    Secret(usize),
+    /// Index into `Config::selectors`.
+    Selector(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetEntry {
+    /// How the secret is shown and keyed: the `[[secret]]` id, or the name for selectors.
+    pub key: String,
+    pub info: SecretInfo,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    pub entries: Vec<FleetEntry>,
+    /// `[[secret]]` ids with no live secret in AWS (absent, or scheduled for deletion).
+    pub missing: Vec<(String, MissingReason)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissingReason {
+    NotFound,
+    ScheduledForDeletion,
+}
+
+impl MissingReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingReason::NotFound => "not found in Secrets Manager",
+            MissingReason::ScheduledForDeletion => "scheduled for deletion",
+        }
+    }
+}
+
+impl Fleet {
+    pub fn settings<'a>(&self, cfg: &'a Config, origin: Origin) -> &'a SecretSettings {
+        match origin {
+            Origin::Secret(i) => &cfg.secrets[i].settings,
+            Origin::Selector(i) => &cfg.selectors[i].settings,
+        }
+    }
+
+    /// Finds a managed secret by key, name or ARN.
+    pub fn find(&self, id: &str) -> Option<&FleetEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.key == id || e.info.name == id || e.info.arn == id)
+    }
+}
+
+fn selector_matches(m: &Matcher, info: &SecretInfo) -> bool {
+    match m {
+        Matcher::Tag { key, value } => info
+            .tags
+            .get(key)
+            .is_some_and(|v| value.as_ref().is_none_or(|want| want == v)),
+        Matcher::NamePrefix(p) => info.name.starts_with(p.as_str()),
+    }
+}
+
+/// Matches a `ListSecrets` scan against the configuration.
+pub fn match_fleet(cfg: &Config, all: Vec<SecretInfo>) -> Fleet {
+    let mut by_id: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in cfg.secrets.iter().enumerate() {
+        by_id.insert(s.id.as_str(), i);
+    }
+    let mut found = vec![false; cfg.secrets.len()];
+    let mut deleted = vec![false; cfg.secrets.len()];
+    let mut entries = Vec::new();
+    for info in all {
+        let listed = by_id
+            .get(info.arn.as_str())
+            .or_else(|| by_id.get(info.name.as_str()))
+            .copied();
+        if let Some(i) = listed {
+            if info.deleted.is_some() {
+                deleted[i] = true;
+                continue;
+            }
+            found[i] = true;
+            entries.push(FleetEntry {
+                key: cfg.secrets[i].id.clone(),
+                info,
+                origin: Origin::Secret(i),
+            });
+            continue;
+        }
+        if info.deleted.is_some() {
+            continue;
+        }
+        if let Some(j) = cfg
+            .selectors
+            .iter()
+            .position(|s| selector_matches(&s.matcher, &info))
+        {
+            entries.push(FleetEntry {
+                key: info.name.clone(),
+                info,
+                origin: Origin::Selector(j),
+            });
+        }
+    }
+    let missing = cfg
+        .secrets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !found[*i])
+        .map(|(i, s)| {
+            let reason = if deleted[i] {
+                MissingReason::ScheduledForDeletion
+            } else {
+                MissingReason::NotFound
+            };
+            (s.id.clone(), reason)
+        })
+        .collect();
+    entries.sort_by(|a, b| a.key.cmp(&b.key));
+    Fleet { entries, missing }
+}
+
+/// Remembers the creation date of each secret's AWSCURRENT version, keyed by ARN and valid
+/// while the same version holds AWSCURRENT.
+#[derive(Debug, Default, Clone)]
+pub struct AgeCache {
+    map: HashMap<String, (String, DateTime<Utc>)>,
+}
+
+impl AgeCache {
+    pub fn get(&self, info: &SecretInfo) -> Option<DateTime<Utc>> {
+        let current = info.current_version()?;
+        self.map
+            .get(&info.arn)
+            .filter(|(v, _)| v == current)
+            .map(|(_, t)| *t)
+    }
+
+    pub fn put(&mut self, arn: &str, version: &str, created: DateTime<Utc>) {
+        self.map
+            .insert(arn.to_string(), (version.to_string(), created));
+    }
+}
+
+/// The AWSCURRENT creation date when the listing alone tells it, `None` when ambiguous.
+///
+/// - Rotated, and nothing changed after the rotation: the rotation made AWSCURRENT, so its
+///   age is at most `LastRotatedDate` (slightly older, by the rotation's own duration).
+/// - Never rotated, one labelled version: the secret's creation date, an upper bound on the
+///   age (a hand-written version would only be younger).
+/// - Anything else (changed after the rotation, a rollback, several versions and no
+///   rotation): ambiguous.
+pub fn current_created_from_listing(info: &SecretInfo, cache: &AgeCache) -> Option<DateTime<Utc>> {
+    if let Some(t) = cache.get(info) {
+        return Some(t);
+    }
+    match (info.last_rotated, info.last_changed) {
+        (Some(rotated), Some(changed))
+            if changed <= rotated + Duration::seconds(CHANGE_TOLERANCE_SECS) =>
+        {
+            Some(rotated)
+        }
+        (Some(rotated), None) => Some(rotated),
+        (None, _) if info.versions.len() <= 1 => info.created,
+        _ => None,
+    }
+}
+
+/// Whether `ListSecretVersionIds` is worth a request for this secret: the AWSCURRENT age
+/// is ambiguous, or an AWSPENDING version needs its age to tell in-progress from stuck.
+pub fn needs_closer_look(info: &SecretInfo, cache: &AgeCache) -> bool {
+    current_created_from_listing(info, cache).is_none() || info.dangling_pending().is_some()
+}
+
+/// The planner's facts for one secret.
+///
+/// `versions` is the answer of `ListSecretVersionIds` when a closer look was taken.
+/// `active_attempt` says rotationd itself has an unfinished attempt on it. A dangling
+/// AWSPENDING older than `stuck_after` with no attempt of ours is stuck; younger, it is
+/// taken for a rotation in progress (AWS's own schedule, or a console click).
+pub fn facts(
+    info: &SecretInfo,
+    versions: Option<&[VersionInfo]>,
+    cache: &AgeCache,
+    active_attempt: bool,
+    now: DateTime<Utc>,
+    stuck_after: Duration,
+) -> Facts {
+    let from_versions = |label: &str| {
+        versions.and_then(|vs| {
+            vs.iter()
+                .find(|v| v.stages.iter().any(|s| s == label))
+                .and_then(|v| v.created)
+        })
+    };
+    let current_created = from_versions(crate::aws::secrets::AWSCURRENT)
+        .or_else(|| current_created_from_listing(info, cache))
+        // Ambiguous and not looked at: the secret's creation is the safe upper bound.
+        .or(info.created);
+    let rotation = if active_attempt {
+        RotationState::InProgress
+    } else if info.dangling_pending().is_some() {
+        match from_versions(AWSPENDING) {
+            Some(created) if now - created < stuck_after => RotationState::InProgress,
+            _ => RotationState::Stuck,
+        }
+    } else {
+        RotationState::Idle
+    };
+    Facts {
+        current_created,
+        ever_rotated: info.last_rotated.is_some(),
+        rotation,
+    }
+}
+
+/// One reconcile's view of the fleet.
+#[derive(Debug, Default, Clone)]
+pub struct Inventory {
+    pub fleet: Fleet,
+    /// Closer looks taken, by ARN.
+    pub versions: HashMap<String, Vec<VersionInfo>>,
+}
+
+/// Lists the account, matches the fleet and takes the closer looks that are needed,
+/// updating `cache`.
+pub async fn scan(
+    sm: &SecretsManager,
+    cfg: &Config,
+    cache: &mut AgeCache,
+) -> Result<Inventory, AwsError> {
+    let all = sm.list_all(None).await?;
+    let fleet = match_fleet(cfg, all);
+    let mut versions = HashMap::new();
+    for e in &fleet.entries {
+        if !needs_closer_look(&e.info, cache) {
+            continue;
+        }
+        let vs = sm.list_versions(&e.info.arn).await?;
+        if let Some(cur) = vs.iter().find(|v| {
+            v.stages
+                .iter()
+                .any(|s| s == crate::aws::secrets::AWSCURRENT)
+        }) {
+            if let Some(created) = cur.created {
+                cache.put(&e.info.arn, &cur.id, created);
+            }
+        }
+        versions.insert(e.info.arn.clone(), vs);
+    }
+    Ok(Inventory { fleet, versions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use std::path::Path;
+
+    fn t(d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0).unwrap()
+    }
+
+    fn info(name: &str) -> SecretInfo {
+        SecretInfo {
+            name: name.into(),
+            arn: format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"),
+            ..Default::default()
+        }
+    }
+
+    const CFG: &str = r#"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
+[policy]
+require_change_ticket = false
+[[secret]]
+id = "prod/a"
+strategy = "single-user"
+[[secret]]
+id = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/b-AbCdEf"
+strategy = "single-user"
+[[secret]]
+id = "prod/gone"
+strategy = "single-user"
+[[secret]]
+id = "prod/deleting"
+strategy = "single-user"
+[[selector]]
+tag_key = "rotation"
+tag_value = "quarterly"
+strategy = "single-user"
+[[selector]]
+name_prefix = "prod/"
+strategy = "alternating-users"
+"#;
+
+    #[test]
+    fn fleet_matching_prefers_listed_then_first_selector() {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), CFG).unwrap();
+        let mut tagged = info("prod/tagged");
+        tagged.tags.insert("rotation".into(), "quarterly".into());
+        let mut a = info("prod/a");
+        a.tags.insert("rotation".into(), "quarterly".into());
+        let mut deleting = info("prod/deleting");
+        deleting.deleted = Some(t(1, 0));
+        let fleet = match_fleet(
+            &cfg,
+            vec![
+                a,
+                info("prod/b"),
+                tagged,
+                info("prod/other"),
+                info("dev/x"),
+                deleting,
+            ],
+        );
+        let got: Vec<(&str, Origin)> = fleet
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.origin))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/b-AbCdEf",
+                    Origin::Secret(1)
+                ),
+                ("prod/a", Origin::Secret(0)),
+                ("prod/other", Origin::Selector(1)),
+                ("prod/tagged", Origin::Selector(0)),
+            ]
+        );
+        assert_eq!(
+            fleet.missing,
+            vec![
+                ("prod/gone".to_string(), MissingReason::NotFound),
+                (
+                    "prod/deleting".to_string(),
+                    MissingReason::ScheduledForDeletion
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn age_from_listing_and_ambiguity() {
+        let cache = AgeCache::default();
+        let mut s = info("x");
+        s.created = Some(t(1, 0));
+        s.versions.insert("v1".into(), vec!["AWSCURRENT".into()]);
+        // Never rotated, one version: the creation date.
+        assert_eq!(current_created_from_listing(&s, &cache), Some(t(1, 0)));
+        // Rotated, changed by the rotation itself: LastRotatedDate.
+        s.versions.insert("v0".into(), vec!["AWSPREVIOUS".into()]);
+        s.last_rotated = Some(t(10, 0));
+        s.last_changed = Some(t(10, 0) + Duration::seconds(2));
+        assert_eq!(current_created_from_listing(&s, &cache), Some(t(10, 0)));
+        assert!(!needs_closer_look(&s, &cache));
+        // Changed hours after the rotation (hand-written version or rollback): ambiguous.
+        s.last_changed = Some(t(12, 0));
+        assert_eq!(current_created_from_listing(&s, &cache), None);
+        assert!(needs_closer_look(&s, &cache));
+        // A closer look answered for the same AWSCURRENT version: cached.
+        let mut cache = AgeCache::default();
+        cache.put(&s.arn, "v1", t(11, 0));
+        assert_eq!(current_created_from_listing(&s, &cache), Some(t(11, 0)));
+        // AWSCURRENT moved: the cache no longer applies.
+        s.versions.insert("v1".into(), vec!["AWSPREVIOUS".into()]);
+        s.versions.insert("v0".into(), vec!["AWSCURRENT".into()]);
+        assert_eq!(current_created_from_listing(&s, &cache), None);
+    }
+
+    #[test]
+    fn dangling_pending_is_in_progress_then_stuck() {
+        let cache = AgeCache::default();
+        let mut s = info("x");
+        s.created = Some(t(1, 0));
+        s.versions.insert("v1".into(), vec!["AWSCURRENT".into()]);
+        s.versions.insert("v2".into(), vec!["AWSPENDING".into()]);
+        assert!(needs_closer_look(&s, &cache));
+        let versions = vec![
+            VersionInfo {
+                id: "v1".into(),
+                stages: vec!["AWSCURRENT".into()],
+                created: Some(t(1, 0)),
+            },
+            VersionInfo {
+                id: "v2".into(),
+                stages: vec!["AWSPENDING".into()],
+                created: Some(t(5, 0)),
+            },
+        ];
+        let stuck_after = Duration::minutes(15);
+        let f = facts(
+            &s,
+            Some(&versions),
+            &cache,
+            false,
+            t(5, 0) + Duration::minutes(5),
+            stuck_after,
+        );
+        assert_eq!(f.rotation, RotationState::InProgress);
+        assert_eq!(f.current_created, Some(t(1, 0)));
+        let f = facts(&s, Some(&versions), &cache, false, t(5, 1), stuck_after);
+        assert_eq!(f.rotation, RotationState::Stuck);
+        let f = facts(&s, Some(&versions), &cache, true, t(5, 1), stuck_after);
+        assert_eq!(f.rotation, RotationState::InProgress);
+    }
+}

@@ -1,0 +1,321 @@
+//! `attempts`: one rotation attempt, persisted as a state machine so it can be
+//! resumed after a restart.
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Db, StoreError, StoreResult, TriggerKind, Ts, query, text_enum, ts};
+
+text_enum! {
+    /// Where a rotation attempt is.
+    pub enum AttemptState ("attempt state") {
+        /// Checking that the secret can be rotated now.
+        Preflight => "preflight",
+        /// RotateSecret is being (or has been) requested.
+        RotateRequested => "rotate_requested",
+        /// Waiting for the rotation Lambda to finish.
+        Monitoring => "monitoring",
+        /// Checking that the new version works.
+        Validating => "validating",
+        Succeeded => "succeeded",
+        Failed => "failed",
+        /// Given up on while AWS still shows the rotation in progress; an
+        /// operator has to clear it. Terminal for this attempt: a later
+        /// attempt's preflight sees the leftover state.
+        Stuck => "stuck",
+        /// Preflight decided no rotation was needed or allowed.
+        Skipped => "skipped",
+    }
+}
+
+impl AttemptState {
+    /// Terminal states are final: the attempt is finished and never changes.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Stuck | Self::Skipped
+        )
+    }
+}
+
+/// A rotation attempt to record; it starts in `preflight`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewAttempt {
+    /// Caller-chosen unique id (UUID-like).
+    pub id: String,
+    /// The trigger that started it, if any.
+    pub trigger_id: Option<i64>,
+    pub secret: String,
+    pub secret_arn: Option<String>,
+    pub trigger_kind: TriggerKind,
+    pub ticket: Option<String>,
+    /// Derived from `id` by the caller so that a resumed attempt re-sends
+    /// RotateSecret with the same token; unique across attempts.
+    pub client_request_token: String,
+    pub previous_version: Option<String>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// A stored rotation attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub id: String,
+    pub trigger_id: Option<i64>,
+    pub secret: String,
+    pub secret_arn: Option<String>,
+    pub trigger_kind: TriggerKind,
+    pub ticket: Option<String>,
+    pub state: AttemptState,
+    pub client_request_token: String,
+    pub previous_version: Option<String>,
+    pub new_version: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Set exactly when `state` is terminal.
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    /// RotateSecret requests sent (counted before sending).
+    pub rotate_calls: u32,
+}
+
+/// A state change for [`Db::update_attempt`]. `None` fields keep their stored
+/// value, so a later step cannot erase what an earlier one learned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptUpdate {
+    pub state: AttemptState,
+    pub error: Option<String>,
+    pub previous_version: Option<String>,
+    pub new_version: Option<String>,
+}
+
+impl AttemptUpdate {
+    /// Change only the state.
+    pub fn to(state: AttemptState) -> AttemptUpdate {
+        AttemptUpdate {
+            state,
+            error: None,
+            previous_version: None,
+            new_version: None,
+        }
+    }
+
+    pub fn error(mut self, error: impl Into<String>) -> AttemptUpdate {
+        self.error = Some(error.into());
+        self
+    }
+
+    pub fn previous_version(mut self, version: impl Into<String>) -> AttemptUpdate {
+        self.previous_version = Some(version.into());
+        self
+    }
+
+    pub fn new_version(mut self, version: impl Into<String>) -> AttemptUpdate {
+        self.new_version = Some(version.into());
+        self
+    }
+}
+
+const COLUMNS: &str = "id, trigger_id, secret, secret_arn, trigger_kind, ticket, state, \
+                       client_request_token, previous_version, new_version, started_at, \
+                       updated_at, finished_at, error, rotate_calls";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
+    Ok(Attempt {
+        id: row.get(0)?,
+        trigger_id: row.get(1)?,
+        secret: row.get(2)?,
+        secret_arn: row.get(3)?,
+        trigger_kind: row.get(4)?,
+        ticket: row.get(5)?,
+        state: row.get(6)?,
+        client_request_token: row.get(7)?,
+        previous_version: row.get(8)?,
+        new_version: row.get(9)?,
+        started_at: row.get::<_, Ts>(10)?.0,
+        updated_at: row.get::<_, Ts>(11)?.0,
+        finished_at: row.get::<_, Option<Ts>>(12)?.map(|t| t.0),
+        error: row.get(13)?,
+        rotate_calls: row.get(14)?,
+    })
+}
+
+impl Db<'_> {
+    /// Records a new attempt in `preflight`. Fails if the id or the client
+    /// request token is already used, or `trigger_id` names no trigger.
+    pub fn create_attempt(self, a: &NewAttempt) -> StoreResult<()> {
+        self.conn
+            .execute(
+                "INSERT INTO attempts (id, trigger_id, secret, secret_arn, trigger_kind, ticket, \
+                                       state, client_request_token, previous_version, \
+                                       started_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'preflight', ?7, ?8, ?9, ?9)",
+                params![
+                    a.id,
+                    a.trigger_id,
+                    a.secret,
+                    a.secret_arn,
+                    a.trigger_kind,
+                    a.ticket,
+                    a.client_request_token,
+                    a.previous_version,
+                    ts(a.started_at),
+                ],
+            )
+            .map_err(query("create a rotation attempt"))?;
+        Ok(())
+    }
+
+    pub fn get_attempt(self, id: &str) -> StoreResult<Option<Attempt>> {
+        self.conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM attempts WHERE id = ?1"),
+                [id],
+                from_row,
+            )
+            .optional()
+            .map_err(query("read a rotation attempt"))
+    }
+
+    /// Applies a state change; a terminal state also sets `finished_at`.
+    /// Refused with [`StoreError::AttemptFinished`] once the attempt is
+    /// terminal. The check and the write are one statement, so a concurrent
+    /// writer cannot slip a change in between.
+    pub fn update_attempt(
+        self,
+        id: &str,
+        update: &AttemptUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE attempts SET state = ?1, updated_at = ?2, \
+                     finished_at = CASE WHEN ?3 THEN ?2 END, \
+                     error = COALESCE(?4, error), \
+                     previous_version = COALESCE(?5, previous_version), \
+                     new_version = COALESCE(?6, new_version) \
+                 WHERE id = ?7 AND finished_at IS NULL",
+                params![
+                    update.state,
+                    ts(now),
+                    update.state.is_terminal(),
+                    update.error,
+                    update.previous_version,
+                    update.new_version,
+                    id,
+                ],
+            )
+            .map_err(query("update a rotation attempt"))?;
+        if changed == 1 {
+            Ok(())
+        } else {
+            Err(self.attempt_unchangeable(id))
+        }
+    }
+
+    /// Counts one more RotateSecret request and returns the new count. Call
+    /// it, and let it commit, before sending the request: after a crash a
+    /// count above zero means AWS may have received one. Refused once the
+    /// attempt is terminal, since a finished attempt must not rotate again.
+    pub fn increment_rotate_calls(self, id: &str, now: DateTime<Utc>) -> StoreResult<u32> {
+        let calls = self
+            .conn
+            .query_row(
+                "UPDATE attempts SET rotate_calls = rotate_calls + 1, updated_at = ?1 \
+                 WHERE id = ?2 AND finished_at IS NULL RETURNING rotate_calls",
+                params![ts(now), id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(query("count a RotateSecret request"))?;
+        calls.ok_or_else(|| self.attempt_unchangeable(id))
+    }
+
+    /// Attempts not yet in a terminal state, oldest first: the work to resume
+    /// after a restart.
+    pub fn unfinished_attempts(self) -> StoreResult<Vec<Attempt>> {
+        self.attempts_where(
+            "WHERE finished_at IS NULL ORDER BY started_at, rowid",
+            [],
+            "list unfinished rotation attempts",
+        )
+    }
+
+    /// The most recently finished attempt for `secret`, in any terminal state.
+    pub fn last_finished_attempt(self, secret: &str) -> StoreResult<Option<Attempt>> {
+        self.attempts_where(
+            "WHERE secret = ?1 AND finished_at IS NOT NULL \
+             ORDER BY finished_at DESC, rowid DESC LIMIT 1",
+            [secret],
+            "find the last finished rotation attempt",
+        )
+        .map(|v| v.into_iter().next())
+    }
+
+    /// The most recent successful attempt for `secret`: when it last rotated.
+    pub fn last_succeeded_attempt(self, secret: &str) -> StoreResult<Option<Attempt>> {
+        self.attempts_where(
+            "WHERE secret = ?1 AND state = 'succeeded' \
+             ORDER BY finished_at DESC, rowid DESC LIMIT 1",
+            [secret],
+            "find the last successful rotation attempt",
+        )
+        .map(|v| v.into_iter().next())
+    }
+
+    /// The most recently finished attempt of every secret that has one,
+    /// ordered by secret.
+    pub fn last_finished_attempts(self) -> StoreResult<Vec<Attempt>> {
+        self.attempts_where(
+            "WHERE rowid IN (\
+                 SELECT rowid FROM (\
+                     SELECT rowid, ROW_NUMBER() OVER (\
+                         PARTITION BY secret ORDER BY finished_at DESC, rowid DESC) AS n \
+                     FROM attempts WHERE finished_at IS NOT NULL) \
+                 WHERE n = 1) \
+             ORDER BY secret",
+            [],
+            "list the last finished rotation attempts",
+        )
+    }
+
+    /// Newest attempts first, optionally for one secret; for status output.
+    pub fn recent_attempts(self, secret: Option<&str>, limit: u32) -> StoreResult<Vec<Attempt>> {
+        self.attempts_where(
+            "WHERE (?1 IS NULL OR secret = ?1) ORDER BY started_at DESC, rowid DESC LIMIT ?2",
+            params![secret, limit],
+            "list recent rotation attempts",
+        )
+    }
+
+    fn attempts_where(
+        self,
+        clause: &str,
+        params: impl rusqlite::Params,
+        op: &'static str,
+    ) -> StoreResult<Vec<Attempt>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM attempts {clause}"))
+            .map_err(query(op))?;
+        stmt.query_map(params, from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(query(op))
+    }
+
+    /// Explains why an update of `id` changed no row.
+    fn attempt_unchangeable(self, id: &str) -> StoreError {
+        match self.get_attempt(id) {
+            Ok(Some(a)) => StoreError::AttemptFinished {
+                id: id.to_owned(),
+                state: a.state,
+            },
+            Ok(None) => StoreError::NotFound {
+                what: "rotation attempt",
+                id: id.to_owned(),
+            },
+            Err(e) => e,
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! [`StoreHandle`]: async access to a [`Store`] owned by one OS thread.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use super::{Store, StoreError, StoreResult};
+
+type Job = Box<dyn FnOnce(&mut Store) + Send>;
+
+enum Message {
+    Run(Job),
+    Shutdown(oneshot::Sender<StoreResult<()>>),
+}
+
+/// A cheap, cloneable way to run closures against the [`Store`] from async
+/// code.
+///
+/// All closures run one at a time, in the order sent, on a dedicated thread
+/// (`rotationd-store`) that owns the store: SQLite calls block, and blocking a
+/// runtime worker would stall unrelated tasks. The queue is unbounded; each
+/// closure should be one short unit of work (a few statements or one
+/// transaction), never a wait on the network.
+///
+/// The thread ends when every handle is dropped or [`StoreHandle::shutdown`]
+/// is called; calls after that fail with [`StoreError::Closed`].
+#[derive(Debug, Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<Message>,
+}
+
+impl StoreHandle {
+    /// Opens the database on the calling thread, so a bad path or a too-new
+    /// schema is reported right here, then starts the store thread.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<StoreHandle> {
+        StoreHandle::spawn(Store::open(path)?)
+    }
+
+    /// Moves an open store onto its own thread.
+    pub fn spawn(store: Store) -> StoreResult<StoreHandle> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("rotationd-store".into())
+            .spawn(move || run(store, rx))
+            .map_err(StoreError::Thread)?;
+        Ok(StoreHandle { tx })
+    }
+
+    /// Runs `f` on the store thread and returns its result. A panic in `f`
+    /// comes back as [`StoreError::Panicked`] (an open transaction is rolled
+    /// back) and the store keeps serving.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, result) = oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            let out = catch_unwind(AssertUnwindSafe(|| f(store)))
+                .unwrap_or_else(|panic| Err(StoreError::Panicked(panic_message(&*panic))));
+            // The caller may have stopped waiting (its task was cancelled);
+            // the work is done either way.
+            let _ = reply.send(out);
+        });
+        self.tx
+            .send(Message::Run(job))
+            .map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Finishes the closures queued before this call, closes the database and
+    /// stops the thread, for every clone of this handle. Closures queued
+    /// afterwards fail with [`StoreError::Closed`].
+    pub async fn shutdown(&self) -> StoreResult<()> {
+        let (reply, result) = oneshot::channel();
+        self.tx
+            .send(Message::Shutdown(reply))
+            .map_err(|_| StoreError::Closed)?;
+        result.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn run(store: Store, rx: mpsc::Receiver<Message>) {
+    let mut store = store;
+    while let Ok(message) = rx.recv() {
+        match message {
+            Message::Run(job) => {
+                job(&mut store);
+                store.reset_if_in_transaction();
+            }
+            Message::Shutdown(reply) => {
+                // Dropping the receiver (when this returns) fails the jobs
+                // still queued, so their callers see Closed, not a hang.
+                let _ = reply.send(store.close());
+                return;
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_owned()
+    }
+}

@@ -1,0 +1,498 @@
+//! Durable local state for rotationd: what must rotate, what is rotating, what
+//! was done, which events were already handled, and which alerts still have to
+//! go out.
+//!
+//! # Design
+//!
+//! * One SQLite file at `[daemon] state_path`, opened by [`Store::open`] in WAL
+//!   mode with `synchronous=FULL`, so a write is durable the moment its commit
+//!   returns (also across power loss, not only a process crash), with a 5 s
+//!   `busy_timeout` so another reader or writer (an operator's CLI, `sqlite3`)
+//!   makes us wait instead of fail, and with foreign keys enforced.
+//! * The schema is versioned with `PRAGMA user_version` and built by the
+//!   forward-only [`MIGRATIONS`] list, each step applied in its own `BEGIN
+//!   IMMEDIATE` transaction together with the version bump, so a crash during an
+//!   upgrade leaves the database at the previous version, never half-migrated.
+//!   A database written by a newer rotationd is refused rather than guessed at.
+//! * Two layers. [`Store`] is synchronous and owns the `rusqlite::Connection`.
+//!   [`StoreHandle`] (`Clone + Send + Sync`) ships closures to one dedicated OS
+//!   thread that owns the `Store`, so async tasks never block a runtime worker
+//!   on disk I/O or lock waits, and all of the daemon's writes are serialised
+//!   through one connection.
+//! * All typed queries live on [`Db`], a copyable view of a connection. The same
+//!   methods therefore work on their own (each statement autocommits) and inside
+//!   [`Store::transaction`], which hands the closure a `Db` over an immediate
+//!   transaction, so "insert trigger + mark event seen + append audit" commits
+//!   all together or not at all.
+//! * Times are whole Unix seconds (UTC) in `INTEGER` columns; the API speaks
+//!   `chrono::DateTime<Utc>` and truncates sub-second parts. Enumerations are
+//!   stored as their lowercase text so the file stays readable with `sqlite3`.
+//!
+//! # Invariants
+//!
+//! * No secret value is ever stored: no table has a column for one. Only
+//!   secret ids/ARNs, version ids, client request tokens and operator-written
+//!   text are kept, so the file may be read for diagnosis without exposing
+//!   credentials.
+//! * `triggers.dedupe_key` is unique: the same reason to rotate (a schedule
+//!   window, a CloudTrail event) is recorded at most once, however often it is
+//!   observed. Triggers in `done`, `failed` or `cancelled` never change again.
+//! * An attempt's `finished_at` is set exactly when its state is terminal
+//!   (`succeeded`, `failed`, `stuck`, `skipped`); a finished attempt never
+//!   changes again, and `rotate_calls` is incremented before a RotateSecret
+//!   request is sent, so after a crash a resumed attempt knows whether a request
+//!   may already have reached AWS (and re-sends with the same client request
+//!   token, which AWS treats as idempotent).
+//! * `audit` is append-only, enforced by SQL triggers, not just by this API.
+//! * An alert accepted by [`Db::enqueue_alert_deduped`] is in the outbox in the
+//!   same transaction that records it as alerted, so an alert is never both
+//!   suppressed as a duplicate and lost before publishing.
+
+mod alerts;
+mod attempts;
+mod audit;
+mod events;
+mod handle;
+mod schema;
+mod triggers;
+
+#[cfg(test)]
+mod tests;
+
+pub use alerts::{NewAlert, OutboxAlert};
+pub use attempts::{Attempt, AttemptState, AttemptUpdate, NewAttempt};
+pub use audit::{AuditEntry, NewAuditEntry};
+pub use events::Cursor;
+pub use handle::StoreHandle;
+pub use schema::{MIGRATIONS, SCHEMA_VERSION};
+pub use triggers::{NewTrigger, Trigger, TriggerInsert, TriggerKind, TriggerStatus};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use rusqlite::{Connection, TransactionBehavior};
+
+/// How long a statement waits for another connection's lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors from the state store. Messages say what to do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot create state directory {}: {source}; check [daemon] state_path and the permissions of its parent directory",
+        .path.display()
+    )]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "cannot open state database {}: {source}; check [daemon] state_path and its directory permissions",
+        .path.display()
+    )]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "state database {} refused WAL journal mode (it stays in {mode} mode); put [daemon] state_path on a local filesystem",
+        .path.display()
+    )]
+    JournalMode { path: PathBuf, mode: String },
+
+    #[error(
+        "state database schema version {found} is newer than this rotationd supports ({supported}); upgrade rotationd"
+    )]
+    SchemaTooNew { found: u32, supported: u32 },
+
+    #[error(
+        "cannot upgrade state database schema to version {version}: {source}; restore the state database from a backup or move it aside to start with an empty one"
+    )]
+    Migration {
+        version: u32,
+        source: rusqlite::Error,
+    },
+
+    #[error("state database failed to {op}: {source}; {}", query_hint(.source))]
+    Query {
+        op: &'static str,
+        source: rusqlite::Error,
+    },
+
+    #[error("cannot encode {what} as JSON: {source}; this is a bug in rotationd, please report it")]
+    Encode {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+
+    #[error("{what} {id} does not exist in the state database; check the id")]
+    NotFound { what: &'static str, id: String },
+
+    #[error(
+        "rotation attempt {id} already finished as {state}; start a new attempt instead of changing a finished one"
+    )]
+    AttemptFinished { id: String, state: AttemptState },
+
+    #[error(
+        "trigger {id} is already {status}; insert a new trigger instead of changing a finished one"
+    )]
+    TriggerFinished { id: i64, status: TriggerStatus },
+
+    #[error("cannot start the state store thread: {0}; check the process thread limit")]
+    Thread(std::io::Error),
+
+    #[error("a state store operation panicked: {0}; this is a bug in rotationd, please report it")]
+    Panicked(String),
+
+    #[error("the state store has shut down; restart rotationd")]
+    Closed,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What an operator can do about a failed statement, by SQLite's error class.
+fn query_hint(source: &rusqlite::Error) -> &'static str {
+    use rusqlite::ErrorCode as C;
+    match source {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..) => {
+            "a stored value is not what this rotationd expects; look for hand edits or a downgrade of rotationd"
+        }
+        _ => match source.sqlite_error_code() {
+            Some(C::DatabaseBusy | C::DatabaseLocked) => {
+                "another process held the state database locked for more than 5 s; end it (e.g. an open sqlite3 session) and retry"
+            }
+            Some(C::DiskFull) => "free disk space on the state_path filesystem and retry",
+            Some(C::DatabaseCorrupt | C::NotADatabase) => {
+                "the state database is damaged; restore it from a backup"
+            }
+            Some(C::ConstraintViolation) => {
+                "the write breaks a rule of the schema; this is a bug in rotationd unless the database was edited by hand"
+            }
+            _ => {
+                "check the state database file, its directory permissions and the disk, then retry"
+            }
+        },
+    }
+}
+
+/// Wraps a rusqlite error with the operation it interrupted.
+fn query(op: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Query { op, source }
+}
+
+/// A stored text value that does not name a known variant, e.g. a row written
+/// by a newer rotationd or edited by hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl fmt::Display for UnknownValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown {} {:?}", self.what, self.value)
+    }
+}
+
+impl std::error::Error for UnknownValue {}
+
+/// Declares a fieldless enum stored as fixed lowercase text, keeping the Rust
+/// name, the SQL text and the serde name in one place so they cannot drift.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($what:literal) {
+            $($(#[$vmeta:meta])* $variant:ident => $text:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize,
+        )]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = $crate::store::UnknownValue;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err($crate::store::UnknownValue { what: $what, value: s.to_owned() }),
+                }
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+/// A UTC instant as whole Unix seconds in SQL.
+#[derive(Debug, Clone, Copy)]
+struct Ts(DateTime<Utc>);
+
+impl ToSql for Ts {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.0.timestamp()))
+    }
+}
+
+impl FromSql for Ts {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let secs = value.as_i64()?;
+        DateTime::from_timestamp(secs, 0)
+            .map(Ts)
+            .ok_or(FromSqlError::OutOfRange(secs))
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> Ts {
+    Ts(t)
+}
+
+fn opt_ts(t: Option<DateTime<Utc>>) -> Option<Ts> {
+    t.map(Ts)
+}
+
+/// A JSON text column, so a hand-edited bad value surfaces as a conversion
+/// error instead of a silently empty field.
+struct Json<T>(T);
+
+impl<T: serde::de::DeserializeOwned> FromSql for Json<T> {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        serde_json::from_str(value.as_str()?)
+            .map(Json)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// Encodes a value for a JSON text column.
+fn to_json(what: &'static str, value: &impl serde::Serialize) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|source| StoreError::Encode { what, source })
+}
+
+/// Counts come back as SQLite's signed integers but are never negative.
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// The synchronous state store; owns the SQLite connection.
+///
+/// Use [`Store::db`] for single statements and [`Store::transaction`] to group
+/// several; in the daemon, reach it through a [`StoreHandle`].
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: Option<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed, along with its parent directory) the state
+    /// database at `path` and brings its schema up to [`SCHEMA_VERSION`].
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<Store> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // Refuse a newer schema before changing anything in the file.
+        schema::check_version(&conn)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::JournalMode {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        configure(&conn).map_err(open_err)?;
+        schema::migrate(&mut conn)?;
+        Ok(Store {
+            conn,
+            path: Some(path.to_path_buf()),
+        })
+    }
+
+    /// A private, empty, fully migrated database that vanishes on drop; for
+    /// tests and dry runs.
+    pub fn open_in_memory() -> StoreResult<Store> {
+        let path = PathBuf::from(":memory:");
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open_in_memory().map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        schema::migrate(&mut conn)?;
+        Ok(Store { conn, path: None })
+    }
+
+    /// The database file, or `None` for an in-memory store.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The schema version recorded in the database file.
+    pub fn schema_version(&self) -> StoreResult<u32> {
+        schema::user_version(&self.conn).map_err(query("read the schema version"))
+    }
+
+    /// Typed access where each statement commits on its own.
+    pub fn db(&self) -> Db<'_> {
+        Db { conn: &self.conn }
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction: committed if `f` returns
+    /// `Ok`, rolled back if it returns `Err` or panics.
+    ///
+    /// Immediate, because a deferred transaction that reads first and writes
+    /// later can fail with `SQLITE_BUSY` without waiting when another
+    /// connection wrote in between; taking the write lock up front makes the
+    /// busy timeout apply instead.
+    pub fn transaction<R, E>(&mut self, f: impl FnOnce(Db<'_>) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<StoreError>,
+    {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(query("begin a transaction"))?;
+        let out = f(Db { conn: &tx })?;
+        tx.commit().map_err(query("commit a transaction"))?;
+        Ok(out)
+    }
+
+    /// Closes the connection, reporting any error (dropping closes silently).
+    pub fn close(self) -> StoreResult<()> {
+        self.conn.close().map_err(|(_, source)| StoreError::Query {
+            op: "close the database",
+            source,
+        })
+    }
+
+    /// A transaction left open (only possible if a caller's code unwound in a
+    /// way rusqlite could not roll back) would hold the write lock forever and
+    /// block every other process; the store thread calls this between jobs.
+    fn reset_if_in_transaction(&self) {
+        if !self.conn.is_autocommit() {
+            // Nothing better to do with a failure here: the next statement
+            // will report the underlying problem to its caller.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// Per-connection settings that SQLite does not persist in the file.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power
+    // loss, and a lost "rotate_calls" bump or "trigger done" would make us
+    // repeat or forget work.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+/// Typed queries over a connection or an open transaction.
+///
+/// Obtained from [`Store::db`] (each statement autocommits) or inside
+/// [`Store::transaction`] (everything commits together).
+#[derive(Debug, Clone, Copy)]
+pub struct Db<'c> {
+    conn: &'c Connection,
+}
+
+impl Db<'_> {
+    /// Runs `f` atomically whether or not a transaction is already open: as
+    /// its own immediate transaction when in autocommit mode, as a savepoint
+    /// inside the caller's transaction otherwise (SQLite has no nested BEGIN).
+    fn atomic<R>(self, op: &'static str, f: impl FnOnce() -> StoreResult<R>) -> StoreResult<R> {
+        let outer = self.conn.is_autocommit();
+        let (begin, commit, rollback) = if outer {
+            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        } else {
+            (
+                "SAVEPOINT rotationd_atomic",
+                "RELEASE rotationd_atomic",
+                "ROLLBACK TO rotationd_atomic; RELEASE rotationd_atomic",
+            )
+        };
+        self.conn.execute_batch(begin).map_err(query(op))?;
+        let mut guard = RollbackGuard {
+            conn: self.conn,
+            rollback,
+            armed: true,
+        };
+        let out = f()?;
+        self.conn.execute_batch(commit).map_err(query(op))?;
+        guard.armed = false;
+        Ok(out)
+    }
+}
+
+/// Rolls back an [`Db::atomic`] block on error or unwind.
+struct RollbackGuard<'c> {
+    conn: &'c Connection,
+    rollback: &'static str,
+    armed: bool,
+}
+
+impl Drop for RollbackGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // A failed rollback leaves the transaction open; the store thread
+            // resets it between jobs, and there is no caller left to tell.
+            let _ = self.conn.execute_batch(self.rollback);
+        }
+    }
+}

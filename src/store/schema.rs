@@ -1,0 +1,163 @@
+//! Schema versions and forward migrations.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::StoreError;
+
+/// Forward migrations; `MIGRATIONS[i]` takes the schema from version `i` to
+/// `i + 1`. Append only: never edit a step that has shipped, because
+/// databases already past it will not run it again.
+///
+/// Plain `CREATE` without `IF NOT EXISTS` so that re-running a step by
+/// mistake fails loudly instead of silently skipping. Enumerated text
+/// columns carry no `CHECK` list: adding a variant would otherwise need a
+/// table rebuild, and reads already reject unknown values.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r#"
+CREATE TABLE triggers (
+    id          INTEGER PRIMARY KEY,
+    secret      TEXT    NOT NULL,
+    kind        TEXT    NOT NULL,
+    dedupe_key  TEXT    UNIQUE,
+    ticket      TEXT,
+    reason      TEXT    NOT NULL,
+    actor       TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    not_before  INTEGER,
+    deadline    INTEGER,
+    status      TEXT    NOT NULL DEFAULT 'pending',
+    attempt_id  TEXT    REFERENCES attempts(id),
+    updated_at  INTEGER NOT NULL
+);
+CREATE INDEX triggers_pending ON triggers (deadline, created_at) WHERE status = 'pending';
+CREATE INDEX triggers_secret_status ON triggers (secret, status);
+CREATE INDEX triggers_attempt ON triggers (attempt_id) WHERE attempt_id IS NOT NULL;
+
+CREATE TABLE attempts (
+    id                   TEXT    PRIMARY KEY NOT NULL,
+    trigger_id           INTEGER REFERENCES triggers(id),
+    secret               TEXT    NOT NULL,
+    secret_arn           TEXT,
+    trigger_kind         TEXT    NOT NULL,
+    ticket               TEXT,
+    state                TEXT    NOT NULL DEFAULT 'preflight',
+    client_request_token TEXT    NOT NULL UNIQUE,
+    previous_version     TEXT,
+    new_version          TEXT,
+    started_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    finished_at          INTEGER,
+    error                TEXT,
+    rotate_calls         INTEGER NOT NULL DEFAULT 0 CHECK (rotate_calls >= 0)
+);
+CREATE INDEX attempts_unfinished ON attempts (started_at) WHERE finished_at IS NULL;
+CREATE INDEX attempts_secret_finished ON attempts (secret, finished_at);
+
+CREATE TABLE audit (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    actor    TEXT    NOT NULL,
+    action   TEXT    NOT NULL,
+    secret   TEXT,
+    ticket   TEXT,
+    reason   TEXT,
+    outcome  TEXT    NOT NULL,
+    detail   TEXT    CHECK (detail IS NULL OR json_valid(detail))
+);
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_secret_at ON audit (secret, at);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN
+    SELECT RAISE(ABORT, 'audit log is append-only');
+END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN
+    SELECT RAISE(ABORT, 'audit log is append-only');
+END;
+
+CREATE TABLE seen_events (
+    event_id      TEXT    PRIMARY KEY NOT NULL,
+    source        TEXT    NOT NULL,
+    first_seen_at INTEGER NOT NULL
+);
+CREATE INDEX seen_events_first_seen ON seen_events (first_seen_at);
+
+CREATE TABLE cursors (
+    name       TEXT    PRIMARY KEY NOT NULL,
+    value      TEXT    NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE alert_outbox (
+    id              INTEGER PRIMARY KEY,
+    dedupe_key      TEXT    NOT NULL,
+    kind            TEXT    NOT NULL,
+    severity        TEXT    NOT NULL,
+    subject         TEXT    NOT NULL,
+    message         TEXT    NOT NULL CHECK (json_valid(message)),
+    attributes      TEXT    NOT NULL CHECK (json_valid(attributes)),
+    created_at      INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    published_at    INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX alert_outbox_due ON alert_outbox (next_attempt_at) WHERE published_at IS NULL;
+
+CREATE TABLE alert_dedupe (
+    dedupe_key      TEXT    PRIMARY KEY NOT NULL,
+    last_alerted_at INTEGER NOT NULL
+);
+"#,
+];
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+pub(super) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+pub(super) fn check_version(conn: &Connection) -> Result<u32, StoreError> {
+    let found = user_version(conn).map_err(|source| StoreError::Migration {
+        version: SCHEMA_VERSION,
+        source,
+    })?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(found)
+}
+
+/// Applies the missing migrations; returns how many ran.
+///
+/// The version is re-read inside each write transaction, so two processes
+/// opening a fresh file at once cannot both apply the same step.
+pub(super) fn migrate(conn: &mut Connection) -> Result<u32, StoreError> {
+    let mut applied = 0;
+    loop {
+        let next = check_version(conn)? + 1;
+        let err = |source| StoreError::Migration {
+            version: next,
+            source,
+        };
+        let Some(sql) = MIGRATIONS.get(next as usize - 1) else {
+            return Ok(applied);
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        if user_version(&tx).map_err(err)? + 1 != next {
+            // Another process migrated between our read and our lock.
+            continue;
+        }
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", next).map_err(err)?;
+        tx.commit().map_err(err)?;
+        applied += 1;
+    }
+}

@@ -269,10 +269,9 @@ pub async fn scan(
             v.stages
                 .iter()
                 .any(|s| s == crate::aws::secrets::AWSCURRENT)
-        }) {
-            if let Some(created) = cur.created {
-                cache.put(&e.info.arn, &cur.id, created);
-            }
+        }) && let Some(created) = cur.created
+        {
+            cache.put(&e.info.arn, &cur.id, created);
         }
         versions.insert(e.info.arn.clone(), vs);
     }

@@ -45,9 +45,9 @@ fn token(c: char) -> String {
     std::iter::repeat_n(c, 36).collect()
 }
 
-fn err_text<E: std::fmt::Debug>(e: &aws_sdk_secretsmanager::error::SdkError<E>) -> String
+fn err_text<E>(e: &aws_sdk_secretsmanager::error::SdkError<E>) -> String
 where
-    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata,
+    E: std::fmt::Debug + aws_sdk_secretsmanager::error::ProvideErrorMetadata,
 {
     let svc = e.as_service_error().expect("service error");
     format!(

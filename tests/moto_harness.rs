@@ -6,10 +6,9 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use common::moto::{self, Moto};
 use std::io::{Read, Write};
-use std::sync::Mutex;
 
 // Tests in this binary that toggle the global recorder must not overlap.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn raw_post(m: &Moto, headers: &str, body: &str) -> String {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", m.port())).unwrap();
@@ -26,7 +25,7 @@ fn raw_post(m: &Moto, headers: &str, body: &str) -> String {
 
 #[tokio::test]
 async fn recorder_counts_operations_and_exposes_bodies() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = SERIAL.lock().await;
     let m = Moto::start();
     let sm = Client::new(&moto::sdk_config(&m.endpoint()));
     sm.create_secret()

@@ -704,9 +704,9 @@ fn settings(
             .max_gap()
             .and_then(|g| g.to_std().ok())
             .filter(|_| own)
+            && gap + win > policy.max_age
         {
-            if gap + win > policy.max_age {
-                diags.warning(
+            diags.warning(
                     raw.schedule.as_ref().map_or_else(|| entry_span.clone(), |s| s.span()),
                     format!(
                         "schedule `{sched}` can leave {} between rotations (plus a {} window), longer than [policy] max_age {}; such secrets turn overdue before their next window",
@@ -715,7 +715,6 @@ fn settings(
                         fmt_duration(policy.max_age)
                     ),
                 );
-            }
         }
     }
     let strategy = match raw.strategy {
@@ -990,14 +989,13 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                 minutes(5),
             ),
         };
-        if let Some(l) = ct.and_then(|c| c.lookback.as_ref()) {
-            if cloudtrail.lookback > Duration::from_secs(90 * 86400) {
+        if let Some(l) = ct.and_then(|c| c.lookback.as_ref())
+            && cloudtrail.lookback > Duration::from_secs(90 * 86400) {
                 diags.error(
                     l.span(),
                     "lookback may not exceed 90d, the CloudTrail event history",
                 );
             }
-        }
         EventsConfig {
             queue_url,
             allowed_accounts,
@@ -1025,10 +1023,10 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
     };
     if let (Some(sched), win, Some(spanned)) =
         (&default_schedule, default_window, &p.default_window)
+        && let Some(gap) = sched.min_gap().and_then(|g| g.to_std().ok())
+        && win > gap
     {
-        if let Some(gap) = sched.min_gap().and_then(|g| g.to_std().ok()) {
-            if win > gap {
-                diags.error(
+        diags.error(
                     spanned.span(),
                     format!(
                         "default_window {} is longer than the shortest gap ({}) between two runs of `{sched}`",
@@ -1036,22 +1034,21 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                         fmt_duration(gap)
                     ),
                 );
-            }
-        }
     }
 
     if let Some(gap) = policy
         .default_schedule
         .max_gap()
         .and_then(|g| g.to_std().ok())
+        && gap + policy.default_window > policy.max_age
+        && !diags.has_errors()
     {
-        if gap + policy.default_window > policy.max_age && !diags.has_errors() {
-            let span = p
-                .max_age
-                .as_ref()
-                .or(p.default_schedule.as_ref())
-                .map_or(0..0, |s| s.span());
-            diags.warning(
+        let span = p
+            .max_age
+            .as_ref()
+            .or(p.default_schedule.as_ref())
+            .map_or(0..0, |s| s.span());
+        diags.warning(
                 span,
                 format!(
                     "default_schedule `{}` can leave {} between rotations (plus a {} window), longer than max_age {}; secrets on it turn overdue and rotate early in the longest periods",
@@ -1061,7 +1058,6 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                     fmt_duration(policy.max_age)
                 ),
             );
-        }
     }
 
     // [[group]]

@@ -217,10 +217,10 @@ impl Moto {
                     self.server_log()
                 );
             }
-            if let Ok((status, _)) = self.http("GET", "/moto-api/data.json") {
-                if status == 200 {
-                    return;
-                }
+            if let Ok((status, _)) = self.http("GET", "/moto-api/data.json")
+                && status == 200
+            {
+                return;
             }
             if Instant::now() > deadline {
                 panic!(

@@ -14,6 +14,7 @@
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
+pub mod alerts;
 pub mod aws;
 pub mod commands;
 pub mod config;

@@ -283,8 +283,10 @@ fn is_overdue(facts: &Facts, now: DateTime<Utc>, policy: &Policy) -> bool {
 /// window, a never-rotated target's first entry is `NeverRotated`, and an
 /// open window whose current version was created inside it is skipped.
 ///
-/// Windows shorter than a minute are treated as one minute so that every
-/// entry has a slot; [`validate_target`] rejects them up front.
+/// Plan times are whole seconds: `now` is truncated to its second and windows
+/// to whole seconds, which changes no decision because fire times are whole
+/// minutes. Windows shorter than a minute are treated as one minute so that
+/// every entry has a slot; [`validate_target`] rejects them up front.
 pub fn plan(
     targets: &[Target],
     facts: &dyn Fn(&str) -> Option<Facts>,
@@ -292,6 +294,7 @@ pub fn plan(
     until: DateTime<Utc>,
     policy: &Policy,
 ) -> Plan {
+    let (now_s, until_s) = (now.timestamp(), until.timestamp());
     if until <= now || targets.is_empty() {
         return Plan::default();
     }
@@ -299,9 +302,10 @@ pub fn plan(
     // Rank by (id, input position): sorting by rank is then sorting by secret.
     let mut order: Vec<usize> = (0..targets.len()).collect();
     order.sort_by(|&a, &b| targets[a].id.cmp(&targets[b].id));
-    let mut rank = vec![0usize; targets.len()];
+    let mut rank = vec![0u32; targets.len()];
     for (r, &i) in order.iter().enumerate() {
-        rank[i] = r;
+        // More than 4 billion targets would not fit in memory anyway.
+        rank[i] = u32::try_from(r).unwrap_or(u32::MAX);
     }
 
     let mut by_schedule: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -313,64 +317,96 @@ pub fn plan(
     }
 
     let mut raws: Vec<Raw> = Vec::new();
-    let mut fires: Vec<DateTime<Utc>> = Vec::new();
+    let mut fires: Vec<i64> = Vec::new();
     for members in by_schedule.values() {
         let Some(&first_member) = members.first() else {
             continue;
         };
         let longest = members
             .iter()
-            .map(|&i| effective_window(targets[i].window))
+            .map(|&i| window_secs(targets[i].window))
             .max()
-            .unwrap_or(Duration::minutes(1));
-        let from = now
-            .checked_sub_signed(longest)
+            .unwrap_or(60);
+        let from = DateTime::from_timestamp(now_s.saturating_sub(longest), 0)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         fires.clear();
-        fires.extend(targets[first_member].schedule.fire_times(from, until));
+        fires.extend(
+            targets[first_member]
+                .schedule
+                .fire_times(from, until)
+                .map(|f| f.timestamp()),
+        );
 
         for &i in members {
             let target = &targets[i];
-            let window = effective_window(target.window);
-            let first_live = fires.partition_point(|&f| add(f, window) <= now);
-            let target_facts = facts(&target.id);
+            let window = window_secs(target.window);
+            let first_live = fires.partition_point(|&f| f.saturating_add(window) <= now_s);
+            let status = match facts(&target.id) {
+                None => Status::default(),
+                Some(f) => match f.rotation {
+                    // Underway or needs repair: another attempt would collide.
+                    RotationState::Stuck | RotationState::InProgress => continue,
+                    RotationState::Idle => Status {
+                        overdue: is_overdue(&f, now, policy),
+                        never_rotated: !f.ever_rotated,
+                        created: f.current_created,
+                    },
+                },
+            };
             push_target_windows(
                 &mut raws,
                 &fires[first_live..],
                 window,
                 rank[i],
-                target_facts,
-                now,
-                until,
-                policy,
+                status,
+                now_s,
+                until_s,
             );
         }
     }
 
-    let over = stagger(&mut raws, now, policy.max_rotations_per_minute.get());
+    let over = stagger(&mut raws, now_s, policy.max_rotations_per_minute.get());
 
     raws.sort_unstable_by_key(|r| (r.start_at, r.rank));
+    // Entries visit targets in time order, i.e. randomly, and with 100,000
+    // targets each visit would miss the cache twice (target, then its id).
+    // Packing the ids into one buffer in rank order, plus a small "has a
+    // ticket" table, halves those misses; this loop dominates large plans.
+    let mut arena = String::with_capacity(order.iter().map(|&i| targets[i].id.len()).sum());
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(order.len());
+    let mut ticketed: Vec<bool> = Vec::with_capacity(order.len());
+    for &i in &order {
+        let start = arena.len();
+        arena.push_str(&targets[i].id);
+        spans.push((start, arena.len()));
+        ticketed.push(targets[i].ticket.is_some());
+    }
+    let id_of = |rank: u32| {
+        let (a, b) = spans[rank as usize];
+        arena.get(a..b).unwrap_or_default()
+    };
     let entries = raws
         .iter()
-        .map(|r| {
-            let target = &targets[order[r.rank]];
-            PlanEntry {
-                secret: target.id.clone(),
-                window_start: r.window_start,
-                window_end: r.window_end,
-                start_at: r.start_at,
-                reason: r.reason,
-                ticket: target.ticket.clone(),
-            }
+        .map(|r| PlanEntry {
+            secret: id_of(r.rank).to_owned(),
+            window_start: to_utc(r.window_start),
+            window_end: to_utc(r.window_end),
+            start_at: to_utc(r.start_at),
+            reason: r.reason,
+            ticket: if ticketed[r.rank as usize] {
+                targets[order[r.rank as usize]].ticket.clone()
+            } else {
+                None
+            },
         })
         .collect();
     let over_capacity = over
         .iter()
         .map(|r| OverCapacity {
-            secret: targets[order[r.rank]].id.clone(),
-            window_start: r.window_start,
-            window_end: r.window_end,
-            start_at: r.start_at,
+            secret: targets[order[r.rank as usize]].id.clone(),
+            window_start: to_utc(r.window_start),
+            window_end: to_utc(r.window_end),
+            start_at: to_utc(r.start_at),
         })
         .collect();
     Plan {
@@ -379,45 +415,42 @@ pub fn plan(
     }
 }
 
-/// A plan entry before ids are attached.
+/// A plan entry before ids are attached; times in Unix seconds so the sorts
+/// and the stagger compare plain integers.
 #[derive(Clone, Copy)]
 struct Raw {
-    window_start: DateTime<Utc>,
-    window_end: DateTime<Utc>,
-    start_at: DateTime<Utc>,
-    rank: usize,
+    window_start: i64,
+    window_end: i64,
+    start_at: i64,
+    rank: u32,
     reason: Reason,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the facts imply for planning; the default is "no facts".
+#[derive(Default)]
+struct Status {
+    overdue: bool,
+    never_rotated: bool,
+    created: Option<DateTime<Utc>>,
+}
+
 fn push_target_windows(
     raws: &mut Vec<Raw>,
-    live_fires: &[DateTime<Utc>],
-    window: Duration,
-    rank: usize,
-    facts: Option<Facts>,
-    now: DateTime<Utc>,
-    until: DateTime<Utc>,
-    policy: &Policy,
+    live_fires: &[i64],
+    window: i64,
+    rank: u32,
+    status: Status,
+    now: i64,
+    until: i64,
 ) {
-    let (overdue, never_rotated, created) = match facts {
-        None => (false, false, None),
-        Some(f) => match f.rotation {
-            // Underway or needs repair: planning another attempt would collide.
-            RotationState::Stuck | RotationState::InProgress => return,
-            RotationState::Idle => (
-                is_overdue(&f, now, policy),
-                !f.ever_rotated,
-                f.current_created,
-            ),
-        },
-    };
     // An overdue rotation happens now, which also serves a first rotation.
-    let mut mark_never = never_rotated && !overdue;
+    let mut mark_never = status.never_rotated && !status.overdue;
     for &fire in live_fires {
-        let open_now = fire <= now;
-        if open_now && (overdue || created.is_some_and(|c| c >= fire)) {
-            continue;
+        if fire <= now {
+            let rotated_in_window = status.created.is_some_and(|c| c.timestamp() >= fire);
+            if status.overdue || rotated_in_window {
+                continue;
+            }
         }
         let reason = if mark_never {
             mark_never = false;
@@ -427,16 +460,16 @@ fn push_target_windows(
         };
         raws.push(Raw {
             window_start: fire,
-            window_end: add(fire, window),
+            window_end: fire.saturating_add(window),
             start_at: fire,
             rank,
             reason,
         });
     }
-    if overdue && now < until {
+    if status.overdue && now < until {
         raws.push(Raw {
             window_start: now,
-            window_end: add(now, window),
+            window_end: now.saturating_add(window),
             start_at: now,
             rank,
             reason: Reason::Overdue,
@@ -445,7 +478,7 @@ fn push_target_windows(
 }
 
 /// Assigns `start_at` to every entry and returns those beyond capacity.
-fn stagger(raws: &mut [Raw], now: DateTime<Utc>, cap: u32) -> Vec<Raw> {
+fn stagger(raws: &mut [Raw], now: i64, cap: u32) -> Vec<Raw> {
     // Groups in time order so earlier windows get first pick of shared minutes;
     // inside a group, rank order makes the spread deterministic.
     raws.sort_unstable_by_key(|r| {
@@ -466,16 +499,10 @@ fn stagger(raws: &mut [Raw], now: DateTime<Utc>, cap: u32) -> Vec<Raw> {
             continue;
         };
         let begin = first.window_start.max(now);
-        let span = first.window_end - begin;
         // Slot k starts at begin + k minutes and must stay before window_end.
-        let whole = span.num_minutes();
-        let slots = if span > Duration::minutes(whole) {
-            whole + 1
-        } else {
-            whole
-        }
-        .max(1);
-        let base = begin.timestamp().div_euclid(60);
+        let span = first.window_end.saturating_sub(begin);
+        let slots = (span / 60 + i64::from(span % 60 != 0)).max(1);
+        let base = begin.div_euclid(60);
         let n = group.len() as i128;
         let mut full = false;
         for (i, raw) in group.iter_mut().enumerate() {
@@ -489,7 +516,7 @@ fn stagger(raws: &mut [Raw], now: DateTime<Utc>, cap: u32) -> Vec<Raw> {
                 full = true;
                 slots - 1
             });
-            raw.start_at = add(begin, Duration::minutes(offset));
+            raw.start_at = begin.saturating_add(offset.saturating_mul(60));
             if full {
                 over.push(*raw);
             }
@@ -577,8 +604,13 @@ impl Hasher for MinuteHasher {
 
 type MinuteHash = BuildHasherDefault<MinuteHasher>;
 
-fn effective_window(window: Duration) -> Duration {
-    window.max(Duration::minutes(1))
+/// Window length in whole seconds, at least one minute.
+fn window_secs(window: Duration) -> i64 {
+    window.num_seconds().max(60)
+}
+
+fn to_utc(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Saturating add: absurd windows must not panic the planner.

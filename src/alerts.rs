@@ -1,0 +1,555 @@
+//! Escalations to Security and notices to dependent teams, over SNS, through an outbox.
+//!
+//! An alert is first written to the state store's outbox ([`Alerts::raise`]), in the same
+//! transaction that records its dedupe key, and only then published by [`publish_loop`].
+//! So an alert survives an SNS outage or a restart, is sent once per incident (re-sent
+//! after `[alerts] realert_interval`), and the code that raises it never waits on SNS.
+//!
+//! Every alert carries the runbook steps from the Secrets Rotation Guide that apply to its
+//! kind, so the person paged knows what to do without opening another document. No alert
+//! ever contains a secret value: only names, ARNs, version ids, tickets and AWS error
+//! messages (which never include values).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sns::types::MessageAttributeValue;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::AwsError;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::{NewAlert, OutboxAlert, StoreError, StoreHandle};
+
+/// The alert envelope's schema name; bump it when the JSON changes incompatibly.
+pub const SCHEMA: &str = "rotationd.alert.v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    P1,
+    P2,
+    P3,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::P1 => "P1",
+            Severity::P2 => "P2",
+            Severity::P3 => "P3",
+        }
+    }
+}
+
+/// Who an alert is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// `[alerts] security_topic_arn`.
+    Security,
+    /// `[alerts] notify_topic_arn` (dependent teams); skipped when not configured.
+    Notify,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    RotationFailed,
+    RotationAbandoned,
+    RotationStuck,
+    BreachSuspected,
+    DepartureSlaAtRisk,
+    DepartureSlaMissed,
+    Overdue,
+    RotationStorm,
+    SecretMissing,
+    AwsUnreachable,
+    DependentsUnhealthy,
+    RotationScheduled,
+    RotationCompleted,
+}
+
+impl AlertKind {
+    pub const ALL: &'static [AlertKind] = &[
+        AlertKind::RotationFailed,
+        AlertKind::RotationAbandoned,
+        AlertKind::RotationStuck,
+        AlertKind::BreachSuspected,
+        AlertKind::DepartureSlaAtRisk,
+        AlertKind::DepartureSlaMissed,
+        AlertKind::Overdue,
+        AlertKind::RotationStorm,
+        AlertKind::SecretMissing,
+        AlertKind::AwsUnreachable,
+        AlertKind::DependentsUnhealthy,
+        AlertKind::RotationScheduled,
+        AlertKind::RotationCompleted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::RotationFailed => "rotation_failed",
+            AlertKind::RotationAbandoned => "rotation_abandoned",
+            AlertKind::RotationStuck => "rotation_stuck",
+            AlertKind::BreachSuspected => "breach_suspected",
+            AlertKind::DepartureSlaAtRisk => "departure_sla_at_risk",
+            AlertKind::DepartureSlaMissed => "departure_sla_missed",
+            AlertKind::Overdue => "overdue",
+            AlertKind::RotationStorm => "rotation_storm",
+            AlertKind::SecretMissing => "secret_missing",
+            AlertKind::AwsUnreachable => "aws_unreachable",
+            AlertKind::DependentsUnhealthy => "dependents_unhealthy",
+            AlertKind::RotationScheduled => "rotation_scheduled",
+            AlertKind::RotationCompleted => "rotation_completed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        AlertKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    /// The seed: rotation failed, breach suspected and dependents failing go to Security
+    /// at once (P1).
+    pub fn severity(self) -> Severity {
+        match self {
+            AlertKind::RotationFailed
+            | AlertKind::RotationStuck
+            | AlertKind::BreachSuspected
+            | AlertKind::DepartureSlaAtRisk
+            | AlertKind::DepartureSlaMissed
+            | AlertKind::RotationStorm
+            | AlertKind::DependentsUnhealthy => Severity::P1,
+            AlertKind::RotationAbandoned
+            | AlertKind::Overdue
+            | AlertKind::SecretMissing
+            | AlertKind::AwsUnreachable => Severity::P2,
+            AlertKind::RotationScheduled | AlertKind::RotationCompleted => Severity::P3,
+        }
+    }
+
+    pub fn audience(self) -> Audience {
+        match self {
+            AlertKind::RotationScheduled | AlertKind::RotationCompleted => Audience::Notify,
+            _ => Audience::Security,
+        }
+    }
+
+    fn summary(self) -> &'static str {
+        match self {
+            AlertKind::RotationFailed => "Rotation failed",
+            AlertKind::RotationAbandoned => "Rotation abandoned",
+            AlertKind::RotationStuck => "Rotation stuck",
+            AlertKind::BreachSuspected => "Credential breach suspected",
+            AlertKind::DepartureSlaAtRisk => "Departure rotation SLA at risk",
+            AlertKind::DepartureSlaMissed => "Departure rotation SLA missed",
+            AlertKind::Overdue => "Secret overdue for rotation",
+            AlertKind::RotationStorm => "Rotation storm, event rotations paused",
+            AlertKind::SecretMissing => "Configured secret missing",
+            AlertKind::AwsUnreachable => "AWS unreachable",
+            AlertKind::DependentsUnhealthy => "Dependents failing after rotation",
+            AlertKind::RotationScheduled => "Rotation scheduled",
+            AlertKind::RotationCompleted => "Rotation completed",
+        }
+    }
+
+    /// The ordered steps from the Secrets Rotation Guide that apply to this kind.
+    pub fn runbook(self) -> &'static [&'static str] {
+        const ESCALATE: &str = "Escalate to the Security Lead immediately: rotation failed, a breach is suspected, or dependents cannot authenticate (guide: Escalation)";
+        const CHECK_STAGES: &str = "Check the rotation function's four stages (createSecret, setSecret, testSecret, finishSecret) and RotationFailed events in CloudTrail";
+        const VERIFY_LABELS: &str = "Confirm the labels: aws secretsmanager describe-secret --secret-id <secret> --query VersionIdsToStages (AWSCURRENT new, AWSPREVIOUS old)";
+        const ROLLBACK: &str = "If the new credential causes issues, restore the previous version (L3 only): rotationd rollback --secret <secret> --ticket <INC> --reason <why> (update-secret-version-stage AWSCURRENT back to AWSPREVIOUS)";
+        const RESTART: &str = "Restart dependent services to pick up the reverted credential";
+        const INVESTIGATE: &str = "Investigate why the new credential failed before re-attempting";
+        const EMERGENCY: &[&str] = &[
+            "Rotate immediately; do not wait for a maintenance window (rotationd rotate --emergency)",
+            "File or link the INC ticket (P1)",
+            "Notify Security on-call: they may need to audit access logs",
+            "Monitor CloudTrail for unauthorized access with the affected credential",
+        ];
+        match self {
+            AlertKind::RotationFailed => &[ESCALATE, CHECK_STAGES, VERIFY_LABELS, INVESTIGATE],
+            AlertKind::RotationAbandoned => &[
+                "Someone wrote a secret version by hand during a rotation: find who in CloudTrail (PutSecretValue/UpdateSecretVersionStage)",
+                VERIFY_LABELS,
+                "Re-run the rotation once the secret is consistent",
+            ],
+            AlertKind::RotationStuck => &[
+                "A previous rotation left AWSPENDING on a version without AWSCURRENT; rotationd will not call RotateSecret on top of it",
+                CHECK_STAGES,
+                "Finish or cancel the broken rotation (fix the rotation function, or move AWSPENDING off the version), then retry",
+                ESCALATE,
+            ],
+            AlertKind::BreachSuspected => EMERGENCY,
+            AlertKind::DepartureSlaAtRisk | AlertKind::DepartureSlaMissed => &[
+                "A departed team member could still reach this secret: rotate within 24 hours of the departure",
+                "Rotate now: rotationd rotate --secret <secret> --ticket <INC> --reason departure --emergency",
+                ESCALATE,
+            ],
+            AlertKind::Overdue => &[
+                "The current version is older than [policy] max_age (quarterly compliance)",
+                "Plan a rotation in the next off-peak window under a CHG ticket, or rotate now with an INC ticket",
+            ],
+            AlertKind::RotationStorm => &[
+                "More event-triggered rotations than allowed in an hour: check the event sources for a fault or an attack",
+                "Queued triggers are kept; resume with rotationd resume or a config reload once understood",
+                ESCALATE,
+            ],
+            AlertKind::SecretMissing => &[
+                "A secret listed in the configuration is absent from Secrets Manager or scheduled for deletion",
+                "Fix the configuration or restore the secret (aws secretsmanager restore-secret)",
+            ],
+            AlertKind::AwsUnreachable => &[
+                "rotationd cannot reach AWS: check network, VPC endpoints, credentials and AWS health",
+                "Rotations and alerts are kept and resume when AWS answers",
+            ],
+            AlertKind::DependentsUnhealthy => &[
+                ESCALATE,
+                "Check that dependent services can authenticate with the new credential (401/403/connection errors)",
+                ROLLBACK,
+                RESTART,
+                INVESTIGATE,
+            ],
+            AlertKind::RotationScheduled => &[
+                "Your service consumes this credential: make sure it re-reads AWSCURRENT and retries on authentication errors during the window",
+            ],
+            AlertKind::RotationCompleted => &[
+                "Verify service connectivity with the new credential",
+                "Watch 401/403/connection errors in CloudWatch for 15 minutes and check application logs",
+            ],
+        }
+    }
+}
+
+/// One alert, before it enters the outbox.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub kind: AlertKind,
+    /// Display name of the secret, if the alert is about one.
+    pub secret: Option<String>,
+    pub secret_arn: Option<String>,
+    /// Why the rotation ran: scheduled, departure, compromise, manual, retry...
+    pub trigger: Option<String>,
+    pub ticket: Option<String>,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub deadline: Option<DateTime<Utc>>,
+    /// Free-form extra context (window, versions, evidence).
+    pub details: serde_json::Value,
+    pub dedupe_key: String,
+}
+
+impl Alert {
+    pub fn new(kind: AlertKind, secret: Option<&str>, occurred_at: DateTime<Utc>) -> Alert {
+        let dedupe_key = format!("{}:{}", kind.as_str(), secret.unwrap_or("-"));
+        Alert {
+            kind,
+            secret: secret.map(str::to_string),
+            secret_arn: None,
+            trigger: None,
+            ticket: None,
+            reason: None,
+            error: None,
+            occurred_at,
+            deadline: None,
+            details: serde_json::Value::Null,
+            dedupe_key,
+        }
+    }
+
+    /// `[P1] Rotation failed: prod/payments/db`: at most 100 ASCII characters, as SNS
+    /// requires for email subjects.
+    pub fn subject(&self) -> String {
+        let mut s = format!(
+            "[{}] {}",
+            self.kind.severity().as_str(),
+            self.kind.summary()
+        );
+        if let Some(secret) = &self.secret {
+            s.push_str(": ");
+            s.push_str(secret);
+        }
+        let ascii: String = s
+            .chars()
+            .map(|c| {
+                if c.is_ascii() && !c.is_ascii_control() {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        if ascii.len() > 100 {
+            format!("{}...", &ascii[..97])
+        } else {
+            ascii
+        }
+    }
+
+    pub fn message(&self) -> serde_json::Value {
+        json!({
+            "schema": SCHEMA,
+            "kind": self.kind.as_str(),
+            "severity": self.kind.severity().as_str(),
+            "summary": self.kind.summary(),
+            "secret": { "name": self.secret, "arn": self.secret_arn },
+            "trigger": self.trigger,
+            "ticket": self.ticket,
+            "reason": self.reason,
+            "error": self.error,
+            "occurred_at": self.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "deadline": self.deadline.map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "runbook": self.kind.runbook(),
+            "details": self.details,
+            "dedupe_key": self.dedupe_key,
+        })
+    }
+
+    pub fn to_new_alert(&self) -> NewAlert {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("kind".to_string(), self.kind.as_str().to_string());
+        attributes.insert(
+            "severity".to_string(),
+            self.kind.severity().as_str().to_string(),
+        );
+        attributes.insert(
+            "secret".to_string(),
+            self.secret.clone().unwrap_or_else(|| "-".to_string()),
+        );
+        NewAlert {
+            dedupe_key: self.dedupe_key.clone(),
+            kind: self.kind.as_str().to_string(),
+            severity: self.kind.severity().as_str().to_string(),
+            subject: self.subject(),
+            message: self.message(),
+            attributes,
+        }
+    }
+}
+
+/// Raises alerts into the outbox.
+#[derive(Clone)]
+pub struct Alerts {
+    store: StoreHandle,
+    realert_interval: chrono::Duration,
+    notify_enabled: bool,
+}
+
+impl Alerts {
+    pub fn new(store: StoreHandle, cfg: &Config) -> Alerts {
+        Alerts {
+            store,
+            realert_interval: chrono::Duration::from_std(cfg.alerts.realert_interval)
+                .unwrap_or(chrono::Duration::hours(4)),
+            notify_enabled: cfg.alerts.notify_topic_arn.is_some(),
+        }
+    }
+
+    /// Queues `alert` unless the same incident (dedupe key) was alerted within
+    /// `realert_interval`. Returns whether it was queued.
+    pub async fn raise(&self, alert: Alert) -> Result<bool, StoreError> {
+        if alert.kind.audience() == Audience::Notify && !self.notify_enabled {
+            return Ok(false);
+        }
+        let realert = self.realert_interval;
+        let now = Utc::now();
+        tracing::info!(
+            kind = alert.kind.as_str(),
+            severity = alert.kind.severity().as_str(),
+            secret = alert.secret.as_deref().unwrap_or("-"),
+            "alert raised"
+        );
+        let new = alert.to_new_alert();
+        self.store
+            .call(move |s| Ok(s.db().enqueue_alert_deduped(&new, now, realert)?.is_some()))
+            .await
+    }
+
+    /// Queues `alert` only if its dedupe key was never alerted ("escalated once").
+    pub async fn raise_once(&self, alert: Alert) -> Result<bool, StoreError> {
+        let new = alert.to_new_alert();
+        let now = Utc::now();
+        self.store
+            .call(move |s| {
+                // A realert interval longer than any deployment: once per key.
+                Ok(s.db()
+                    .enqueue_alert_deduped(&new, now, chrono::Duration::days(365 * 100))?
+                    .is_some())
+            })
+            .await
+    }
+}
+
+/// Publishes one outbox alert to its topic.
+async fn publish_one(
+    sns: &aws_sdk_sns::Client,
+    topic: &str,
+    alert: &OutboxAlert,
+) -> Result<(), AwsError> {
+    let mut req = sns
+        .publish()
+        .topic_arn(topic)
+        .subject(&alert.subject)
+        .message(alert.message.to_string());
+    for (k, v) in &alert.attributes {
+        let value = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(v)
+            .build()
+            .map_err(|e| AwsError {
+                operation: "Publish",
+                code: None,
+                message: e.to_string(),
+                retryable: false,
+            })?;
+        req = req.message_attributes(k, value);
+    }
+    req.send()
+        .await
+        .map_err(|e| AwsError::from_sdk("Publish", e))?;
+    Ok(())
+}
+
+/// Backoff before retrying a failed publish: 5 s doubling up to 5 min.
+pub fn publish_backoff(attempts: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1u64 << attempts.min(10));
+    Duration::from_secs(secs.min(300))
+}
+
+/// Drains the outbox into SNS until cancelled. Publishes oldest first; a failure keeps
+/// the alert in the outbox with a backoff.
+pub async fn publish_loop(
+    store: StoreHandle,
+    sns: aws_sdk_sns::Client,
+    cfg: Arc<Config>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    loop {
+        if let Err(e) = publish_due(&store, &sns, &cfg, &metrics).await {
+            tracing::warn!(error = %e, "cannot read the alert outbox; retrying");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// One pass over the due alerts.
+pub async fn publish_due(
+    store: &StoreHandle,
+    sns: &aws_sdk_sns::Client,
+    cfg: &Config,
+    metrics: &Metrics,
+) -> Result<usize, StoreError> {
+    let now = Utc::now();
+    let due = store.call(move |s| s.db().due_alerts(now, 50)).await?;
+    let mut published = 0;
+    for alert in due {
+        let kind = AlertKind::parse(&alert.kind);
+        let topic = match kind.map(AlertKind::audience) {
+            Some(Audience::Notify) => cfg.alerts.notify_topic_arn.as_deref(),
+            _ => Some(cfg.alerts.security_topic_arn.as_str()),
+        };
+        let id = alert.id;
+        let Some(topic) = topic else {
+            // Notices queued before notify_topic_arn was removed: nobody to tell.
+            store
+                .call(move |s| s.db().mark_alert_published(id, Utc::now()))
+                .await?;
+            continue;
+        };
+        match publish_one(sns, topic, &alert).await {
+            Ok(()) => {
+                store
+                    .call(move |s| s.db().mark_alert_published(id, Utc::now()))
+                    .await?;
+                metrics
+                    .alerts_published_total
+                    .with_label_values(&[alert.kind.as_str(), alert.severity.as_str()])
+                    .inc();
+                published += 1;
+            }
+            Err(e) => {
+                let next = Utc::now()
+                    + chrono::Duration::from_std(publish_backoff(alert.attempts))
+                        .unwrap_or(chrono::Duration::minutes(5));
+                tracing::warn!(error = %e, kind = %alert.kind, "cannot publish alert; it stays in the outbox");
+                let msg = e.to_string();
+                store
+                    .call(move |s| s.db().mark_alert_failed(id, &msg, next))
+                    .await?;
+                if e.retryable {
+                    // SNS is down or throttling: the rest would fail the same way.
+                    break;
+                }
+            }
+        }
+    }
+    let pending = store.call(|s| s.db().unpublished_alert_count()).await?;
+    metrics
+        .alerts_outbox
+        .set(i64::try_from(pending).unwrap_or(i64::MAX));
+    Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn subject_is_short_ascii_with_severity_and_secret() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
+        let a = Alert::new(AlertKind::RotationFailed, Some("prod/payments/db"), t);
+        assert_eq!(a.subject(), "[P1] Rotation failed: prod/payments/db");
+        let long = "x".repeat(200);
+        let a = Alert::new(AlertKind::Overdue, Some(&format!("prod/é/{long}")), t);
+        let s = a.subject();
+        assert_eq!(s.len(), 100);
+        assert!(s.is_ascii());
+        assert!(s.starts_with("[P2] Secret overdue for rotation: prod/?/x"));
+    }
+
+    #[test]
+    fn message_carries_the_contract_fields() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
+        let mut a = Alert::new(AlertKind::DependentsUnhealthy, Some("prod/db"), t);
+        a.ticket = Some("CHG-1".into());
+        let m = a.message();
+        assert_eq!(m["schema"], "rotationd.alert.v1");
+        assert_eq!(m["kind"], "dependents_unhealthy");
+        assert_eq!(m["severity"], "P1");
+        assert_eq!(m["secret"]["name"], "prod/db");
+        assert_eq!(m["ticket"], "CHG-1");
+        assert_eq!(m["occurred_at"], "2026-11-25T00:00:00Z");
+        assert_eq!(m["dedupe_key"], "dependents_unhealthy:prod/db");
+        let runbook = m["runbook"].as_array().unwrap();
+        assert!(
+            runbook
+                .iter()
+                .any(|s| s.as_str().unwrap().contains("rotationd rollback"))
+        );
+        let n = a.to_new_alert();
+        assert_eq!(n.attributes["kind"], "dependents_unhealthy");
+        assert_eq!(n.attributes["severity"], "P1");
+        assert_eq!(n.attributes["secret"], "prod/db");
+    }
+
+    #[test]
+    fn every_kind_has_a_runbook_and_round_trips() {
+        for k in AlertKind::ALL {
+            assert!(!k.runbook().is_empty(), "{k:?}");
+            assert_eq!(AlertKind::parse(k.as_str()), Some(*k));
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(publish_backoff(0), Duration::from_secs(5));
+        assert_eq!(publish_backoff(1), Duration::from_secs(10));
+        assert_eq!(publish_backoff(20), Duration::from_secs(300));
+    }
+}

@@ -1,6 +1,7 @@
 //! The CLI commands, kept in the library so that they are testable and `main.rs` stays a
 //! thin parser. Each returns the process exit code: 0 ok, 1 failure, 2 invalid config.
 
+use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -83,18 +84,24 @@ pub fn plan(path: &Path, from: Option<&str>, days: u32, json: bool) -> u8 {
             over.secret
         );
     }
-    if json {
-        match serde_json::to_string_pretty(&plan.entries) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: cannot encode the plan as JSON: {e}");
-                return EXIT_FAILURE;
-            }
-        }
+    // Streamed: a year of a large fleet is hundreds of thousands of entries.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, &plan.entries)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
     } else {
-        print!("{}", render_table(&plan.entries));
+        write_table(&mut out, &plan.entries)
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => EXIT_OK,
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: cannot write the plan: {e}");
+            EXIT_FAILURE
+        }
     }
-    EXIT_OK
 }
 
 /// `rotationd run`.
@@ -143,23 +150,21 @@ pub fn offline_plan(cfg: &Config, from: DateTime<Utc>, until: DateTime<Utc>) -> 
 
 pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 
-/// A plain-text table, one entry per line, sorted as the planner returned them.
-pub fn render_table(entries: &[planner::PlanEntry]) -> String {
-    use std::fmt::Write;
+/// A plain-text table, one entry per line, in the planner's order.
+pub fn write_table(out: &mut impl Write, entries: &[planner::PlanEntry]) -> std::io::Result<()> {
     let width = entries
         .iter()
         .map(|e| e.secret.len())
         .max()
         .unwrap_or(0)
         .max("SECRET".len());
-    let mut out = String::new();
-    let _ = writeln!(
+    writeln!(
         out,
         "{:<20}  {:<20}  {:<20}  {:<width$}  {:<13}  TICKET",
         "START", "WINDOW START", "WINDOW END", "SECRET", "REASON"
-    );
+    )?;
     for e in entries {
-        let _ = writeln!(
+        writeln!(
             out,
             "{:<20}  {:<20}  {:<20}  {:<width$}  {:<13}  {}",
             e.start_at.format(TIME_FORMAT).to_string(),
@@ -168,10 +173,10 @@ pub fn render_table(entries: &[planner::PlanEntry]) -> String {
             e.secret,
             e.reason.as_str(),
             e.ticket.as_deref().unwrap_or("-")
-        );
+        )?;
     }
     if entries.is_empty() {
-        out.push_str("(no windows in this period)\n");
+        writeln!(out, "(no windows in this period)")?;
     }
-    out
+    Ok(())
 }

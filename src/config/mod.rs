@@ -242,7 +242,7 @@ pub struct Diagnostics {
     path: PathBuf,
     /// Byte offset at which each line starts, to turn spans into line/column.
     line_starts: Vec<usize>,
-    source: String,
+    source: std::sync::Arc<str>,
     items: Vec<Diagnostic>,
 }
 
@@ -253,7 +253,7 @@ impl Diagnostics {
         Diagnostics {
             path: path.to_path_buf(),
             line_starts,
-            source: source.to_string(),
+            source: source.into(),
             items: Vec::new(),
         }
     }
@@ -411,44 +411,49 @@ fn de_table<T: DeserializeOwned + Default>(
     .ok()
 }
 
-/// Deserializes an array of tables (`[[secret]]`), each element on its own.
-fn de_array<T: DeserializeOwned + Default>(
-    value: &Spanned<DeValue<'_>>,
+/// The elements of an array of tables (`[[secret]]`), moved out so that each can be
+/// deserialized and then dropped in turn: a 100,000-secret file never holds its parsed
+/// document and its validated config in memory at once.
+fn array_items<'i>(
+    value: Spanned<DeValue<'i>>,
     what: &str,
     diags: &mut Diagnostics,
-) -> Vec<(Range<usize>, T)> {
-    let DeValue::Array(items) = value.get_ref() else {
-        diags.error(
-            value.span(),
-            format!(
-                "`{what}` must be an array of tables (`[[{what}]]`), found {}",
-                value.get_ref().type_str()
-            ),
-        );
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| de_table::<T>(item, what, diags).map(|t| (item.span(), t)))
-        .collect()
+) -> Vec<Spanned<DeValue<'i>>> {
+    let span = value.span();
+    match value.into_inner() {
+        DeValue::Array(mut items) => items
+            .iter_mut()
+            .map(|item| std::mem::replace(item, Spanned::new(0..0, DeValue::Boolean(false))))
+            .collect(),
+        other => {
+            diags.error(
+                span,
+                format!(
+                    "`{what}` must be an array of tables (`[[{what}]]`), found {}",
+                    other.type_str()
+                ),
+            );
+            Vec::new()
+        }
+    }
 }
 
 const SECTIONS: &[&str] = &[
     "aws", "daemon", "alerts", "events", "policy", "group", "secret", "selector",
 ];
 
-struct RawDocument {
+struct RawDocument<'i> {
     aws: RawAws,
     daemon: RawDaemon,
     alerts: Option<(Range<usize>, RawAlerts)>,
     events: Option<(Range<usize>, RawEvents)>,
     policy: RawPolicy,
-    groups: Vec<(Range<usize>, RawGroup)>,
-    secrets: Vec<(Range<usize>, RawSecret)>,
-    selectors: Vec<(Range<usize>, RawSelector)>,
+    groups: Vec<Spanned<DeValue<'i>>>,
+    secrets: Vec<Spanned<DeValue<'i>>>,
+    selectors: Vec<Spanned<DeValue<'i>>>,
 }
 
-fn parse_document(source: &str, diags: &mut Diagnostics) -> Option<RawDocument> {
+fn parse_document<'i>(source: &'i str, diags: &mut Diagnostics) -> Option<RawDocument<'i>> {
     let root = match DeTable::parse(source) {
         Ok(root) => root,
         Err(err) => {
@@ -466,17 +471,17 @@ fn parse_document(source: &str, diags: &mut Diagnostics) -> Option<RawDocument> 
         secrets: Vec::new(),
         selectors: Vec::new(),
     };
-    for (key, value) in root.get_ref().iter() {
+    for (key, value) in root.into_inner() {
         let name: &str = key.get_ref();
         match name {
-            "aws" => doc.aws = de_table(value, name, diags).unwrap_or_default(),
-            "daemon" => doc.daemon = de_table(value, name, diags).unwrap_or_default(),
-            "policy" => doc.policy = de_table(value, name, diags).unwrap_or_default(),
-            "alerts" => doc.alerts = de_table(value, name, diags).map(|t| (key.span(), t)),
-            "events" => doc.events = de_table(value, name, diags).map(|t| (key.span(), t)),
-            "group" => doc.groups = de_array(value, name, diags),
-            "secret" => doc.secrets = de_array(value, name, diags),
-            "selector" => doc.selectors = de_array(value, name, diags),
+            "aws" => doc.aws = de_table(&value, name, diags).unwrap_or_default(),
+            "daemon" => doc.daemon = de_table(&value, name, diags).unwrap_or_default(),
+            "policy" => doc.policy = de_table(&value, name, diags).unwrap_or_default(),
+            "alerts" => doc.alerts = de_table(&value, name, diags).map(|t| (key.span(), t)),
+            "events" => doc.events = de_table(&value, name, diags).map(|t| (key.span(), t)),
+            "group" => doc.groups = array_items(value, name, diags),
+            "secret" => doc.secrets = array_items(value, name, diags),
+            "selector" => doc.selectors = array_items(value, name, diags),
             other => diags.error(
                 key.span(),
                 format!(
@@ -541,6 +546,62 @@ const fn hours(h: u64) -> Duration {
 
 const fn minutes(m: u64) -> Duration {
     Duration::from_secs(m * 60)
+}
+
+/// A parsed schedule with its shortest and longest gap between two fire times.
+#[derive(Clone)]
+struct ParsedSchedule {
+    schedule: Schedule,
+    min_gap: Option<Duration>,
+    max_gap: Option<Duration>,
+}
+
+/// Parses each distinct schedule text once: a fleet of 100,000 secrets shares a handful.
+#[derive(Default)]
+struct Schedules {
+    parsed: HashMap<String, Result<ParsedSchedule, String>>,
+}
+
+impl Schedules {
+    fn of(&mut self, schedule: &Schedule) -> ParsedSchedule {
+        self.parsed
+            .entry(schedule.as_str().to_string())
+            .or_insert_with(|| Ok(Self::measure(schedule.clone())))
+            .clone()
+            .unwrap_or_else(|_| Self::measure(schedule.clone()))
+    }
+
+    fn measure(schedule: Schedule) -> ParsedSchedule {
+        ParsedSchedule {
+            min_gap: schedule.min_gap().and_then(|g| g.to_std().ok()),
+            max_gap: schedule.max_gap().and_then(|g| g.to_std().ok()),
+            schedule,
+        }
+    }
+
+    fn parse(
+        &mut self,
+        diags: &mut Diagnostics,
+        value: &Spanned<String>,
+    ) -> Option<ParsedSchedule> {
+        let text = value.get_ref();
+        let parsed = self
+            .parsed
+            .entry(text.clone())
+            .or_insert_with(|| {
+                Schedule::parse(text)
+                    .map(Self::measure)
+                    .map_err(|e| e.to_string())
+            })
+            .clone();
+        match parsed {
+            Ok(p) => Some(p),
+            Err(e) => {
+                diags.error(value.span(), format!("invalid schedule `{text}`: {e}"));
+                None
+            }
+        }
+    }
 }
 
 fn schedule(diags: &mut Diagnostics, value: &Spanned<String>) -> Option<Schedule> {
@@ -673,50 +734,49 @@ fn settings(
     what: &str,
     policy: &PolicyConfig,
     group_names: &HashSet<String>,
+    schedules: &mut Schedules,
 ) -> Option<SecretSettings> {
     let mut ok = true;
-    let schedule = match raw.schedule {
-        Some(s) => schedule(diags, s),
-        None => Some(policy.default_schedule.clone()),
+    let parsed = match raw.schedule {
+        Some(s) => schedules.parse(diags, s),
+        None => Some(schedules.of(&policy.default_schedule)),
     };
     let window = Some(duration(diags, raw.window, "window", policy.default_window));
-    if let (Some(sched), Some(win)) = (&schedule, window) {
-        if let Some(gap) = sched.min_gap() {
-            let gap = gap.to_std().unwrap_or_default();
-            if win > gap {
-                let span = raw
-                    .window
-                    .as_ref()
-                    .map_or_else(|| entry_span.clone(), |w| w.span());
-                diags.error(
-                    span,
-                    format!(
-                        "window {} is longer than the shortest gap ({}) between two runs of schedule `{sched}`; windows would overlap",
-                        fmt_duration(win),
-                        fmt_duration(gap)
-                    ),
-                );
-                ok = false;
-            }
+    if let (Some(p), Some(win)) = (&parsed, window) {
+        let sched = &p.schedule;
+        if let Some(gap) = p.min_gap
+            && win > gap
+        {
+            let span = raw
+                .window
+                .as_ref()
+                .map_or_else(|| entry_span.clone(), |w| w.span());
+            diags.error(
+                span,
+                format!(
+                    "window {} is longer than the shortest gap ({}) between two runs of schedule `{sched}`; windows would overlap",
+                    fmt_duration(win),
+                    fmt_duration(gap)
+                ),
+            );
+            ok = false;
         }
         let own = raw.schedule.is_some() || raw.window.is_some();
-        if let Some(gap) = sched
-            .max_gap()
-            .and_then(|g| g.to_std().ok())
-            .filter(|_| own)
+        if let Some(gap) = p.max_gap.filter(|_| own)
             && gap + win > policy.max_age
         {
             diags.warning(
-                    raw.schedule.as_ref().map_or_else(|| entry_span.clone(), |s| s.span()),
-                    format!(
-                        "schedule `{sched}` can leave {} between rotations (plus a {} window), longer than [policy] max_age {}; such secrets turn overdue before their next window",
-                        fmt_duration(gap),
-                        fmt_duration(win),
-                        fmt_duration(policy.max_age)
-                    ),
-                );
+                raw.schedule.as_ref().map_or_else(|| entry_span.clone(), |s| s.span()),
+                format!(
+                    "schedule `{sched}` can leave {} between rotations (plus a {} window), longer than [policy] max_age {}; such secrets turn overdue before their next window",
+                    fmt_duration(gap),
+                    fmt_duration(win),
+                    fmt_duration(policy.max_age)
+                ),
+            );
         }
     }
+    let schedule = parsed.map(|p| p.schedule);
     let strategy = match raw.strategy {
         None => {
             diags.error(
@@ -1060,10 +1120,16 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             );
     }
 
+    let mut schedules = Schedules::default();
+
     // [[group]]
     let mut groups = Vec::new();
     let mut group_names = HashSet::new();
-    for (span, g) in &doc.groups {
+    for item in doc.groups {
+        let span = item.span();
+        let Some(g) = de_table::<RawGroup>(&item, "group", diags) else {
+            continue;
+        };
         let Some(name) = &g.name else {
             diags.error(span.clone(), "[[group]] is missing `name`");
             continue;
@@ -1085,7 +1151,12 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
     // [[secret]]
     let mut secrets = Vec::new();
     let mut seen_ids: HashMap<String, Range<usize>> = HashMap::new();
-    for (span, s) in &doc.secrets {
+    for item in doc.secrets {
+        let span = item.span();
+        let Some(s) = de_table::<RawSecret>(&item, "secret", diags) else {
+            continue;
+        };
+        drop(item);
         let id = match &s.id {
             None => {
                 diags.error(
@@ -1135,6 +1206,7 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             what.trim(),
             &policy,
             &group_names,
+            &mut schedules,
         );
         if let (Some(id), Some(settings)) = (id, settings) {
             secrets.push(SecretConfig { id, settings });
@@ -1143,7 +1215,12 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
 
     // [[selector]]
     let mut selectors = Vec::new();
-    for (span, s) in &doc.selectors {
+    for item in doc.selectors {
+        let span = item.span();
+        let Some(s) = de_table::<RawSelector>(&item, "selector", diags) else {
+            continue;
+        };
+        drop(item);
         let matcher = match (&s.tag_key, &s.tag_value, &s.name_prefix) {
             (Some(k), v, None) => Some(Matcher::Tag {
                 key: k.get_ref().clone(),
@@ -1192,6 +1269,7 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             &what,
             &policy,
             &group_names,
+            &mut schedules,
         );
         if let (Some(matcher), Some(settings)) = (matcher, settings) {
             selectors.push(SelectorConfig { matcher, settings });

@@ -62,14 +62,15 @@ impl MissingReason {
     }
 }
 
-impl Fleet {
-    pub fn settings<'a>(&self, cfg: &'a Config, origin: Origin) -> &'a SecretSettings {
-        match origin {
-            Origin::Secret(i) => &cfg.secrets[i].settings,
-            Origin::Selector(i) => &cfg.selectors[i].settings,
-        }
+/// The settings a managed secret takes from its `[[secret]]` or `[[selector]]`.
+pub fn settings(cfg: &Config, origin: Origin) -> &SecretSettings {
+    match origin {
+        Origin::Secret(i) => &cfg.secrets[i].settings,
+        Origin::Selector(i) => &cfg.selectors[i].settings,
     }
+}
 
+impl Fleet {
     /// Finds a managed secret by key, name or ARN.
     pub fn find(&self, id: &str) -> Option<&FleetEntry> {
         self.entries

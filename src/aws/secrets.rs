@@ -76,6 +76,11 @@ pub struct VersionInfo {
     pub created: Option<DateTime<Utc>>,
 }
 
+/// moto reports an unset rotation function as `""`; treat it as absent.
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
 fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
@@ -121,7 +126,7 @@ impl SecretsManager {
                     name: e.name().unwrap_or_default().to_string(),
                     arn: e.arn().unwrap_or_default().to_string(),
                     rotation_enabled: e.rotation_enabled().unwrap_or(false),
-                    rotation_lambda_arn: e.rotation_lambda_arn().map(str::to_string),
+                    rotation_lambda_arn: non_empty(e.rotation_lambda_arn()),
                     created: time(e.created_date()),
                     last_rotated: time(e.last_rotated_date()),
                     last_changed: time(e.last_changed_date()),
@@ -163,7 +168,7 @@ impl SecretsManager {
             name: d.name().unwrap_or_default().to_string(),
             arn: d.arn().unwrap_or_default().to_string(),
             rotation_enabled: d.rotation_enabled().unwrap_or(false),
-            rotation_lambda_arn: d.rotation_lambda_arn().map(str::to_string),
+            rotation_lambda_arn: non_empty(d.rotation_lambda_arn()),
             created: time(d.created_date()),
             last_rotated: time(d.last_rotated_date()),
             last_changed: time(d.last_changed_date()),
@@ -218,12 +223,18 @@ impl SecretsManager {
     /// Starts a rotation with the secret's configured rotation function. The
     /// `ClientRequestToken` becomes the new version's id, so retrying with the same token
     /// never starts a second rotation.
-    pub async fn rotate(&self, id: &str, token: &str) -> Result<Option<String>, AwsError> {
+    pub async fn rotate(
+        &self,
+        id: &str,
+        token: &str,
+        lambda_arn: Option<&str>,
+    ) -> Result<Option<String>, AwsError> {
         let out = self
             .client
             .rotate_secret()
             .secret_id(id)
             .client_request_token(token)
+            .set_rotation_lambda_arn(lambda_arn.map(str::to_string))
             .rotate_immediately(true)
             .send()
             .await

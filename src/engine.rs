@@ -1,0 +1,936 @@
+//! The rotation engine: one attempt = one persisted state machine, driven through
+//! Secrets Manager's staged rotation.
+//!
+//! ```text
+//! preflight ──> rotate_requested ──> monitoring ──> validating ──> succeeded
+//!     │               │                  │              │
+//!     └─> stuck / skipped / failed <─────┴──────────────┘
+//! ```
+//!
+//! - **preflight** is the seed's pre-rotation checklist: the secret exists and is not
+//!   being deleted; rotation is configured; no rotation is in progress (AWSPENDING on a
+//!   version without AWSCURRENT means a previous one is stuck: never call RotateSecret on
+//!   top of it); an AWSCURRENT version exists to roll back to; a planned rotation is
+//!   inside its window; a ticket is present (CHG planned, INC otherwise, `INC-pending`
+//!   when an event carried none); dependents are notified.
+//! - **rotate_requested**: the RotateSecret call counter is committed *before* the
+//!   request, with a `ClientRequestToken` derived from the attempt id. After a crash the
+//!   resumed attempt looks for the token's version first and only re-sends (same token,
+//!   idempotent on AWS) when AWS never saw the first request.
+//! - **monitoring** polls DescribeSecret with backoff until the token's version holds
+//!   AWSCURRENT and no AWSPENDING remains (createSecret → setSecret → testSecret →
+//!   finishSecret all ran), or the timeout fails the attempt.
+//! - **validating** is the post-rotation check: AWSCURRENT is the new version and
+//!   AWSPREVIOUS the old one.
+//!
+//! Every transition is committed to the store before the next AWS call, so a crash at any
+//! point resumes from the last committed state. Retryable AWS errors leave the state as
+//! it is (the daemon retries later); fatal ones fail the attempt and escalate to Security.
+//! The engine never reads or writes a secret value.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::{Alert, AlertKind, Alerts};
+use crate::aws::AwsError;
+use crate::aws::secrets::{AWSCURRENT, AWSPENDING, SecretInfo, SecretsManager};
+use crate::config::{Config, is_ticket};
+use crate::metrics::Metrics;
+use crate::store::{
+    Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
+    StoreHandle, Trigger, TriggerKind, TriggerStatus,
+};
+
+/// The ticket recorded when an event-triggered rotation carries none; the escalation
+/// says so, so that someone files the INC.
+pub const INC_PENDING: &str = "INC-pending";
+
+/// The time rotationd acts on. Tests of the real binary shift it with
+/// `ROTATIOND_TEST_CLOCK_OFFSET` (seconds, may be negative) to put "now" inside or
+/// outside a window without waiting for one; production leaves it unset.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Clock {
+    offset: chrono::Duration,
+}
+
+impl Clock {
+    pub const OFFSET_ENV: &'static str = "ROTATIOND_TEST_CLOCK_OFFSET";
+
+    pub fn from_env() -> Clock {
+        let offset = std::env::var(Self::OFFSET_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map(chrono::Duration::seconds)
+            .unwrap_or_default();
+        Clock { offset }
+    }
+
+    pub fn with_offset(offset: chrono::Duration) -> Clock {
+        Clock { offset }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded { new_version: String },
+    Failed(String),
+    Stuck(String),
+    Skipped(String),
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::Failed(_) | Outcome::Stuck(_) => "failed",
+            Outcome::Skipped(_) => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("state store: {0}")]
+    Store(#[from] StoreError),
+    /// AWS did not answer or throttled: the attempt keeps its state and is retried.
+    #[error("{0}; the attempt stays queued and is retried")]
+    Retryable(AwsError),
+    #[error("interrupted by shutdown; the attempt resumes at the next start")]
+    Cancelled,
+    #[error("no such attempt {0}")]
+    NoAttempt(String),
+}
+
+/// Tunables, with the seed's defaults.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How long the four stages may take before the attempt fails.
+    pub monitor_timeout: Duration,
+    pub poll_initial: Duration,
+    pub poll_max: Duration,
+    /// Test hook (`ROTATIOND_TEST_FAILPOINT=after-rotate`): pause forever right after a
+    /// RotateSecret request was answered and committed, so that a test can kill the
+    /// process between RotateSecret and validation.
+    pub failpoint: Option<String>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            monitor_timeout: Duration::from_secs(15 * 60),
+            poll_initial: Duration::from_millis(500),
+            poll_max: Duration::from_secs(30),
+            failpoint: std::env::var("ROTATIOND_TEST_FAILPOINT").ok(),
+        }
+    }
+}
+
+/// At most `per_minute` RotateSecret calls in any 60 s (the config's
+/// `max_rotations_per_minute`), across all attempts of this process.
+pub struct RateLimiter {
+    per_minute: usize,
+    recent: Mutex<VecDeque<Instant>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter {
+            per_minute: per_minute.max(1) as usize,
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Waits for a slot. The lock is held across the sleep on purpose: waiters queue in
+    /// order and none can overtake the one whose slot frees first.
+    pub async fn acquire(&self, cancel: &CancellationToken) -> Result<(), EngineError> {
+        let mut recent = self.recent.lock().await;
+        loop {
+            let now = Instant::now();
+            while recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+            {
+                recent.pop_front();
+            }
+            if recent.len() < self.per_minute {
+                recent.push_back(now);
+                return Ok(());
+            }
+            let wait = Duration::from_secs(60) - now.duration_since(recent[0]);
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(EngineError::Cancelled),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+}
+
+/// What a caller wants rotated, and why.
+#[derive(Debug, Clone)]
+pub struct RotationRequest {
+    /// Config key, name or ARN of the secret.
+    pub secret: String,
+    pub kind: TriggerKind,
+    pub ticket: Option<String>,
+    pub reason: String,
+    pub actor: String,
+    /// Ignore the window (emergency rotation).
+    pub emergency: bool,
+}
+
+/// Progress sink: the CLI prints stages on stderr, the daemon logs them.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+pub struct Engine {
+    pub cfg: Arc<Config>,
+    pub sm: SecretsManager,
+    pub store: StoreHandle,
+    pub alerts: Alerts,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    pub opts: EngineOptions,
+    pub limiter: RateLimiter,
+}
+
+/// The ClientRequestToken for an attempt: deterministic, 32-64 characters.
+pub fn request_token(attempt_id: &str) -> String {
+    format!("rotationd-{attempt_id}")
+}
+
+fn is_planned(kind: TriggerKind) -> bool {
+    matches!(
+        kind,
+        TriggerKind::Scheduled | TriggerKind::Overdue | TriggerKind::NeverRotated
+    )
+}
+
+/// The `trigger` label of `rotationd_rotations_total`: planned kinds are `scheduled`.
+pub fn trigger_label(kind: TriggerKind) -> &'static str {
+    match kind {
+        TriggerKind::Scheduled | TriggerKind::Overdue | TriggerKind::NeverRotated => "scheduled",
+        TriggerKind::Departure => "departure",
+        TriggerKind::Compromise => "compromise",
+        TriggerKind::Manual => "manual",
+        TriggerKind::Retry => "retry",
+    }
+}
+
+impl Engine {
+    /// Records a trigger and an attempt for `req` (one transaction) and returns the
+    /// attempt id. Pending triggers of the same secret are served by the same attempt.
+    pub async fn create_manual_attempt(
+        &self,
+        req: &RotationRequest,
+        arn: Option<String>,
+    ) -> Result<String, EngineError> {
+        let now = self.clock.now();
+        let trigger = NewTrigger {
+            secret: req.secret.clone(),
+            kind: req.kind,
+            dedupe_key: None,
+            ticket: req.ticket.clone(),
+            reason: req.reason.clone(),
+            actor: req.actor.clone(),
+            created_at: now,
+            not_before: None,
+            deadline: None,
+        };
+        let attempt_id = uuid::Uuid::new_v4().simple().to_string();
+        let id = attempt_id.clone();
+        let emergency = req.emergency;
+        let kind = req.kind;
+        let ticket = req.ticket.clone();
+        let secret = req.secret.clone();
+        self.store
+            .call(move |s| {
+                s.transaction(|db| {
+                    let t = db.insert_trigger(&trigger)?;
+                    db.create_attempt(&NewAttempt {
+                        id: id.clone(),
+                        trigger_id: Some(t.id),
+                        secret: secret.clone(),
+                        secret_arn: arn,
+                        trigger_kind: kind,
+                        ticket,
+                        client_request_token: request_token(&id),
+                        previous_version: None,
+                        started_at: now,
+                    })?;
+                    db.attach_attempt(t.id, &id, now)?;
+                    db.append_audit(&NewAuditEntry {
+                        at: now,
+                        actor: trigger.actor.clone(),
+                        action: "rotate_requested".into(),
+                        secret: Some(secret.clone()),
+                        ticket: trigger.ticket.clone(),
+                        reason: Some(trigger.reason.clone()),
+                        outcome: "accepted".into(),
+                        detail: Some(serde_json::json!({
+                            "attempt": id, "trigger": kind.as_str(), "emergency": emergency
+                        })),
+                    })?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(attempt_id)
+    }
+
+    /// Creates an attempt serving the pending trigger `trigger` (and any other pending
+    /// trigger of the same secret).
+    pub async fn attempt_for_trigger(
+        &self,
+        trigger: &Trigger,
+        arn: Option<String>,
+    ) -> Result<String, EngineError> {
+        let now = self.clock.now();
+        let attempt_id = uuid::Uuid::new_v4().simple().to_string();
+        let id = attempt_id.clone();
+        let t = trigger.clone();
+        self.store
+            .call(move |s| {
+                s.transaction(|db| {
+                    db.create_attempt(&NewAttempt {
+                        id: id.clone(),
+                        trigger_id: Some(t.id),
+                        secret: t.secret.clone(),
+                        secret_arn: arn,
+                        trigger_kind: t.kind,
+                        ticket: t.ticket.clone(),
+                        client_request_token: request_token(&id),
+                        previous_version: None,
+                        started_at: now,
+                    })?;
+                    for other in db.pending_triggers_for(&t.secret)? {
+                        // Planned triggers whose window has not opened wait for it.
+                        if other.id == t.id || other.not_before.is_none_or(|nb| nb <= now) {
+                            db.attach_attempt(other.id, &id, now)?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(attempt_id)
+    }
+
+    async fn load(&self, attempt_id: &str) -> Result<Attempt, EngineError> {
+        let id = attempt_id.to_string();
+        self.store
+            .call(move |s| s.db().get_attempt(&id))
+            .await?
+            .ok_or_else(|| EngineError::NoAttempt(attempt_id.to_string()))
+    }
+
+    async fn update(&self, attempt_id: &str, update: AttemptUpdate) -> Result<(), EngineError> {
+        let id = attempt_id.to_string();
+        let now = self.clock.now();
+        self.store
+            .call(move |s| s.db().update_attempt(&id, &update, now))
+            .await?;
+        Ok(())
+    }
+
+    async fn describe(&self, id: &str, cancel: &CancellationToken) -> Result<SecretInfo, AwsCall> {
+        tokio::select! {
+            _ = cancel.cancelled() => Err(AwsCall::Cancelled),
+            r = self.sm.describe(id) => r.map_err(AwsCall::Aws),
+        }
+    }
+
+    /// Drives an attempt from its stored state to a terminal one.
+    pub async fn drive(
+        &self,
+        attempt_id: &str,
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Outcome, EngineError> {
+        let started = Instant::now();
+        loop {
+            let attempt = self.load(attempt_id).await?;
+            let step = match attempt.state {
+                AttemptState::Preflight => self.preflight(&attempt, progress, cancel).await,
+                AttemptState::RotateRequested => self.rotate(&attempt, progress, cancel).await,
+                AttemptState::Monitoring => self.monitor(&attempt, progress, cancel).await,
+                AttemptState::Validating => self.validate(&attempt, progress, cancel).await,
+                AttemptState::Succeeded => {
+                    return Ok(Outcome::Succeeded {
+                        new_version: attempt.new_version.unwrap_or_default(),
+                    });
+                }
+                AttemptState::Failed => {
+                    return Ok(Outcome::Failed(attempt.error.unwrap_or_default()));
+                }
+                AttemptState::Stuck => {
+                    return Ok(Outcome::Stuck(attempt.error.unwrap_or_default()));
+                }
+                AttemptState::Skipped => {
+                    return Ok(Outcome::Skipped(attempt.error.unwrap_or_default()));
+                }
+            };
+            match step {
+                Ok(Some(outcome)) => {
+                    self.finish(&attempt, &outcome, started.elapsed()).await?;
+                    return Ok(outcome);
+                }
+                Ok(None) => continue,
+                Err(AwsCall::Cancelled) => return Err(EngineError::Cancelled),
+                Err(AwsCall::Store(e)) => return Err(EngineError::Store(e)),
+                Err(AwsCall::Aws(e)) if e.retryable => return Err(EngineError::Retryable(e)),
+                Err(AwsCall::Aws(e)) => {
+                    let outcome = Outcome::Failed(e.to_string());
+                    self.update(
+                        attempt_id,
+                        AttemptUpdate::to(AttemptState::Failed).error(e.to_string()),
+                    )
+                    .await?;
+                    self.finish(&attempt, &outcome, started.elapsed()).await?;
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+
+    /// The pre-rotation checklist. `Ok(None)`: passed, state moved on.
+    async fn preflight(
+        &self,
+        attempt: &Attempt,
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Outcome>, AwsCall> {
+        progress("preflight: checking the secret (pre-rotation checklist)");
+        let id = attempt
+            .secret_arn
+            .clone()
+            .unwrap_or_else(|| attempt.secret.clone());
+        let info = match self.describe(&id, cancel).await {
+            Ok(info) => info,
+            Err(AwsCall::Aws(e)) if e.is_not_found() => {
+                return self
+                    .end(
+                        attempt,
+                        AttemptState::Failed,
+                        format!("secret {} not found in Secrets Manager", attempt.secret),
+                    )
+                    .await;
+            }
+            Err(e) => return Err(e),
+        };
+        let trigger = match attempt.trigger_id {
+            Some(tid) => self.store.call(move |s| s.db().get_trigger(tid)).await?,
+            None => None,
+        };
+        let now = self.clock.now();
+        if let Some(deleted) = info.deleted {
+            return self
+                .end(
+                    attempt,
+                    AttemptState::Failed,
+                    format!(
+                        "secret is scheduled for deletion (on {}); restore it before rotating",
+                        deleted.to_rfc3339()
+                    ),
+                )
+                .await;
+        }
+        if !info.rotation_configured() {
+            return self
+                .end(
+                    attempt,
+                    AttemptState::Failed,
+                    "rotation is not configured for this secret: attach a rotation function or managed rotation (aws secretsmanager rotate-secret --rotation-lambda-arn ...), then retry".into(),
+                )
+                .await;
+        }
+        if let Some(pending) = info.dangling_pending() {
+            // Only our own request token is "ours"; anything else is a previous rotation.
+            if pending != attempt.client_request_token {
+                return self
+                    .end(
+                        attempt,
+                        AttemptState::Stuck,
+                        format!(
+                            "a previous rotation is not complete: version {pending} holds AWSPENDING without AWSCURRENT; RotateSecret was not called"
+                        ),
+                    )
+                    .await;
+            }
+        }
+        let Some(current) = info.current_version().map(str::to_string) else {
+            return self
+                .end(
+                    attempt,
+                    AttemptState::Failed,
+                    "no AWSCURRENT version: there would be nothing to roll back to".into(),
+                )
+                .await;
+        };
+        if is_planned(attempt.trigger_kind) {
+            if let Some(t) = &trigger {
+                if let Some(nb) = t.not_before
+                    && now < nb
+                {
+                    return self
+                        .end(
+                            attempt,
+                            AttemptState::Skipped,
+                            format!("outside its window: opens at {}", nb.to_rfc3339()),
+                        )
+                        .await;
+                }
+                if let Some(end) = t.deadline
+                    && now >= end
+                {
+                    return self
+                        .end(
+                            attempt,
+                            AttemptState::Skipped,
+                            format!("outside its window: closed at {}", end.to_rfc3339()),
+                        )
+                        .await;
+                }
+            }
+            match &attempt.ticket {
+                Some(t) if is_ticket(t, "CHG") => {}
+                Some(t) => {
+                    return self
+                        .end(
+                            attempt,
+                            AttemptState::Failed,
+                            format!("planned rotations need a CHG ticket, found `{t}`"),
+                        )
+                        .await;
+                }
+                None if self.cfg.policy.require_change_ticket => {
+                    return self
+                        .end(attempt, AttemptState::Failed, "planned rotation without a CHG ticket while [policy] require_change_ticket is true".into())
+                        .await;
+                }
+                None => {}
+            }
+        }
+        // Dependents are told before the credential changes (the seed's checklist).
+        let settings = self.settings_for(&info);
+        let dependents = settings.map(|s| s.dependents.clone()).unwrap_or_default();
+        let mut notice = Alert::new(AlertKind::RotationScheduled, Some(&attempt.secret), now);
+        notice.secret_arn = Some(info.arn.clone());
+        notice.trigger = Some(attempt.trigger_kind.as_str().into());
+        notice.ticket = attempt.ticket.clone();
+        notice.reason = trigger.as_ref().map(|t| t.reason.clone());
+        notice.deadline = trigger.as_ref().and_then(|t| t.deadline);
+        notice.details = serde_json::json!({
+            "dependents": dependents,
+            "strategy": settings.map(|s| s.strategy.as_str()),
+            "window": trigger.as_ref().map(|t| serde_json::json!({
+                "start": t.not_before.map(|d| d.to_rfc3339()),
+                "end": t.deadline.map(|d| d.to_rfc3339()),
+            })),
+        });
+        notice.dedupe_key = format!("rotation_scheduled:{}:{}", attempt.secret, attempt.id);
+        self.alerts.raise(notice).await?;
+        progress(&format!(
+            "preflight: ok (AWSCURRENT {current}, strategy {}, {} dependent(s) notified, ticket {})",
+            settings.map_or("unknown", |s| s.strategy.as_str()),
+            dependents.len(),
+            attempt.ticket.as_deref().unwrap_or(INC_PENDING)
+        ));
+        self.update(
+            &attempt.id,
+            AttemptUpdate::to(AttemptState::RotateRequested).previous_version(current),
+        )
+        .await?;
+        Ok(None)
+    }
+
+    /// Finds the config settings that apply to a described secret.
+    fn settings_for(&self, info: &SecretInfo) -> Option<&crate::config::SecretSettings> {
+        crate::inventory::match_fleet(&self.cfg, vec![info.clone()])
+            .entries
+            .first()
+            .map(|e| crate::inventory::settings(&self.cfg, e.origin))
+    }
+
+    async fn rotate(
+        &self,
+        attempt: &Attempt,
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Outcome>, AwsCall> {
+        let id = attempt
+            .secret_arn
+            .clone()
+            .unwrap_or_else(|| attempt.secret.clone());
+        let token = attempt.client_request_token.clone();
+        let info = self.describe(&id, cancel).await?;
+        if attempt.rotate_calls > 0 && info.versions.contains_key(&token) {
+            // Resumed after a crash, and AWS did see the first request.
+            progress("rotate: RotateSecret was already accepted before the restart; monitoring");
+            self.update(
+                &attempt.id,
+                AttemptUpdate::to(AttemptState::Monitoring).new_version(token),
+            )
+            .await?;
+            return Ok(None);
+        }
+        // The rotation function already configured: passing it explicitly makes a missing
+        // function fail fast instead of leaving the rotation pending.
+        let lambda = info.rotation_lambda_arn.filter(|a| !a.is_empty());
+        self.limiter
+            .acquire(cancel)
+            .await
+            .map_err(|_| AwsCall::Cancelled)?;
+        let aid = attempt.id.clone();
+        let now = self.clock.now();
+        self.store
+            .call(move |s| s.db().increment_rotate_calls(&aid, now))
+            .await?;
+        progress(&format!(
+            "rotate: RotateSecret (ClientRequestToken {token})"
+        ));
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return Err(AwsCall::Cancelled),
+            r = self.sm.rotate(&id, &token, lambda.as_deref()) => r,
+        };
+        match result {
+            Ok(version) => {
+                let version = version.unwrap_or(token);
+                self.update(
+                    &attempt.id,
+                    AttemptUpdate::to(AttemptState::Monitoring).new_version(version),
+                )
+                .await?;
+                if self.opts.failpoint.as_deref() == Some("after-rotate") {
+                    progress("failpoint after-rotate: pausing");
+                    cancel.cancelled().await;
+                    return Err(AwsCall::Cancelled);
+                }
+                Ok(None)
+            }
+            Err(e)
+                if e.is_code("InvalidRequestException") && e.message.contains("marked deleted") =>
+            {
+                self.end(
+                    attempt,
+                    AttemptState::Failed,
+                    format!("secret is scheduled for deletion: {e}"),
+                )
+                .await
+            }
+            Err(e) => Err(AwsCall::Aws(e)),
+        }
+    }
+
+    async fn monitor(
+        &self,
+        attempt: &Attempt,
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Outcome>, AwsCall> {
+        let id = attempt
+            .secret_arn
+            .clone()
+            .unwrap_or_else(|| attempt.secret.clone());
+        let token = attempt
+            .new_version
+            .clone()
+            .unwrap_or_else(|| attempt.client_request_token.clone());
+        let deadline = attempt.started_at
+            + chrono::Duration::from_std(self.opts.monitor_timeout)
+                .unwrap_or(chrono::Duration::minutes(15));
+        let mut delay = self.opts.poll_initial;
+        progress("monitor: waiting for createSecret, setSecret, testSecret, finishSecret");
+        loop {
+            let info = self.describe(&id, cancel).await?;
+            let stages = info.versions.get(&token).cloned().unwrap_or_default();
+            let current = stages.iter().any(|s| s == AWSCURRENT);
+            let pending_left = info
+                .versions
+                .values()
+                .any(|s| s.iter().any(|l| l == AWSPENDING));
+            if current && !pending_left {
+                progress("monitor: finishSecret done, new version holds AWSCURRENT");
+                self.update(&attempt.id, AttemptUpdate::to(AttemptState::Validating))
+                    .await?;
+                return Ok(None);
+            }
+            if !info.versions.contains_key(&token) && !pending_left {
+                // The pending version vanished without being promoted: RotationAbandoned
+                // (someone wrote a version by hand) or the function cleaned up after a failure.
+                return self
+                    .end(
+                        attempt,
+                        AttemptState::Failed,
+                        "the new version disappeared before it was promoted (rotation abandoned or failed); see RotationFailed/RotationAbandoned in CloudTrail".into(),
+                    )
+                    .await;
+            }
+            if self.clock.now() >= deadline {
+                let stage = if stages.iter().any(|s| s == AWSPENDING) {
+                    "the new version is still AWSPENDING: setSecret, testSecret or finishSecret did not complete"
+                } else {
+                    "the new version was not created or not promoted"
+                };
+                return self
+                    .end(
+                        attempt,
+                        AttemptState::Failed,
+                        format!(
+                            "rotation did not finish within {}: {stage}",
+                            crate::config::fmt_duration(self.opts.monitor_timeout)
+                        ),
+                    )
+                    .await;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(AwsCall::Cancelled),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(self.opts.poll_max);
+        }
+    }
+
+    async fn validate(
+        &self,
+        attempt: &Attempt,
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Outcome>, AwsCall> {
+        let id = attempt
+            .secret_arn
+            .clone()
+            .unwrap_or_else(|| attempt.secret.clone());
+        let info = self.describe(&id, cancel).await?;
+        let new = attempt.new_version.clone().unwrap_or_default();
+        let current = info.current_version().map(str::to_string);
+        let previous = info.previous_version().map(str::to_string);
+        if current.as_deref() != Some(new.as_str()) {
+            return self
+                .end(
+                    attempt,
+                    AttemptState::Failed,
+                    format!(
+                        "post-rotation validation: AWSCURRENT is {} instead of the new version {new}",
+                        current.as_deref().unwrap_or("absent")
+                    ),
+                )
+                .await;
+        }
+        if previous.is_none() || previous != attempt.previous_version {
+            return self
+                .end(
+                    attempt,
+                    AttemptState::Failed,
+                    format!(
+                        "post-rotation validation: AWSPREVIOUS is {} instead of the old version {}; rollback would not restore the old credential",
+                        previous.as_deref().unwrap_or("absent"),
+                        attempt.previous_version.as_deref().unwrap_or("unknown")
+                    ),
+                )
+                .await;
+        }
+        progress(&format!(
+            "validate: AWSCURRENT {new} (new), AWSPREVIOUS {} (old)",
+            previous.unwrap_or_default()
+        ));
+        self.update(&attempt.id, AttemptUpdate::to(AttemptState::Succeeded))
+            .await?;
+        Ok(Some(Outcome::Succeeded { new_version: new }))
+    }
+
+    /// Moves the attempt to a terminal state with `reason`.
+    async fn end(
+        &self,
+        attempt: &Attempt,
+        state: AttemptState,
+        reason: String,
+    ) -> Result<Option<Outcome>, AwsCall> {
+        self.update(&attempt.id, AttemptUpdate::to(state).error(reason.clone()))
+            .await?;
+        Ok(Some(match state {
+            AttemptState::Stuck => Outcome::Stuck(reason),
+            AttemptState::Skipped => Outcome::Skipped(reason),
+            _ => Outcome::Failed(reason),
+        }))
+    }
+
+    /// Records a terminal outcome: triggers, audit log, metrics, alerts.
+    async fn finish(
+        &self,
+        attempt: &Attempt,
+        outcome: &Outcome,
+        took: Duration,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let attempt = self.load(&attempt.id).await?;
+        let trigger = match attempt.trigger_id {
+            Some(tid) => self.store.call(move |s| s.db().get_trigger(tid)).await?,
+            None => None,
+        };
+        let status = match outcome {
+            Outcome::Succeeded { .. } => TriggerStatus::Done,
+            // A skipped planned attempt (window closed) is done with; the planner makes a
+            // new trigger for the next window or when the secret turns overdue.
+            Outcome::Skipped(_) => TriggerStatus::Cancelled,
+            Outcome::Failed(_) | Outcome::Stuck(_) => TriggerStatus::Failed,
+        };
+        let (aid, a2) = (attempt.id.clone(), attempt.clone());
+        let outcome_label = outcome.label();
+        let error = match outcome {
+            Outcome::Succeeded { .. } => None,
+            Outcome::Failed(e) | Outcome::Stuck(e) | Outcome::Skipped(e) => Some(e.clone()),
+        };
+        let actor = trigger
+            .as_ref()
+            .map_or("rotationd".to_string(), |t| t.actor.clone());
+        let reason = trigger.as_ref().map(|t| t.reason.clone());
+        let err2 = error.clone();
+        self.store
+            .call(move |s| {
+                s.transaction(|db| {
+                    db.finish_triggers_of_attempt(&aid, status, now)?;
+                    db.append_audit(&NewAuditEntry {
+                        at: now,
+                        actor,
+                        action: "rotate".into(),
+                        secret: Some(a2.secret.clone()),
+                        ticket: a2.ticket.clone(),
+                        reason,
+                        outcome: match a2.state {
+                            AttemptState::Succeeded => "ok".into(),
+                            other => other.as_str().into(),
+                        },
+                        detail: Some(serde_json::json!({
+                            "attempt": a2.id,
+                            "trigger": a2.trigger_kind.as_str(),
+                            "previous_version": a2.previous_version,
+                            "new_version": a2.new_version,
+                            "rotate_calls": a2.rotate_calls,
+                            "duration_seconds": took.as_secs_f64(),
+                            "error": err2,
+                        })),
+                    })?;
+                    Ok(())
+                })
+            })
+            .await?;
+        let label = trigger_label(attempt.trigger_kind);
+        self.metrics
+            .rotations_total
+            .with_label_values(&[label, outcome_label])
+            .inc();
+        let alert = |kind: AlertKind| {
+            let mut a = Alert::new(kind, Some(&attempt.secret), now);
+            a.secret_arn = attempt.secret_arn.clone();
+            a.trigger = Some(attempt.trigger_kind.as_str().into());
+            a.ticket = Some(attempt.ticket.clone().unwrap_or_else(|| INC_PENDING.into()));
+            a.reason = trigger.as_ref().map(|t| t.reason.clone());
+            a.error = error.clone();
+            a.deadline = trigger.as_ref().and_then(|t| t.deadline);
+            a.details = serde_json::json!({
+                "attempt": attempt.id,
+                "previous_version": attempt.previous_version,
+                "new_version": attempt.new_version,
+                "ticket_pending": attempt.ticket.is_none(),
+            });
+            a
+        };
+        match outcome {
+            Outcome::Succeeded { .. } => {
+                self.metrics
+                    .rotation_duration_seconds
+                    .with_label_values(&[label])
+                    .observe(took.as_secs_f64());
+                let mut a = alert(AlertKind::RotationCompleted);
+                a.dedupe_key = format!("rotation_completed:{}:{}", attempt.secret, attempt.id);
+                self.alerts.raise(a).await?;
+                tracing::info!(secret = %attempt.secret, attempt = %attempt.id, "rotation succeeded");
+            }
+            Outcome::Failed(e) => {
+                let mut a = alert(AlertKind::RotationFailed);
+                a.dedupe_key = format!("rotation_failed:{}:{}", attempt.secret, attempt.id);
+                self.alerts.raise(a).await?;
+                tracing::error!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "rotation failed");
+            }
+            Outcome::Stuck(e) => {
+                self.alerts.raise(alert(AlertKind::RotationStuck)).await?;
+                tracing::error!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "rotation stuck");
+            }
+            Outcome::Skipped(e) => {
+                tracing::info!(secret = %attempt.secret, attempt = %attempt.id, reason = %e, "rotation skipped");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ways one step can stop early.
+#[derive(Debug)]
+enum AwsCall {
+    Aws(AwsError),
+    Store(StoreError),
+    Cancelled,
+}
+
+impl From<StoreError> for AwsCall {
+    fn from(e: StoreError) -> Self {
+        AwsCall::Store(e)
+    }
+}
+
+impl From<EngineError> for AwsCall {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Store(s) => AwsCall::Store(s),
+            EngineError::Retryable(a) => AwsCall::Aws(a),
+            EngineError::Cancelled => AwsCall::Cancelled,
+            EngineError::NoAttempt(id) => AwsCall::Store(StoreError::NotFound {
+                what: "attempt",
+                id,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_token_is_deterministic_and_within_aws_limits() {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let t = request_token(&id);
+        assert_eq!(t, request_token(&id));
+        assert!((32..=64).contains(&t.len()), "{}", t.len());
+    }
+
+    #[test]
+    fn planned_kinds_share_the_scheduled_label() {
+        assert_eq!(trigger_label(TriggerKind::Overdue), "scheduled");
+        assert_eq!(trigger_label(TriggerKind::NeverRotated), "scheduled");
+        assert_eq!(trigger_label(TriggerKind::Departure), "departure");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiter_allows_n_per_minute() {
+        let limiter = RateLimiter::new(2);
+        let cancel = CancellationToken::new();
+        let start = tokio::time::Instant::now();
+        limiter.acquire(&cancel).await.unwrap();
+        limiter.acquire(&cancel).await.unwrap();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        limiter.acquire(&cancel).await.unwrap();
+        assert!(start.elapsed() >= Duration::from_secs(60));
+    }
+}

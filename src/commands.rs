@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::planner;
@@ -104,15 +105,480 @@ pub fn plan(path: &Path, from: Option<&str>, days: u32, json: bool) -> u8 {
     }
 }
 
-/// `rotationd run`.
+/// A multi-threaded runtime for the commands that talk to AWS.
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            EXIT_FAILURE
+        })
+}
+
+/// `rotationd run`: the daemon, until SIGTERM or SIGINT.
 pub fn run(path: &Path) -> u8 {
-    if let Err(code) = load_config(path) {
-        return code;
+    let cfg = match load_config(path) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let cancel = CancellationToken::new();
+        let signals = cancel.clone();
+        tokio::spawn(async move {
+            wait_for_shutdown_signal().await;
+            signals.cancel();
+        });
+        match crate::daemon::run(cfg, cancel).await {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                EXIT_FAILURE
+            }
+        }
+    })
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop rotationd with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
     }
+}
+
+/// A row of `rotationd status`.
+#[derive(Debug, serde::Serialize)]
+pub struct StatusRow {
+    pub secret: String,
+    pub arn: Option<String>,
+    /// Creation of the AWSCURRENT version: the last real rotation.
+    pub last_rotation: Option<DateTime<Utc>>,
+    pub age_days: Option<i64>,
+    pub status: String,
+    pub next_window: Option<DateTime<Utc>>,
+    pub pending: Vec<String>,
+    pub detail: Option<String>,
+}
+
+/// `rotationd status`: live compliance per secret.
+pub fn status(path: &Path, json: bool) -> u8 {
+    let cfg = match load_config(path) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let rows = rt.block_on(async move {
+        let app = crate::daemon::App::build(cfg).await?;
+        let rows = status_rows(&app).await;
+        app.store.shutdown().await.ok();
+        rows
+    });
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EXIT_FAILURE;
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, &rows)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_status_table(&mut out, &rows)
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: cannot write the status: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// Computes the status rows: one inventory scan plus the store.
+pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusRow>> {
+    use crate::inventory;
+    let cfg = &app.cfg;
+    let now = app.clock.now();
+    let mut cache = inventory::AgeCache::default();
+    let inv = inventory::scan(&app.engine.sm, cfg, &mut cache).await?;
+    let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;
+    let last = app.store.call(|s| s.db().last_finished_attempts()).await?;
+    let pending = app.store.call(|s| s.db().pending_triggers()).await?;
+    let policy = policy(cfg);
+    let stuck_after = chrono::Duration::from_std(app.engine.opts.monitor_timeout)
+        .unwrap_or(chrono::Duration::minutes(15));
+    let mut rows = Vec::new();
+    for e in &inv.fleet.entries {
+        let settings = inventory::settings(cfg, e.origin);
+        let active = unfinished.iter().any(|a| a.secret == e.key);
+        let facts = inventory::facts(
+            &e.info,
+            inv.versions.get(&e.info.arn).map(Vec::as_slice),
+            &cache,
+            active,
+            now,
+            stuck_after,
+        );
+        let target = planner::Target {
+            id: e.key.clone(),
+            schedule: settings.schedule.clone(),
+            window: chrono::Duration::from_std(settings.window)
+                .unwrap_or(chrono::Duration::hours(4)),
+            ticket: settings.change_ticket.clone(),
+        };
+        let compliance = planner::compliance(&target, &facts, now, &policy);
+        let last_attempt = last.iter().find(|a| a.secret == e.key);
+        let failing = last_attempt.filter(|a| {
+            matches!(
+                a.state,
+                crate::store::AttemptState::Failed | crate::store::AttemptState::Stuck
+            )
+        });
+        let status = match (failing, compliance) {
+            (_, planner::Compliance::InProgress) => "in_progress".to_string(),
+            (Some(_), _) => "failing".to_string(),
+            (None, c) => c.as_str().to_string(),
+        };
+        let next_window =
+            planner::open_window_start(&target, now).or_else(|| settings.schedule.next_after(now));
+        rows.push(StatusRow {
+            secret: e.key.clone(),
+            arn: Some(e.info.arn.clone()),
+            last_rotation: facts.current_created,
+            age_days: facts.current_created.map(|c| (now - c).num_days()),
+            status,
+            next_window,
+            pending: pending
+                .iter()
+                .filter(|t| t.secret == e.key)
+                .map(|t| t.kind.as_str().to_string())
+                .collect(),
+            detail: failing.and_then(|a| a.error.clone()),
+        });
+    }
+    for (id, reason) in &inv.fleet.missing {
+        rows.push(StatusRow {
+            secret: id.clone(),
+            arn: None,
+            last_rotation: None,
+            age_days: None,
+            status: "missing".into(),
+            next_window: None,
+            pending: Vec::new(),
+            detail: Some(reason.as_str().to_string()),
+        });
+    }
+    rows.sort_by(|a, b| a.secret.cmp(&b.secret));
+    Ok(rows)
+}
+
+fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Result<()> {
+    let width = rows
+        .iter()
+        .map(|r| r.secret.len())
+        .max()
+        .unwrap_or(0)
+        .max("SECRET".len());
+    writeln!(
+        out,
+        "{:<width$}  {:<13}  {:<20}  {:>5}  {:<20}  PENDING",
+        "SECRET", "STATUS", "LAST ROTATION", "AGE", "NEXT WINDOW"
+    )?;
+    let t = |d: &Option<DateTime<Utc>>| {
+        d.map_or("-".to_string(), |d| d.format(TIME_FORMAT).to_string())
+    };
+    for r in rows {
+        writeln!(
+            out,
+            "{:<width$}  {:<13}  {:<20}  {:>5}  {:<20}  {}{}",
+            r.secret,
+            r.status,
+            t(&r.last_rotation),
+            r.age_days.map_or("-".to_string(), |d| format!("{d}d")),
+            t(&r.next_window),
+            if r.pending.is_empty() {
+                "-".to_string()
+            } else {
+                r.pending.join(",")
+            },
+            r.detail
+                .as_ref()
+                .map_or(String::new(), |d| format!("  ({d})"))
+        )?;
+    }
+    Ok(())
+}
+
+/// `rotationd rotate`: the whole pipeline now, progress on stderr.
+pub fn rotate(path: &Path, secret: &str, ticket: &str, reason: &str, emergency: bool) -> u8 {
+    let cfg = match load_config(path) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let ticket_ok = if emergency {
+        crate::config::is_ticket(ticket, "INC")
+    } else {
+        crate::config::is_ticket(ticket, "INC") || crate::config::is_ticket(ticket, "CHG")
+    };
+    if !ticket_ok {
+        eprintln!(
+            "error: ticket `{ticket}` must look like INC-123{}",
+            if emergency {
+                " (emergency rotations need an INC ticket)"
+            } else {
+                " or CHG-123"
+            }
+        );
+        return EXIT_INVALID;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let (secret, ticket, reason) = (secret.to_string(), ticket.to_string(), reason.to_string());
+    rt.block_on(async move {
+        let app = match crate::daemon::App::build(cfg).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return EXIT_FAILURE;
+            }
+        };
+        let code = rotate_now(&app, &secret, &ticket, &reason, emergency).await;
+        app.store.shutdown().await.ok();
+        code
+    })
+}
+
+async fn rotate_now(
+    app: &crate::daemon::App,
+    secret: &str,
+    ticket: &str,
+    reason: &str,
+    emergency: bool,
+) -> u8 {
+    use crate::engine::{Outcome, RotationRequest};
+    let info = match app.engine.sm.describe(secret).await {
+        Ok(info) => info,
+        Err(e) => {
+            eprintln!("error: cannot describe {secret}: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let fleet = crate::inventory::match_fleet(&app.cfg, vec![info.clone()]);
+    let Some(entry) = fleet.entries.first() else {
+        eprintln!(
+            "error: secret {secret} is not managed by this configuration; add it as a [[secret]] or match it with a [[selector]]"
+        );
+        return EXIT_FAILURE;
+    };
+    let settings = crate::inventory::settings(&app.cfg, entry.origin);
+    let now = app.clock.now();
+    if !emergency {
+        let target = planner::Target {
+            id: entry.key.clone(),
+            schedule: settings.schedule.clone(),
+            window: chrono::Duration::from_std(settings.window)
+                .unwrap_or(chrono::Duration::hours(4)),
+            ticket: None,
+        };
+        if planner::open_window_start(&target, now).is_none() {
+            let next = settings
+                .schedule
+                .next_after(now)
+                .map_or("never".to_string(), |t| t.format(TIME_FORMAT).to_string());
+            eprintln!(
+                "error: {secret} is outside its rotation window (next opens at {next}); wait for it, or use --emergency with an INC ticket to rotate now"
+            );
+            return EXIT_FAILURE;
+        }
+    }
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    let req = RotationRequest {
+        secret: entry.key.clone(),
+        kind: crate::store::TriggerKind::Manual,
+        ticket: Some(ticket.to_string()),
+        reason: reason.to_string(),
+        actor: format!("cli:{user}"),
+        emergency,
+    };
+    let attempt = match app
+        .engine
+        .create_manual_attempt(&req, Some(info.arn.clone()))
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILURE;
+        }
+    };
     eprintln!(
-        "error: `rotationd run` arrives with the rotation engine ([F2]); use `validate` and `plan` for now"
+        "rotating {} (attempt {attempt}, ticket {ticket})",
+        entry.key
     );
-    EXIT_FAILURE
+    let progress = |msg: &str| eprintln!("  {msg}");
+    let cancel = CancellationToken::new();
+    let signals = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        wait_for_shutdown_signal().await;
+        signals.cancel();
+    });
+    let result = app.engine.drive(&attempt, &progress, &cancel).await;
+    watcher.abort();
+    // Deliver what the attempt queued (dependents' notice, escalation) now; whatever
+    // cannot be sent stays in the outbox for the daemon.
+    if let Err(e) = crate::alerts::publish_due(&app.store, &app.sns, &app.cfg, &app.metrics).await {
+        eprintln!("warning: alerts stay in the outbox: {e}");
+    }
+    match result {
+        Ok(Outcome::Succeeded { new_version }) => {
+            eprintln!("rotated {}: AWSCURRENT is now {new_version}", entry.key);
+            EXIT_OK
+        }
+        Ok(Outcome::Failed(e)) | Ok(Outcome::Stuck(e)) | Ok(Outcome::Skipped(e)) => {
+            eprintln!("error: rotation of {} did not complete: {e}", entry.key);
+            EXIT_FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: rotation of {} paused: {e}", entry.key);
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// `rotationd rollback`: AWSCURRENT back to the AWSPREVIOUS version, verified, audited.
+pub fn rollback(path: &Path, secret: &str, ticket: &str, reason: &str) -> u8 {
+    let cfg = match load_config(path) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    if !(crate::config::is_ticket(ticket, "INC") || crate::config::is_ticket(ticket, "CHG")) {
+        eprintln!("error: ticket `{ticket}` must look like INC-123 or CHG-123");
+        return EXIT_INVALID;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let (secret, ticket, reason) = (secret.to_string(), ticket.to_string(), reason.to_string());
+    rt.block_on(async move {
+        let app = match crate::daemon::App::build(cfg).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return EXIT_FAILURE;
+            }
+        };
+        let code = rollback_now(&app, &secret, &ticket, &reason).await;
+        app.store.shutdown().await.ok();
+        code
+    })
+}
+
+async fn rollback_now(app: &crate::daemon::App, secret: &str, ticket: &str, reason: &str) -> u8 {
+    use crate::aws::secrets::AWSCURRENT;
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    let audit = |outcome: &str, detail: serde_json::Value| crate::store::NewAuditEntry {
+        at: app.clock.now(),
+        actor: format!("cli:{user}"),
+        action: "rollback".into(),
+        secret: Some(secret.to_string()),
+        ticket: Some(ticket.to_string()),
+        reason: Some(reason.to_string()),
+        outcome: outcome.into(),
+        detail: Some(detail),
+    };
+    let record = |entry: crate::store::NewAuditEntry| {
+        app.store
+            .call(move |s| s.db().append_audit(&entry).map(|_| ()))
+    };
+    let info = match app.engine.sm.describe(secret).await {
+        Ok(info) => info,
+        Err(e) => {
+            eprintln!("error: cannot describe {secret}: {e}");
+            return EXIT_FAILURE;
+        }
+    };
+    let (Some(current), Some(previous)) = (
+        info.current_version().map(str::to_string),
+        info.previous_version().map(str::to_string),
+    ) else {
+        let why = "no AWSPREVIOUS version: there is nothing to roll back to";
+        eprintln!("error: refusing to roll back {secret}: {why}");
+        record(audit("refused", serde_json::json!({ "error": why })))
+            .await
+            .ok();
+        return EXIT_FAILURE;
+    };
+    eprintln!("rolling back {secret}: AWSCURRENT {current} -> {previous} (ticket {ticket})");
+    if let Err(e) = app
+        .engine
+        .sm
+        .move_label(secret, AWSCURRENT, &previous, &current)
+        .await
+    {
+        eprintln!("error: UpdateSecretVersionStage failed: {e}");
+        record(audit(
+            "failed",
+            serde_json::json!({ "error": e.to_string(), "from": current, "to": previous }),
+        ))
+        .await
+        .ok();
+        return EXIT_FAILURE;
+    }
+    let after = match app.engine.sm.describe(secret).await {
+        Ok(info) => info,
+        Err(e) => {
+            eprintln!("error: rolled back, but cannot verify: {e}; check describe-secret");
+            return EXIT_FAILURE;
+        }
+    };
+    let ok = after.current_version() == Some(previous.as_str())
+        && after.previous_version() == Some(current.as_str());
+    let detail = serde_json::json!({ "from": current, "to": previous, "verified": ok });
+    if record(audit(if ok { "ok" } else { "failed" }, detail))
+        .await
+        .is_err()
+    {
+        eprintln!("warning: the rollback is done but could not be written to the audit log");
+    }
+    if ok {
+        eprintln!(
+            "rolled back {secret}: AWSCURRENT {previous}, AWSPREVIOUS {current}; restart dependent services to pick up the reverted credential"
+        );
+        EXIT_OK
+    } else {
+        eprintln!(
+            "error: after the rollback AWSCURRENT is {} and AWSPREVIOUS {}; check describe-secret",
+            after.current_version().unwrap_or("absent"),
+            after.previous_version().unwrap_or("absent")
+        );
+        EXIT_FAILURE
+    }
 }
 
 /// Planner targets for an offline plan: each `[[secret]]`, and each `[[selector]]` listed

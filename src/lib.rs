@@ -18,6 +18,7 @@ pub mod alerts;
 pub mod aws;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod inventory;
 pub mod metrics;

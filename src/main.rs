@@ -52,8 +52,36 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Run the daemon.
+    /// Run the daemon (reconcile, rotate in windows, resume after restarts).
     Run,
+    /// Live compliance per secret (one ListSecrets scan).
+    Status {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Rotate one secret now through the whole pipeline; progress on stderr.
+    Rotate {
+        /// Secret name or ARN.
+        #[arg(long)]
+        secret: String,
+        /// INC-123 (or CHG-123 inside the window).
+        #[arg(long)]
+        ticket: String,
+        #[arg(long)]
+        reason: String,
+        /// Ignore the rotation window (suspected compromise); needs an INC ticket.
+        #[arg(long)]
+        emergency: bool,
+    },
+    /// Move AWSCURRENT back to the AWSPREVIOUS version (L3 only, per the guide).
+    Rollback {
+        #[arg(long)]
+        secret: String,
+        #[arg(long)]
+        ticket: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +96,18 @@ fn main() -> ExitCode {
             matches!(format, Format::Json),
         ),
         Command::Run => commands::run(&cli.config),
+        Command::Status { format } => commands::status(&cli.config, matches!(format, Format::Json)),
+        Command::Rotate {
+            secret,
+            ticket,
+            reason,
+            emergency,
+        } => commands::rotate(&cli.config, &secret, &ticket, &reason, emergency),
+        Command::Rollback {
+            secret,
+            ticket,
+            reason,
+        } => commands::rollback(&cli.config, &secret, &ticket, &reason),
     };
     ExitCode::from(code)
 }

@@ -1,0 +1,578 @@
+//! `rotationd run`: the long-running daemon and the wiring the CLI commands share.
+//!
+//! [`App::build`] opens the state store, loads the AWS SDK configuration and builds the
+//! engine. [`run`] then starts, each as a task that takes the shutdown
+//! [`CancellationToken`] and is tracked so that shutdown can wait for it:
+//!
+//! - the **reconciler**: every `reconcile_interval`, one inventory scan, compliance per
+//!   secret, and a trigger for every planned window that is open (or opens before the
+//!   next pass), deduplicated on (secret, window start);
+//! - the **executor**: turns due pending triggers into attempts and drives them, bounded
+//!   in concurrency and by `max_rotations_per_minute`; re-drives attempts whose AWS call
+//!   failed with a retryable error; resumes unfinished attempts after a restart;
+//! - the **alert publisher** draining the outbox into SNS;
+//! - the **HTTP server** for `/metrics`, `/healthz` and `/readyz`.
+//!
+//! On SIGTERM/SIGINT the token is cancelled: loops stop taking work, in-flight attempts
+//! stop at their next AWS call with their last state committed (they resume at the next
+//! start), and the process exits 0 once the tasks end or the deadline passes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::sync::{RwLock, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::alerts::{self, Alert, AlertKind, Alerts};
+use crate::aws::secrets::SecretsManager;
+use crate::aws::{self, RequestCounter};
+use crate::config::Config;
+use crate::engine::{Clock, Engine, EngineError, EngineOptions, RateLimiter};
+use crate::inventory::{self, AgeCache, Inventory};
+use crate::metrics::Metrics;
+use crate::planner::{self, Compliance, Facts, Reason, Target};
+use crate::store::{AttemptState, NewTrigger, StoreHandle, TriggerKind, TriggerStatus};
+
+/// How many attempts run at once: RotateSecret is rate-limited separately, this bounds
+/// the DescribeSecret polling and the open AWS connections.
+pub const MAX_CONCURRENT_ATTEMPTS: usize = 8;
+/// How long shutdown waits for tasks before exiting anyway (systemd's TimeoutStopSec is
+/// longer).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+/// Pause before re-driving an attempt whose AWS call failed with a retryable error.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// An unfinished attempt nobody has touched for this long is adopted (its driver, e.g. a
+/// `rotationd rotate` process, died): longer than the monitor timeout.
+pub const ORPHAN_AFTER: chrono::Duration = chrono::Duration::minutes(20);
+
+/// Everything the daemon and the CLI commands share.
+pub struct App {
+    pub cfg: Arc<Config>,
+    pub store: StoreHandle,
+    pub metrics: Arc<Metrics>,
+    pub engine: Arc<Engine>,
+    pub sns: aws_sdk_sns::Client,
+    pub clock: Clock,
+}
+
+impl App {
+    pub async fn build(cfg: Config) -> anyhow::Result<App> {
+        let cfg = Arc::new(cfg);
+        let metrics = Arc::new(Metrics::new());
+        let path = cfg.daemon.state_path.clone();
+        let store = tokio::task::spawn_blocking(move || StoreHandle::open(&path))
+            .await
+            .context("state store thread")??;
+        let sdk = aws::load_sdk_config(&cfg.aws).await;
+        let counter = RequestCounter::new(metrics.clone());
+        let sm = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let sns = aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(&sdk)
+                .interceptor(counter)
+                .build(),
+        );
+        let clock = Clock::from_env();
+        let alerts = Alerts::new(store.clone(), &cfg);
+        let engine = Arc::new(Engine {
+            cfg: cfg.clone(),
+            sm: SecretsManager::new(sm),
+            store: store.clone(),
+            alerts,
+            metrics: metrics.clone(),
+            clock,
+            opts: EngineOptions::default(),
+            limiter: RateLimiter::new(cfg.daemon.max_rotations_per_minute.get()),
+        });
+        Ok(App {
+            cfg,
+            store,
+            metrics,
+            engine,
+            sns,
+            clock,
+        })
+    }
+}
+
+/// State shared by the daemon's tasks.
+struct Shared {
+    app: App,
+    inventory: RwLock<Option<Inventory>>,
+    ready: AtomicBool,
+    /// Secrets with an attempt being driven by this process.
+    busy: std::sync::Mutex<HashSet<String>>,
+}
+
+/// Runs the daemon until `cancel` fires.
+pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<()> {
+    let app = App::build(cfg).await?;
+    let listen = app.cfg.daemon.metrics_listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} ([daemon] metrics_listen)"))?;
+    let shared = Arc::new(Shared {
+        app,
+        inventory: RwLock::new(None),
+        ready: AtomicBool::new(false),
+        busy: std::sync::Mutex::new(HashSet::new()),
+    });
+    let tracker = TaskTracker::new();
+    tracker.spawn(serve_http(listener, shared.clone(), cancel.clone()));
+    tracker.spawn(alerts::publish_loop(
+        shared.app.store.clone(),
+        shared.app.sns.clone(),
+        shared.app.cfg.clone(),
+        shared.app.metrics.clone(),
+        cancel.clone(),
+    ));
+    tracker.spawn(reconcile_loop(shared.clone(), cancel.clone()));
+    tracker.spawn(executor_loop(
+        shared.clone(),
+        tracker.clone(),
+        cancel.clone(),
+    ));
+    tracing::info!(metrics = %listen, state = %shared.app.cfg.daemon.state_path.display(), "rotationd running");
+    cancel.cancelled().await;
+    tracing::info!("shutting down: no new work, in-flight attempts stop at their next step");
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "tasks did not stop within {SHUTDOWN_DEADLINE:?}; exiting anyway (state is committed)"
+        );
+    }
+    shared.app.store.shutdown().await.ok();
+    Ok(())
+}
+
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+) {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    let s1 = shared.clone();
+    let s2 = shared.clone();
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                    s1.app.metrics.render(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if s2.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: waiting for a successful reconcile with AWS\n",
+                    )
+                }
+            }),
+        );
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "metrics server stopped");
+    }
+}
+
+async fn reconcile_loop(shared: Arc<Shared>, cancel: CancellationToken) {
+    let interval = shared.app.cfg.daemon.reconcile_interval;
+    let mut cache = AgeCache::default();
+    loop {
+        let delay = match reconcile(&shared, &mut cache).await {
+            Ok(()) => interval,
+            Err(e) => {
+                shared.ready.store(false, Ordering::Relaxed);
+                shared.app.metrics.ready.set(0);
+                tracing::warn!(error = %format!("{e:#}"), "reconcile failed; retrying");
+                interval.min(Duration::from_secs(15))
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+fn kind_for(reason: Reason) -> TriggerKind {
+    match reason {
+        Reason::Scheduled => TriggerKind::Scheduled,
+        Reason::Overdue => TriggerKind::Overdue,
+        Reason::NeverRotated => TriggerKind::NeverRotated,
+    }
+}
+
+/// One reconcile pass.
+async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> {
+    let app = &shared.app;
+    let cfg = &app.cfg;
+    let now = app.clock.now();
+    let inv = inventory::scan(&app.engine.sm, cfg, cache)
+        .await
+        .context("inventory")?;
+    let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;
+    let active: HashSet<String> = unfinished.iter().map(|a| a.secret.clone()).collect();
+    let last = app.store.call(|s| s.db().last_finished_attempts()).await?;
+    let failing: HashSet<String> = last
+        .iter()
+        .filter(|a| matches!(a.state, AttemptState::Failed | AttemptState::Stuck))
+        .map(|a| a.secret.clone())
+        .collect();
+    let stuck_after = chrono::Duration::from_std(app.engine.opts.monitor_timeout)
+        .unwrap_or(chrono::Duration::minutes(15));
+    let mut targets = Vec::with_capacity(inv.fleet.entries.len());
+    let mut facts: HashMap<String, Facts> = HashMap::new();
+    let mut arns: HashMap<String, String> = HashMap::new();
+    for e in &inv.fleet.entries {
+        let settings = inventory::settings(cfg, e.origin);
+        let f = inventory::facts(
+            &e.info,
+            inv.versions.get(&e.info.arn).map(Vec::as_slice),
+            cache,
+            active.contains(&e.key),
+            now,
+            stuck_after,
+        );
+        facts.insert(e.key.clone(), f);
+        arns.insert(e.key.clone(), e.info.arn.clone());
+        targets.push(Target {
+            id: e.key.clone(),
+            schedule: settings.schedule.clone(),
+            window: chrono::Duration::from_std(settings.window)
+                .unwrap_or(chrono::Duration::hours(4)),
+            ticket: settings.change_ticket.clone(),
+        });
+    }
+    let policy = crate::commands::policy(cfg);
+    // Statuses, for the gauge and the alerts.
+    let mut counts: HashMap<&'static str, i64> = HashMap::new();
+    for t in &targets {
+        let f = facts.get(&t.id).copied().unwrap_or_default();
+        let c = planner::compliance(t, &f, now, &policy);
+        let status = if failing.contains(&t.id) && !matches!(c, Compliance::InProgress) {
+            "failing"
+        } else {
+            c.as_str()
+        };
+        *counts.entry(status).or_default() += 1;
+        match c {
+            Compliance::Stuck => {
+                let mut a = Alert::new(AlertKind::RotationStuck, Some(&t.id), now);
+                a.secret_arn = arns.get(&t.id).cloned();
+                a.error = Some("AWSPENDING sits on a version without AWSCURRENT for longer than the rotation timeout".into());
+                app.engine.alerts.raise(a).await?;
+            }
+            Compliance::Overdue => {
+                let mut a = Alert::new(AlertKind::Overdue, Some(&t.id), now);
+                a.secret_arn = arns.get(&t.id).cloned();
+                a.details = serde_json::json!({
+                    "current_version_created": f.current_created.map(|d| d.to_rfc3339()),
+                    "max_age": crate::config::fmt_duration(cfg.policy.max_age),
+                });
+                app.engine.alerts.raise(a).await?;
+            }
+            _ => {}
+        }
+    }
+    for (id, reason) in &inv.fleet.missing {
+        let mut a = Alert::new(AlertKind::SecretMissing, Some(id), now);
+        a.error = Some(format!("configured secret {id} is {}", reason.as_str()));
+        app.engine.alerts.raise_once(a).await?;
+    }
+    *counts.entry("missing").or_default() += inv.fleet.missing.len() as i64;
+    for status in crate::metrics::SECRET_STATUSES {
+        app.metrics
+            .secrets
+            .with_label_values(&[status])
+            .set(counts.get(status).copied().unwrap_or(0));
+    }
+
+    // Triggers for windows open now or opening before the next pass.
+    let horizon = now
+        + chrono::Duration::from_std(cfg.daemon.reconcile_interval)
+            .unwrap_or(chrono::Duration::minutes(15))
+        + chrono::Duration::minutes(1);
+    let longest_window = targets
+        .iter()
+        .map(|t| t.window)
+        .max()
+        .unwrap_or(chrono::Duration::hours(4));
+    let plan = planner::plan(
+        &targets,
+        &|id| facts.get(id).copied(),
+        now,
+        horizon + longest_window,
+        &policy,
+    );
+    let mut new_triggers = Vec::new();
+    for e in plan
+        .entries
+        .iter()
+        .filter(|e| e.start_at < horizon && e.window_end > now)
+    {
+        let arn = arns.get(&e.secret).cloned().unwrap_or_default();
+        let key = match e.reason {
+            // One overdue trigger per AWSCURRENT version, not one per pass.
+            Reason::Overdue => format!(
+                "overdue:{arn}:{}",
+                inv.fleet
+                    .find(&e.secret)
+                    .and_then(|x| x.info.current_version())
+                    .unwrap_or("-")
+            ),
+            _ => format!("plan:{arn}:{}", e.window_start.timestamp()),
+        };
+        new_triggers.push(NewTrigger {
+            secret: e.secret.clone(),
+            kind: kind_for(e.reason),
+            dedupe_key: Some(key),
+            ticket: e.ticket.clone(),
+            reason: format!(
+                "{} window {} .. {}",
+                e.reason.as_str(),
+                e.window_start.format(crate::commands::TIME_FORMAT),
+                e.window_end.format(crate::commands::TIME_FORMAT)
+            ),
+            actor: "rotationd".into(),
+            created_at: now,
+            not_before: Some(e.start_at),
+            deadline: Some(e.window_end),
+        });
+    }
+    let created = app
+        .store
+        .call(move |s| {
+            s.transaction(|db| {
+                let mut n = 0;
+                for t in &new_triggers {
+                    if db.insert_trigger(t)?.new {
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+        })
+        .await?;
+    if created > 0 {
+        tracing::info!(count = created, "planned rotations queued");
+    }
+    let pending = app.store.call(|s| s.db().pending_trigger_counts()).await?;
+    for kind in TriggerKind::ALL {
+        app.metrics
+            .triggers_pending
+            .with_label_values(&[kind.as_str()])
+            .set(pending.get(kind).copied().unwrap_or(0) as i64);
+    }
+    app.metrics
+        .last_reconcile_success_timestamp_seconds
+        .set(Utc::now().timestamp() as f64);
+    *shared.inventory.write().await = Some(inv);
+    shared.ready.store(true, Ordering::Relaxed);
+    app.metrics.ready.set(1);
+    Ok(())
+}
+
+async fn executor_loop(shared: Arc<Shared>, tracker: TaskTracker, cancel: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_ATTEMPTS));
+    let mut retry_at: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut first = true;
+    let owned: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+    loop {
+        if let Err(e) = execute_due(
+            &shared,
+            &tracker,
+            &permits,
+            &mut retry_at,
+            first,
+            &owned,
+            &cancel,
+        )
+        .await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "executor pass failed; retrying");
+        }
+        first = false;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute_due(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    permits: &Arc<Semaphore>,
+    retry_at: &mut HashMap<String, tokio::time::Instant>,
+    first: bool,
+    owned: &Arc<std::sync::Mutex<HashSet<String>>>,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let app = &shared.app;
+    let now = app.clock.now();
+    // 1. Unfinished attempts: all of them at start (resume after a restart), then our own
+    //    after a retryable failure, and orphans whose driver died.
+    let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;
+    for a in unfinished {
+        let mine = owned.lock().map(|o| o.contains(&a.id)).unwrap_or(false);
+        let orphan = now - a.updated_at > ORPHAN_AFTER;
+        if !(first || mine || orphan) {
+            continue;
+        }
+        if retry_at
+            .get(&a.id)
+            .is_some_and(|t| *t > tokio::time::Instant::now())
+        {
+            continue;
+        }
+        if !claim(shared, &a.secret) {
+            continue;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            release(shared, &a.secret);
+            return Ok(());
+        };
+        if first {
+            tracing::info!(secret = %a.secret, attempt = %a.id, state = %a.state, "resuming unfinished attempt");
+        }
+        owned.lock().map(|mut o| o.insert(a.id.clone())).ok();
+        spawn_drive(
+            shared,
+            tracker,
+            a.id.clone(),
+            a.secret.clone(),
+            permit,
+            owned.clone(),
+            cancel.clone(),
+        );
+        retry_at.insert(a.id, tokio::time::Instant::now() + RETRY_AFTER);
+    }
+    // 2. Due pending triggers.
+    let pending = app.store.call(|s| s.db().pending_triggers()).await?;
+    for t in pending {
+        if t.not_before.is_some_and(|nb| nb > now) {
+            continue;
+        }
+        let planned = matches!(
+            t.kind,
+            TriggerKind::Scheduled | TriggerKind::Overdue | TriggerKind::NeverRotated
+        );
+        if planned && t.deadline.is_some_and(|d| d <= now) {
+            let id = t.id;
+            app.store
+                .call(move |s| {
+                    s.transaction(|db| {
+                        db.set_trigger_status(id, TriggerStatus::Cancelled, now)?;
+                        db.append_audit(&crate::store::NewAuditEntry {
+                            at: now,
+                            actor: "rotationd".into(),
+                            action: "rotate".into(),
+                            secret: Some(t.secret.clone()),
+                            ticket: t.ticket.clone(),
+                            reason: Some(t.reason.clone()),
+                            outcome: "window_missed".into(),
+                            detail: None,
+                        })?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            continue;
+        }
+        if !claim(shared, &t.secret) {
+            continue;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            release(shared, &t.secret);
+            return Ok(());
+        };
+        let arn = shared
+            .inventory
+            .read()
+            .await
+            .as_ref()
+            .and_then(|inv| inv.fleet.find(&t.secret).map(|e| e.info.arn.clone()));
+        let attempt = match app.engine.attempt_for_trigger(&t, arn).await {
+            Ok(id) => id,
+            Err(e) => {
+                release(shared, &t.secret);
+                return Err(e.into());
+            }
+        };
+        owned.lock().map(|mut o| o.insert(attempt.clone())).ok();
+        spawn_drive(
+            shared,
+            tracker,
+            attempt,
+            t.secret.clone(),
+            permit,
+            owned.clone(),
+            cancel.clone(),
+        );
+    }
+    Ok(())
+}
+
+fn claim(shared: &Shared, secret: &str) -> bool {
+    shared
+        .busy
+        .lock()
+        .map(|mut b| b.insert(secret.to_string()))
+        .unwrap_or(false)
+}
+
+fn release(shared: &Shared, secret: &str) {
+    if let Ok(mut b) = shared.busy.lock() {
+        b.remove(secret);
+    }
+}
+
+fn spawn_drive(
+    shared: &Arc<Shared>,
+    tracker: &TaskTracker,
+    attempt: String,
+    secret: String,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    owned: Arc<std::sync::Mutex<HashSet<String>>>,
+    cancel: CancellationToken,
+) {
+    let shared = shared.clone();
+    tracker.spawn(async move {
+        let progress = |msg: &str| tracing::info!(secret = %secret, attempt = %attempt, "{msg}");
+        let result = shared.app.engine.drive(&attempt, &progress, &cancel).await;
+        match result {
+            Ok(outcome) => {
+                tracing::info!(secret = %secret, attempt = %attempt, outcome = outcome.label(), "attempt finished");
+                owned.lock().map(|mut o| o.remove(&attempt)).ok();
+            }
+            Err(EngineError::Cancelled) => {}
+            Err(e) => tracing::warn!(secret = %secret, attempt = %attempt, error = %e, "attempt paused"),
+        }
+        release(&shared, &secret);
+        drop(permit);
+    });
+}

@@ -384,7 +384,11 @@ async fn rotate_now(
             return EXIT_FAILURE;
         }
     };
-    let fleet = crate::inventory::match_fleet(&app.cfg, vec![info.clone()]);
+    // Match on the secret as if live: a secret being deleted is still ours, and the
+    // preflight says why it cannot rotate.
+    let mut live = info.clone();
+    live.deleted = None;
+    let fleet = crate::inventory::match_fleet(&app.cfg, vec![live]);
     let Some(entry) = fleet.entries.first() else {
         eprintln!(
             "error: secret {secret} is not managed by this configuration; add it as a [[secret]] or match it with a [[selector]]"

@@ -20,8 +20,10 @@ use crate::aws::secrets::{AWSPENDING, SecretInfo, SecretsManager, VersionInfo};
 use crate::config::{Config, Matcher, SecretSettings};
 use crate::planner::{Facts, RotationState};
 
-/// A `LastChangedDate` this close after `LastRotatedDate` is the rotation's own change.
-const CHANGE_TOLERANCE_SECS: i64 = 300;
+/// A `LastChangedDate` this close after `LastRotatedDate` is the rotation's own change
+/// (timestamps have whole seconds). Kept tight on purpose: a rollback moves AWSCURRENT to
+/// an *older* version without moving `LastRotatedDate`, and must not pass for fresh.
+const CHANGE_TOLERANCE_SECS: i64 = 2;
 
 /// Where a managed secret's settings come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

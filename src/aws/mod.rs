@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
@@ -43,6 +43,9 @@ pub const MAX_ATTEMPTS: u32 = 4;
 /// Loads the shared SDK configuration from `[aws]`.
 pub async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // Marks every request's User-Agent with `app/rotationd`, so CloudTrail (and the
+        // least-privilege test) can tell rotationd's calls from anyone else's.
+        .app_name(AppName::new("rotationd").expect("a valid app name"))
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)

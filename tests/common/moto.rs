@@ -135,6 +135,8 @@ pub struct RecordedRequest {
     pub url: String,
     /// Decoded request body.
     pub body: Vec<u8>,
+    /// `User-Agent` plus `X-Amz-User-Agent`: rotationd's requests carry `app/rotationd`.
+    pub user_agent: String,
 }
 
 impl RecordedRequest {
@@ -308,12 +310,26 @@ impl Moto {
     }
 
     /// How many recorded `op` requests named `secret` (by `SecretId`, or
-    /// `Name` for CreateSecret) in their JSON body — safe under parallel tests.
+    /// `Name` for CreateSecret, given as the name or as its ARN) in their JSON
+    /// body — safe under parallel tests.
     pub fn count_for_secret(&self, op: &str, secret: &str) -> usize {
+        let arn_part = format!(":secret:{secret}-");
         self.recorded_requests()
             .iter()
-            .filter(|r| r.operation == op && r.secret_id().as_deref() == Some(secret))
+            .filter(|r| {
+                r.operation == op
+                    && r.secret_id()
+                        .is_some_and(|id| id == secret || id.contains(&arn_part))
+            })
             .count()
+    }
+
+    /// Requests made by rotationd itself (its SDK clients set the app name `rotationd`).
+    pub fn rotationd_requests(&self) -> Vec<RecordedRequest> {
+        self.recorded_requests()
+            .into_iter()
+            .filter(|r| r.user_agent.contains("app/rotationd"))
+            .collect()
     }
 
     fn post_ok(&self, path: &str) {
@@ -401,12 +417,26 @@ fn parse_entry(v: &serde_json::Value) -> RecordedRequest {
             url_path(&url).split('?').next().unwrap_or("")
         )
     };
+    let user_agent = v["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .filter(|(k, _)| {
+                    k.eq_ignore_ascii_case("user-agent")
+                        || k.eq_ignore_ascii_case("x-amz-user-agent")
+                })
+                .filter_map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
     RecordedRequest {
         operation,
         target,
         method,
         url,
         body,
+        user_agent,
     }
 }
 

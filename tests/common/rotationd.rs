@@ -1,0 +1,268 @@
+//! Running the real `rotationd` binary against the shared moto server.
+//!
+//! [`Env`] owns a temporary directory with a config file pointing at moto (static test
+//! credentials, a per-test SNS topic subscribed by a per-test SQS queue, a state
+//! database), runs CLI commands, starts the daemon, and reads the state database and the
+//! Security queue back.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::types::RotationRulesType;
+
+use super::moto::{self, Moto};
+
+pub struct Env {
+    pub moto: &'static Moto,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub sm: aws_sdk_secretsmanager::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub security_queue_url: String,
+    pub security_topic_arn: String,
+    pub metrics_port: u16,
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Env {
+    /// A fresh environment; `body` is appended to the generated config (secrets,
+    /// selectors, policy).
+    pub async fn new(test: &str, body: &str) -> Env {
+        let moto = moto::shared();
+        let conf = moto::sdk_config(&moto.endpoint());
+        let sm = aws_sdk_secretsmanager::Client::new(&conf);
+        let sns = aws_sdk_sns::Client::new(&conf);
+        let sqs = aws_sdk_sqs::Client::new(&conf);
+        let topic = sns
+            .create_topic()
+            .name(moto::unique_name(&format!("{test}-security")).replace('/', "-"))
+            .send()
+            .await
+            .unwrap()
+            .topic_arn
+            .unwrap();
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(moto::unique_name(&format!("{test}-security-q")).replace('/', "-"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url
+            .unwrap();
+        let queue_arn = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+            .clone();
+        sns.subscribe()
+            .topic_arn(&topic)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let metrics_port = free_port();
+        let config = dir.path().join("rotationd.toml");
+        let text = format!(
+            r#"[aws]
+region = "us-east-1"
+endpoint_url = "{endpoint}"
+
+[daemon]
+state_path = "{state}"
+metrics_listen = "127.0.0.1:{metrics_port}"
+reconcile_interval = "1h"
+
+[alerts]
+security_topic_arn = "{topic}"
+
+{body}
+"#,
+            endpoint = moto.endpoint(),
+            state = dir.path().join("state.db").display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        Env {
+            moto,
+            dir,
+            config,
+            sm,
+            sqs,
+            security_queue_url: queue_url,
+            security_topic_arn: topic,
+            metrics_port,
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rotationd"));
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env_remove("ROTATIOND_TEST_FAILPOINT")
+            .env_remove("ROTATIOND_TEST_CLOCK_OFFSET")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn daemon(&self, envs: &[(&str, &str)]) -> Child {
+        let mut c = self.command(&["run"]);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.path().join("state.db")).unwrap()
+    }
+
+    /// Creates a secret with rotation configured (moto sets RotationEnabled when rules
+    /// are set, and rotates once at once: the secret then has AWSCURRENT and AWSPREVIOUS).
+    pub async fn rotatable_secret(&self, name: &str) {
+        self.sm
+            .create_secret()
+            .name(name)
+            .secret_string("initial-test-value")
+            .send()
+            .await
+            .unwrap();
+        self.sm
+            .rotate_secret()
+            .secret_id(name)
+            .rotation_rules(
+                RotationRulesType::builder()
+                    .automatically_after_days(90)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    pub async fn stages(&self, name: &str) -> std::collections::HashMap<String, Vec<String>> {
+        self.sm
+            .describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .unwrap()
+            .version_ids_to_stages
+            .unwrap_or_default()
+    }
+
+    pub fn version_with(
+        stages: &std::collections::HashMap<String, Vec<String>>,
+        label: &str,
+    ) -> Option<String> {
+        stages
+            .iter()
+            .find(|(_, l)| l.iter().any(|x| x == label))
+            .map(|(v, _)| v.clone())
+    }
+
+    /// RotateSecret requests rotationd itself sent for `name`.
+    pub fn rotations_by_rotationd(&self, name: &str) -> usize {
+        let arn_part = format!(":secret:{name}-");
+        self.moto
+            .rotationd_requests()
+            .iter()
+            .filter(|r| {
+                r.operation == "RotateSecret"
+                    && r.secret_id()
+                        .is_some_and(|id| id == name || id.contains(&arn_part))
+            })
+            .count()
+    }
+
+    /// SNS messages that reached Security's queue: (subject, parsed JSON message).
+    pub async fn security_messages(&self, wait: Duration) -> Vec<(String, serde_json::Value)> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let r = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.security_queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .unwrap();
+            for m in r.messages() {
+                let envelope: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                let subject = envelope["Subject"].as_str().unwrap_or_default().to_string();
+                let message: serde_json::Value =
+                    serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+                out.push((subject, message));
+            }
+            if !out.is_empty() || Instant::now() > deadline {
+                return out;
+            }
+        }
+    }
+
+    /// Polls `f` until it returns `Some` or `timeout` passes.
+    pub async fn eventually<T>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return Some(v);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Sends SIGTERM and waits for the exit status (at most `timeout`).
+pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,513 @@
+//! The rotation engine end to end: the real binary against a real moto server.
+//!
+//! Every test owns its secrets (unique names) and its SNS topic and state database, so
+//! they run in parallel on one server; request counts are filtered by secret and by
+//! rotationd's User-Agent (`app/rotationd`).
+
+mod common;
+
+use std::sync::Once;
+use std::time::Duration;
+
+use chrono::{Timelike, Utc};
+use common::moto;
+use common::rotationd::{Env, stderr, terminate};
+
+static RECORDING: Once = Once::new();
+
+fn recording() {
+    RECORDING.call_once(|| moto::shared().start_recording());
+}
+
+const SELECT_ALL: &str = r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+
+[[selector]]
+name_prefix = "e2e/"
+strategy = "single-user"
+dependents = ["billing-api"]
+"#;
+
+fn outbox(env: &Env, kind: &str) -> Vec<(String, Option<i64>)> {
+    let db = env.db();
+    let mut stmt = db
+        .prepare("SELECT subject, published_at FROM alert_outbox WHERE kind = ?1 ORDER BY id")
+        .unwrap();
+    stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn manual_rotation_promotes_a_new_version_and_rollback_restores_the_old_one() {
+    recording();
+    let env = Env::new("manual", SELECT_ALL).await;
+    let name = moto::unique_name("e2e/manual");
+    env.rotatable_secret(&name).await;
+    let before = env.stages(&name).await;
+    let old = Env::version_with(&before, "AWSCURRENT").unwrap();
+
+    let o = env.cli(&[
+        "rotate",
+        "--secret",
+        &name,
+        "--ticket",
+        "INC-4242",
+        "--reason",
+        "key in a log",
+        "--emergency",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for stage in [
+        "preflight: ok",
+        "rotate: RotateSecret",
+        "monitor: finishSecret done",
+        "validate: AWSCURRENT",
+    ] {
+        assert!(
+            stderr(&o).contains(stage),
+            "missing progress `{stage}` in:\n{}",
+            stderr(&o)
+        );
+    }
+    let after = env.stages(&name).await;
+    let new = Env::version_with(&after, "AWSCURRENT").unwrap();
+    assert!(
+        new.starts_with("rotationd-"),
+        "new version {new} is not our request token"
+    );
+    assert_eq!(
+        Env::version_with(&after, "AWSPREVIOUS").as_deref(),
+        Some(old.as_str())
+    );
+    assert_eq!(env.rotations_by_rotationd(&name), 1);
+
+    // Audited, and the dependents' notice plus nothing else went out.
+    let db = env.db();
+    let (outcome, ticket): (String, String) = db
+        .query_row(
+            "SELECT outcome, ticket FROM audit WHERE action = 'rotate' AND secret = ?1",
+            [&name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((outcome.as_str(), ticket.as_str()), ("ok", "INC-4242"));
+    assert!(outbox(&env, "rotation_failed").is_empty());
+
+    let o = env.cli(&[
+        "rollback",
+        "--secret",
+        &name,
+        "--ticket",
+        "INC-4242",
+        "--reason",
+        "billing-api 401s",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rolled = env.stages(&name).await;
+    assert_eq!(
+        Env::version_with(&rolled, "AWSCURRENT").as_deref(),
+        Some(old.as_str())
+    );
+    assert_eq!(
+        Env::version_with(&rolled, "AWSPREVIOUS").as_deref(),
+        Some(new.as_str())
+    );
+    let outcome: String = env
+        .db()
+        .query_row(
+            "SELECT outcome FROM audit WHERE action = 'rollback' AND secret = ?1",
+            [&name],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(outcome, "ok");
+}
+
+#[tokio::test]
+async fn rollback_is_refused_without_a_previous_version() {
+    recording();
+    let env = Env::new("norollback", SELECT_ALL).await;
+    let name = moto::unique_name("e2e/norollback");
+    env.sm
+        .create_secret()
+        .name(&name)
+        .secret_string("v")
+        .send()
+        .await
+        .unwrap();
+    let before = env.stages(&name).await;
+
+    let o = env.cli(&[
+        "rollback", "--secret", &name, "--ticket", "INC-1", "--reason", "test",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("nothing to roll back to"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(env.stages(&name).await, before);
+    let outcome: String = env
+        .db()
+        .query_row(
+            "SELECT outcome FROM audit WHERE action = 'rollback'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(outcome, "refused");
+}
+
+#[tokio::test]
+async fn a_stuck_awspending_is_not_rotated_and_security_is_told() {
+    recording();
+    let env = Env::new("stuck", SELECT_ALL).await;
+    let name = moto::unique_name("e2e/stuck");
+    env.rotatable_secret(&name).await;
+    // Test setup only: leave AWSPENDING on a version that is not AWSCURRENT, as a
+    // rotation function that died in setSecret would.
+    env.sm
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string("half-rotated")
+        .client_request_token("stuckstuckstuckstuckstuckstuck0001")
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+
+    let o = env.cli(&[
+        "rotate",
+        "--secret",
+        &name,
+        "--ticket",
+        "INC-7",
+        "--reason",
+        "departure",
+        "--emergency",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("a previous rotation is not complete"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        env.rotations_by_rotationd(&name),
+        0,
+        "RotateSecret must not be called on a stuck secret"
+    );
+    // The pending version is still there for the humans to inspect.
+    let stages = env.stages(&name).await;
+    assert_eq!(
+        stages
+            .get("stuckstuckstuckstuckstuckstuck0001")
+            .map(|v| v.as_slice()),
+        Some(&["AWSPENDING".to_string()][..])
+    );
+
+    let messages = env.security_messages(Duration::from_secs(10)).await;
+    let stuck: Vec<_> = messages
+        .iter()
+        .filter(|(_, m)| m["kind"] == "rotation_stuck")
+        .collect();
+    assert_eq!(stuck.len(), 1, "{messages:?}");
+    let (subject, m) = stuck[0];
+    assert_eq!(subject, &format!("[P1] Rotation stuck: {name}"));
+    assert_eq!(m["schema"], "rotationd.alert.v1");
+    assert_eq!(m["ticket"], "INC-7");
+    assert!(m["error"].as_str().unwrap().contains("AWSPENDING"));
+    assert!(!m["runbook"].as_array().unwrap().is_empty());
+    assert!(
+        !serde_json::to_string(m).unwrap().contains("half-rotated"),
+        "a secret value leaked"
+    );
+}
+
+#[tokio::test]
+async fn a_secret_scheduled_for_deletion_fails_preflight() {
+    recording();
+    let env = Env::new("deleted", SELECT_ALL).await;
+    let name = moto::unique_name("e2e/deleted");
+    env.rotatable_secret(&name).await;
+    env.sm
+        .delete_secret()
+        .secret_id(&name)
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .unwrap();
+    let o = env.cli(&[
+        "rotate",
+        "--secret",
+        &name,
+        "--ticket",
+        "INC-8",
+        "--reason",
+        "test",
+        "--emergency",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("scheduled for deletion"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(env.rotations_by_rotationd(&name), 0);
+}
+
+#[tokio::test]
+async fn a_secret_without_rotation_configured_fails_preflight() {
+    recording();
+    let env = Env::new("unconfigured", SELECT_ALL).await;
+    let name = moto::unique_name("e2e/unconfigured");
+    env.sm
+        .create_secret()
+        .name(&name)
+        .secret_string("v")
+        .send()
+        .await
+        .unwrap();
+    let o = env.cli(&[
+        "rotate",
+        "--secret",
+        &name,
+        "--ticket",
+        "INC-9",
+        "--reason",
+        "test",
+        "--emergency",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("rotation is not configured"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(env.rotations_by_rotationd(&name), 0);
+    let failed = outbox(&env, "rotation_failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0, format!("[P1] Rotation failed: {name}"));
+}
+
+#[tokio::test]
+async fn a_failing_rotation_function_fails_the_attempt_and_escalates() {
+    recording();
+    let env = Env::new("lambda", SELECT_ALL).await;
+    let name = moto::unique_name("e2e/lambda");
+    env.rotatable_secret(&name).await;
+    // Test setup: configure a rotation function that does not exist. moto records the ARN
+    // and leaves an AWSPENDING version behind, which setup clears again.
+    let lambda = "arn:aws:lambda:us-east-1:123456789012:function:gone";
+    let err = env
+        .sm
+        .rotate_secret()
+        .secret_id(&name)
+        .rotation_lambda_arn(lambda)
+        .send()
+        .await;
+    assert!(err.is_err());
+    let stages = env.stages(&name).await;
+    let pending = Env::version_with(&stages, "AWSPENDING").unwrap();
+    env.sm
+        .update_secret_version_stage()
+        .secret_id(&name)
+        .version_stage("AWSPENDING")
+        .remove_from_version_id(pending)
+        .send()
+        .await
+        .unwrap();
+
+    let o = env.cli(&[
+        "rotate",
+        "--secret",
+        &name,
+        "--ticket",
+        "INC-10",
+        "--reason",
+        "test",
+        "--emergency",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("ResourceNotFoundException"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(env.rotations_by_rotationd(&name), 1);
+    let messages = env.security_messages(Duration::from_secs(10)).await;
+    let failed: Vec<_> = messages
+        .iter()
+        .filter(|(_, m)| m["kind"] == "rotation_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{messages:?}");
+    assert_eq!(failed[0].1["severity"], "P1");
+    assert!(
+        failed[0].1["error"]
+            .as_str()
+            .unwrap()
+            .contains("ResourceNotFoundException")
+    );
+}
+
+/// A daily crontab whose fire time is `minutes` from `t` (UTC), as "M H * * *".
+fn daily_at(t: chrono::DateTime<Utc>) -> String {
+    format!("{} {} * * *", t.minute(), t.hour())
+}
+
+#[tokio::test]
+async fn the_daemon_rotates_inside_the_window_and_not_outside_it() {
+    recording();
+    // rotationd's clock runs one hour ahead, so the secrets (created now) are older than
+    // a window that opened two minutes before rotationd's "now".
+    let offset = chrono::Duration::hours(1);
+    let shifted = Utc::now() + offset;
+    let inside = moto::unique_name("e2e/window-in");
+    let outside = moto::unique_name("e2e/window-out");
+    let body = format!(
+        r#"
+[policy]
+max_age = "93d"
+
+[[secret]]
+id = "{inside}"
+schedule = "{open}"
+window = "1h"
+strategy = "single-user"
+change_ticket = "CHG-100"
+
+[[secret]]
+id = "{outside}"
+schedule = "{later}"
+window = "1h"
+strategy = "single-user"
+change_ticket = "CHG-101"
+"#,
+        open = daily_at(shifted - chrono::Duration::minutes(2)),
+        later = daily_at(shifted + chrono::Duration::hours(6)),
+    );
+    let env = Env::new("window", &body).await;
+    env.rotatable_secret(&inside).await;
+    env.rotatable_secret(&outside).await;
+
+    let mut daemon = env.daemon(&[(
+        "ROTATIOND_TEST_CLOCK_OFFSET",
+        &offset.num_seconds().to_string(),
+    )]);
+    let rotated = env
+        .eventually(Duration::from_secs(60), || {
+            let state: Option<String> = env
+                .db()
+                .query_row(
+                    "SELECT state FROM attempts WHERE secret = ?1 AND state = 'succeeded'",
+                    [&inside],
+                    |r| r.get(0),
+                )
+                .ok();
+            state
+        })
+        .await;
+    let status = terminate(&mut daemon, Duration::from_secs(30));
+    let mut log = String::new();
+    use std::io::Read;
+    daemon.stderr.take().unwrap().read_to_string(&mut log).ok();
+    assert!(
+        rotated.is_some(),
+        "the open window was not used; daemon log:\n{log}"
+    );
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "SIGTERM must exit 0; log:\n{log}"
+    );
+    assert_eq!(env.rotations_by_rotationd(&inside), 1);
+    assert_eq!(
+        env.rotations_by_rotationd(&outside),
+        0,
+        "rotated outside its window"
+    );
+    let (kind, ticket, status): (String, String, String) = env
+        .db()
+        .query_row(
+            "SELECT kind, ticket, status FROM triggers WHERE secret = ?1",
+            [&inside],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (kind.as_str(), ticket.as_str(), status.as_str()),
+        ("scheduled", "CHG-100", "done")
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_rotate_secret_and_validation_resumes_with_one_rotate_secret() {
+    recording();
+    let env = Env::new("crash", SELECT_ALL).await;
+    let name = moto::unique_name("e2e/crash");
+    env.rotatable_secret(&name).await;
+    let old = Env::version_with(&env.stages(&name).await, "AWSCURRENT").unwrap();
+
+    // The failpoint pauses right after RotateSecret was answered and committed.
+    let mut rotate = env
+        .command(&[
+            "rotate",
+            "--secret",
+            &name,
+            "--ticket",
+            "INC-11",
+            "--reason",
+            "crash test",
+            "--emergency",
+        ])
+        .env("ROTATIOND_TEST_FAILPOINT", "after-rotate")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let monitoring = env
+        .eventually(Duration::from_secs(30), || {
+            env.db()
+                .query_row(
+                    "SELECT id FROM attempts WHERE secret = ?1 AND state = 'monitoring'",
+                    [&name],
+                    |r| r.get::<_, String>(0),
+                )
+                .ok()
+        })
+        .await
+        .expect("the attempt never reached monitoring");
+    rotate.kill().unwrap(); // SIGKILL: no cleanup, no checkpoint
+    rotate.wait().unwrap();
+    assert_eq!(env.rotations_by_rotationd(&name), 1);
+
+    let mut daemon = env.daemon(&[]);
+    let finished = env
+        .eventually(Duration::from_secs(60), || {
+            env.db()
+                .query_row(
+                    "SELECT state, rotate_calls FROM attempts WHERE id = ?1 AND finished_at IS NOT NULL",
+                    [&monitoring],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .ok()
+        })
+        .await;
+    let status = terminate(&mut daemon, Duration::from_secs(30));
+    assert_eq!(finished, Some(("succeeded".to_string(), 1)));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        env.rotations_by_rotationd(&name),
+        1,
+        "a second RotateSecret was sent"
+    );
+    let stages = env.stages(&name).await;
+    assert_eq!(
+        Env::version_with(&stages, "AWSCURRENT"),
+        Some(format!("rotationd-{monitoring}"))
+    );
+    assert_eq!(Env::version_with(&stages, "AWSPREVIOUS"), Some(old));
+}

@@ -331,7 +331,7 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
     for e in plan
         .entries
         .iter()
-        .filter(|e| e.start_at < horizon && e.window_end > now)
+        .filter(|e| (e.start_at < horizon || e.reason == Reason::Overdue) && e.window_end > now)
     {
         let arn = arns.get(&e.secret).cloned().unwrap_or_default();
         let key = match e.reason {
@@ -358,7 +358,13 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
             ),
             actor: "rotationd".into(),
             created_at: now,
-            not_before: Some(e.start_at),
+            // Overdue secrets rotate as soon as possible (the rate limiter still caps
+            // RotateSecret per minute); planned windows keep their staggered starts.
+            not_before: Some(if e.reason == Reason::Overdue {
+                e.window_start
+            } else {
+                e.start_at
+            }),
             deadline: Some(e.window_end),
         });
     }

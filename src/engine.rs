@@ -715,7 +715,11 @@ impl Engine {
         let new = attempt.new_version.clone().unwrap_or_default();
         let current = info.current_version().map(str::to_string);
         let previous = info.previous_version().map(str::to_string);
-        if current.as_deref() != Some(new.as_str()) {
+        let new_is_current = info
+            .versions
+            .get(&new)
+            .is_some_and(|stages| stages.iter().any(|s| s == AWSCURRENT));
+        if !new_is_current {
             return self
                 .end(
                     attempt,

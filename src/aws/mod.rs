@@ -176,12 +176,17 @@ impl AwsError {
                 operation,
                 code: None,
                 message: format!(
-                    "cannot reach AWS: {}",
-                    e.as_connector_error()
-                        .map(|c| c.to_string())
-                        .unwrap_or_else(|| "dispatch failure".into())
+                    "cannot reach AWS{}: {}",
+                    if e.is_user() {
+                        " (check credentials and [aws] settings)"
+                    } else {
+                        ""
+                    },
+                    DisplayErrorChain(&err)
                 ),
-                retryable: true,
+                // A user error (no credentials, bad endpoint) will not fix itself, but the
+                // daemon keeps retrying it at the reconcile pace and says why each time.
+                retryable: !e.is_user(),
             },
             SdkError::ResponseError(_) => AwsError {
                 operation,

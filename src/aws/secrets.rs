@@ -85,6 +85,16 @@ fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
+/// A server that hands back the token it was given would page forever.
+fn stalled_pagination(operation: &'static str) -> AwsError {
+    AwsError {
+        operation,
+        code: None,
+        message: "pagination did not advance (the same NextToken came back); report this endpoint's behaviour".into(),
+        retryable: false,
+    }
+}
+
 /// The Secrets Manager client, restricted to what rotationd may call.
 #[derive(Clone, Debug)]
 pub struct SecretsManager {
@@ -100,6 +110,7 @@ impl SecretsManager {
     /// that a configured secret being deleted is reported as such rather than missing),
     /// in pages of 100: ceil(N/100) requests.
     pub async fn list_all(&self, name_prefix: Option<&str>) -> Result<Vec<SecretInfo>, AwsError> {
+        const OPERATION: &str = "ListSecrets";
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -149,7 +160,15 @@ impl SecretsManager {
                         .collect(),
                 });
             }
-            token = page.next_token().map(str::to_string);
+            // moto answers an empty NextToken on the last page; AWS omits it.
+            let next = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if next.is_some() && next == token {
+                return Err(stalled_pagination(OPERATION));
+            }
+            token = next;
             if token.is_none() {
                 return Ok(out);
             }
@@ -194,6 +213,7 @@ impl SecretsManager {
 
     /// Every version with its creation date (pages of 100).
     pub async fn list_versions(&self, id: &str) -> Result<Vec<VersionInfo>, AwsError> {
+        const OPERATION: &str = "ListSecretVersionIds";
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -213,7 +233,15 @@ impl SecretsManager {
                     created: time(v.created_date()),
                 });
             }
-            token = page.next_token().map(str::to_string);
+            // moto answers an empty NextToken on the last page; AWS omits it.
+            let next = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if next.is_some() && next == token {
+                return Err(stalled_pagination(OPERATION));
+            }
+            token = next;
             if token.is_none() {
                 return Ok(out);
             }

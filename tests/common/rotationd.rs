@@ -117,6 +117,8 @@ security_topic_arn = "{topic}"
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env_remove("AWS_PROFILE")
+            // Never let the credential chain reach for an instance metadata service.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .env_remove("ROTATIOND_TEST_FAILPOINT")
             .env_remove("ROTATIOND_TEST_CLOCK_OFFSET")
             .env("NO_COLOR", "1");

@@ -9,10 +9,12 @@ measure() { # label, command...: wall time and peak RSS from GNU time
   local label=$1; shift
   local log; log=$(mktemp)
   /usr/bin/time -v "$@" >"$log.out" 2>"$log"
-  local rss wall
+  local rss wall user sys
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log")
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$log")
-  printf '%-58s wall %s  peak RSS %d MB\n' "$label" "$wall" $((rss / 1024))
+  user=$(awk -F': ' '/User time/ {print $2}' "$log")
+  sys=$(awk -F': ' '/System time/ {print $2}' "$log")
+  printf '%-52s wall %s  cpu %ss user + %ss sys  peak RSS %d MB\n' "$label" "$wall" "$user" "$sys" $((rss / 1024))
   cat "$log.out" | head -3
   rm -f "$log" "$log.out"
 }
@@ -30,6 +32,39 @@ measure "rotationd validate (100k [[secret]])" target/release/rotationd --config
 measure "rotationd plan --days 365 --format json (100k)" \
   sh -c "target/release/rotationd --config '$cfg' plan --from 2027-01-01T00:00:00Z --days 365 --format json | wc -l"
 rm -f "$cfg"
+
+echo "== inventory: one reconcile of 5,000 quiet secrets on moto (rotationd status)"
+scripts/install-moto.sh >/dev/null
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+MOTO_RECORDER_FILEPATH="$work/recording" .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+moto_pid=$!
+trap 'kill $moto_pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do
+  python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/data.json')" 2>/dev/null && break
+  sleep 0.2
+done
+.venv/bin/python scripts/seed-fleet.py --endpoint "http://127.0.0.1:$port" --count 5000 --prefix bench/
+cat >"$work/bench.toml" <<TOML
+[aws]
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:$port"
+[daemon]
+state_path = "$work/state.db"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+[[selector]]
+name_prefix = "bench/"
+strategy = "single-user"
+TOML
+python3 -c "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:$port/moto-api/recorder/start-recording', method='POST'))"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
+measure "rotationd status (5,000 secrets)" \
+  sh -c "target/release/rotationd --config '$work/bench.toml' status --format json | grep -c '\"secret\"'"
+python3 scripts/count-requests.py "$work/recording"
 
 if [ "${1:-}" = "--criterion" ]; then
   cargo bench --bench planner

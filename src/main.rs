@@ -86,7 +86,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    rotationd::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json));
+    let level = if matches!(cli.command, Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
+    rotationd::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json), level);
     let code = match cli.command {
         Command::Validate => commands::validate(&cli.config),
         Command::Plan { from, days, format } => commands::plan(

@@ -5,10 +5,14 @@
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// `default_level` applies when `RUST_LOG` is unset: `info` for the daemon, `warn` for
+/// the one-shot commands whose own output is the point.
+pub fn init_logging(json: bool, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr);
     // Ignoring the result: a second init (tests) keeps the first subscriber.
     if json {

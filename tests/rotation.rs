@@ -411,6 +411,7 @@ change_ticket = "CHG-101"
             state
         })
         .await;
+    let metrics = env.metrics();
     let status = terminate(&mut daemon, Duration::from_secs(30));
     let mut log = String::new();
     use std::io::Read;
@@ -429,6 +430,20 @@ change_ticket = "CHG-101"
         env.rotations_by_rotationd(&outside),
         0,
         "rotated outside its window"
+    );
+    assert!(
+        metrics
+            .contains("rotationd_rotations_total{outcome=\"succeeded\",trigger=\"scheduled\"} 1"),
+        "{metrics}"
+    );
+    // Counted at the reconcile that queued the rotation: one due, one compliant.
+    assert!(
+        metrics.contains("rotationd_secrets{status=\"due\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rotationd_secrets{status=\"compliant\"} 1"),
+        "{metrics}"
     );
     let (kind, ticket, status): (String, String, String) = env
         .db()
@@ -510,4 +525,78 @@ async fn a_crash_between_rotate_secret_and_validation_resumes_with_one_rotate_se
         Some(format!("rotationd-{monitoring}"))
     );
     assert_eq!(Env::version_with(&stages, "AWSPREVIOUS"), Some(old));
+}
+
+#[tokio::test]
+async fn a_configured_secret_absent_from_aws_is_reported_missing_and_escalated_once() {
+    recording();
+    let absent = moto::unique_name("e2e/absent");
+    let present = moto::unique_name("e2e/present");
+    let body = format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+
+[[secret]]
+id = "{absent}"
+strategy = "single-user"
+
+[[secret]]
+id = "{present}"
+strategy = "single-user"
+"#
+    );
+    let env = Env::new("missing", &body).await;
+    env.rotatable_secret(&present).await;
+
+    let o = env.cli(&["status", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let status_of = |id: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["secret"] == id)
+            .map(|r| r["status"].as_str().unwrap().to_string())
+    };
+    assert_eq!(status_of(&absent).as_deref(), Some("missing"));
+    assert_eq!(status_of(&present).as_deref(), Some("compliant"));
+
+    // Two daemon runs (a restart in between): one escalation in all.
+    for _ in 0..2 {
+        let mut daemon = env.daemon(&[]);
+        assert!(
+            env.wait_ready(Duration::from_secs(30)).await,
+            "the daemon never became ready"
+        );
+        let reconciled = env
+            .eventually(Duration::from_secs(30), || {
+                let n: i64 = env
+                    .db()
+                    .query_row(
+                        "SELECT COUNT(*) FROM alert_outbox WHERE kind = 'secret_missing' AND published_at IS NOT NULL",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (n >= 1).then_some(n)
+            })
+            .await;
+        assert_eq!(
+            terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+            Some(0)
+        );
+        assert_eq!(reconciled, Some(1));
+    }
+    let messages = env.security_messages(Duration::from_secs(10)).await;
+    let missing: Vec<_> = messages
+        .iter()
+        .filter(|(_, m)| m["kind"] == "secret_missing")
+        .collect();
+    assert_eq!(missing.len(), 1, "{messages:?}");
+    assert_eq!(
+        missing[0].0,
+        format!("[P2] Configured secret missing: {absent}")
+    );
 }

@@ -248,6 +248,45 @@ security_topic_arn = "{topic}"
     }
 }
 
+/// A plain HTTP GET on loopback: (status, body), or `None` when nothing listens.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+impl Env {
+    /// Waits until the daemon's `/readyz` answers 200 (a reconcile succeeded).
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let port = self.metrics_port;
+        self.eventually(timeout, || {
+            http_get(port, "/readyz").filter(|(s, _)| *s == 200)
+        })
+        .await
+        .is_some()
+    }
+
+    /// The daemon's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -1,10 +1,12 @@
 //! Inventory: which secrets rotationd manages, and the facts the planner needs about each.
 //!
-//! The fleet is built from one paginated `ListSecrets` scan (pages of 100) matched locally
-//! against `[[secret]]` ids (name or ARN) and `[[selector]]`s (tag or name prefix; the first
-//! matching selector wins, and a listed `[[secret]]` wins over any selector). The entries
-//! already carry the staging labels and dates, so a quiet fleet of N secrets costs
-//! ceil(N/100) requests. `ListSecretVersionIds` is called only when the age of the
+//! The fleet is built from paginated `ListSecrets` queries (pages of 100): one per
+//! `[[selector]]` with its tag or name-prefix filter, and the `[[secret]]` names ten to a
+//! request. Every answer is matched locally against `[[secret]]` ids (name or ARN) and
+//! `[[selector]]`s (the first matching selector wins, and a listed `[[secret]]` wins over
+//! any selector), since the filters are prefix matches. The entries already carry the
+//! staging labels and dates, so a quiet fleet of N secrets costs about ceil(N/100)
+//! requests (plus one per ten listed secrets). `ListSecretVersionIds` is called only when the age of the
 //! AWSCURRENT version is ambiguous (see [`needs_closer_look`]), and its answer is cached
 //! per (secret, AWSCURRENT version) so the next reconcile does not ask again.
 //!
@@ -16,7 +18,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::aws::AwsError;
-use crate::aws::secrets::{AWSPENDING, SecretInfo, SecretsManager, VersionInfo};
+use crate::aws::secrets::{
+    AWSPENDING, ListQuery, MAX_FILTER_VALUES, SecretInfo, SecretsManager, VersionInfo,
+};
 use crate::config::{Config, Matcher, SecretSettings};
 use crate::planner::{Facts, RotationState};
 
@@ -245,6 +249,52 @@ pub fn facts(
     }
 }
 
+/// The secret name inside a secret ARN (`...:secret:NAME-AbCdEf` → `NAME`).
+fn name_from_arn(arn: &str) -> Option<&str> {
+    let resource = arn.split_once(":secret:")?.1;
+    // Secrets Manager appends a dash and six random characters.
+    let cut = resource.len().checked_sub(7)?;
+    (resource.as_bytes().get(cut) == Some(&b'-')).then(|| &resource[..cut])
+}
+
+/// The ListSecrets queries that cover the configured fleet: one per `[[selector]]` (its
+/// tag or name prefix as a filter), and the `[[secret]]` names in groups of ten. Filters
+/// are prefix matches, so [`match_fleet`] re-checks every answer.
+pub fn queries(cfg: &Config) -> Vec<ListQuery> {
+    let mut out = Vec::new();
+    for s in &cfg.selectors {
+        out.push(match &s.matcher {
+            Matcher::Tag { key, value } => ListQuery {
+                tag_keys: vec![key.clone()],
+                tag_values: value.iter().cloned().collect(),
+                ..Default::default()
+            },
+            Matcher::NamePrefix(p) => ListQuery {
+                names: vec![p.clone()],
+                ..Default::default()
+            },
+        });
+    }
+    let names: Vec<String> = cfg
+        .secrets
+        .iter()
+        .map(|s| {
+            if s.id.starts_with("arn:") {
+                name_from_arn(&s.id).unwrap_or(&s.id).to_string()
+            } else {
+                s.id.clone()
+            }
+        })
+        .collect();
+    for chunk in names.chunks(MAX_FILTER_VALUES) {
+        out.push(ListQuery {
+            names: chunk.to_vec(),
+            ..Default::default()
+        });
+    }
+    out
+}
+
 /// One reconcile's view of the fleet.
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
@@ -260,7 +310,16 @@ pub async fn scan(
     cfg: &Config,
     cache: &mut AgeCache,
 ) -> Result<Inventory, AwsError> {
-    let all = sm.list_all(None).await?;
+    let mut seen = std::collections::HashSet::new();
+    let mut all = Vec::new();
+    for query in queries(cfg) {
+        for info in sm.list(&query).await? {
+            // Queries may overlap (a listed secret a selector also matches).
+            if seen.insert(info.arn.clone()) {
+                all.push(info);
+            }
+        }
+    }
     let fleet = match_fleet(cfg, all);
     let mut versions = HashMap::new();
     for e in &fleet.entries {
@@ -372,6 +431,40 @@ strategy = "alternating-users"
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn queries_cover_selectors_and_listed_names() {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), CFG).unwrap();
+        let q = queries(&cfg);
+        assert_eq!(
+            q,
+            vec![
+                ListQuery {
+                    tag_keys: vec!["rotation".into()],
+                    tag_values: vec!["quarterly".into()],
+                    ..Default::default()
+                },
+                ListQuery {
+                    names: vec!["prod/".into()],
+                    ..Default::default()
+                },
+                ListQuery {
+                    names: vec![
+                        "prod/a".into(),
+                        "prod/b".into(),
+                        "prod/gone".into(),
+                        "prod/deleting".into()
+                    ],
+                    ..Default::default()
+                },
+            ]
+        );
+        assert_eq!(
+            name_from_arn("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/b-AbCdEf"),
+            Some("prod/b")
+        );
+        assert_eq!(name_from_arn("arn:aws:sns:us-east-1:123456789012:x"), None);
     }
 
     #[test]

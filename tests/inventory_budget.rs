@@ -1,5 +1,6 @@
 //! The inventory's request budget, counted on the server: a reconcile of N quiet secrets
-//! costs ceil(N/100) ListSecrets requests and nothing per secret.
+//! costs about ceil(N/100) ListSecrets requests (one query per selector, one per ten
+//! listed secrets) and nothing per secret.
 //!
 //! This binary owns its moto server, so the recording holds only its own requests.
 
@@ -19,6 +20,11 @@ max_age = "93d"
 [[selector]]
 name_prefix = "fleet/"
 strategy = "single-user"
+
+[[selector]]
+tag_key = "team"
+tag_value = "payments"
+strategy = "alternating-users"
 "#,
     )
     .await;
@@ -38,18 +44,62 @@ strategy = "single-user"
                 .unwrap();
         }
     }
+    // 30 more found by tag (one query), one of them also listed by ARN (one query).
+    let mut listed_arn = String::new();
+    for i in 0..30 {
+        let out = env
+            .sm
+            .create_secret()
+            .name(format!("tagged/pay-{i:02}"))
+            .secret_string("v")
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key("team")
+                    .value("payments")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        listed_arn = out.arn.unwrap();
+    }
+    // Neither prefix nor tag: never part of the fleet.
+    env.sm
+        .create_secret()
+        .name("other/x")
+        .secret_string("v")
+        .send()
+        .await
+        .unwrap();
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "\n[[secret]]\nid = \"{listed_arn}\"\nstrategy = \"single-user\"\n"
+    ));
+    std::fs::write(&env.config, config).unwrap();
     env.moto.start_recording();
     let o = env.cli(&["status", "--format", "json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(rows.as_array().unwrap().len(), 250);
+    assert_eq!(rows.as_array().unwrap().len(), 280);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["secret"] != "other/x")
+    );
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["secret"] == listed_arn.as_str())
+    );
     let never = rows
         .as_array()
         .unwrap()
         .iter()
         .filter(|r| r["status"] == "never_rotated")
         .count();
-    assert_eq!(never, 150);
+    assert_eq!(never, 180);
 
     let ops: Vec<String> = env
         .moto
@@ -58,8 +108,9 @@ strategy = "single-user"
         .map(|r| r.operation)
         .collect();
     let count = |op: &str| ops.iter().filter(|o| *o == op).count();
-    assert_eq!(count("ListSecrets"), 3, "ceil(250/100) pages: {ops:?}");
+    // ceil(250/100) pages for the prefix, one for the tag, one for the listed names.
+    assert_eq!(count("ListSecrets"), 5, "{ops:?}");
     assert_eq!(count("DescribeSecret"), 0, "{ops:?}");
     assert_eq!(count("ListSecretVersionIds"), 0, "{ops:?}");
-    assert_eq!(ops.len(), 3, "{ops:?}");
+    assert_eq!(ops.len(), 5, "{ops:?}");
 }

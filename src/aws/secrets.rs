@@ -85,6 +85,18 @@ fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
 
+/// ListSecrets filters: each list is one filter whose values are ORed (at most 10, and
+/// prefix matches); filters are ANDed. Callers re-check matches locally.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub names: Vec<String>,
+    pub tag_keys: Vec<String>,
+    pub tag_values: Vec<String>,
+}
+
+/// At most this many values per ListSecrets filter.
+pub const MAX_FILTER_VALUES: usize = 10;
+
 /// A server that hands back the token it was given would page forever.
 fn stalled_pagination(operation: &'static str) -> AwsError {
     AwsError {
@@ -106,10 +118,10 @@ impl SecretsManager {
         SecretsManager { client }
     }
 
-    /// Every secret in the account and region (including those scheduled for deletion, so
-    /// that a configured secret being deleted is reported as such rather than missing),
-    /// in pages of 100: ceil(N/100) requests.
-    pub async fn list_all(&self, name_prefix: Option<&str>) -> Result<Vec<SecretInfo>, AwsError> {
+    /// The secrets matching `query` (all of them for the default query), including those
+    /// scheduled for deletion, so that a configured secret being deleted is reported as
+    /// such rather than missing; pages of 100: ceil(N/100) requests.
+    pub async fn list(&self, query: &ListQuery) -> Result<Vec<SecretInfo>, AwsError> {
         const OPERATION: &str = "ListSecrets";
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -120,13 +132,19 @@ impl SecretsManager {
                 .max_results(100)
                 .include_planned_deletion(true)
                 .set_next_token(token.clone());
-            if let Some(prefix) = name_prefix {
-                req = req.filters(
-                    Filter::builder()
-                        .key(FilterNameStringType::Name)
-                        .values(prefix)
-                        .build(),
-                );
+            for (key, values) in [
+                (FilterNameStringType::Name, &query.names),
+                (FilterNameStringType::TagKey, &query.tag_keys),
+                (FilterNameStringType::TagValue, &query.tag_values),
+            ] {
+                if !values.is_empty() {
+                    req = req.filters(
+                        Filter::builder()
+                            .key(key)
+                            .set_values(Some(values.clone()))
+                            .build(),
+                    );
+                }
             }
             let page = req
                 .send()

@@ -174,6 +174,36 @@ pub struct StatusRow {
 
 /// `rotationd status`: live compliance per secret.
 pub fn status(path: &Path, json: bool) -> u8 {
+    with_app(path, async |app| {
+        let rows = match status_rows(app).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return EXIT_FAILURE;
+            }
+        };
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let written = if json {
+            serde_json::to_writer_pretty(&mut out, &rows)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(out))
+        } else {
+            write_status_table(&mut out, &rows)
+        };
+        match written.and_then(|()| out.flush()) {
+            Ok(()) => EXIT_OK,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: cannot write the status: {e}");
+                EXIT_FAILURE
+            }
+        }
+    })
+}
+
+/// Loads the config, builds the shared [`crate::daemon::App`] on a runtime, runs `f` and
+/// closes the state store: the frame of every one-shot command that talks to AWS.
+fn with_app(path: &Path, f: impl AsyncFnOnce(&crate::daemon::App) -> u8) -> u8 {
     let cfg = match load_config(path) {
         Ok(cfg) => cfg,
         Err(code) => return code,
@@ -182,35 +212,18 @@ pub fn status(path: &Path, json: bool) -> u8 {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    let rows = rt.block_on(async move {
-        let app = crate::daemon::App::build(cfg).await?;
-        let rows = status_rows(&app).await;
+    rt.block_on(async move {
+        let app = match crate::daemon::App::build(cfg).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return EXIT_FAILURE;
+            }
+        };
+        let code = f(&app).await;
         app.store.shutdown().await.ok();
-        rows
-    });
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return EXIT_FAILURE;
-        }
-    };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = if json {
-        serde_json::to_writer_pretty(&mut out, &rows)
-            .map_err(std::io::Error::other)
-            .and_then(|()| writeln!(out))
-    } else {
-        write_status_table(&mut out, &rows)
-    };
-    match written.and_then(|()| out.flush()) {
-        Ok(()) => EXIT_OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-        Err(e) => {
-            eprintln!("error: cannot write the status: {e}");
-            EXIT_FAILURE
-        }
-    }
+        code
+    })
 }
 
 /// Computes the status rows: one inventory scan plus the store.
@@ -330,10 +343,6 @@ fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Resu
 
 /// `rotationd rotate`: the whole pipeline now, progress on stderr.
 pub fn rotate(path: &Path, secret: &str, ticket: &str, reason: &str, emergency: bool) -> u8 {
-    let cfg = match load_config(path) {
-        Ok(cfg) => cfg,
-        Err(code) => return code,
-    };
     let ticket_ok = if emergency {
         crate::config::is_ticket(ticket, "INC")
     } else {
@@ -350,22 +359,8 @@ pub fn rotate(path: &Path, secret: &str, ticket: &str, reason: &str, emergency: 
         );
         return EXIT_INVALID;
     }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let (secret, ticket, reason) = (secret.to_string(), ticket.to_string(), reason.to_string());
-    rt.block_on(async move {
-        let app = match crate::daemon::App::build(cfg).await {
-            Ok(app) => app,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return EXIT_FAILURE;
-            }
-        };
-        let code = rotate_now(&app, &secret, &ticket, &reason, emergency).await;
-        app.store.shutdown().await.ok();
-        code
+    with_app(path, async |app| {
+        rotate_now(app, secret, ticket, reason, emergency).await
     })
 }
 
@@ -474,30 +469,12 @@ async fn rotate_now(
 
 /// `rotationd rollback`: AWSCURRENT back to the AWSPREVIOUS version, verified, audited.
 pub fn rollback(path: &Path, secret: &str, ticket: &str, reason: &str) -> u8 {
-    let cfg = match load_config(path) {
-        Ok(cfg) => cfg,
-        Err(code) => return code,
-    };
     if !(crate::config::is_ticket(ticket, "INC") || crate::config::is_ticket(ticket, "CHG")) {
         eprintln!("error: ticket `{ticket}` must look like INC-123 or CHG-123");
         return EXIT_INVALID;
     }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    let (secret, ticket, reason) = (secret.to_string(), ticket.to_string(), reason.to_string());
-    rt.block_on(async move {
-        let app = match crate::daemon::App::build(cfg).await {
-            Ok(app) => app,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return EXIT_FAILURE;
-            }
-        };
-        let code = rollback_now(&app, &secret, &ticket, &reason).await;
-        app.store.shutdown().await.ok();
-        code
+    with_app(path, async |app| {
+        rollback_now(app, secret, ticket, reason).await
     })
 }
 

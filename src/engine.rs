@@ -411,10 +411,7 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Result<Option<Outcome>, AwsCall> {
         progress("preflight: checking the secret (pre-rotation checklist)");
-        let id = attempt
-            .secret_arn
-            .clone()
-            .unwrap_or_else(|| attempt.secret.clone());
+        let id = aws_id(attempt);
         let info = match self.describe(&id, cancel).await {
             Ok(info) => info,
             Err(AwsCall::Aws(e)) if e.is_not_found() => {
@@ -568,10 +565,7 @@ impl Engine {
         progress: Progress<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Outcome>, AwsCall> {
-        let id = attempt
-            .secret_arn
-            .clone()
-            .unwrap_or_else(|| attempt.secret.clone());
+        let id = aws_id(attempt);
         let token = attempt.client_request_token.clone();
         let info = self.describe(&id, cancel).await?;
         if attempt.rotate_calls > 0 && info.versions.contains_key(&token) {
@@ -638,10 +632,7 @@ impl Engine {
         progress: Progress<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Outcome>, AwsCall> {
-        let id = attempt
-            .secret_arn
-            .clone()
-            .unwrap_or_else(|| attempt.secret.clone());
+        let id = aws_id(attempt);
         let token = attempt
             .new_version
             .clone()
@@ -707,10 +698,7 @@ impl Engine {
         progress: Progress<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Outcome>, AwsCall> {
-        let id = attempt
-            .secret_arn
-            .clone()
-            .unwrap_or_else(|| attempt.secret.clone());
+        let id = aws_id(attempt);
         let info = self.describe(&id, cancel).await?;
         let new = attempt.new_version.clone().unwrap_or_default();
         let current = info.current_version().map(str::to_string);
@@ -877,6 +865,15 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What to name the secret in AWS calls: the ARN once known (names can be reused after a
+/// deletion, ARNs cannot), else the configured id.
+fn aws_id(attempt: &Attempt) -> String {
+    attempt
+        .secret_arn
+        .clone()
+        .unwrap_or_else(|| attempt.secret.clone())
 }
 
 /// The ways one step can stop early.

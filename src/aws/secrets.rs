@@ -76,6 +76,40 @@ pub struct VersionInfo {
     pub created: Option<DateTime<Utc>>,
 }
 
+/// Builds a [`SecretInfo`] from a ListSecrets entry or a DescribeSecret answer: the two SDK
+/// types have the same getters (but for the name of the version map) and no common trait.
+macro_rules! secret_info {
+    ($e:expr, $versions:ident) => {{
+        let e = $e;
+        SecretInfo {
+            name: e.name().unwrap_or_default().to_string(),
+            arn: e.arn().unwrap_or_default().to_string(),
+            rotation_enabled: e.rotation_enabled().unwrap_or(false),
+            rotation_lambda_arn: non_empty(e.rotation_lambda_arn()),
+            created: time(e.created_date()),
+            last_rotated: time(e.last_rotated_date()),
+            last_changed: time(e.last_changed_date()),
+            next_rotation: time(e.next_rotation_date()),
+            deleted: time(e.deleted_date()),
+            owning_service: e.owning_service().map(str::to_string),
+            versions: e
+                .$versions()
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                .unwrap_or_default(),
+            tags: e
+                .tags()
+                .iter()
+                .filter_map(|t| {
+                    Some((
+                        t.key()?.to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    ))
+                })
+                .collect(),
+        }
+    }};
+}
+
 /// moto reports an unset rotation function as `""`; treat it as absent.
 fn non_empty(s: Option<&str>) -> Option<String> {
     s.filter(|s| !s.is_empty()).map(str::to_string)
@@ -150,34 +184,11 @@ impl SecretsManager {
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("ListSecrets", e))?;
-            for e in page.secret_list() {
-                out.push(SecretInfo {
-                    name: e.name().unwrap_or_default().to_string(),
-                    arn: e.arn().unwrap_or_default().to_string(),
-                    rotation_enabled: e.rotation_enabled().unwrap_or(false),
-                    rotation_lambda_arn: non_empty(e.rotation_lambda_arn()),
-                    created: time(e.created_date()),
-                    last_rotated: time(e.last_rotated_date()),
-                    last_changed: time(e.last_changed_date()),
-                    next_rotation: time(e.next_rotation_date()),
-                    deleted: time(e.deleted_date()),
-                    owning_service: e.owning_service().map(str::to_string),
-                    versions: e
-                        .secret_versions_to_stages()
-                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default(),
-                    tags: e
-                        .tags()
-                        .iter()
-                        .filter_map(|t| {
-                            Some((
-                                t.key()?.to_string(),
-                                t.value().unwrap_or_default().to_string(),
-                            ))
-                        })
-                        .collect(),
-                });
-            }
+            out.extend(
+                page.secret_list()
+                    .iter()
+                    .map(|e| secret_info!(e, secret_versions_to_stages)),
+            );
             // moto answers an empty NextToken on the last page; AWS omits it.
             let next = page
                 .next_token()
@@ -201,32 +212,7 @@ impl SecretsManager {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeSecret", e))?;
-        Ok(SecretInfo {
-            name: d.name().unwrap_or_default().to_string(),
-            arn: d.arn().unwrap_or_default().to_string(),
-            rotation_enabled: d.rotation_enabled().unwrap_or(false),
-            rotation_lambda_arn: non_empty(d.rotation_lambda_arn()),
-            created: time(d.created_date()),
-            last_rotated: time(d.last_rotated_date()),
-            last_changed: time(d.last_changed_date()),
-            next_rotation: time(d.next_rotation_date()),
-            deleted: time(d.deleted_date()),
-            owning_service: d.owning_service().map(str::to_string),
-            versions: d
-                .version_ids_to_stages()
-                .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                .unwrap_or_default(),
-            tags: d
-                .tags()
-                .iter()
-                .filter_map(|t| {
-                    Some((
-                        t.key()?.to_string(),
-                        t.value().unwrap_or_default().to_string(),
-                    ))
-                })
-                .collect(),
-        })
+        Ok(secret_info!(&d, version_ids_to_stages))
     }
 
     /// Every version with its creation date (pages of 100).

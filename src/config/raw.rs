@@ -84,6 +84,9 @@ pub struct RawSecret {
     pub vendor: S<String>,
 }
 
+/// A `[[selector]]`: the matcher plus the same settings as [`RawSecret`]. The settings are
+/// repeated rather than `#[serde(flatten)]`ed because serde does not support `flatten`
+/// together with `deny_unknown_fields`, and unknown keys must stay errors.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSelector {

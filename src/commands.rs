@@ -158,6 +158,79 @@ async fn wait_for_shutdown_signal() {
     }
 }
 
+/// `rotationd setup-events`: the EventBridge rules, targets and queue policy.
+pub fn setup_events(path: &Path) -> u8 {
+    with_app(path, async |app| {
+        let Some(events) = &app.cfg.events else {
+            eprintln!(
+                "error: the configuration has no [events] section; add one with queue_url first"
+            );
+            return EXIT_INVALID;
+        };
+        match crate::events::setup::apply(events, &app.eventbridge, &app.sqs).await {
+            Ok(report) => {
+                for (what, change) in &report {
+                    println!("{what}: {}", change.as_str());
+                }
+                let changed = report
+                    .iter()
+                    .filter(|(_, c)| *c != crate::events::setup::Change::Unchanged)
+                    .count();
+                println!("{changed} change(s) on bus {}", events.event_bus);
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_FAILURE
+            }
+        }
+    })
+}
+
+/// `rotationd resume`: lifts the storm guard's pause on event-triggered rotations.
+pub fn resume(path: &Path) -> u8 {
+    with_app(path, async |app| {
+        let now = app.clock.now();
+        let user = std::env::var("SUDO_USER")
+            .or_else(|_| std::env::var("USER"))
+            .unwrap_or_else(|_| "unknown".into());
+        let result = app
+            .store
+            .call(move |s| {
+                s.transaction(|db| {
+                    let was = db.get_cursor(crate::daemon::STORM_CURSOR)?;
+                    db.set_cursor(crate::daemon::STORM_CURSOR, "", now)?;
+                    db.append_audit(&crate::store::NewAuditEntry {
+                        at: now,
+                        actor: format!("cli:{user}"),
+                        action: "storm_guard".into(),
+                        secret: None,
+                        ticket: None,
+                        reason: None,
+                        outcome: "resumed".into(),
+                        detail: None,
+                    })?;
+                    Ok(was.filter(|c| !c.value.is_empty()).map(|c| c.value))
+                })
+            })
+            .await;
+        match result {
+            Ok(Some(since)) => {
+                println!("event-triggered rotations resumed (paused since {since})");
+                EXIT_OK
+            }
+            Ok(None) => {
+                println!("event-triggered rotations were not paused");
+                EXIT_OK
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                EXIT_FAILURE
+            }
+        }
+    })
+}
+
 /// A row of `rotationd status`.
 #[derive(Debug, serde::Serialize)]
 pub struct StatusRow {

@@ -33,6 +33,9 @@ use crate::aws::secrets::SecretsManager;
 use crate::aws::{self, RequestCounter};
 use crate::config::Config;
 use crate::engine::{Clock, Engine, EngineError, EngineOptions, RateLimiter};
+use crate::events::EventSink;
+use crate::events::cloudtrail::Poller;
+use crate::events::sqs::Consumer;
 use crate::inventory::{self, AgeCache, Inventory};
 use crate::metrics::Metrics;
 use crate::planner::{self, Compliance, Facts, Reason, Target};
@@ -57,6 +60,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub engine: Arc<Engine>,
     pub sns: aws_sdk_sns::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub eventbridge: aws_sdk_eventbridge::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
     pub clock: Clock,
 }
 
@@ -77,9 +83,28 @@ impl App {
         );
         let sns = aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(&sdk)
-                .interceptor(counter)
+                .interceptor(counter.clone())
                 .build(),
         );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let eventbridge = aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
+        let mut ct = aws_sdk_cloudtrail::config::Builder::from(&sdk).interceptor(counter);
+        if let Some(url) = cfg
+            .events
+            .as_ref()
+            .and_then(|e| e.cloudtrail.endpoint_url.clone())
+        {
+            ct = ct.endpoint_url(url);
+        }
+        let cloudtrail = aws_sdk_cloudtrail::Client::from_conf(ct.build());
         let clock = Clock::from_env();
         let alerts = Alerts::new(store.clone(), &cfg);
         let engine = Arc::new(Engine {
@@ -98,6 +123,9 @@ impl App {
             metrics,
             engine,
             sns,
+            sqs,
+            eventbridge,
+            cloudtrail,
             clock,
         })
     }
@@ -106,7 +134,7 @@ impl App {
 /// State shared by the daemon's tasks.
 struct Shared {
     app: App,
-    inventory: RwLock<Option<Inventory>>,
+    inventory: Arc<RwLock<Option<Inventory>>>,
     ready: AtomicBool,
     /// Secrets with an attempt being driven by this process.
     busy: std::sync::Mutex<HashSet<String>>,
@@ -121,7 +149,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen} ([daemon] metrics_listen)"))?;
     let shared = Arc::new(Shared {
         app,
-        inventory: RwLock::new(None),
+        inventory: Arc::new(RwLock::new(None)),
         ready: AtomicBool::new(false),
         busy: std::sync::Mutex::new(HashSet::new()),
     });
@@ -135,6 +163,34 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<()> {
         cancel.clone(),
     ));
     tracker.spawn(reconcile_loop(shared.clone(), cancel.clone()));
+    if let Some(events) = &shared.app.cfg.events {
+        let sink = Arc::new(EventSink {
+            cfg: shared.app.cfg.clone(),
+            normalize: crate::events::normalize_config(events),
+            store: shared.app.store.clone(),
+            metrics: shared.app.metrics.clone(),
+            clock: shared.app.clock,
+            inventory: shared.inventory.clone(),
+        });
+        let consumer = Arc::new(Consumer {
+            sqs: shared.app.sqs.clone(),
+            queue_url: events.queue_url.clone(),
+            sink: sink.clone(),
+        });
+        for _ in 0..events.workers.get() {
+            tracker.spawn(consumer.clone().run(cancel.clone()));
+        }
+        if events.cloudtrail.enabled {
+            let poller = Poller {
+                client: shared.app.cloudtrail.clone(),
+                sink,
+                lookback: chrono::Duration::from_std(events.cloudtrail.lookback)
+                    .unwrap_or(chrono::Duration::hours(24)),
+                interval: events.cloudtrail.poll_interval,
+            };
+            tracker.spawn(poller.run(cancel.clone()));
+        }
+    }
     tracker.spawn(executor_loop(
         shared.clone(),
         tracker.clone(),
@@ -406,7 +462,14 @@ async fn executor_loop(shared: Arc<Shared>, tracker: TaskTracker, cancel: Cancel
     let mut retry_at: HashMap<String, tokio::time::Instant> = HashMap::new();
     let mut first = true;
     let owned: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
+    let mut ticks: u64 = 0;
     loop {
+        if ticks % 30 == 0
+            && let Err(e) = watch_departure_slas(&shared).await
+        {
+            tracing::warn!(error = %format!("{e:#}"), "departure SLA check failed; retrying");
+        }
+        ticks += 1;
         if let Err(e) = execute_due(
             &shared,
             &tracker,
@@ -477,11 +540,22 @@ async fn execute_due(
         );
         retry_at.insert(a.id, tokio::time::Instant::now() + RETRY_AFTER);
     }
-    // 2. Due pending triggers.
+    // 2. Due pending triggers; event-triggered ones only while the storm guard allows.
     let pending = app.store.call(|s| s.db().pending_triggers()).await?;
+    let mut storm_checked = false;
+    let mut storm_paused = false;
     for t in pending {
         if t.not_before.is_some_and(|nb| nb > now) {
             continue;
+        }
+        if EVENT_KINDS.contains(&t.kind) {
+            if !storm_checked {
+                storm_paused = storm_guard(shared).await?;
+                storm_checked = true;
+            }
+            if storm_paused {
+                continue;
+            }
         }
         let planned = matches!(
             t.kind,
@@ -539,6 +613,114 @@ async fn execute_due(
             owned.clone(),
             cancel.clone(),
         );
+    }
+    Ok(())
+}
+
+/// Trigger kinds that come from events, counted by the storm guard.
+pub const EVENT_KINDS: &[TriggerKind] = &[
+    TriggerKind::Departure,
+    TriggerKind::Compromise,
+    TriggerKind::Retry,
+];
+/// The state-store cursor holding the storm guard's pause (`paused since RFC3339`).
+pub const STORM_CURSOR: &str = "storm_paused";
+
+/// Whether event-triggered rotations are paused: already paused, or more than
+/// `max_event_rotations_per_hour` started in the last hour (then pause, page Security).
+/// Queued triggers stay pending; `rotationd resume` clears the pause.
+async fn storm_guard(shared: &Shared) -> anyhow::Result<bool> {
+    let app = &shared.app;
+    let Some(events) = &app.cfg.events else {
+        return Ok(false);
+    };
+    let paused = app.store.call(|s| s.db().get_cursor(STORM_CURSOR)).await?;
+    if paused.is_some_and(|c| !c.value.is_empty()) {
+        return Ok(true);
+    }
+    let now = app.clock.now();
+    let since = now - chrono::Duration::hours(1);
+    let started = app
+        .store
+        .call(move |s| s.db().count_attempts_since(EVENT_KINDS, since))
+        .await?;
+    let max = u64::from(events.max_event_rotations_per_hour.get());
+    if started < max {
+        return Ok(false);
+    }
+    let value = now.to_rfc3339();
+    let mut alert = Alert::new(AlertKind::RotationStorm, None, now);
+    alert.error = Some(format!(
+        "{started} event-triggered rotations in the last hour (limit {max}); event rotations are paused, triggers stay queued"
+    ));
+    alert.dedupe_key = format!("rotation_storm:{value}");
+    let new = alert.to_new_alert();
+    app.store
+        .call(move |s| {
+            s.transaction(|db| {
+                db.set_cursor(STORM_CURSOR, &value, now)?;
+                db.enqueue_alert(&new, now)?;
+                db.append_audit(&crate::store::NewAuditEntry {
+                    at: now,
+                    actor: "rotationd".into(),
+                    action: "storm_guard".into(),
+                    secret: None,
+                    ticket: None,
+                    reason: Some(format!("{started} event rotations in an hour, limit {max}")),
+                    outcome: "paused".into(),
+                    detail: None,
+                })?;
+                Ok(())
+            })
+        })
+        .await?;
+    tracing::error!(
+        started,
+        max,
+        "rotation storm: event-triggered rotations paused until `rotationd resume`"
+    );
+    Ok(true)
+}
+
+/// Departure deadlines: `departure_sla_at_risk` once inside `sla_warning` of the deadline,
+/// `departure_sla_missed` once past it, each once per trigger.
+async fn watch_departure_slas(shared: &Shared) -> anyhow::Result<()> {
+    let app = &shared.app;
+    let Some(events) = &app.cfg.events else {
+        return Ok(());
+    };
+    let now = app.clock.now();
+    let warning =
+        chrono::Duration::from_std(events.sla_warning).unwrap_or(chrono::Duration::hours(4));
+    let open = app
+        .store
+        .call(|s| s.db().open_triggers(TriggerKind::Departure))
+        .await?;
+    let earliest = open.iter().filter_map(|t| t.deadline).min();
+    app.metrics
+        .departure_deadline_earliest_timestamp_seconds
+        .set(earliest.map_or(0.0, |d| d.timestamp() as f64));
+    for t in open {
+        let Some(deadline) = t.deadline else { continue };
+        let kind = if now >= deadline {
+            AlertKind::DepartureSlaMissed
+        } else if now >= deadline - warning {
+            AlertKind::DepartureSlaAtRisk
+        } else {
+            continue;
+        };
+        let mut a = Alert::new(kind, Some(&t.secret), now);
+        a.trigger = Some("departure".into());
+        a.ticket = Some(
+            t.ticket
+                .clone()
+                .unwrap_or_else(|| crate::engine::INC_PENDING.into()),
+        );
+        a.reason = Some(t.reason.clone());
+        a.deadline = Some(deadline);
+        a.dedupe_key = format!("{}:{}", kind.as_str(), t.id);
+        a.details = serde_json::json!({ "trigger": t.id, "status": t.status.as_str() });
+        app.engine.alerts.raise_once(a).await?;
     }
     Ok(())
 }

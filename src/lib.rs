@@ -20,6 +20,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod engine;
+pub mod events;
 pub mod inventory;
 pub mod metrics;
 pub mod planner;

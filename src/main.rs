@@ -73,6 +73,10 @@ enum Command {
         #[arg(long)]
         emergency: bool,
     },
+    /// Create or update the EventBridge rules and the queue policy for [events] (idempotent).
+    SetupEvents,
+    /// Resume event-triggered rotations paused by the storm guard.
+    Resume,
     /// Move AWSCURRENT back to the AWSPREVIOUS version (L3 only, per the guide).
     Rollback {
         #[arg(long)]
@@ -101,6 +105,8 @@ fn main() -> ExitCode {
             matches!(format, Format::Json),
         ),
         Command::Run => commands::run(&cli.config),
+        Command::SetupEvents => commands::setup_events(&cli.config),
+        Command::Resume => commands::resume(&cli.config),
         Command::Status { format } => commands::status(&cli.config, matches!(format, Format::Json)),
         Command::Rotate {
             secret,

@@ -75,12 +75,41 @@ pub struct EventsConfig {
     pub allowed_accounts: Vec<String>,
     pub departure_sla: Duration,
     pub sla_warning: Duration,
+    /// The EventBridge bus `setup-events` puts its rules on.
+    pub event_bus: String,
+    /// SQS consumers running at once.
+    pub workers: NonZeroU32,
+    /// After a RotationFailed event, retry once after `retry_backoff`.
+    pub retry_failed: bool,
+    pub retry_backoff: Duration,
+    /// Storm guard: more event-triggered rotations than this in an hour pause them.
+    pub max_event_rotations_per_hour: NonZeroU32,
+    /// EventBridge target dead-letter queue for events it cannot deliver.
+    pub dead_letter_queue_arn: Option<String>,
+    /// EventBridge target retry policy.
+    pub max_event_age: Duration,
+    pub max_retry_attempts: u32,
     pub cloudtrail: CloudTrailConfig,
+    pub departures: Vec<CustomSource>,
+    pub compromises: Vec<CustomSource>,
+}
+
+/// A custom EventBridge source: events with this `source` and `detail-type` name a user
+/// (departure) or a secret (compromise) at `pointer`, an RFC 6901 JSON pointer into the
+/// whole event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomSource {
+    pub source: String,
+    pub detail_type: String,
+    pub pointer: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct CloudTrailConfig {
     pub enabled: bool,
+    /// CloudTrail's own endpoint (a VPC endpoint; tests point it at a stand-in, since the
+    /// emulator has no LookupEvents); default: `[aws] endpoint_url`, else AWS.
+    pub endpoint_url: Option<String>,
     pub lookback: Duration,
     pub poll_interval: Duration,
 }
@@ -1038,6 +1067,10 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         }
         let ct = e.cloudtrail.as_ref().map(|c| c.get_ref());
         let cloudtrail = CloudTrailConfig {
+            endpoint_url: ct.and_then(|c| c.endpoint_url.as_ref()).map(|u| {
+                check_http_url(diags, u, "endpoint_url");
+                u.get_ref().clone()
+            }),
             enabled: ct
                 .and_then(|c| c.enabled.as_ref())
                 .is_some_and(|b| *b.get_ref()),
@@ -1056,12 +1089,98 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                     "lookback may not exceed 90d, the CloudTrail event history",
                 );
             }
+        let positive = |diags: &mut Diagnostics, v: &Option<Spanned<i64>>, key: &str, default: u32, max: u32| {
+            match v {
+                None => NonZeroU32::new(default).unwrap_or(NonZeroU32::MIN),
+                Some(n) => match u32::try_from(*n.get_ref()).ok().and_then(NonZeroU32::new) {
+                    Some(x) if x.get() <= max => x,
+                    _ => {
+                        diags.error(n.span(), format!("{key} must be between 1 and {max}, found {}", n.get_ref()));
+                        NonZeroU32::new(default).unwrap_or(NonZeroU32::MIN)
+                    }
+                },
+            }
+        };
+        let workers = positive(diags, &e.workers, "workers", 4, 64);
+        let max_event_rotations_per_hour =
+            positive(diags, &e.max_event_rotations_per_hour, "max_event_rotations_per_hour", 50, 100_000);
+        // EventBridge's limits for a target retry policy: 0-185 attempts, 60 s to 24 h.
+        let max_retry_attempts = match &e.max_retry_attempts {
+            None => 185,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(x) if x <= 185 => x,
+                _ => {
+                    diags.error(n.span(), format!("max_retry_attempts must be between 0 and 185, found {}", n.get_ref()));
+                    185
+                }
+            },
+        };
+        let max_event_age = duration(diags, &e.max_event_age, "max_event_age", hours(24));
+        if let Some(v) = &e.max_event_age
+            && !(Duration::from_secs(60)..=hours(24)).contains(&max_event_age)
+        {
+            diags.error(v.span(), "max_event_age must be between 1m and 24h (EventBridge's limits)");
+        }
+        let dead_letter_queue_arn = e.dead_letter_queue_arn.as_ref().map(|a| {
+            if let Err(err) = check_arn(a.get_ref(), "sqs") {
+                diags.error(a.span(), err);
+            }
+            a.get_ref().clone()
+        });
+        let custom = |diags: &mut Diagnostics, list: &S<Vec<Spanned<RawCustomSource>>>, what: &str, pointer_key: &str| {
+            let mut out = Vec::new();
+            for item in list.iter().flat_map(|l| l.get_ref().iter()) {
+                let c = item.get_ref();
+                let (pointer, other) = if pointer_key == "user_pointer" {
+                    (&c.user_pointer, &c.secret_pointer)
+                } else {
+                    (&c.secret_pointer, &c.user_pointer)
+                };
+                if let Some(o) = other {
+                    diags.error(o.span(), format!("[[events.{what}]] takes `{pointer_key}`, not this key"));
+                }
+                let mut field = |v: &S<String>, key: &str| match v {
+                    Some(v) if !v.get_ref().is_empty() => Some(v.get_ref().clone()),
+                    _ => {
+                        diags.error(item.span(), format!("[[events.{what}]] needs a non-empty `{key}`"));
+                        None
+                    }
+                };
+                let source = field(&c.source, "source");
+                let detail_type = field(&c.detail_type, "detail_type");
+                let ptr = field(pointer, pointer_key);
+                if let (Some(p), Some(v)) = (&ptr, pointer) {
+                    if !p.starts_with('/') {
+                        diags.error(v.span(), format!("`{pointer_key}` must be a JSON pointer starting with `/`, like /detail/username"));
+                    }
+                }
+                if let (Some(source), Some(detail_type), Some(pointer)) = (source, detail_type, ptr) {
+                    out.push(CustomSource { source, detail_type, pointer });
+                }
+            }
+            out
+        };
+        let departures = custom(diags, &e.departure, "departure", "user_pointer");
+        let compromises = custom(diags, &e.compromise, "compromise", "secret_pointer");
         EventsConfig {
             queue_url,
             allowed_accounts,
             departure_sla,
             sla_warning,
+            event_bus: e
+                .event_bus
+                .as_ref()
+                .map_or_else(|| "default".to_string(), |b| b.get_ref().clone()),
+            workers,
+            retry_failed: e.retry_failed.as_ref().is_some_and(|b| *b.get_ref()),
+            retry_backoff: duration(diags, &e.retry_backoff, "retry_backoff", hours(1)),
+            max_event_rotations_per_hour,
+            dead_letter_queue_arn,
+            max_event_age,
+            max_retry_attempts,
             cloudtrail,
+            departures,
+            compromises,
         }
     });
 

@@ -40,6 +40,7 @@ pub struct RawAlerts {
 #[serde(deny_unknown_fields)]
 pub struct RawCloudTrail {
     pub enabled: S<bool>,
+    pub endpoint_url: S<String>,
     pub lookback: S<String>,
     pub poll_interval: S<String>,
 }
@@ -51,7 +52,27 @@ pub struct RawEvents {
     pub allowed_accounts: S<Vec<Spanned<String>>>,
     pub departure_sla: S<String>,
     pub sla_warning: S<String>,
+    pub event_bus: S<String>,
+    pub workers: S<i64>,
+    pub retry_failed: S<bool>,
+    pub retry_backoff: S<String>,
+    pub max_event_rotations_per_hour: S<i64>,
+    pub dead_letter_queue_arn: S<String>,
+    pub max_event_age: S<String>,
+    pub max_retry_attempts: S<i64>,
     pub cloudtrail: S<RawCloudTrail>,
+    pub departure: S<Vec<Spanned<RawCustomSource>>>,
+    pub compromise: S<Vec<Spanned<RawCustomSource>>>,
+}
+
+/// `[[events.departure]]` / `[[events.compromise]]`: a custom EventBridge source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomSource {
+    pub source: S<String>,
+    pub detail_type: S<String>,
+    pub user_pointer: S<String>,
+    pub secret_pointer: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

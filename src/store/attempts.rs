@@ -289,6 +289,28 @@ impl Db<'_> {
         )
     }
 
+    /// How many attempts for triggers of `kinds` started at or after `since` (the storm
+    /// guard's hourly count).
+    pub fn count_attempts_since(
+        self,
+        kinds: &[TriggerKind],
+        since: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        let mut n = 0u64;
+        for kind in kinds {
+            let c: i64 = self
+                .conn
+                .query_row(
+                    "SELECT COUNT(*) FROM attempts WHERE trigger_kind = ?1 AND started_at >= ?2",
+                    params![kind, ts(since)],
+                    |r| r.get(0),
+                )
+                .map_err(query("count recent attempts"))?;
+            n += u64::try_from(c).unwrap_or(0);
+        }
+        Ok(n)
+    }
+
     fn attempts_where(
         self,
         clause: &str,

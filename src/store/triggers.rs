@@ -191,6 +191,21 @@ impl Db<'_> {
             .map_err(query("list pending triggers"))
     }
 
+    /// Triggers of `kind` not yet finished (pending or running), earliest deadline
+    /// first: what the departure SLA watch looks at.
+    pub fn open_triggers(self, kind: TriggerKind) -> StoreResult<Vec<Trigger>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM triggers WHERE status IN ('pending', 'running') AND kind = ?1 \
+                 {PENDING_ORDER}"
+            ))
+            .map_err(query("list open triggers"))?;
+        stmt.query_map([kind], from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(query("list open triggers"))
+    }
+
     /// Pending triggers for one secret, in the same order as
     /// [`Db::pending_triggers`].
     pub fn pending_triggers_for(self, secret: &str) -> StoreResult<Vec<Trigger>> {

@@ -1,0 +1,192 @@
+//! CloudTrail catch-up: a poller over `LookupEvents` feeding the same normalize → plan →
+//! commit path as the SQS consumer.
+//!
+//! It catches what EventBridge dropped (after its retries, without a DLQ) and what
+//! happened while rotationd was down. Each sweep asks, for each event name rotationd acts
+//! on, for the events since the persisted cursor minus an overlap (CloudTrail delivers
+//! within about 5 minutes, not in order), page by page. CloudTrail allows one lookup
+//! attribute per call and 2 requests per second per account and region: requests are
+//! paced at that rate, and the SDK's retry backs off on throttling. The cursor moves only
+//! after a whole sweep succeeded; the first start looks back `[events.cloudtrail]
+//! lookback`, never past CloudTrail's 90-day history. Events seen through SQS carry the
+//! same event id, so they collapse as duplicates.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::{EventSink, normalize};
+use crate::aws::AwsError;
+
+/// The event names rotationd acts on (IAM and Identity Center share `DeleteUser`).
+pub const EVENT_NAMES: &[&str] = &[
+    "RotationFailed",
+    "RotationAbandoned",
+    "DeleteUser",
+    "DeleteLoginProfile",
+    "DisableUser",
+];
+/// Re-read this much before the cursor: CloudTrail delivers late and out of order.
+pub const OVERLAP: chrono::Duration = chrono::Duration::minutes(15);
+/// CloudTrail keeps 90 days of management events.
+pub const HISTORY: chrono::Duration = chrono::Duration::days(90);
+/// 2 requests per second per account and region.
+pub const REQUEST_SPACING: Duration = Duration::from_millis(500);
+/// The cursor's name in the state store.
+pub const CURSOR: &str = "cloudtrail";
+
+pub struct Poller {
+    pub client: aws_sdk_cloudtrail::Client,
+    pub sink: Arc<EventSink>,
+    pub lookback: chrono::Duration,
+    pub interval: Duration,
+}
+
+impl Poller {
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            if self.sink.inventory.read().await.is_some() {
+                match self.sweep(&cancel).await {
+                    Ok(n) => tracing::debug!(events = n, "cloudtrail sweep done"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cloudtrail sweep failed; the next one starts from the same cursor")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(if self.sink.inventory.read().await.is_some() { self.interval } else { Duration::from_secs(1) }) => {}
+            }
+        }
+    }
+
+    /// The start of the next sweep: the cursor minus the overlap, or the lookback on the
+    /// first start; never older than the history.
+    pub fn start_time(
+        cursor: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        lookback: chrono::Duration,
+    ) -> DateTime<Utc> {
+        let start = cursor.map_or(now - lookback, |c| c - OVERLAP);
+        start.max(now - HISTORY + chrono::Duration::minutes(1))
+    }
+
+    /// One sweep over every event name; returns how many records were handled.
+    pub async fn sweep(&self, cancel: &CancellationToken) -> Result<usize, SweepError> {
+        let now = self.sink.clock.now();
+        let cursor = self
+            .sink
+            .store
+            .call(|s| s.db().get_cursor(CURSOR))
+            .await?
+            .and_then(|c| DateTime::parse_from_rfc3339(&c.value).ok())
+            .map(|t| t.with_timezone(&Utc));
+        let start = Self::start_time(cursor, now, self.lookback);
+        let mut handled = 0;
+        let mut pace = tokio::time::interval(REQUEST_SPACING);
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        for name in EVENT_NAMES {
+            let mut token: Option<String> = None;
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(SweepError::Cancelled),
+                    _ = pace.tick() => {}
+                }
+                let out = self
+                    .client
+                    .lookup_events()
+                    .lookup_attributes(
+                        LookupAttribute::builder()
+                            .attribute_key(LookupAttributeKey::EventName)
+                            .attribute_value(*name)
+                            .build()
+                            .map_err(|e| AwsError {
+                                operation: "LookupEvents",
+                                code: None,
+                                message: e.to_string(),
+                                retryable: false,
+                            })?,
+                    )
+                    .start_time(aws_smithy_types::DateTime::from_secs(start.timestamp()))
+                    .end_time(aws_smithy_types::DateTime::from_secs(now.timestamp()))
+                    .max_results(50)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("LookupEvents", e))?;
+                for event in out.events() {
+                    let record = event.cloud_trail_event().unwrap_or_default();
+                    let normalized =
+                        normalize::normalize_cloudtrail_record(record, &self.sink.normalize);
+                    let detail = serde_json::json!({
+                        "event_id": event.event_id(),
+                        "event_name": event.event_name(),
+                        "bytes": record.len(),
+                    });
+                    self.sink.accept(normalized, "cloudtrail", detail).await?;
+                    handled += 1;
+                }
+                let next = out
+                    .next_token()
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string);
+                if next.is_some() && next == token {
+                    return Err(SweepError::Aws(AwsError {
+                        operation: "LookupEvents",
+                        code: None,
+                        message: "pagination did not advance (the same NextToken came back)".into(),
+                        retryable: false,
+                    }));
+                }
+                token = next;
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        let value = now.to_rfc3339();
+        let at = self.sink.clock.now();
+        self.sink
+            .store
+            .call(move |s| s.db().set_cursor(CURSOR, &value, at))
+            .await?;
+        self.sink
+            .metrics
+            .cloudtrail_cursor_timestamp_seconds
+            .set(now.timestamp() as f64);
+        Ok(handled)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("state store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("interrupted by shutdown")]
+    Cancelled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn start_time_overlaps_the_cursor_and_stays_inside_the_history() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        let day = chrono::Duration::hours(24);
+        assert_eq!(Poller::start_time(None, now, day), now - day);
+        let cursor = now - chrono::Duration::minutes(5);
+        assert_eq!(Poller::start_time(Some(cursor), now, day), cursor - OVERLAP);
+        let ancient = now - chrono::Duration::days(400);
+        assert_eq!(
+            Poller::start_time(Some(ancient), now, day),
+            now - HISTORY + chrono::Duration::minutes(1)
+        );
+    }
+}

@@ -1,0 +1,454 @@
+//! Event triggers: what an event means for the fleet, and committing it durably.
+//!
+//! Events reach rotationd two ways, both ending in [`plan_event`] and [`commit`]:
+//! - [`sqs`]: EventBridge rules deliver to an SQS queue; workers long-poll it and delete a
+//!   message only after its consequences are committed (at-least-once);
+//! - [`cloudtrail`]: a poller over CloudTrail `LookupEvents` catches what EventBridge
+//!   dropped and what happened while rotationd was down.
+//!
+//! [`normalize`] turns a raw body into a typed event or a rejection; [`plan_event`] (pure)
+//! decides the triggers, alerts and audit entry; [`commit`] writes them in ONE transaction
+//! together with the event id in `seen_events`, so the same event arriving twice (both
+//! paths, or SQS redelivery) acts once, and an event is never half-handled.
+//!
+//! What each event does:
+//! - RotationFailed: P1 `rotation_failed` to Security at once with the error and the
+//!   runbook; the secret turns `failing`; one retry after `retry_backoff` if
+//!   `retry_failed = true`.
+//! - RotationAbandoned: P2 `rotation_abandoned`. RotationStarted/Succeeded: audited.
+//! - Departure of a user: a `departure` trigger for every secret the user could reach
+//!   (custodians, directly or through `[[group]]`), deadline = event time +
+//!   `departure_sla`; it runs in the secret's next window if that window ends before the
+//!   deadline, otherwise at once.
+//! - Compromise of a secret: an immediate emergency trigger and P1 `breach_suspected`.
+//! - [`setup`]: `rotationd setup-events` creates the rules and the queue policy.
+
+pub mod cloudtrail;
+pub mod normalize;
+pub mod setup;
+pub mod sqs;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::RwLock;
+
+use crate::alerts::{Alert, AlertKind};
+use crate::config::{Config, EventsConfig};
+use crate::engine::Clock;
+use crate::inventory::{Fleet, FleetEntry, Inventory};
+use crate::metrics::Metrics;
+use crate::store::{
+    AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError, StoreHandle,
+    TriggerKind,
+};
+use normalize::{
+    CompromiseEvent, CustomSource, DepartureEvent, NormalizeConfig, Normalized, Rejection,
+    RotationEvent, RotationKind,
+};
+
+/// The normalizer's view of `[events]`.
+pub fn normalize_config(events: &EventsConfig) -> NormalizeConfig {
+    let custom = |list: &[crate::config::CustomSource]| {
+        list.iter()
+            .map(|c| CustomSource {
+                source: c.source.clone(),
+                detail_type: c.detail_type.clone(),
+                pointer: c.pointer.clone(),
+            })
+            .collect()
+    };
+    NormalizeConfig {
+        allowed_accounts: events.allowed_accounts.clone(),
+        departures: custom(&events.departures),
+        compromises: custom(&events.compromises),
+        max_body_bytes: 256 * 1024,
+    }
+}
+
+/// Finds a managed secret by name, full ARN, or an ARN whose random suffix differs
+/// (events name secrets by ARN; configs by name or ARN).
+pub fn find_secret<'a>(fleet: &'a Fleet, id: &str) -> Option<&'a FleetEntry> {
+    if let Some(e) = fleet.find(id) {
+        return Some(e);
+    }
+    // `...:secret:NAME-AbCdEf` → `NAME`, then by name.
+    let name = id.split_once(":secret:").map(|(_, r)| r)?;
+    let cut = name.len().checked_sub(7)?;
+    let name = (name.as_bytes().get(cut) == Some(&b'-')).then(|| &name[..cut])?;
+    fleet.entries.iter().find(|e| e.info.name == name)
+}
+
+/// The secrets `user` could reach: those naming the user or one of the user's groups as a
+/// custodian.
+pub fn reachable<'a>(cfg: &Config, fleet: &'a Fleet, user: &str) -> Vec<&'a FleetEntry> {
+    fleet
+        .entries
+        .iter()
+        .filter(|e| {
+            let settings = crate::inventory::settings(cfg, e.origin);
+            cfg.custodian_users(&settings.custodians).contains(user)
+        })
+        .collect()
+}
+
+/// When a departure rotation may start: in the secret's next window (or the one open now)
+/// if that window ends before the deadline, otherwise at once.
+pub fn departure_not_before(
+    cfg: &Config,
+    entry: &FleetEntry,
+    now: DateTime<Utc>,
+    deadline: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let settings = crate::inventory::settings(cfg, entry.origin);
+    let window = Duration::from_std(settings.window).unwrap_or(Duration::hours(4));
+    let target = crate::planner::Target {
+        id: entry.key.clone(),
+        schedule: settings.schedule.clone(),
+        window,
+        ticket: None,
+    };
+    if let Some(start) = crate::planner::open_window_start(&target, now)
+        && start + window <= deadline
+    {
+        return now;
+    }
+    match settings.schedule.next_after(now) {
+        Some(next) if next + window <= deadline => next,
+        _ => now,
+    }
+}
+
+/// Everything one event causes, decided without I/O.
+#[derive(Debug, Clone)]
+pub struct EventPlan {
+    pub event_id: String,
+    pub triggers: Vec<NewTrigger>,
+    pub alerts: Vec<Alert>,
+    pub audit: NewAuditEntry,
+    /// An external rotation failure, recorded as a finished failed attempt so that the
+    /// secret shows as `failing` until a rotation succeeds.
+    pub failed_attempt: Option<(NewAttempt, String)>,
+}
+
+/// Decides what `ev` does. `source` is `sqs` or `cloudtrail` (for the audit log).
+pub fn plan_event(
+    cfg: &Config,
+    fleet: &Fleet,
+    ev: &Normalized,
+    source: &str,
+    now: DateTime<Utc>,
+) -> EventPlan {
+    let events = cfg.events.as_ref();
+    let mut plan = EventPlan {
+        event_id: ev.event_id().to_string(),
+        triggers: Vec::new(),
+        alerts: Vec::new(),
+        audit: NewAuditEntry {
+            at: now,
+            actor: format!("event:{source}"),
+            action: format!("event_{}", ev.kind_label()),
+            secret: None,
+            ticket: None,
+            reason: None,
+            outcome: "accepted".into(),
+            detail: Some(serde_json::json!({ "event_id": ev.event_id(), "source": source })),
+        },
+        failed_attempt: None,
+    };
+    match ev {
+        Normalized::Rotation(r) => plan_rotation_event(cfg, fleet, r, now, &mut plan),
+        Normalized::Departure(d) => {
+            let sla = events
+                .map(|e| Duration::from_std(e.departure_sla).unwrap_or(Duration::hours(24)))
+                .unwrap_or(Duration::hours(24));
+            plan_departure(cfg, fleet, d, now, sla, &mut plan);
+        }
+        Normalized::Compromise(c) => plan_compromise(fleet, c, now, &mut plan),
+    }
+    plan
+}
+
+fn plan_rotation_event(
+    cfg: &Config,
+    fleet: &Fleet,
+    r: &RotationEvent,
+    now: DateTime<Utc>,
+    plan: &mut EventPlan,
+) {
+    let Some(entry) = find_secret(fleet, &r.secret_id) else {
+        plan.audit.outcome = "unknown_secret".into();
+        plan.audit.reason = Some(format!(
+            "{} for a secret rotationd does not manage",
+            r.kind.as_str()
+        ));
+        plan.audit.detail =
+            Some(serde_json::json!({ "event_id": r.event_id, "secret": r.secret_id }));
+        return;
+    };
+    plan.audit.secret = Some(entry.key.clone());
+    let alert = |kind: AlertKind| {
+        let mut a = Alert::new(kind, Some(&entry.key), r.time);
+        a.secret_arn = Some(entry.info.arn.clone());
+        a.trigger = Some("event".into());
+        a.error = r.error_message.clone();
+        a.reason = Some(format!("{} event {}", r.kind.as_str(), r.event_id));
+        a.dedupe_key = format!("{}:{}:{}", kind.as_str(), entry.key, r.event_id);
+        a.details =
+            serde_json::json!({ "event_id": r.event_id, "event_time": r.time.to_rfc3339() });
+        a
+    };
+    match r.kind {
+        RotationKind::Failed => {
+            plan.alerts.push(alert(AlertKind::RotationFailed));
+            let id = format!("event-{}", r.event_id);
+            let error = format!(
+                "RotationFailed at {}: {}",
+                r.time.to_rfc3339(),
+                r.error_message
+                    .as_deref()
+                    .unwrap_or("no error message in the event")
+            );
+            plan.failed_attempt = Some((
+                NewAttempt {
+                    id: id.clone(),
+                    trigger_id: None,
+                    secret: entry.key.clone(),
+                    secret_arn: Some(entry.info.arn.clone()),
+                    // Secrets Manager's own schedule (or a console click) ran it.
+                    trigger_kind: TriggerKind::Scheduled,
+                    ticket: None,
+                    client_request_token: id,
+                    previous_version: None,
+                    started_at: r.time,
+                },
+                error,
+            ));
+            if let Some(ev) = cfg.events.as_ref().filter(|e| e.retry_failed) {
+                let backoff = Duration::from_std(ev.retry_backoff).unwrap_or(Duration::hours(1));
+                plan.triggers.push(NewTrigger {
+                    secret: entry.key.clone(),
+                    kind: TriggerKind::Retry,
+                    dedupe_key: Some(format!("retry:{}", r.event_id)),
+                    ticket: None,
+                    reason: format!("retry after RotationFailed event {}", r.event_id),
+                    actor: "rotationd".into(),
+                    created_at: now,
+                    not_before: Some(now + backoff),
+                    deadline: None,
+                });
+            }
+        }
+        RotationKind::Abandoned => plan.alerts.push(alert(AlertKind::RotationAbandoned)),
+        RotationKind::Started | RotationKind::Succeeded => {}
+    }
+}
+
+fn plan_departure(
+    cfg: &Config,
+    fleet: &Fleet,
+    d: &DepartureEvent,
+    now: DateTime<Utc>,
+    sla: Duration,
+    plan: &mut EventPlan,
+) {
+    let deadline = d.time + sla;
+    let reach = reachable(cfg, fleet, &d.user);
+    plan.audit.reason = Some(format!("departure of {}", d.user));
+    if reach.is_empty() {
+        plan.audit.outcome = "no_secrets".into();
+        return;
+    }
+    plan.audit.detail = Some(serde_json::json!({
+        "event_id": d.event_id,
+        "user": d.user,
+        "deadline": deadline.to_rfc3339(),
+        "secrets": reach.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+    }));
+    for entry in reach {
+        plan.triggers.push(NewTrigger {
+            secret: entry.key.clone(),
+            kind: TriggerKind::Departure,
+            dedupe_key: Some(format!("event:{}:{}", d.event_id, entry.info.arn)),
+            // Events carry no ticket: the attempt records INC-pending and says so.
+            ticket: None,
+            reason: format!("departure of {} ({})", d.user, d.source),
+            actor: format!("event:{}", d.source),
+            created_at: now,
+            not_before: Some(departure_not_before(cfg, entry, now, deadline)),
+            deadline: Some(deadline),
+        });
+    }
+}
+
+fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan: &mut EventPlan) {
+    let Some(entry) = find_secret(fleet, &c.secret_id) else {
+        plan.audit.outcome = "unknown_secret".into();
+        plan.audit.reason =
+            Some("compromise reported for a secret rotationd does not manage".into());
+        plan.audit.detail =
+            Some(serde_json::json!({ "event_id": c.event_id, "secret": c.secret_id }));
+        return;
+    };
+    plan.audit.secret = Some(entry.key.clone());
+    plan.audit.ticket = c.ticket.clone();
+    plan.triggers.push(NewTrigger {
+        secret: entry.key.clone(),
+        kind: TriggerKind::Compromise,
+        dedupe_key: Some(format!("event:{}:{}", c.event_id, entry.info.arn)),
+        ticket: c.ticket.clone(),
+        reason: c
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("suspected compromise reported by {}", c.source)),
+        actor: format!("event:{}", c.source),
+        created_at: now,
+        not_before: None,
+        deadline: Some(now),
+    });
+    let mut a = Alert::new(AlertKind::BreachSuspected, Some(&entry.key), c.time);
+    a.secret_arn = Some(entry.info.arn.clone());
+    a.trigger = Some("compromise".into());
+    a.ticket = Some(
+        c.ticket
+            .clone()
+            .unwrap_or_else(|| crate::engine::INC_PENDING.into()),
+    );
+    a.reason = c.reason.clone();
+    a.dedupe_key = format!("breach_suspected:{}:{}", entry.key, c.event_id);
+    a.details = serde_json::json!({ "event_id": c.event_id, "source": c.source, "rotation": "emergency, started at once" });
+    plan.alerts.push(a);
+}
+
+/// Writes an event's consequences in one transaction. Returns `false` when the event id
+/// was already seen (a duplicate: nothing is written).
+pub async fn commit(
+    store: &StoreHandle,
+    plan: EventPlan,
+    source: &str,
+    realert: Duration,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let source = source.to_string();
+    store
+        .call(move |s| {
+            s.transaction(|db| {
+                if !db.mark_event_seen(&plan.event_id, &source, now)? {
+                    return Ok(false);
+                }
+                for t in &plan.triggers {
+                    db.insert_trigger(t)?;
+                }
+                if let Some((attempt, error)) = &plan.failed_attempt {
+                    db.create_attempt(attempt)?;
+                    db.update_attempt(
+                        &attempt.id,
+                        &AttemptUpdate::to(AttemptState::Failed).error(error.clone()),
+                        now,
+                    )?;
+                }
+                for a in &plan.alerts {
+                    db.enqueue_alert_deduped(&a.to_new_alert(), now, realert)?;
+                }
+                db.append_audit(&plan.audit)?;
+                Ok(true)
+            })
+        })
+        .await
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    Acted,
+    Duplicate,
+    Rejected(&'static str),
+}
+
+/// Where normalized events go, whichever path brought them: counted, planned against the
+/// latest inventory, and committed (or audited as rejected).
+pub struct EventSink {
+    pub cfg: Arc<Config>,
+    pub normalize: NormalizeConfig,
+    pub store: StoreHandle,
+    pub metrics: Arc<Metrics>,
+    pub clock: Clock,
+    /// The latest inventory (who can reach what); consumers wait until there is one.
+    pub inventory: Arc<RwLock<Option<Inventory>>>,
+}
+
+impl EventSink {
+    /// Handles one normalized event (or rejection). `Err`: nothing was committed, so the
+    /// caller must not acknowledge the event.
+    pub async fn accept(
+        &self,
+        normalized: Result<Normalized, Rejection>,
+        source: &str,
+        detail: serde_json::Value,
+    ) -> Result<Disposition, StoreError> {
+        let now = self.clock.now();
+        match normalized {
+            Err(rejection) => {
+                let reason = rejection.reason();
+                self.metrics
+                    .events_rejected_total
+                    .with_label_values(&[reason])
+                    .inc();
+                audit_rejection(
+                    &self.store,
+                    source,
+                    reason,
+                    rejection.to_string(),
+                    detail,
+                    now,
+                )
+                .await?;
+                Ok(Disposition::Rejected(reason))
+            }
+            Ok(ev) => {
+                self.metrics
+                    .events_received_total
+                    .with_label_values(&[source, ev.kind_label()])
+                    .inc();
+                let plan = {
+                    let inv = self.inventory.read().await;
+                    let empty = Fleet::default();
+                    let fleet = inv.as_ref().map_or(&empty, |i| &i.fleet);
+                    plan_event(&self.cfg, fleet, &ev, source, now)
+                };
+                let realert = Duration::from_std(self.cfg.alerts.realert_interval)
+                    .unwrap_or(Duration::hours(4));
+                let new = commit(&self.store, plan, source, realert, now).await?;
+                Ok(if new {
+                    Disposition::Acted
+                } else {
+                    Disposition::Duplicate
+                })
+            }
+        }
+    }
+}
+
+/// Records a rejected event in the audit log (the reason, never the body).
+pub async fn audit_rejection(
+    store: &StoreHandle,
+    source: &str,
+    reason: &str,
+    message: String,
+    detail: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let entry = NewAuditEntry {
+        at: now,
+        actor: format!("event:{source}"),
+        action: "event_rejected".into(),
+        secret: None,
+        ticket: None,
+        reason: Some(message),
+        outcome: reason.to_string(),
+        detail: Some(detail),
+    };
+    store
+        .call(move |s| s.db().append_audit(&entry).map(|_| ()))
+        .await
+}

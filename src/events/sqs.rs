@@ -1,0 +1,192 @@
+//! The SQS consumer: EventBridge delivers events to `[events] queue_url`; workers long-poll
+//! it (20 s, batches of 10) and handle each message.
+//!
+//! A message is deleted only after its consequences are committed to the state store
+//! (triggers, alerts, audit, the event id in `seen_events`): at-least-once delivery, with
+//! duplicates collapsing on the event id. A bad message (not JSON, unknown shape, missing
+//! fields, oversized, foreign account, unconfigured source) is audited with its reason,
+//! counted in `rotationd_events_rejected_total{reason}` and deleted: it never stops the
+//! consumer and never triggers a rotation. When the store cannot be written, nothing is
+//! deleted and the message comes back after its visibility timeout. While a batch is being
+//! handled its visibility is extended, so a slow store does not hand the same message to
+//! another worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::normalize;
+use super::{Disposition, EventSink};
+use crate::aws::AwsError;
+
+/// Long-poll wait; SQS's maximum.
+pub const WAIT_SECONDS: i32 = 20;
+/// How long a received message stays invisible to other workers; extended while handled.
+pub const VISIBILITY_SECONDS: i32 = 60;
+
+pub struct Consumer {
+    pub sqs: aws_sdk_sqs::Client,
+    pub queue_url: String,
+    pub sink: Arc<EventSink>,
+}
+
+impl Consumer {
+    /// One worker, until `cancel`.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if self.sink.inventory.read().await.is_none() {
+                // Departures need the fleet to know who can reach what.
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            let received = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = self.receive() => r,
+            };
+            match received {
+                Ok(messages) => {
+                    backoff = Duration::from_secs(1);
+                    if !messages.is_empty() {
+                        self.handle_batch(messages).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, queue = %self.queue_url, "cannot receive events; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    async fn receive(&self) -> Result<Vec<Message>, AwsError> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(WAIT_SECONDS)
+            .visibility_timeout(VISIBILITY_SECONDS)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("ReceiveMessage", e))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+
+    /// Handles a batch; deletes what was handled, leaves the rest to come back.
+    pub async fn handle_batch(&self, messages: Vec<Message>) {
+        let done = CancellationToken::new();
+        let heartbeat = tokio::spawn(extend_visibility(
+            self.sqs.clone(),
+            self.queue_url.clone(),
+            messages
+                .iter()
+                .filter_map(|m| m.receipt_handle.clone())
+                .collect(),
+            done.clone(),
+        ));
+        let mut delete = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            match self.handle(m).await {
+                Ok(d) => {
+                    tracing::debug!(message = m.message_id.as_deref().unwrap_or("-"), disposition = ?d, "event handled");
+                    if let Some(handle) = &m.receipt_handle {
+                        delete.push((i, handle.clone()));
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    message = m.message_id.as_deref().unwrap_or("-"),
+                    "cannot record event; it stays on the queue and comes back"
+                ),
+            }
+        }
+        done.cancel();
+        heartbeat.await.ok();
+        if delete.is_empty() {
+            return;
+        }
+        let entries: Vec<_> = delete
+            .iter()
+            .filter_map(|(i, h)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(h)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        match self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            Ok(out) if !out.failed.is_empty() => tracing::warn!(
+                failed = out.failed.len(),
+                "some handled events could not be deleted; they will come back and collapse as duplicates"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                error = %AwsError::from_sdk("DeleteMessageBatch", e),
+                "handled events could not be deleted; they will come back and collapse as duplicates"
+            ),
+        }
+    }
+
+    /// Handles one message. `Err` means nothing was committed: keep the message.
+    pub async fn handle(&self, m: &Message) -> Result<Disposition, crate::store::StoreError> {
+        let body = m.body.as_deref().unwrap_or_default();
+        let normalized = normalize::normalize_sqs_body(body, &self.sink.normalize);
+        let detail = serde_json::json!({ "message_id": m.message_id, "bytes": body.len() });
+        self.sink.accept(normalized, "sqs", detail).await
+    }
+}
+
+/// Keeps the batch invisible to other workers while it is handled.
+async fn extend_visibility(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    handles: Vec<String>,
+    done: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = done.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(VISIBILITY_SECONDS as u64 / 2)) => {}
+        }
+        let entries: Vec<_> = handles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(h)
+                    .visibility_timeout(VISIBILITY_SECONDS)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if let Err(e) = sqs
+            .change_message_visibility_batch()
+            .queue_url(&queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+        {
+            tracing::warn!(error = %AwsError::from_sdk("ChangeMessageVisibilityBatch", e), "cannot extend event visibility");
+        }
+    }
+}

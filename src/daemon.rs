@@ -464,7 +464,7 @@ async fn executor_loop(shared: Arc<Shared>, tracker: TaskTracker, cancel: Cancel
     let owned: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
     let mut ticks: u64 = 0;
     loop {
-        if ticks % 30 == 0
+        if ticks.is_multiple_of(30)
             && let Err(e) = watch_departure_slas(&shared).await
         {
             tracing::warn!(error = %format!("{e:#}"), "departure SLA check failed; retrying");
@@ -694,7 +694,7 @@ async fn watch_departure_slas(shared: &Shared) -> anyhow::Result<()> {
         chrono::Duration::from_std(events.sla_warning).unwrap_or(chrono::Duration::hours(4));
     let open = app
         .store
-        .call(|s| s.db().open_triggers(TriggerKind::Departure))
+        .call(|s| s.db().unresolved_triggers(TriggerKind::Departure))
         .await?;
     let earliest = open.iter().filter_map(|t| t.deadline).min();
     app.metrics
@@ -702,6 +702,19 @@ async fn watch_departure_slas(shared: &Shared) -> anyhow::Result<()> {
         .set(earliest.map_or(0.0, |d| d.timestamp() as f64));
     for t in open {
         let Some(deadline) = t.deadline else { continue };
+        if t.status == crate::store::TriggerStatus::Failed {
+            // Failed, but a later rotation of the secret (a retry, a manual one) succeeded.
+            let secret = t.secret.clone();
+            let fixed = app
+                .store
+                .call(move |s| s.db().last_succeeded_attempt(&secret))
+                .await?
+                .and_then(|a| a.finished_at)
+                .is_some_and(|f| f >= t.updated_at);
+            if fixed {
+                continue;
+            }
+        }
         let kind = if now >= deadline {
             AlertKind::DepartureSlaMissed
         } else if now >= deadline - warning {

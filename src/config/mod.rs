@@ -1149,11 +1149,10 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                 let source = field(&c.source, "source");
                 let detail_type = field(&c.detail_type, "detail_type");
                 let ptr = field(pointer, pointer_key);
-                if let (Some(p), Some(v)) = (&ptr, pointer) {
-                    if !p.starts_with('/') {
+                if let (Some(p), Some(v)) = (&ptr, pointer)
+                    && !p.starts_with('/') {
                         diags.error(v.span(), format!("`{pointer_key}` must be a JSON pointer starting with `/`, like /detail/username"));
                     }
-                }
                 if let (Some(source), Some(detail_type), Some(pointer)) = (source, detail_type, ptr) {
                     out.push(CustomSource { source, detail_type, pointer });
                 }

@@ -33,8 +33,8 @@ pub const EVENT_NAMES: &[&str] = &[
 pub const OVERLAP: chrono::Duration = chrono::Duration::minutes(15);
 /// CloudTrail keeps 90 days of management events.
 pub const HISTORY: chrono::Duration = chrono::Duration::days(90);
-/// 2 requests per second per account and region.
-pub const REQUEST_SPACING: Duration = Duration::from_millis(500);
+/// 2 requests per second per account and region, with a margin for jitter.
+pub const REQUEST_SPACING: Duration = Duration::from_millis(550);
 /// The cursor's name in the state store.
 pub const CURSOR: &str = "cloudtrail";
 

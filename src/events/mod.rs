@@ -180,7 +180,7 @@ fn plan_rotation_event(
         plan.audit.outcome = "unknown_secret".into();
         plan.audit.reason = Some(format!(
             "{} for a secret rotationd does not manage",
-            r.kind.as_str()
+            r.kind.label()
         ));
         plan.audit.detail =
             Some(serde_json::json!({ "event_id": r.event_id, "secret": r.secret_id }));
@@ -192,7 +192,7 @@ fn plan_rotation_event(
         a.secret_arn = Some(entry.info.arn.clone());
         a.trigger = Some("event".into());
         a.error = r.error_message.clone();
-        a.reason = Some(format!("{} event {}", r.kind.as_str(), r.event_id));
+        a.reason = Some(format!("{} event {}", r.kind.label(), r.event_id));
         a.dedupe_key = format!("{}:{}:{}", kind.as_str(), entry.key, r.event_id);
         a.details =
             serde_json::json!({ "event_id": r.event_id, "event_time": r.time.to_rfc3339() });

@@ -54,9 +54,9 @@ pub fn rules(events: &EventsConfig) -> Vec<RuleSpec> {
             name: "rotationd-identity-center-departures".into(),
             description: "rotationd: IAM Identity Center user deleted or disabled".into(),
             pattern: json!({
-                "source": super::normalize::IDENTITY_CENTER_SOURCES,
+                "source": ["aws.sso-directory", "aws.identitystore"],
                 "detail-type": ["AWS API Call via CloudTrail"],
-                "detail": { "eventName": super::normalize::IDENTITY_CENTER_EVENTS }
+                "detail": { "eventName": ["DeleteUser", "DisableUser"] }
             }),
         },
     ];

@@ -191,19 +191,20 @@ impl Db<'_> {
             .map_err(query("list pending triggers"))
     }
 
-    /// Triggers of `kind` not yet finished (pending or running), earliest deadline
-    /// first: what the departure SLA watch looks at.
-    pub fn open_triggers(self, kind: TriggerKind) -> StoreResult<Vec<Trigger>> {
+    /// Triggers of `kind` whose rotation has not succeeded (pending, running or failed),
+    /// earliest deadline first: what the departure SLA watch looks at, since a failed
+    /// departure rotation leaves the SLA as much at risk as a queued one.
+    pub fn unresolved_triggers(self, kind: TriggerKind) -> StoreResult<Vec<Trigger>> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM triggers WHERE status IN ('pending', 'running') AND kind = ?1 \
-                 {PENDING_ORDER}"
+                "SELECT {COLUMNS} FROM triggers \
+                 WHERE status IN ('pending', 'running', 'failed') AND kind = ?1 {PENDING_ORDER}"
             ))
-            .map_err(query("list open triggers"))?;
+            .map_err(query("list unresolved triggers"))?;
         stmt.query_map([kind], from_row)
             .and_then(|rows| rows.collect())
-            .map_err(query("list open triggers"))
+            .map_err(query("list unresolved triggers"))
     }
 
     /// Pending triggers for one secret, in the same order as

@@ -1,5 +1,6 @@
 //! Helpers shared by the integration tests; each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod cloudtrail;
 pub mod moto;
 pub mod rotationd;

@@ -1,0 +1,491 @@
+//! Event triggers end to end: the real binary against moto's EventBridge, SQS, SNS and
+//! Secrets Manager.
+//!
+//! Each test owns its queue, bus, topic and secrets (unique names), so they share one
+//! server; rotations are counted on the server by rotationd's User-Agent and secret.
+
+mod common;
+
+use std::sync::Once;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::moto;
+use common::rotationd::{Env, stderr, terminate};
+use serde_json::json;
+
+static RECORDING: Once = Once::new();
+
+fn recording() {
+    RECORDING.call_once(|| moto::shared().start_recording());
+}
+
+const ACCOUNT: &str = "123456789012";
+const ALLOW_ACCOUNT: &str = r#"allowed_accounts = ["123456789012"]"#;
+
+/// An events queue and a bus for one test; returns (queue_url, bus_name).
+async fn queue_and_bus(env: &Env, test: &str) -> (String, String) {
+    let name = moto::unique_name(test).replace('/', "-");
+    let url = env
+        .sqs
+        .create_queue()
+        .queue_name(format!("{name}-events"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let eb = aws_sdk_eventbridge::Client::new(&moto::sdk_config(&env.moto.endpoint()));
+    eb.create_event_bus()
+        .name(format!("{name}-bus"))
+        .send()
+        .await
+        .unwrap();
+    (url, format!("{name}-bus"))
+}
+
+/// Appends an `[events]` section to the env's config; `extra` holds more `[events]` keys.
+fn add_events(env: &Env, queue_url: &str, bus: &str, extra: &str) {
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        r#"
+[events]
+queue_url = "{queue_url}"
+event_bus = "{bus}"
+workers = 2
+{extra}
+
+[[events.departure]]
+source = "com.example.hr"
+detail_type = "Employee Offboarded"
+user_pointer = "/detail/username"
+"#
+    ));
+    std::fs::write(&env.config, config).unwrap();
+}
+
+/// An IAM DeleteUser event as EventBridge delivers it to SQS.
+fn iam_delete_user(user: &str, event_id: &str) -> String {
+    json!({
+        "version": "0",
+        "id": format!("env-{event_id}"),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.iam",
+        "account": ACCOUNT,
+        "time": Utc::now().to_rfc3339(),
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "eventSource": "iam.amazonaws.com",
+            "eventName": "DeleteUser",
+            "eventID": event_id,
+            "eventTime": Utc::now().to_rfc3339(),
+            "eventType": "AwsApiCall",
+            "requestParameters": { "userName": user },
+            "responseElements": null,
+            "recipientAccountId": ACCOUNT
+        }
+    })
+    .to_string()
+}
+
+/// A RotationFailed event as EventBridge delivers it to SQS.
+fn rotation_failed(secret_arn: &str, event_id: &str, message: &str) -> String {
+    json!({
+        "version": "0",
+        "id": format!("env-{event_id}"),
+        "detail-type": "AWS Service Event via CloudTrail",
+        "source": "aws.secretsmanager",
+        "account": ACCOUNT,
+        "time": Utc::now().to_rfc3339(),
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "eventVersion": "1.08",
+            "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": "RotationFailed",
+            "eventID": event_id,
+            "eventTime": Utc::now().to_rfc3339(),
+            "eventType": "AwsServiceEvent",
+            "errorMessage": message,
+            "additionalEventData": { "SecretId": secret_arn },
+            "requestParameters": null,
+            "recipientAccountId": ACCOUNT
+        }
+    })
+    .to_string()
+}
+
+async fn send(env: &Env, queue_url: &str, body: &str) {
+    env.sqs
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn arn_of(env: &Env, name: &str) -> String {
+    env.sm
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap()
+}
+
+fn count(env: &Env, sql: &str) -> i64 {
+    env.db().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test]
+async fn setup_events_is_idempotent_and_wires_the_queue() {
+    recording();
+    let env = Env::new("setup", "").await;
+    let (queue_url, bus) = queue_and_bus(&env, "setup").await;
+    add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
+
+    let first = env.cli(&["setup-events"]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let out = String::from_utf8_lossy(&first.stdout).into_owned();
+    // Three built-in rules, one custom departure source: a rule and a target each, and the policy.
+    assert_eq!(out.matches(": created").count(), 9, "{out}");
+    assert!(out.contains("rule rotationd-departure-1: created"), "{out}");
+
+    let second = env.cli(&["setup-events"]);
+    assert_eq!(second.status.code(), Some(0), "{}", stderr(&second));
+    let out2 = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert_eq!(out2.matches(": unchanged").count(), 9, "{out2}");
+    assert!(
+        out2.contains(&format!("0 change(s) on bus {bus}")),
+        "{out2}"
+    );
+    let writes = env
+        .moto
+        .rotationd_requests()
+        .into_iter()
+        .filter(|r| {
+            matches!(r.operation.as_str(), "PutRule" | "PutTargets")
+                && String::from_utf8_lossy(&r.body).contains(&bus)
+        })
+        .count();
+    assert_eq!(writes, 8, "the second run wrote again");
+
+    let policy = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::Policy)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::Policy]
+        .clone();
+    let policy: serde_json::Value = serde_json::from_str(&policy).unwrap();
+    let st = &policy["Statement"][0];
+    assert_eq!(st["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(st["Action"], "sqs:SendMessage");
+    assert_eq!(
+        st["Condition"]["ArnEquals"]["aws:SourceArn"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn a_departure_rotates_what_the_user_could_reach_once() {
+    recording();
+    let alice_direct = moto::unique_name("ev/alice-direct");
+    let alice_group = moto::unique_name("ev/alice-group");
+    let bob_only = moto::unique_name("ev/bob-only");
+    let carol = moto::unique_name("ev/carol");
+    let body = format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+
+[[group]]
+name = "dba"
+members = ["alice", "dave"]
+
+[[secret]]
+id = "{alice_direct}"
+strategy = "single-user"
+custodians = ["alice"]
+
+[[secret]]
+id = "{alice_group}"
+strategy = "single-user"
+custodians = ["group:dba"]
+
+[[secret]]
+id = "{bob_only}"
+strategy = "single-user"
+custodians = ["bob"]
+
+[[secret]]
+id = "{carol}"
+strategy = "single-user"
+custodians = ["carol"]
+"#
+    );
+    let env = Env::new("departure", &body).await;
+    let (queue_url, bus) = queue_and_bus(&env, "departure").await;
+    // moto's put_events leaves `account` out of the envelope (EventBridge always sets
+    // it), so this test accepts any account; the hostile test covers the filter.
+    add_events(&env, &queue_url, &bus, "");
+    for s in [&alice_direct, &alice_group, &bob_only, &carol] {
+        env.rotatable_secret(s).await;
+    }
+    let o = env.cli(&["setup-events"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let mut daemon = env.daemon(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    // alice leaves (IAM), delivered twice as SQS may; carol leaves through the HR system,
+    // routed by the EventBridge rule setup-events created.
+    let event = iam_delete_user("alice", "5c6a1f0e-0000-4000-8000-00000000a11c");
+    send(&env, &queue_url, &event).await;
+    send(&env, &queue_url, &event).await;
+    let eb = aws_sdk_eventbridge::Client::new(&moto::sdk_config(&env.moto.endpoint()));
+    eb.put_events()
+        .entries(
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .event_bus_name(&bus)
+                .source("com.example.hr")
+                .detail_type("Employee Offboarded")
+                .detail(json!({ "username": "carol" }).to_string())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let done = env
+        .eventually(Duration::from_secs(60), || {
+            let n = count(&env, "SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'departure' AND state = 'succeeded'");
+            (n >= 3).then_some(n)
+        })
+        .await;
+    // Give a duplicate the time to act wrongly before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = env.metrics();
+    let status = terminate(&mut daemon, Duration::from_secs(30));
+    let audit: Vec<String> = {
+        let db = env.db();
+        let mut stmt = db
+            .prepare("SELECT action || ' ' || outcome || ' ' || COALESCE(reason, '') || ' ' || COALESCE(detail, '') FROM audit")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(done, Some(3), "departures did not rotate: {audit:#?}");
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    assert_eq!(env.rotations_by_rotationd(&alice_direct), 1);
+    assert_eq!(env.rotations_by_rotationd(&alice_group), 1);
+    assert_eq!(env.rotations_by_rotationd(&carol), 1);
+    assert_eq!(
+        env.rotations_by_rotationd(&bob_only),
+        0,
+        "bob did not leave"
+    );
+    // Deadline = event time + 24 h, kept on the trigger.
+    let deadline: i64 = env
+        .db()
+        .query_row(
+            "SELECT deadline - created_at FROM triggers WHERE kind = 'departure' AND secret = ?1",
+            [&alice_direct],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        (86_390..=86_400).contains(&deadline),
+        "deadline {deadline}s after the event"
+    );
+    assert!(
+        metrics.contains("rotationd_events_received_total{kind=\"departure\",source=\"sqs\"} 3"),
+        "{metrics}"
+    );
+    // The queue is drained: everything handled was deleted.
+    let left = env
+        .sqs
+        .receive_message()
+        .queue_url(&queue_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(left.messages().is_empty());
+}
+
+#[tokio::test]
+async fn hostile_bodies_are_audited_and_counted_and_never_act() {
+    recording();
+    let victim = moto::unique_name("ev/victim");
+    let body = format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+
+[[secret]]
+id = "{victim}"
+strategy = "single-user"
+custodians = ["mallory", "erin"]
+"#
+    );
+    let env = Env::new("hostile", &body).await;
+    let (queue_url, bus) = queue_and_bus(&env, "hostile").await;
+    add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
+    env.rotatable_secret(&victim).await;
+    let valid = iam_delete_user("erin", "a0000000-0000-4000-8000-00000000e41e");
+    let mut foreign: serde_json::Value =
+        serde_json::from_str(&iam_delete_user("mallory", "f0")).unwrap();
+    foreign["account"] = json!("999999999999");
+    let mut unconfigured: serde_json::Value =
+        serde_json::from_str(&iam_delete_user("mallory", "f1")).unwrap();
+    unconfigured["source"] = json!("com.evil.hr");
+    let mut wrong_type: serde_json::Value =
+        serde_json::from_str(&iam_delete_user("mallory", "f2")).unwrap();
+    wrong_type["detail"]["requestParameters"]["userName"] = json!(42);
+    let hostile = vec![
+        "not json at all".to_string(),
+        valid[..valid.len() / 2].to_string(),
+        "[]".to_string(),
+        "{\"detail\": ".repeat(5000),
+        foreign.to_string(),
+        unconfigured.to_string(),
+        wrong_type.to_string(),
+        iam_delete_user(&"x".repeat(10_000), "f3"),
+        rotation_failed(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:not-ours-AbCdEf",
+            "u1",
+            "boom",
+        ),
+    ];
+    let mut daemon = env.daemon(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    for h in &hostile {
+        send(&env, &queue_url, h).await;
+    }
+    send(&env, &queue_url, &valid).await;
+    let rejected = env
+        .eventually(Duration::from_secs(60), || {
+            let n = count(
+                &env,
+                "SELECT COUNT(*) FROM audit WHERE action = 'event_rejected'",
+            );
+            (n >= 8).then_some(n)
+        })
+        .await;
+    let acted = env
+        .eventually(Duration::from_secs(60), || {
+            let n = count(&env, "SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'departure' AND state = 'succeeded'");
+            (n >= 1).then_some(n)
+        })
+        .await;
+    let metrics = env.metrics();
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    // The unknown secret's RotationFailed is accepted but audited as unknown, not rejected.
+    assert_eq!(rejected, Some(8));
+    assert_eq!(acted, Some(1));
+    assert_eq!(
+        env.rotations_by_rotationd(&victim),
+        1,
+        "only erin's departure may rotate"
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM audit WHERE outcome = 'unknown_secret'"
+        ),
+        1
+    );
+    for reason in [
+        "not_json",
+        "not_object",
+        "foreign_account",
+        "unconfigured_source",
+        "wrong_type",
+        "field_too_long",
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "rotationd_events_rejected_total{{reason=\"{reason}\"}}"
+            )),
+            "no {reason} in {metrics}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_failed_event_escalates_to_security_and_marks_the_secret_failing() {
+    recording();
+    let name = moto::unique_name("ev/failing");
+    let body = format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+
+[[secret]]
+id = "{name}"
+strategy = "single-user"
+"#
+    );
+    let env = Env::new("rotfailed", &body).await;
+    let (queue_url, bus) = queue_and_bus(&env, "rotfailed").await;
+    add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
+    env.rotatable_secret(&name).await;
+    let arn = arn_of(&env, &name).await;
+
+    let mut daemon = env.daemon(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    send(
+        &env,
+        &queue_url,
+        &rotation_failed(
+            &arn,
+            "b1000000-0000-4000-8000-0000000fa11d",
+            "setSecret: password authentication failed",
+        ),
+    )
+    .await;
+    let messages = env.security_messages(Duration::from_secs(30)).await;
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let failed: Vec<_> = messages
+        .iter()
+        .filter(|(_, m)| m["kind"] == "rotation_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{messages:?}");
+    let (subject, m) = failed[0];
+    assert_eq!(subject, &format!("[P1] Rotation failed: {name}"));
+    assert_eq!(m["error"], "setSecret: password authentication failed");
+    assert_eq!(m["secret"]["arn"], arn.as_str());
+    assert!(m["runbook"].as_array().unwrap().len() >= 3);
+    assert_eq!(
+        env.rotations_by_rotationd(&name),
+        0,
+        "retry_failed is off by default"
+    );
+
+    let o = env.cli(&["status", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "failing", "{rows}");
+}

@@ -464,7 +464,7 @@ async fn executor_loop(shared: Arc<Shared>, tracker: TaskTracker, cancel: Cancel
     let owned: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
     let mut ticks: u64 = 0;
     loop {
-        if ticks.is_multiple_of(30)
+        if ticks.is_multiple_of(SLA_CHECK_TICKS)
             && let Err(e) = watch_departure_slas(&shared).await
         {
             tracing::warn!(error = %format!("{e:#}"), "departure SLA check failed; retrying");
@@ -616,6 +616,9 @@ async fn execute_due(
     }
     Ok(())
 }
+
+/// The departure SLA watch runs every this many executor ticks (seconds).
+const SLA_CHECK_TICKS: u64 = 5;
 
 /// Trigger kinds that come from events, counted by the storm guard.
 pub const EVENT_KINDS: &[TriggerKind] = &[

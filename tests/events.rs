@@ -489,3 +489,248 @@ strategy = "single-user"
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows[0]["status"], "failing", "{rows}");
 }
+
+#[tokio::test]
+async fn cloudtrail_catch_up_finds_missed_events_and_collapses_duplicates() {
+    use common::cloudtrail::{CloudTrailServer, TrailEvent};
+    recording();
+    let ct = CloudTrailServer::start();
+    let leaver = moto::unique_name("ev/ct-frank");
+    let failing = moto::unique_name("ev/ct-failing");
+    let body = format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+
+[[secret]]
+id = "{leaver}"
+strategy = "single-user"
+custodians = ["frank"]
+
+[[secret]]
+id = "{failing}"
+strategy = "single-user"
+"#
+    );
+    let env = Env::new("cloudtrail", &body).await;
+    let (queue_url, bus) = queue_and_bus(&env, "cloudtrail").await;
+    add_events(
+        &env,
+        &queue_url,
+        &bus,
+        &format!(
+            "{ALLOW_ACCOUNT}\n[events.cloudtrail]\nenabled = true\nlookback = \"2h\"\npoll_interval = \"2s\"\nendpoint_url = \"{}\"\n",
+            ct.endpoint()
+        ),
+    );
+    env.rotatable_secret(&leaver).await;
+    env.rotatable_secret(&failing).await;
+    let failing_arn = arn_of(&env, &failing).await;
+    // While rotationd was down: frank was deleted, and a rotation failed.
+    let delete_id = "c7000000-0000-4000-8000-0000000f4a4c";
+    ct.push(TrailEvent::iam_delete_user(
+        "frank",
+        delete_id,
+        Utc::now() - chrono::Duration::minutes(30),
+    ));
+    ct.push(TrailEvent::rotation_failed(
+        &failing_arn,
+        "c7000000-0000-4000-8000-0000000fa11d",
+        Utc::now() - chrono::Duration::minutes(20),
+        "testSecret: connection refused",
+    ));
+    // An event older than the lookback is not read.
+    ct.push(TrailEvent::iam_delete_user(
+        "frank",
+        "old-event",
+        Utc::now() - chrono::Duration::hours(5),
+    ));
+
+    let mut daemon = env.daemon(&[]);
+    assert!(
+        env.wait_ready(Duration::from_secs(30)).await,
+        "the daemon never became ready"
+    );
+    let rotated = env
+        .eventually(Duration::from_secs(60), || {
+            let n = count(&env, "SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'departure' AND state = 'succeeded'");
+            (n >= 1).then_some(n)
+        })
+        .await;
+    // The same DeleteUser arrives late through EventBridge too: a duplicate.
+    send(&env, &queue_url, &iam_delete_user("frank", delete_id)).await;
+    let duplicate = env
+        .eventually(Duration::from_secs(30), || {
+            (count(&env, "SELECT COUNT(*) FROM seen_events") >= 2
+                && env.metrics().contains(
+                    "rotationd_events_received_total{kind=\"departure\",source=\"sqs\"} 1",
+                ))
+            .then_some(())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = env.metrics();
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert_eq!(rotated, Some(1));
+    assert!(
+        duplicate.is_some(),
+        "the SQS copy was not consumed: {metrics}"
+    );
+    assert_eq!(
+        env.rotations_by_rotationd(&leaver),
+        1,
+        "a duplicate event rotated again"
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM seen_events WHERE event_id = 'old-event'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM alert_outbox WHERE kind = 'rotation_failed'"
+        ),
+        1
+    );
+    let cursor: String = env
+        .db()
+        .query_row(
+            "SELECT value FROM cursors WHERE name = 'cloudtrail'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(&cursor).is_ok());
+    assert!(
+        metrics.contains("rotationd_cloudtrail_cursor_timestamp_seconds"),
+        "{metrics}"
+    );
+    // One lookup attribute per call, paced: every call named one event name.
+    let lookups = ct.requests();
+    assert!(!lookups.is_empty());
+    assert!(
+        lookups
+            .iter()
+            .all(|r| r.lookup_attributes.len() == 1 && r.lookup_attributes[0].0 == "EventName")
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_departure_raises_sla_at_risk_then_missed() {
+    recording();
+    let name = moto::unique_name("ev/sla");
+    let body = format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+
+[[secret]]
+id = "{name}"
+strategy = "single-user"
+custodians = ["gina"]
+"#
+    );
+    let env = Env::new("sla", &body).await;
+    let (queue_url, bus) = queue_and_bus(&env, "sla").await;
+    add_events(
+        &env,
+        &queue_url,
+        &bus,
+        &format!("{ALLOW_ACCOUNT}\ndeparture_sla = \"24h\"\nsla_warning = \"4h\""),
+    );
+    env.rotatable_secret(&name).await;
+    // Blocked: a broken earlier rotation left AWSPENDING behind, so the departure
+    // rotation stops as stuck and the SLA stays unmet.
+    env.sm
+        .put_secret_value()
+        .secret_id(&name)
+        .secret_string("half-rotated")
+        .client_request_token("slastuckslastuckslastuckslastuck01")
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    // gina left 21 hours ago: 3 hours left, inside the 4-hour warning.
+    let mut event: serde_json::Value = serde_json::from_str(&iam_delete_user(
+        "gina",
+        "d5000000-0000-4000-8000-000000000514",
+    ))
+    .unwrap();
+    event["detail"]["eventTime"] = json!((Utc::now() - chrono::Duration::hours(21)).to_rfc3339());
+    send(&env, &queue_url, &event.to_string()).await;
+
+    let alert = |kind: &str| {
+        count(
+            &env,
+            &format!("SELECT COUNT(*) FROM alert_outbox WHERE kind = '{kind}'"),
+        )
+    };
+    let mut daemon = env.daemon(&[]);
+    assert!(
+        env.wait_ready(Duration::from_secs(30)).await,
+        "the daemon never became ready"
+    );
+    let at_risk = env
+        .eventually(Duration::from_secs(60), || {
+            (alert("departure_sla_at_risk") >= 1).then_some(())
+        })
+        .await;
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert!(at_risk.is_some(), "no departure_sla_at_risk");
+    assert_eq!(alert("departure_sla_missed"), 0);
+    assert_eq!(alert("rotation_stuck"), 1);
+    assert_eq!(env.rotations_by_rotationd(&name), 0);
+
+    // Four hours later (rotationd's clock) the deadline has passed; the deadline came from
+    // the state store, not from memory.
+    let mut daemon = env.daemon(&[("ROTATIOND_TEST_CLOCK_OFFSET", "14400")]);
+    assert!(
+        env.wait_ready(Duration::from_secs(30)).await,
+        "the daemon never became ready"
+    );
+    let missed = env
+        .eventually(Duration::from_secs(60), || {
+            let published = count(
+                &env,
+                "SELECT COUNT(*) FROM alert_outbox WHERE kind = 'departure_sla_missed' AND published_at IS NOT NULL",
+            );
+            (published >= 1).then_some(())
+        })
+        .await;
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert!(missed.is_some(), "no departure_sla_missed");
+    assert_eq!(
+        alert("departure_sla_at_risk"),
+        1,
+        "at-risk must be raised once"
+    );
+    let messages = env.security_messages(Duration::from_secs(10)).await;
+    let kinds: Vec<&str> = messages
+        .iter()
+        .filter_map(|(_, m)| m["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"departure_sla_at_risk") && kinds.contains(&"departure_sla_missed"),
+        "{kinds:?}"
+    );
+    let missed_msg = messages
+        .iter()
+        .find(|(_, m)| m["kind"] == "departure_sla_missed")
+        .unwrap();
+    assert_eq!(missed_msg.1["ticket"], "INC-pending");
+    assert!(missed_msg.1["deadline"].as_str().is_some());
+}

@@ -200,6 +200,7 @@ pub fn resume(path: &Path) -> u8 {
                 s.transaction(|db| {
                     let was = db.get_cursor(crate::daemon::STORM_CURSOR)?;
                     db.set_cursor(crate::daemon::STORM_CURSOR, "", now)?;
+                    db.set_cursor(crate::daemon::STORM_RESUMED_CURSOR, &now.to_rfc3339(), now)?;
                     db.append_audit(&crate::store::NewAuditEntry {
                         at: now,
                         actor: format!("cli:{user}"),

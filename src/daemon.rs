@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::{RwLock, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -542,20 +542,26 @@ async fn execute_due(
     }
     // 2. Due pending triggers; event-triggered ones only while the storm guard allows.
     let pending = app.store.call(|s| s.db().pending_triggers()).await?;
-    let mut storm_checked = false;
-    let mut storm_paused = false;
+    // Event rotations this pass may still start: None until the guard was asked.
+    let mut storm_budget: Option<u64> = None;
     for t in pending {
         if t.not_before.is_some_and(|nb| nb > now) {
             continue;
         }
         if EVENT_KINDS.contains(&t.kind) {
-            if !storm_checked {
-                storm_paused = storm_guard(shared).await?;
-                storm_checked = true;
-            }
-            if storm_paused {
+            let budget = match storm_budget {
+                Some(b) => b,
+                None => storm_guard(shared, 0).await?,
+            };
+            if budget == 0 {
+                // Over the limit: pause (once) and keep the trigger queued.
+                if storm_budget != Some(0) {
+                    storm_guard(shared, 1).await?;
+                }
+                storm_budget = Some(0);
                 continue;
             }
+            storm_budget = Some(budget - 1);
         }
         let planned = matches!(
             t.kind,
@@ -628,28 +634,42 @@ pub const EVENT_KINDS: &[TriggerKind] = &[
 ];
 /// The state-store cursor holding the storm guard's pause (`paused since RFC3339`).
 pub const STORM_CURSOR: &str = "storm_paused";
+/// When `rotationd resume` last lifted a pause.
+pub const STORM_RESUMED_CURSOR: &str = "storm_resumed";
 
-/// Whether event-triggered rotations are paused: already paused, or more than
-/// `max_event_rotations_per_hour` started in the last hour (then pause, page Security).
-/// Queued triggers stay pending; `rotationd resume` clears the pause.
-async fn storm_guard(shared: &Shared) -> anyhow::Result<bool> {
+/// How many more event-triggered rotations may start: 0 when paused, else
+/// `max_event_rotations_per_hour` minus those started in the last hour (or since the last
+/// `rotationd resume`). When `wanted` more than that are waiting, it pauses event
+/// rotations and pages Security; queued triggers stay pending until `rotationd resume`.
+async fn storm_guard(shared: &Shared, wanted: u64) -> anyhow::Result<u64> {
     let app = &shared.app;
     let Some(events) = &app.cfg.events else {
-        return Ok(false);
+        return Ok(u64::MAX);
     };
     let paused = app.store.call(|s| s.db().get_cursor(STORM_CURSOR)).await?;
     if paused.is_some_and(|c| !c.value.is_empty()) {
-        return Ok(true);
+        return Ok(0);
     }
     let now = app.clock.now();
-    let since = now - chrono::Duration::hours(1);
+    // Count from the last `rotationd resume` at the latest, or a resume would re-pause at
+    // once on the same rotations.
+    let resumed = app
+        .store
+        .call(|s| s.db().get_cursor(STORM_RESUMED_CURSOR))
+        .await?
+        .and_then(|c| DateTime::parse_from_rfc3339(&c.value).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let since = resumed.map_or(now - chrono::Duration::hours(1), |r| {
+        r.max(now - chrono::Duration::hours(1))
+    });
     let started = app
         .store
         .call(move |s| s.db().count_attempts_since(EVENT_KINDS, since))
         .await?;
     let max = u64::from(events.max_event_rotations_per_hour.get());
-    if started < max {
-        return Ok(false);
+    let left = max.saturating_sub(started);
+    if wanted <= left {
+        return Ok(left);
     }
     let value = now.to_rfc3339();
     let mut alert = Alert::new(AlertKind::RotationStorm, None, now);
@@ -682,7 +702,7 @@ async fn storm_guard(shared: &Shared) -> anyhow::Result<bool> {
         max,
         "rotation storm: event-triggered rotations paused until `rotationd resume`"
     );
-    Ok(true)
+    Ok(0)
 }
 
 /// Departure deadlines: `departure_sla_at_risk` once inside `sla_warning` of the deadline,

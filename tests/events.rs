@@ -734,3 +734,153 @@ custodians = ["gina"]
     assert_eq!(missed_msg.1["ticket"], "INC-pending");
     assert!(missed_msg.1["deadline"].as_str().is_some());
 }
+
+#[tokio::test]
+async fn a_compromise_rotates_at_once_and_pages_security() {
+    recording();
+    let name = moto::unique_name("ev/exposed");
+    // Its window is far away: the compromise must not wait for it.
+    let body = format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+
+[[secret]]
+id = "{name}"
+schedule = "0 3 1 1 *"
+strategy = "single-user"
+"#
+    );
+    let env = Env::new("compromise", &body).await;
+    let (queue_url, bus) = queue_and_bus(&env, "compromise").await;
+    add_events(
+        &env,
+        &queue_url,
+        &bus,
+        "[[events.compromise]]\nsource = \"com.example.security\"\ndetail_type = \"Credential Exposed\"\nsecret_pointer = \"/detail/secret\"\n",
+    );
+    env.rotatable_secret(&name).await;
+    let arn = arn_of(&env, &name).await;
+    let event = json!({
+        "version": "0", "id": "e9000000-0000-4000-8000-0000000c0de1",
+        "detail-type": "Credential Exposed", "source": "com.example.security",
+        "account": ACCOUNT, "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+        "detail": { "secret": arn, "ticket": "INC-9001", "reason": "key pasted in a public gist" }
+    });
+    let mut daemon = env.daemon(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    send(&env, &queue_url, &event.to_string()).await;
+    let done = env
+        .eventually(Duration::from_secs(60), || {
+            let n = count(&env, "SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'compromise' AND state = 'succeeded'");
+            (n >= 1).then_some(n)
+        })
+        .await;
+    let messages = env.security_messages(Duration::from_secs(20)).await;
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert_eq!(done, Some(1));
+    assert_eq!(env.rotations_by_rotationd(&name), 1);
+    let breach: Vec<_> = messages
+        .iter()
+        .filter(|(_, m)| m["kind"] == "breach_suspected")
+        .collect();
+    assert_eq!(breach.len(), 1, "{messages:?}");
+    assert_eq!(
+        breach[0].0,
+        format!("[P1] Credential breach suspected: {name}")
+    );
+    assert_eq!(breach[0].1["ticket"], "INC-9001");
+    assert_eq!(breach[0].1["reason"], "key pasted in a public gist");
+    let ticket: String = env
+        .db()
+        .query_row(
+            "SELECT ticket FROM attempts WHERE trigger_kind = 'compromise'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ticket, "INC-9001");
+}
+
+#[tokio::test]
+async fn the_storm_guard_pauses_event_rotations_until_resumed() {
+    recording();
+    let names: Vec<String> = (0..4)
+        .map(|i| moto::unique_name(&format!("ev/storm{i}")))
+        .collect();
+    let mut body = String::from("[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n");
+    for n in &names {
+        body.push_str(&format!(
+            "\n[[secret]]\nid = \"{n}\"\nstrategy = \"single-user\"\ncustodians = [\"henry\"]\n"
+        ));
+    }
+    let env = Env::new("storm", &body).await;
+    let (queue_url, bus) = queue_and_bus(&env, "storm").await;
+    add_events(
+        &env,
+        &queue_url,
+        &bus,
+        &format!("{ALLOW_ACCOUNT}\nmax_event_rotations_per_hour = 2"),
+    );
+    for n in &names {
+        env.rotatable_secret(n).await;
+    }
+    let mut daemon = env.daemon(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    send(
+        &env,
+        &queue_url,
+        &iam_delete_user("henry", "f5000000-0000-4000-8000-0000000570a1"),
+    )
+    .await;
+    let paused = env
+        .eventually(Duration::from_secs(60), || {
+            (count(
+                &env,
+                "SELECT COUNT(*) FROM alert_outbox WHERE kind = 'rotation_storm'",
+            ) >= 1)
+                .then_some(())
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(paused.is_some(), "no rotation_storm alert");
+    let rotated = |env: &Env| {
+        names
+            .iter()
+            .map(|n| env.rotations_by_rotationd(n))
+            .sum::<usize>()
+    };
+    assert_eq!(rotated(&env), 2, "only the hourly allowance may rotate");
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM triggers WHERE kind = 'departure' AND status = 'pending'"
+        ),
+        2
+    );
+
+    let o = env.cli(&["resume"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("resumed"));
+    let all = env
+        .eventually(Duration::from_secs(60), || {
+            (rotated(&env) == 4).then_some(())
+        })
+        .await;
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert!(all.is_some(), "queued triggers did not run after resume");
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM alert_outbox WHERE kind = 'rotation_storm'"
+        ),
+        1
+    );
+}

@@ -452,3 +452,173 @@ pub async fn audit_rejection(
         .call(move |s| s.db().append_audit(&entry).map(|_| ()))
         .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::secrets::SecretInfo;
+    use chrono::TimeZone;
+    use std::path::Path;
+
+    const CFG: &str = r#"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
+[policy]
+require_change_ticket = false
+[events]
+queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+retry_failed = true
+retry_backoff = "2h"
+[[group]]
+name = "dba"
+members = ["alice", "bob"]
+[[secret]]
+id = "prod/daily"
+schedule = "0 3 * * *"
+window = "2h"
+strategy = "single-user"
+custodians = ["alice"]
+[[secret]]
+id = "prod/quarterly"
+strategy = "single-user"
+custodians = ["group:dba"]
+[[secret]]
+id = "prod/other"
+strategy = "single-user"
+custodians = ["carol"]
+"#;
+
+    fn setup() -> (Config, Fleet) {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), CFG).unwrap();
+        let infos = ["prod/daily", "prod/quarterly", "prod/other"]
+            .iter()
+            .map(|n| SecretInfo {
+                name: n.to_string(),
+                arn: format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{n}-AbCdEf"),
+                ..Default::default()
+            })
+            .collect();
+        let fleet = crate::inventory::match_fleet(&cfg, infos);
+        (cfg, fleet)
+    }
+
+    fn t(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, h, m, 0).unwrap()
+    }
+
+    fn departure(user: &str, at: DateTime<Utc>) -> Normalized {
+        Normalized::Departure(DepartureEvent {
+            user: user.into(),
+            event_id: "ev-1".into(),
+            time: at,
+            source: "aws.iam".into(),
+            account: None,
+        })
+    }
+
+    #[test]
+    fn a_departure_reaches_direct_and_group_custodianships_with_the_sla_deadline() {
+        let (cfg, fleet) = setup();
+        let now = t(10, 0);
+        let plan = plan_event(&cfg, &fleet, &departure("alice", t(9, 0)), "sqs", now);
+        let mut secrets: Vec<&str> = plan.triggers.iter().map(|t| t.secret.as_str()).collect();
+        secrets.sort();
+        assert_eq!(secrets, vec!["prod/daily", "prod/quarterly"]);
+        for trig in &plan.triggers {
+            assert_eq!(trig.kind, TriggerKind::Departure);
+            assert_eq!(trig.deadline, Some(t(9, 0) + Duration::hours(24)));
+            assert!(trig.ticket.is_none());
+        }
+        // prod/daily's next window (03:00-05:00 tomorrow) ends before the deadline (09:00
+        // tomorrow): it waits for it. prod/quarterly's next window is January: at once.
+        let daily = plan
+            .triggers
+            .iter()
+            .find(|t| t.secret == "prod/daily")
+            .unwrap();
+        assert_eq!(
+            daily.not_before,
+            Some(Utc.with_ymd_and_hms(2026, 11, 26, 3, 0, 0).unwrap())
+        );
+        let quarterly = plan
+            .triggers
+            .iter()
+            .find(|t| t.secret == "prod/quarterly")
+            .unwrap();
+        assert_eq!(quarterly.not_before, Some(now));
+        assert!(plan.alerts.is_empty());
+    }
+
+    #[test]
+    fn a_departure_whose_window_closes_after_the_deadline_rotates_at_once() {
+        let (cfg, fleet) = setup();
+        // Left at 02:00 yesterday, so the deadline is 02:00 today; the next window
+        // (03:00-05:00 today) would end after it.
+        let now = t(1, 0);
+        let plan = plan_event(
+            &cfg,
+            &fleet,
+            &departure("alice", t(2, 0) - Duration::hours(24)),
+            "sqs",
+            now,
+        );
+        let daily = plan
+            .triggers
+            .iter()
+            .find(|t| t.secret == "prod/daily")
+            .unwrap();
+        assert_eq!(daily.not_before, Some(now));
+    }
+
+    #[test]
+    fn a_departure_of_someone_without_access_is_audited_only() {
+        let (cfg, fleet) = setup();
+        let plan = plan_event(&cfg, &fleet, &departure("zoe", t(9, 0)), "sqs", t(10, 0));
+        assert!(plan.triggers.is_empty());
+        assert_eq!(plan.audit.outcome, "no_secrets");
+    }
+
+    #[test]
+    fn rotation_failed_escalates_records_failing_and_schedules_one_retry() {
+        let (cfg, fleet) = setup();
+        let ev = Normalized::Rotation(RotationEvent {
+            kind: RotationKind::Failed,
+            secret_id: "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/other-XyZ123"
+                .into(),
+            event_id: "ev-9".into(),
+            time: t(9, 0),
+            error_message: Some("testSecret failed".into()),
+            account: None,
+            region: None,
+        });
+        let plan = plan_event(&cfg, &fleet, &ev, "cloudtrail", t(10, 0));
+        // Matched by name although the ARN's random suffix differs from the inventory's.
+        assert_eq!(plan.audit.secret.as_deref(), Some("prod/other"));
+        assert_eq!(plan.alerts.len(), 1);
+        assert_eq!(plan.alerts[0].kind, AlertKind::RotationFailed);
+        assert_eq!(plan.alerts[0].error.as_deref(), Some("testSecret failed"));
+        let (attempt, error) = plan.failed_attempt.as_ref().unwrap();
+        assert_eq!(attempt.secret, "prod/other");
+        assert!(error.contains("testSecret failed"));
+        assert_eq!(plan.triggers.len(), 1);
+        assert_eq!(plan.triggers[0].kind, TriggerKind::Retry);
+        assert_eq!(plan.triggers[0].not_before, Some(t(12, 0)));
+    }
+
+    #[test]
+    fn events_about_unmanaged_secrets_are_audited_not_acted_on() {
+        let (cfg, fleet) = setup();
+        let ev = Normalized::Compromise(CompromiseEvent {
+            secret_id: "prod/unknown".into(),
+            event_id: "ev-3".into(),
+            time: t(9, 0),
+            source: "com.example.security".into(),
+            account: None,
+            ticket: None,
+            reason: None,
+        });
+        let plan = plan_event(&cfg, &fleet, &ev, "sqs", t(10, 0));
+        assert!(plan.triggers.is_empty() && plan.alerts.is_empty());
+        assert_eq!(plan.audit.outcome, "unknown_secret");
+    }
+}

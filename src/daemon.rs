@@ -138,6 +138,8 @@ struct Shared {
     ready: AtomicBool,
     /// Secrets with an attempt being driven by this process.
     busy: std::sync::Mutex<HashSet<String>>,
+    /// Wakes the executor early (new event triggers).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Runs the daemon until `cancel` fires.
@@ -152,6 +154,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<()> {
         inventory: Arc::new(RwLock::new(None)),
         ready: AtomicBool::new(false),
         busy: std::sync::Mutex::new(HashSet::new()),
+        wake: Arc::new(tokio::sync::Notify::new()),
     });
     let tracker = TaskTracker::new();
     tracker.spawn(serve_http(listener, shared.clone(), cancel.clone()));
@@ -171,6 +174,7 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<()> {
             metrics: shared.app.metrics.clone(),
             clock: shared.app.clock,
             inventory: shared.inventory.clone(),
+            wake: shared.wake.clone(),
         });
         let consumer = Arc::new(Consumer {
             sqs: shared.app.sqs.clone(),
@@ -486,6 +490,7 @@ async fn executor_loop(shared: Arc<Shared>, tracker: TaskTracker, cancel: Cancel
         first = false;
         tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }

@@ -375,6 +375,8 @@ pub struct EventSink {
     pub clock: Clock,
     /// The latest inventory (who can reach what); consumers wait until there is one.
     pub inventory: Arc<RwLock<Option<Inventory>>>,
+    /// Wakes the executor when an event committed new triggers (instead of its next tick).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl EventSink {
@@ -418,7 +420,11 @@ impl EventSink {
                 };
                 let realert = Duration::from_std(self.cfg.alerts.realert_interval)
                     .unwrap_or(Duration::hours(4));
+                let has_triggers = !plan.triggers.is_empty();
                 let new = commit(&self.store, plan, source, realert, now).await?;
+                if new && has_triggers {
+                    self.wake.notify_one();
+                }
                 Ok(if new {
                     Disposition::Acted
                 } else {

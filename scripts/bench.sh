@@ -66,6 +66,10 @@ measure "rotationd status (5,000 secrets)" \
   sh -c "target/release/rotationd --config '$work/bench.toml' status --format json | grep -c '\"secret\"'"
 python3 scripts/count-requests.py "$work/recording"
 
+echo "== events: put_events -> rotation latency, and a burst with duplicates (moto)"
+.venv/bin/python scripts/bench-events.py --endpoint "http://127.0.0.1:$port" \
+  --rotationd target/release/rotationd --workdir "$work"
+
 if [ "${1:-}" = "--criterion" ]; then
   cargo bench --bench planner
 fi

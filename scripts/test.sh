@@ -9,6 +9,17 @@ step() { printf '\n==> %s\n' "$*"; }
 step "installing test dependencies (moto server in .venv)"
 scripts/install-moto.sh
 
+need_apt() { # command, Debian package: install the package when the command is missing
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "installing $2 (for $1)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && apt-get install -y -qq "$2" >/dev/null
+  else
+    sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq "$2" >/dev/null
+  fi
+}
+need_apt systemd-analyze systemd
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -22,4 +33,11 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --no-fail-fast
 fi
+step "systemd-analyze verify systemd/rotationd.service"
+unit_dir=$(mktemp -d)
+# verify needs ExecStart to exist: point it at the binary the tests just built.
+sed "s|ExecStart=/usr/bin/rotationd|ExecStart=$PWD/target/debug/rotationd|" \
+  systemd/rotationd.service >"$unit_dir/rotationd.service"
+systemd-analyze verify "$unit_dir/rotationd.service"
+rm -rf "$unit_dir"
 echo "all checks passed"

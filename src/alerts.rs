@@ -419,14 +419,17 @@ pub fn publish_backoff(attempts: u32) -> Duration {
 
 /// Drains the outbox into SNS until cancelled. Publishes oldest first; a failure keeps
 /// the alert in the outbox with a backoff.
+/// `beat` is called every pass, for the systemd watchdog.
 pub async fn publish_loop(
     store: StoreHandle,
     sns: aws_sdk_sns::Client,
     cfg: Arc<Config>,
     metrics: Arc<Metrics>,
+    beat: impl Fn() + Send,
     cancel: CancellationToken,
 ) {
     loop {
+        beat();
         if let Err(e) = publish_due(&store, &sns, &cfg, &metrics).await {
             tracing::warn!(error = %e, "cannot read the alert outbox; retrying");
         }

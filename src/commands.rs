@@ -116,7 +116,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, u8> {
         })
 }
 
-/// `rotationd run`: the daemon, until SIGTERM or SIGINT.
+/// `rotationd run`: the daemon, until SIGTERM or SIGINT; SIGHUP reloads the config.
 pub fn run(path: &Path) -> u8 {
     let cfg = match load_config(path) {
         Ok(cfg) => cfg,
@@ -128,12 +128,13 @@ pub fn run(path: &Path) -> u8 {
     };
     rt.block_on(async move {
         let cancel = CancellationToken::new();
-        let signals = cancel.clone();
+        let reload = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (signals, reloads) = (cancel.clone(), reload.clone());
         tokio::spawn(async move {
-            wait_for_shutdown_signal().await;
+            watch_signals(reloads).await;
             signals.cancel();
         });
-        match crate::daemon::run(cfg, cancel).await {
+        match crate::daemon::run(path.to_path_buf(), cfg, cancel, reload).await {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -155,6 +156,26 @@ async fn wait_for_shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Returns on SIGTERM or SIGINT; each SIGHUP wakes `reload`.
+async fn watch_signals(reload: std::sync::Arc<tokio::sync::Notify>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reload by restarting");
+        return wait_for_shutdown_signal().await;
+    };
+    let stop = wait_for_shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the configuration");
+                reload.notify_one();
+            }
+        }
     }
 }
 

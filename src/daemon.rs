@@ -68,8 +68,12 @@ pub struct App {
 
 impl App {
     pub async fn build(cfg: Config) -> anyhow::Result<App> {
+        App::build_with(cfg, Arc::new(Metrics::new())).await
+    }
+
+    /// Like [`App::build`], recording into `metrics` (kept across config reloads).
+    pub async fn build_with(cfg: Config, metrics: Arc<Metrics>) -> anyhow::Result<App> {
         let cfg = Arc::new(cfg);
-        let metrics = Arc::new(Metrics::new());
         let path = cfg.daemon.state_path.clone();
         let store = tokio::task::spawn_blocking(move || StoreHandle::open(&path))
             .await
@@ -135,34 +139,196 @@ impl App {
 struct Shared {
     app: App,
     inventory: Arc<RwLock<Option<Inventory>>>,
-    ready: AtomicBool,
+    health: Arc<Health>,
     /// Secrets with an attempt being driven by this process.
     busy: std::sync::Mutex<HashSet<String>>,
     /// Wakes the executor early (new event triggers).
     wake: Arc<tokio::sync::Notify>,
 }
 
-/// Runs the daemon until `cancel` fires.
-pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<()> {
-    let app = App::build(cfg).await?;
-    let listen = app.cfg.daemon.metrics_listen;
+/// What outlives a config reload: metrics, readiness, and the loops' heartbeats that the
+/// systemd watchdog checks.
+pub struct Health {
+    pub metrics: Arc<Metrics>,
+    ready: AtomicBool,
+    beats: std::sync::Mutex<HashMap<&'static str, tokio::time::Instant>>,
+}
+
+impl Health {
+    fn new(metrics: Arc<Metrics>) -> Health {
+        Health {
+            metrics,
+            ready: AtomicBool::new(false),
+            beats: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+        self.metrics.ready.set(i64::from(ready));
+    }
+
+    /// A main loop is alive.
+    fn beat(&self, name: &'static str) {
+        if let Ok(mut b) = self.beats.lock() {
+            b.insert(name, tokio::time::Instant::now());
+        }
+    }
+
+    /// Every loop that ever beat did so within `within`.
+    fn alive(&self, within: Duration) -> bool {
+        self.beats
+            .lock()
+            .map(|b| b.values().all(|t| t.elapsed() <= within))
+            .unwrap_or(false)
+    }
+}
+
+/// Tells systemd (a no-op without `NOTIFY_SOCKET`).
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Sends WATCHDOG=1 at half the watchdog interval, but only while the executor and the
+/// alert publisher keep beating: a hung loop lets systemd's watchdog fire.
+async fn watchdog(health: Arc<Health>, interval: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval / 2) => {}
+        }
+        if health.alive(interval / 2) {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        } else {
+            tracing::error!("a main loop stopped beating; not feeding the systemd watchdog");
+        }
+    }
+}
+
+/// Runs the daemon until `cancel` fires; `reload` (SIGHUP) re-reads `path`: a valid config
+/// restarts the loops with it (in-flight attempts stop at a committed step and resume), an
+/// invalid one is logged and counted and the old one stays in force.
+pub async fn run(
+    path: std::path::PathBuf,
+    cfg: Config,
+    cancel: CancellationToken,
+    reload: Arc<tokio::sync::Notify>,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::new(metrics.clone()));
+    let listen = cfg.daemon.metrics_listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} ([daemon] metrics_listen)"))?;
+    let outer = TaskTracker::new();
+    outer.spawn(serve_http(listener, health.clone(), cancel.clone()));
+    if let Some(interval) = sd_notify::watchdog_enabled() {
+        outer.spawn(watchdog(health.clone(), interval, cancel.clone()));
+    }
+    let mut cfg = cfg;
+    'generations: loop {
+        let listen_now = cfg.daemon.metrics_listen;
+        let app = App::build_with(cfg.clone(), metrics.clone()).await?;
+        let generation = cancel.child_token();
+        let (tracker, store) = start(app, health.clone(), generation.clone());
+        tracing::info!(metrics = %listen, state = %cfg.daemon.state_path.display(), "rotationd running");
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("running: reconciling and rotating"),
+        ]);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping")]);
+                    tracing::info!("shutting down: no new work, in-flight attempts stop at their next step");
+                    stop(tracker, generation, store).await;
+                    break 'generations;
+                }
+                _ = reload.notified() => {}
+            }
+            let mut states = vec![sd_notify::NotifyState::Reloading];
+            if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+                states.push(now);
+            }
+            notify(&states);
+            match Config::load(&path) {
+                Ok((new, warnings)) => {
+                    for w in warnings.warnings() {
+                        tracing::warn!("{w}");
+                    }
+                    if new.daemon.metrics_listen != listen_now {
+                        tracing::warn!(
+                            "[daemon] metrics_listen changed; it takes effect at the next restart"
+                        );
+                    }
+                    metrics
+                        .config_reloads_total
+                        .with_label_values(&["success"])
+                        .inc();
+                    tracing::info!(config = %path.display(), "configuration reloaded; restarting the loops with it");
+                    stop(tracker, generation, store.clone()).await;
+                    // A reload is also how an operator resumes after a rotation storm.
+                    let store2 = crate::store::StoreHandle::open(&new.daemon.state_path)?;
+                    let now = Clock::from_env().now();
+                    store2
+                        .call(move |s| {
+                            s.db().set_cursor(STORM_CURSOR, "", now)?;
+                            s.db()
+                                .set_cursor(STORM_RESUMED_CURSOR, &now.to_rfc3339(), now)
+                        })
+                        .await?;
+                    store2.shutdown().await.ok();
+                    cfg = new;
+                    continue 'generations;
+                }
+                Err(e) => {
+                    metrics
+                        .config_reloads_total
+                        .with_label_values(&["failure"])
+                        .inc();
+                    match &e {
+                        crate::config::ConfigError::Invalid(d) => {
+                            for (_, line) in d.lines() {
+                                tracing::error!("{line}");
+                            }
+                        }
+                        other => tracing::error!(error = %other, "cannot reload the configuration"),
+                    }
+                    tracing::error!("reload failed; the previous configuration stays in force");
+                    notify(&[
+                        sd_notify::NotifyState::Ready,
+                        sd_notify::NotifyState::Status(
+                            "running; the last reload failed, see the log",
+                        ),
+                    ]);
+                }
+            }
+        }
+    }
+    outer.close();
+    outer.wait().await;
+    Ok(())
+}
+
+/// Starts one generation's loops; returns their tracker and the store to close.
+fn start(app: App, health: Arc<Health>, cancel: CancellationToken) -> (TaskTracker, StoreHandle) {
     let shared = Arc::new(Shared {
         app,
         inventory: Arc::new(RwLock::new(None)),
-        ready: AtomicBool::new(false),
+        health,
         busy: std::sync::Mutex::new(HashSet::new()),
         wake: Arc::new(tokio::sync::Notify::new()),
     });
     let tracker = TaskTracker::new();
-    tracker.spawn(serve_http(listener, shared.clone(), cancel.clone()));
+    let h = shared.health.clone();
     tracker.spawn(alerts::publish_loop(
         shared.app.store.clone(),
         shared.app.sns.clone(),
         shared.app.cfg.clone(),
         shared.app.metrics.clone(),
+        move || h.beat("publisher"),
         cancel.clone(),
     ));
     tracker.spawn(reconcile_loop(shared.clone(), cancel.clone()));
@@ -195,43 +361,42 @@ pub async fn run(cfg: Config, cancel: CancellationToken) -> anyhow::Result<()> {
             tracker.spawn(poller.run(cancel.clone()));
         }
     }
-    tracker.spawn(executor_loop(
-        shared.clone(),
-        tracker.clone(),
-        cancel.clone(),
-    ));
-    tracing::info!(metrics = %listen, state = %shared.app.cfg.daemon.state_path.display(), "rotationd running");
-    cancel.cancelled().await;
-    tracing::info!("shutting down: no new work, in-flight attempts stop at their next step");
+    tracker.spawn(executor_loop(shared.clone(), tracker.clone(), cancel));
+    let store = shared.app.store.clone();
+    (tracker, store)
+}
+
+/// Stops one generation: cancel, wait for its tasks (with a deadline), close the store.
+async fn stop(tracker: TaskTracker, cancel: CancellationToken, store: StoreHandle) {
+    cancel.cancel();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
         .await
         .is_err()
     {
         tracing::warn!(
-            "tasks did not stop within {SHUTDOWN_DEADLINE:?}; exiting anyway (state is committed)"
+            "tasks did not stop within {SHUTDOWN_DEADLINE:?}; going on (state is committed)"
         );
     }
-    shared.app.store.shutdown().await.ok();
-    Ok(())
+    store.shutdown().await.ok();
 }
 
 async fn serve_http(
     listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
+    health: Arc<Health>,
     cancel: CancellationToken,
 ) {
     use axum::http::StatusCode;
     use axum::routing::get;
-    let s1 = shared.clone();
-    let s2 = shared.clone();
+    let s1 = health.clone();
+    let s2 = health;
     let router = axum::Router::new()
         .route(
             "/metrics",
             get(move || async move {
                 (
                     [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-                    s1.app.metrics.render(),
+                    s1.metrics.render(),
                 )
             }),
         )
@@ -264,8 +429,7 @@ async fn reconcile_loop(shared: Arc<Shared>, cancel: CancellationToken) {
         let delay = match reconcile(&shared, &mut cache).await {
             Ok(()) => interval,
             Err(e) => {
-                shared.ready.store(false, Ordering::Relaxed);
-                shared.app.metrics.ready.set(0);
+                shared.health.set_ready(false);
                 tracing::warn!(error = %format!("{e:#}"), "reconcile failed; retrying");
                 interval.min(Duration::from_secs(15))
             }
@@ -456,8 +620,7 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
         .last_reconcile_success_timestamp_seconds
         .set(Utc::now().timestamp() as f64);
     *shared.inventory.write().await = Some(inv);
-    shared.ready.store(true, Ordering::Relaxed);
-    app.metrics.ready.set(1);
+    shared.health.set_ready(true);
     Ok(())
 }
 
@@ -468,6 +631,7 @@ async fn executor_loop(shared: Arc<Shared>, tracker: TaskTracker, cancel: Cancel
     let owned: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
     let mut ticks: u64 = 0;
     loop {
+        shared.health.beat("executor");
         if ticks.is_multiple_of(SLA_CHECK_TICKS)
             && let Err(e) = watch_departure_slas(&shared).await
         {

@@ -1,0 +1,157 @@
+//! rotationd under systemd's notify protocol, with the real binary: NOTIFY_SOCKET is a
+//! datagram socket owned by the test, as systemd's would be.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use chrono::{Timelike, Utc};
+use common::moto;
+use common::rotationd::{Env, terminate};
+
+/// Collects notify datagrams until `pred` holds for the list or `timeout` passes.
+fn wait_for(
+    sock: &UnixDatagram,
+    seen: &mut Vec<String>,
+    timeout: Duration,
+    pred: impl Fn(&[String]) -> bool,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        if pred(seen) {
+            return true;
+        }
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    pred(seen)
+}
+
+fn has(seen: &[String], needle: &str) -> usize {
+    seen.iter()
+        .filter(|m| m.lines().any(|l| l == needle))
+        .count()
+}
+
+#[tokio::test]
+async fn ready_watchdog_reload_and_stop_follow_the_notify_protocol() {
+    moto::shared().start_recording();
+    let env = Env::new(
+        "systemd",
+        "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n",
+    )
+    .await;
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let added = moto::unique_name("sd/added");
+    env.rotatable_secret(&added).await;
+
+    let sock_path = env.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let mut daemon = env
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "2000000")
+        .env("ROTATIOND_TEST_CLOCK_OFFSET", "3600")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    assert!(
+        wait_for(&sock, &mut seen, Duration::from_secs(30), |s| has(
+            s, "READY=1"
+        ) >= 1),
+        "no READY=1: {seen:?}"
+    );
+    // WATCHDOG=1 at about half of WATCHDOG_USEC (2 s): at least 3 in 4 s.
+    let before = has(&seen, "WATCHDOG=1");
+    let started = Instant::now();
+    assert!(wait_for(&sock, &mut seen, Duration::from_secs(6), |s| has(
+        s,
+        "WATCHDOG=1"
+    )
+        >= before + 3));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "watchdog pings too fast"
+    );
+
+    // A broken config: still running, old config in force, the failure counted.
+    std::fs::write(&env.config, format!("{base}\n[daemon]\nbogus = 1\n")).unwrap();
+    let pid = daemon.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(wait_for(
+        &sock,
+        &mut seen,
+        Duration::from_secs(10),
+        |s| has(s, "RELOADING=1") >= 1
+    ));
+    assert!(
+        seen.iter().any(|m| m.contains("MONOTONIC_USEC=")),
+        "{seen:?}"
+    );
+    assert!(wait_for(
+        &sock,
+        &mut seen,
+        Duration::from_secs(10),
+        |s| has(s, "READY=1") >= 2
+    ));
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "a bad reload must not stop rotationd"
+    );
+    assert!(
+        env.metrics()
+            .contains("rotationd_config_reloads_total{outcome=\"failure\"} 1")
+    );
+
+    // A good config with a new secret whose window is open: applied, the secret rotates.
+    let shifted = Utc::now() + chrono::Duration::hours(1) - chrono::Duration::minutes(2);
+    std::fs::write(
+        &env.config,
+        format!(
+            "{base}\n[[secret]]\nid = \"{added}\"\nschedule = \"{} {} * * *\"\nwindow = \"1h\"\nstrategy = \"single-user\"\n",
+            shifted.minute(),
+            shifted.hour()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(wait_for(
+        &sock,
+        &mut seen,
+        Duration::from_secs(20),
+        |s| has(s, "RELOADING=1") >= 2 && has(s, "READY=1") >= 3
+    ));
+    let rotated = env
+        .eventually(Duration::from_secs(60), || {
+            (env.rotations_by_rotationd(&added) == 1).then_some(())
+        })
+        .await;
+    assert!(rotated.is_some(), "the reloaded schedule was not applied");
+    assert!(
+        env.metrics()
+            .contains("rotationd_config_reloads_total{outcome=\"success\"} 1")
+    );
+
+    let status = terminate(&mut daemon, Duration::from_secs(30));
+    assert!(
+        wait_for(&sock, &mut seen, Duration::from_secs(5), |s| has(
+            s,
+            "STOPPING=1"
+        ) >= 1),
+        "{seen:?}"
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+}

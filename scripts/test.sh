@@ -19,6 +19,7 @@ need_apt() { # command, Debian package: install the package when the command is 
   fi
 }
 need_apt systemd-analyze systemd
+need_apt promtool prometheus
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -33,6 +34,10 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --no-fail-fast
 fi
+step "promtool: alerting rules and their unit tests"
+promtool check rules prometheus/rotationd.rules.yml
+promtool test rules prometheus/rotationd.rules.test.yml
+
 step "systemd-analyze verify systemd/rotationd.service"
 unit_dir=$(mktemp -d)
 # verify needs ExecStart to exist: point it at the binary the tests just built.

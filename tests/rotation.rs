@@ -436,6 +436,28 @@ change_ticket = "CHG-101"
             .contains("rotationd_rotations_total{outcome=\"succeeded\",trigger=\"scheduled\"} 1"),
         "{metrics}"
     );
+    // A real scrape passes promtool's linter (installed by scripts/test.sh).
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool not found: scripts/test.sh installs it (Debian package prometheus)");
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let lint = promtool.wait_with_output().unwrap();
+    assert!(
+        lint.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
     // Counted at the reconcile that queued the rotation: one due, one compliant.
     assert!(
         metrics.contains("rotationd_secrets{status=\"due\"} 1"),

@@ -425,11 +425,30 @@ async fn serve_http(
 async fn reconcile_loop(shared: Arc<Shared>, cancel: CancellationToken) {
     let interval = shared.app.cfg.daemon.reconcile_interval;
     let mut cache = AgeCache::default();
+    // Since when reconciles fail (an AWS outage, lost credentials), for aws_unreachable.
+    let mut failing_since: Option<chrono::DateTime<Utc>> = None;
     loop {
         let delay = match reconcile(&shared, &mut cache).await {
-            Ok(()) => interval,
+            Ok(()) => {
+                failing_since = None;
+                interval
+            }
             Err(e) => {
                 shared.health.set_ready(false);
+                let now = shared.app.clock.now();
+                let since = *failing_since.get_or_insert(now);
+                let after = chrono::Duration::from_std(shared.app.cfg.alerts.unreachable_after)
+                    .unwrap_or(chrono::Duration::minutes(10));
+                if now - since >= after {
+                    let mut a = Alert::new(AlertKind::AwsUnreachable, None, now);
+                    a.error = Some(format!("{e:#}"));
+                    a.details = serde_json::json!({ "failing_since": since.to_rfc3339() });
+                    // One alert per outage, however long it lasts.
+                    a.dedupe_key = format!("aws_unreachable:{}", since.timestamp());
+                    if let Err(e) = shared.app.engine.alerts.raise_once(a).await {
+                        tracing::warn!(error = %e, "cannot queue the aws_unreachable alert");
+                    }
+                }
                 tracing::warn!(error = %format!("{e:#}"), "reconcile failed; retrying");
                 interval.min(Duration::from_secs(15))
             }

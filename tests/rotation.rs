@@ -622,3 +622,58 @@ strategy = "single-user"
         format!("[P2] Configured secret missing: {absent}")
     );
 }
+
+#[tokio::test]
+async fn aws_unreachable_is_raised_once_and_readyz_says_not_ready() {
+    let env = Env::new(
+        "unreachable",
+        "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n\n[[secret]]\nid = \"prod/db\"\nstrategy = \"single-user\"\n",
+    )
+    .await;
+    // Nothing listens on this port: every AWS call fails to connect.
+    let dead = common::rotationd::free_port();
+    let config = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&env.moto.endpoint(), &format!("http://127.0.0.1:{dead}"))
+        .replace("[alerts]\n", "[alerts]\nunreachable_after = \"1s\"\n");
+    std::fs::write(&env.config, config).unwrap();
+
+    let mut daemon = env.daemon(&[]);
+    let queued = env
+        .eventually(Duration::from_secs(60), || {
+            let n: i64 = env
+                .db()
+                .query_row(
+                    "SELECT COUNT(*) FROM alert_outbox WHERE kind = 'aws_unreachable'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap_or(0);
+            (n >= 1).then_some(n)
+        })
+        .await;
+    let ready = common::rotationd::http_get(env.metrics_port, "/readyz");
+    let healthy = common::rotationd::http_get(env.metrics_port, "/healthz");
+    // Another failing reconcile of the same outage must not alert again.
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    let (total, published): (i64, i64) = env
+        .db()
+        .query_row(
+            "SELECT COUNT(*), COUNT(published_at) FROM alert_outbox WHERE kind = 'aws_unreachable'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert_eq!(queued, Some(1));
+    assert_eq!(
+        (total, published),
+        (1, 0),
+        "raised once, waiting in the outbox for SNS to return"
+    );
+    assert_eq!(ready.map(|(s, _)| s), Some(503));
+    assert_eq!(healthy.map(|(s, _)| s), Some(200));
+}

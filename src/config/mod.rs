@@ -67,6 +67,8 @@ pub struct AlertsConfig {
     pub security_topic_arn: String,
     pub notify_topic_arn: Option<String>,
     pub realert_interval: Duration,
+    /// AWS failing for this long raises `aws_unreachable` (once per outage).
+    pub unreachable_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -1018,6 +1020,12 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                     &a.realert_interval,
                     "realert_interval",
                     hours(4),
+                ),
+                unreachable_after: duration(
+                    diags,
+                    &a.unreachable_after,
+                    "unreachable_after",
+                    minutes(10),
                 ),
             })
         }

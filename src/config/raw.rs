@@ -34,6 +34,7 @@ pub struct RawAlerts {
     pub security_topic_arn: S<String>,
     pub notify_topic_arn: S<String>,
     pub realert_interval: S<String>,
+    pub unreachable_after: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

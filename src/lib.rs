@@ -11,6 +11,18 @@
 //! - [`planner`]: pure planning: windows, compliance status, staggered starts.
 //! - [`store`]: the SQLite state store (triggers, attempts, audit log, outbox), run on its
 //!   own thread.
+//! - [`aws`]: SDK configuration, request counting, retryable/fatal errors, and the only
+//!   Secrets Manager wrapper (no call that reads or writes a value exists).
+//! - [`inventory`]: the fleet from filtered `ListSecrets` pages, and the facts per secret.
+//! - [`engine`]: one rotation attempt as a persisted state machine (checklist, RotateSecret,
+//!   monitoring of the four stages, validation).
+//! - [`events`]: EventBridge-through-SQS consumer, CloudTrail catch-up, the normalizer, and
+//!   `setup-events`.
+//! - [`alerts`]: SNS escalations and notices through an outbox, with the guide's runbooks.
+//! - [`metrics`]: every Prometheus metric, in one place.
+//! - [`daemon`]: `rotationd run`: the loops, systemd notify/watchdog, reload.
+//! - [`commands`]: the CLI commands as functions returning exit codes.
+//! - [`telemetry`]: logging setup.
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 

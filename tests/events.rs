@@ -649,15 +649,8 @@ custodians = ["gina"]
     env.rotatable_secret(&name).await;
     // Blocked: a broken earlier rotation left AWSPENDING behind, so the departure
     // rotation stops as stuck and the SLA stays unmet.
-    env.sm
-        .put_secret_value()
-        .secret_id(&name)
-        .secret_string("half-rotated")
-        .client_request_token("slastuckslastuckslastuckslastuck01")
-        .version_stages("AWSPENDING")
-        .send()
-        .await
-        .unwrap();
+    env.leave_pending(&name, "slastuckslastuckslastuckslastuck01")
+        .await;
     // gina left 21 hours ago: 3 hours left, inside the 4-hour warning.
     let mut event: serde_json::Value = serde_json::from_str(&iam_delete_user(
         "gina",

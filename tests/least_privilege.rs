@@ -68,15 +68,8 @@ strategy = "single-user"
     for s in [&a, &b, &c, &d] {
         env.rotatable_secret(s).await;
     }
-    env.sm
-        .put_secret_value()
-        .secret_id(&d)
-        .secret_string("half-rotated")
-        .client_request_token("lpstucklpstucklpstucklpstuck000001")
-        .version_stages("AWSPENDING")
-        .send()
-        .await
-        .unwrap();
+    env.leave_pending(&d, "lpstucklpstucklpstucklpstuck000001")
+        .await;
 
     assert_eq!(env.cli(&["status"]).status.code(), Some(0));
     let o = env.cli(&[

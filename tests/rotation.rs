@@ -168,17 +168,10 @@ async fn a_stuck_awspending_is_not_rotated_and_security_is_told() {
     let env = Env::new("stuck", SELECT_ALL).await;
     let name = moto::unique_name("e2e/stuck");
     env.rotatable_secret(&name).await;
-    // Test setup only: leave AWSPENDING on a version that is not AWSCURRENT, as a
-    // rotation function that died in setSecret would.
-    env.sm
-        .put_secret_value()
-        .secret_id(&name)
-        .secret_string("half-rotated")
-        .client_request_token("stuckstuckstuckstuckstuckstuck0001")
-        .version_stages("AWSPENDING")
-        .send()
-        .await
-        .unwrap();
+    // AWSPENDING on a version that is not AWSCURRENT, as a rotation function that died
+    // after createSecret leaves it.
+    env.leave_pending(&name, "stuckstuckstuckstuckstuckstuck0001")
+        .await;
 
     let o = env.cli(&[
         "rotate",
@@ -223,7 +216,9 @@ async fn a_stuck_awspending_is_not_rotated_and_security_is_told() {
     assert!(m["error"].as_str().unwrap().contains("AWSPENDING"));
     assert!(!m["runbook"].as_array().unwrap().is_empty());
     assert!(
-        !serde_json::to_string(m).unwrap().contains("half-rotated"),
+        !serde_json::to_string(m)
+            .unwrap()
+            .contains("initial-test-value"),
         "a secret value leaked"
     );
 }

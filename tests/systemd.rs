@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
 use common::moto;
-use common::rotationd::{Env, terminate};
+use common::rotationd::{Daemon, Env, terminate};
 
 /// Collects notify datagrams until `pred` holds for the list or `timeout` passes.
 fn wait_for(
@@ -52,15 +52,16 @@ async fn ready_watchdog_reload_and_stop_follow_the_notify_protocol() {
 
     let sock_path = env.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let mut daemon = env
-        .command(&["run"])
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "2000000")
-        .env("ROTATIOND_TEST_CLOCK_OFFSET", "3600")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = Daemon(
+        env.command(&["run"])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "2000000")
+            .env("ROTATIOND_TEST_CLOCK_OFFSET", "3600")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut seen = Vec::new();
     assert!(
         wait_for(&sock, &mut seen, Duration::from_secs(30), |s| has(

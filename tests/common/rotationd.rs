@@ -129,15 +129,17 @@ security_topic_arn = "{topic}"
         self.command(args).output().unwrap()
     }
 
-    pub fn daemon(&self, envs: &[(&str, &str)]) -> Child {
+    pub fn daemon(&self, envs: &[(&str, &str)]) -> Daemon {
         let mut c = self.command(&["run"]);
         for (k, v) in envs {
             c.env(k, v);
         }
-        c.stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        Daemon(
+            c.stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     pub fn db(&self) -> rusqlite::Connection {
@@ -165,6 +167,31 @@ security_topic_arn = "{topic}"
             .send()
             .await
             .unwrap();
+    }
+
+    /// Leaves a rotation half done, as a rotation function that died after createSecret
+    /// would: RotateSecret with a function that does not exist fails, and moto keeps the
+    /// new version `token` labelled AWSPENDING only (docs/moto-findings.md, c). No secret
+    /// value is written.
+    pub async fn leave_pending(&self, name: &str, token: &str) {
+        let err = self
+            .sm
+            .rotate_secret()
+            .secret_id(name)
+            .client_request_token(token)
+            .rotation_lambda_arn("arn:aws:lambda:us-east-1:123456789012:function:died")
+            .send()
+            .await;
+        assert!(
+            err.is_err(),
+            "the missing rotation function should have failed"
+        );
+        let stages = self.stages(name).await;
+        assert_eq!(
+            stages.get(token).map(|s| s.as_slice()),
+            Some(&["AWSPENDING".to_string()][..]),
+            "{stages:?}"
+        );
     }
 
     pub async fn stages(&self, name: &str) -> std::collections::HashMap<String, Vec<String>> {
@@ -284,6 +311,31 @@ impl Env {
         http_get(self.metrics_port, "/metrics")
             .map(|(_, b)| b)
             .unwrap_or_default()
+    }
+}
+
+/// A running `rotationd run`, killed if a failing test leaves it behind.
+pub struct Daemon(pub Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
     }
 }
 

@@ -44,9 +44,9 @@ use crate::store::{AttemptState, NewTrigger, StoreHandle, TriggerKind, TriggerSt
 /// How many attempts run at once: RotateSecret is rate-limited separately, this bounds
 /// the DescribeSecret polling and the open AWS connections.
 pub const MAX_CONCURRENT_ATTEMPTS: usize = 8;
-/// How long shutdown waits for tasks before exiting anyway (systemd's TimeoutStopSec is
-/// longer).
-pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
+/// How long shutdown waits for tasks before exiting anyway: above an SQS long poll (20 s),
+/// below systemd's TimeoutStopSec (45 s).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 /// Pause before re-driving an attempt whose AWS call failed with a retryable error.
 pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// An unfinished attempt nobody has touched for this long is adopted (its driver, e.g. a

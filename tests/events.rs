@@ -278,7 +278,7 @@ custodians = ["carol"]
     // Give a duplicate the time to act wrongly before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let metrics = env.metrics();
-    let status = terminate(&mut daemon, Duration::from_secs(30));
+    let status = terminate(&mut daemon, Duration::from_secs(60));
     let audit: Vec<String> = {
         let db = env.db();
         let mut stmt = db
@@ -396,7 +396,7 @@ custodians = ["mallory", "erin"]
         .await;
     let metrics = env.metrics();
     assert_eq!(
-        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     // The unknown secret's RotationFailed is accepted but audited as unknown, not rejected.
@@ -466,7 +466,7 @@ strategy = "single-user"
     .await;
     let messages = env.security_messages(Duration::from_secs(30)).await;
     assert_eq!(
-        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     let failed: Vec<_> = messages
@@ -488,6 +488,49 @@ strategy = "single-user"
     let o = env.cli(&["status", "--format", "json"]);
     let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rows[0]["status"], "failing", "{rows}");
+
+    // The rotation function is fixed and Secrets Manager's schedule succeeds: no longer failing.
+    let mut succeeded: serde_json::Value = serde_json::from_str(&rotation_failed(
+        &arn,
+        "b1000000-0000-4000-8000-00000000600d",
+        "",
+    ))
+    .unwrap();
+    succeeded["detail"]["eventName"] = json!("RotationSucceeded");
+    succeeded["detail"]
+        .as_object_mut()
+        .unwrap()
+        .remove("errorMessage");
+    let mut daemon = env.daemon(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    send(&env, &queue_url, &succeeded.to_string()).await;
+    let recorded = env
+        .eventually(Duration::from_secs(30), || {
+            (count(
+                &env,
+                "SELECT COUNT(*) FROM attempts WHERE state = 'succeeded'",
+            ) == 1)
+                .then_some(())
+        })
+        .await;
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let audit: Vec<String> = {
+        let db = env.db();
+        let mut stmt = db
+            .prepare("SELECT action || ' ' || outcome || ' ' || COALESCE(reason, '') FROM audit")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(recorded.is_some(), "{audit:#?}");
+    let o = env.cli(&["status", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_ne!(rows[0]["status"], "failing", "{rows}");
 }
 
 #[tokio::test]
@@ -572,7 +615,7 @@ strategy = "single-user"
     tokio::time::sleep(Duration::from_secs(3)).await;
     let metrics = env.metrics();
     assert_eq!(
-        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     assert_eq!(rotated, Some(1));
@@ -677,7 +720,7 @@ custodians = ["gina"]
         })
         .await;
     assert_eq!(
-        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     assert!(at_risk.is_some(), "no departure_sla_at_risk");
@@ -702,7 +745,7 @@ custodians = ["gina"]
         })
         .await;
     assert_eq!(
-        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     assert!(missed.is_some(), "no departure_sla_missed");
@@ -772,7 +815,7 @@ strategy = "single-user"
         .await;
     let messages = env.security_messages(Duration::from_secs(20)).await;
     assert_eq!(
-        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     assert_eq!(done, Some(1));
@@ -865,7 +908,7 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
         })
         .await;
     assert_eq!(
-        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     assert!(all.is_some(), "queued triggers did not run after resume");

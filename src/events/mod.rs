@@ -129,6 +129,8 @@ pub struct EventPlan {
     /// An external rotation failure, recorded as a finished failed attempt so that the
     /// secret shows as `failing` until a rotation succeeds.
     pub failed_attempt: Option<(NewAttempt, String)>,
+    /// An external rotation that succeeded (RotationSucceeded), recorded likewise.
+    pub succeeded_attempt: Option<NewAttempt>,
 }
 
 /// Decides what `ev` does. `source` is `sqs` or `cloudtrail` (for the audit log).
@@ -155,6 +157,7 @@ pub fn plan_event(
             detail: Some(serde_json::json!({ "event_id": ev.event_id(), "source": source })),
         },
         failed_attempt: None,
+        succeeded_attempt: None,
     };
     match ev {
         Normalized::Rotation(r) => plan_rotation_event(cfg, fleet, r, now, &mut plan),
@@ -240,7 +243,24 @@ fn plan_rotation_event(
             }
         }
         RotationKind::Abandoned => plan.alerts.push(alert(AlertKind::RotationAbandoned)),
-        RotationKind::Started | RotationKind::Succeeded => {}
+        RotationKind::Succeeded => {
+            // Secrets Manager's own schedule (or a console click) rotated it: record it
+            // as a succeeded attempt so the secret stops showing `failing`. rotationd's
+            // own attempts see the new version by polling, not through this event.
+            let id = format!("event-{}", r.event_id);
+            plan.succeeded_attempt = Some(NewAttempt {
+                id: id.clone(),
+                trigger_id: None,
+                secret: entry.key.clone(),
+                secret_arn: Some(entry.info.arn.clone()),
+                trigger_kind: TriggerKind::Scheduled,
+                ticket: None,
+                client_request_token: id,
+                previous_version: None,
+                started_at: r.time,
+            });
+        }
+        RotationKind::Started => {}
     }
 }
 
@@ -346,6 +366,20 @@ pub async fn commit(
                         &AttemptUpdate::to(AttemptState::Failed).error(error.clone()),
                         now,
                     )?;
+                }
+                if let Some(attempt) = &plan.succeeded_attempt {
+                    let ours = db
+                        .unfinished_attempts()?
+                        .iter()
+                        .any(|a| a.secret == attempt.secret);
+                    if !ours {
+                        db.create_attempt(attempt)?;
+                        db.update_attempt(
+                            &attempt.id,
+                            &AttemptUpdate::to(AttemptState::Succeeded),
+                            now,
+                        )?;
+                    }
                 }
                 for a in &plan.alerts {
                     db.enqueue_alert_deduped(&a.to_new_alert(), now, realert)?;

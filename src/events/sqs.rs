@@ -46,15 +46,21 @@ impl Consumer {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
-            let received = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = self.receive() => r,
-            };
+            if cancel.is_cancelled() {
+                return;
+            }
+            // Not raced against shutdown: a long poll dropped mid-flight can still take
+            // messages off the queue, hidden for the visibility timeout. Finishing it
+            // (at most WAIT_SECONDS) and handling what it brought is cheaper.
+            let received = self.receive().await;
             match received {
                 Ok(messages) => {
                     backoff = Duration::from_secs(1);
                     if !messages.is_empty() {
                         self.handle_batch(messages).await;
+                    }
+                    if cancel.is_cancelled() {
+                        return;
                     }
                 }
                 Err(e) => {

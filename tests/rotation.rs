@@ -672,3 +672,157 @@ async fn aws_unreachable_is_raised_once_and_readyz_says_not_ready() {
     assert_eq!(ready.map(|(s, _)| s), Some(503));
     assert_eq!(healthy.map(|(s, _)| s), Some(200));
 }
+
+#[tokio::test]
+async fn an_alert_that_cannot_be_published_waits_in_the_outbox_and_goes_out_once() {
+    recording();
+    let env = Env::new("outbox", SELECT_ALL).await;
+    // Security's topic does not exist yet: every Publish fails, as in an SNS outage.
+    let topic_name = moto::unique_name("later-security").replace('/', "-");
+    let topic_arn = format!("arn:aws:sns:us-east-1:123456789012:{topic_name}");
+    let config = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&env.security_topic_arn, &topic_arn);
+    std::fs::write(&env.config, config).unwrap();
+    let name = moto::unique_name("e2e/outbox");
+    env.sm
+        .create_secret()
+        .name(&name)
+        .secret_string("v")
+        .send()
+        .await
+        .unwrap();
+
+    // Rotation not configured: a P1 rotation_failed is raised and cannot be delivered.
+    let o = env.cli(&[
+        "rotate",
+        "--secret",
+        &name,
+        "--ticket",
+        "INC-5",
+        "--reason",
+        "t",
+        "--emergency",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("alerts stay in the outbox")
+            || stderr(&o).contains("rotation is not configured")
+    );
+    let (published, attempts): (Option<i64>, i64) = env
+        .db()
+        .query_row(
+            "SELECT published_at, attempts FROM alert_outbox WHERE kind = 'rotation_failed'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(published, None);
+    assert!(attempts >= 1, "the publish was not even tried");
+
+    // SNS "comes back": the topic exists, subscribed by a queue.
+    let conf = moto::sdk_config(&env.moto.endpoint());
+    let sns = aws_sdk_sns::Client::new(&conf);
+    let created = sns
+        .create_topic()
+        .name(&topic_name)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    assert_eq!(created, topic_arn);
+    let q = env
+        .sqs
+        .create_queue()
+        .queue_name(format!("{topic_name}-q"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let q_arn = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&q)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(q_arn)
+        .send()
+        .await
+        .unwrap();
+
+    // The daemon delivers it (after the outbox's backoff), twice started: once in all.
+    for _ in 0..2 {
+        let mut daemon = env.daemon(&[]);
+        let delivered = env
+            .eventually(Duration::from_secs(60), || {
+                let n: i64 = env
+                    .db()
+                    .query_row(
+                        "SELECT COUNT(*) FROM alert_outbox WHERE kind = 'rotation_failed' AND published_at IS NOT NULL",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                (n == 1).then_some(())
+            })
+            .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
+            Some(0)
+        );
+        assert!(delivered.is_some());
+    }
+    let mut bodies = Vec::new();
+    loop {
+        let r = env
+            .sqs
+            .receive_message()
+            .queue_url(&q)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if r.messages().is_empty() {
+            break;
+        }
+        for m in r.messages() {
+            bodies.push(m.body().unwrap().to_string());
+            env.sqs
+                .delete_message()
+                .queue_url(&q)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let failed: Vec<_> = bodies
+        .iter()
+        .filter(|b| b.contains("rotation_failed"))
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "delivered {} times: {bodies:?}",
+        failed.len()
+    );
+    let envelope: serde_json::Value = serde_json::from_str(failed[0]).unwrap();
+    assert_eq!(envelope["Subject"], format!("[P1] Rotation failed: {name}"));
+    assert_eq!(envelope["MessageAttributes"]["severity"]["Value"], "P1");
+    assert_eq!(
+        envelope["MessageAttributes"]["kind"]["Value"],
+        "rotation_failed"
+    );
+}

@@ -919,4 +919,12 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
         ),
         1
     );
+    let messages = env.security_messages(Duration::from_secs(10)).await;
+    let storm: Vec<_> = messages
+        .iter()
+        .filter(|(_, m)| m["kind"] == "rotation_storm")
+        .collect();
+    assert_eq!(storm.len(), 1, "{messages:?}");
+    assert_eq!(storm[0].0, "[P1] Rotation storm, event rotations paused");
+    assert!(storm[0].1["error"].as_str().unwrap().contains("limit 2"));
 }

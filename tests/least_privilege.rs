@@ -156,6 +156,20 @@ strategy = "single-user"
         0,
         "a stuck secret was rotated"
     );
+    let messages = env.security_messages(Duration::from_secs(10)).await;
+    let mut overdue: Vec<String> = messages
+        .iter()
+        .filter(|(_, m)| m["kind"] == "overdue")
+        .map(|(subject, _)| subject.clone())
+        .collect();
+    overdue.sort();
+    assert_eq!(
+        overdue,
+        vec![
+            format!("[P2] Secret overdue for rotation: {a}"),
+            format!("[P2] Secret overdue for rotation: {b}")
+        ]
+    );
     let stuck: i64 = env
         .db()
         .query_row(

@@ -97,6 +97,23 @@ async fn manual_rotation_promotes_a_new_version_and_rollback_restores_the_old_on
     assert_eq!((outcome.as_str(), ticket.as_str()), ("ok", "INC-4242"));
     assert!(outbox(&env, "rotation_failed").is_empty());
 
+    // The dependent teams heard of it before and after (notify topic).
+    let notices = env.notify_messages(Duration::from_secs(10)).await;
+    let kinds: Vec<&str> = notices
+        .iter()
+        .filter_map(|(_, m)| m["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["rotation_scheduled", "rotation_completed"],
+        "{notices:?}"
+    );
+    let (subject, scheduled) = &notices[0];
+    assert_eq!(subject, &format!("[P3] Rotation scheduled: {name}"));
+    assert_eq!(scheduled["details"]["dependents"][0], "billing-api");
+    assert_eq!(scheduled["details"]["strategy"], "single-user");
+    assert_eq!(notices[1].1["details"]["new_version"], new.as_str());
+
     let o = env.cli(&[
         "rollback",
         "--secret",
@@ -411,6 +428,11 @@ change_ticket = "CHG-101"
     let mut log = String::new();
     use std::io::Read;
     daemon.stderr.take().unwrap().read_to_string(&mut log).ok();
+    assert!(
+        !log.contains("initial-test-value"),
+        "a secret value reached the log"
+    );
+    assert!(log.contains("rotation succeeded"), "{log}");
     assert!(
         rotated.is_some(),
         "the open window was not used; daemon log:\n{log}"

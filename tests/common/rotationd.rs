@@ -21,7 +21,51 @@ pub struct Env {
     pub sqs: aws_sdk_sqs::Client,
     pub security_queue_url: String,
     pub security_topic_arn: String,
+    /// The dependent teams' topic (`notify_topic_arn`) and the queue subscribed to it.
+    pub notify_queue_url: String,
     pub metrics_port: u16,
+}
+
+/// An SNS topic with an SQS queue subscribed to it: (topic ARN, queue URL).
+async fn subscribed_topic(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> (String, String) {
+    let topic = sns
+        .create_topic()
+        .name(moto::unique_name(name).replace('/', "-"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(moto::unique_name(&format!("{name}-q")).replace('/', "-"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(queue_arn)
+        .send()
+        .await
+        .unwrap();
+    (topic, queue_url)
 }
 
 /// A free loopback port (bound, read, released).
@@ -42,39 +86,9 @@ impl Env {
         let sm = aws_sdk_secretsmanager::Client::new(&conf);
         let sns = aws_sdk_sns::Client::new(&conf);
         let sqs = aws_sdk_sqs::Client::new(&conf);
-        let topic = sns
-            .create_topic()
-            .name(moto::unique_name(&format!("{test}-security")).replace('/', "-"))
-            .send()
-            .await
-            .unwrap()
-            .topic_arn
-            .unwrap();
-        let queue_url = sqs
-            .create_queue()
-            .queue_name(moto::unique_name(&format!("{test}-security-q")).replace('/', "-"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url
-            .unwrap();
-        let queue_arn = sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .unwrap()
-            .attributes
-            .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-            .clone();
-        sns.subscribe()
-            .topic_arn(&topic)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .send()
-            .await
-            .unwrap();
+        let (topic, queue_url) = subscribed_topic(&sns, &sqs, &format!("{test}-security")).await;
+        let (notify_topic, notify_queue_url) =
+            subscribed_topic(&sns, &sqs, &format!("{test}-notify")).await;
         let dir = tempfile::tempdir().unwrap();
         let metrics_port = free_port();
         let config = dir.path().join("rotationd.toml");
@@ -90,6 +104,7 @@ reconcile_interval = "1h"
 
 [alerts]
 security_topic_arn = "{topic}"
+notify_topic_arn = "{notify_topic}"
 
 {body}
 "#,
@@ -105,6 +120,7 @@ security_topic_arn = "{topic}"
             sqs,
             security_queue_url: queue_url,
             security_topic_arn: topic,
+            notify_queue_url,
             metrics_port,
         }
     }
@@ -231,13 +247,22 @@ security_topic_arn = "{topic}"
 
     /// SNS messages that reached Security's queue: (subject, parsed JSON message).
     pub async fn security_messages(&self, wait: Duration) -> Vec<(String, serde_json::Value)> {
+        self.messages(&self.security_queue_url, wait).await
+    }
+
+    /// SNS messages that reached the dependent teams' queue.
+    pub async fn notify_messages(&self, wait: Duration) -> Vec<(String, serde_json::Value)> {
+        self.messages(&self.notify_queue_url, wait).await
+    }
+
+    async fn messages(&self, queue_url: &str, wait: Duration) -> Vec<(String, serde_json::Value)> {
         let deadline = Instant::now() + wait;
         let mut out = Vec::new();
         loop {
             let r = self
                 .sqs
                 .receive_message()
-                .queue_url(&self.security_queue_url)
+                .queue_url(queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
                 .send()

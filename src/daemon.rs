@@ -649,7 +649,13 @@ async fn executor_loop(shared: Arc<Shared>, tracker: TaskTracker, cancel: Cancel
     let mut first = true;
     let owned: Arc<std::sync::Mutex<HashSet<String>>> = Arc::default();
     let mut ticks: u64 = 0;
+    // Test hook (`ROTATIOND_TEST_FAILPOINT=hang-executor`): the executor hangs after a few
+    // ticks, so a test can watch the systemd watchdog stop being fed.
+    let hang = std::env::var("ROTATIOND_TEST_FAILPOINT").is_ok_and(|f| f == "hang-executor");
     loop {
+        if hang && ticks == 3 {
+            std::future::pending::<()>().await;
+        }
         shared.health.beat("executor");
         if ticks.is_multiple_of(SLA_CHECK_TICKS)
             && let Err(e) = watch_departure_slas(&shared).await

@@ -807,19 +807,45 @@ strategy = "single-user"
     let mut daemon = env.daemon(&[]);
     assert!(env.wait_ready(Duration::from_secs(30)).await);
     send(&env, &queue_url, &event.to_string()).await;
+    // Someone also wrote a version by hand during a rotation: RotationAbandoned, P2.
+    let mut abandoned: serde_json::Value = serde_json::from_str(&rotation_failed(
+        &arn,
+        "e9000000-0000-4000-8000-0000000abad0",
+        "",
+    ))
+    .unwrap();
+    abandoned["detail"]["eventName"] = json!("RotationAbandoned");
+    send(&env, &queue_url, &abandoned.to_string()).await;
     let done = env
         .eventually(Duration::from_secs(60), || {
             let n = count(&env, "SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'compromise' AND state = 'succeeded'");
             (n >= 1).then_some(n)
         })
         .await;
-    let messages = env.security_messages(Duration::from_secs(20)).await;
+    let mut messages = Vec::new();
+    for _ in 0..15 {
+        messages.extend(env.security_messages(Duration::from_secs(2)).await);
+        let kinds: Vec<&str> = messages
+            .iter()
+            .filter_map(|(_, m)| m["kind"].as_str())
+            .collect();
+        if kinds.contains(&"breach_suspected") && kinds.contains(&"rotation_abandoned") {
+            break;
+        }
+    }
     assert_eq!(
         terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     assert_eq!(done, Some(1));
     assert_eq!(env.rotations_by_rotationd(&name), 1);
+    let abandoned: Vec<_> = messages
+        .iter()
+        .filter(|(_, m)| m["kind"] == "rotation_abandoned")
+        .collect();
+    assert_eq!(abandoned.len(), 1, "{messages:?}");
+    assert_eq!(abandoned[0].0, format!("[P2] Rotation abandoned: {name}"));
+    assert_eq!(abandoned[0].1["severity"], "P2");
     let breach: Vec<_> = messages
         .iter()
         .filter(|(_, m)| m["kind"] == "breach_suspected")

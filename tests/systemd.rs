@@ -156,3 +156,45 @@ async fn ready_watchdog_reload_and_stop_follow_the_notify_protocol() {
     );
     assert_eq!(status.and_then(|s| s.code()), Some(0));
 }
+
+#[tokio::test]
+async fn a_hung_loop_stops_feeding_the_watchdog() {
+    let env = Env::new(
+        "watchdog",
+        "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n",
+    )
+    .await;
+    let sock_path = env.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let mut daemon = Daemon(
+        env.command(&["run"])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "2000000")
+            .env("ROTATIOND_TEST_FAILPOINT", "hang-executor")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut seen = Vec::new();
+    assert!(wait_for(&sock, &mut seen, Duration::from_secs(30), |s| {
+        has(s, "READY=1") >= 1
+    }));
+    // The executor hangs after 3 ticks; a few seconds later the pings stop for good.
+    wait_for(&sock, &mut seen, Duration::from_secs(6), |_| false);
+    let mut quiet = Vec::new();
+    wait_for(&sock, &mut quiet, Duration::from_secs(4), |_| false);
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "the process itself is still alive"
+    );
+    assert_eq!(
+        has(&quiet, "WATCHDOG=1"),
+        0,
+        "a hung daemon fed the watchdog: {quiet:?}"
+    );
+    assert!(
+        has(&seen, "WATCHDOG=1") >= 1,
+        "it was fed while the loops were alive: {seen:?}"
+    );
+}

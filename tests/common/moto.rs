@@ -158,6 +158,11 @@ impl RecordedRequest {
 impl Moto {
     /// Start a new moto server on a free loopback port and wait until it answers.
     pub fn start() -> Moto {
+        Moto::start_on(free_port())
+    }
+
+    /// Starts a server on `port` (an outage test restarts one where the first was).
+    pub fn start_on(port: u16) -> Moto {
         let root = repo_root();
         let venv = root.join(".venv/bin");
         let moto_server = venv.join("moto_server");
@@ -169,7 +174,6 @@ impl Moto {
             );
         }
 
-        let port = free_port();
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         // Cargo gives integration tests a scratch dir under target/.
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(

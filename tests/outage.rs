@@ -170,29 +170,7 @@ strategy = "single-user"
     );
     assert!(recovered, "/readyz did not recover");
     let sqs = aws_sdk_sqs::Client::new(&moto::sdk_config(&second.endpoint()));
-    let mut bodies = Vec::new();
-    loop {
-        let r = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        if r.messages().is_empty() {
-            break;
-        }
-        for m in r.messages() {
-            bodies.push(m.body().unwrap().to_string());
-            sqs.delete_message()
-                .queue_url(&queue)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let bodies = common::rotationd::drain(&sqs, &queue).await;
     let unreachable: Vec<_> = bodies
         .iter()
         .filter(|b| b.contains("aws_unreachable"))

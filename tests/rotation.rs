@@ -805,31 +805,7 @@ async fn an_alert_that_cannot_be_published_waits_in_the_outbox_and_goes_out_once
         );
         assert!(delivered.is_some());
     }
-    let mut bodies = Vec::new();
-    loop {
-        let r = env
-            .sqs
-            .receive_message()
-            .queue_url(&q)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .unwrap();
-        if r.messages().is_empty() {
-            break;
-        }
-        for m in r.messages() {
-            bodies.push(m.body().unwrap().to_string());
-            env.sqs
-                .delete_message()
-                .queue_url(&q)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let bodies = common::rotationd::drain(&env.sqs, &q).await;
     let failed: Vec<_> = bodies
         .iter()
         .filter(|b| b.contains("rotation_failed"))

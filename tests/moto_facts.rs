@@ -643,18 +643,26 @@ async fn d_list_version_ids() {
 #[tokio::test]
 async fn e_stuck_pending() {
     let sm = client();
-    // Way 1: PutSecretValue with VersionStages=[AWSPENDING].
+    // A rotation whose function does not exist: RotateSecret fails, and moto leaves the
+    // new version (the request token) labelled AWSPENDING only, as a function that died
+    // after createSecret would. This is how rotationd's tests build a stuck secret: no
+    // secret value is written.
     let name = moto::unique_name("e-stuck");
     let v0 = create(&sm, &name).await;
     let pend = token('p');
-    sm.put_secret_value()
+    let e = sm
+        .rotate_secret()
         .secret_id(&name)
-        .secret_string("v2")
         .client_request_token(&pend)
-        .version_stages("AWSPENDING")
+        .rotation_lambda_arn("arn:aws:lambda:us-east-1:123456789012:function:died")
         .send()
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(
+        err_text(&e).starts_with("ResourceNotFoundException"),
+        "{}",
+        err_text(&e)
+    );
     let s = stages(&sm, &name).await;
     println!("e stuck: {s:?}");
     assert_eq!(
@@ -665,40 +673,13 @@ async fn e_stuck_pending() {
         ])
     );
 
-    // Way 2: a version with a custom label, then UpdateSecretVersionStage adds AWSPENDING.
-    let name2 = moto::unique_name("e-stuck2");
-    let w0 = create(&sm, &name2).await;
-    let q = token('q');
-    sm.put_secret_value()
-        .secret_id(&name2)
-        .secret_string("v2")
-        .client_request_token(&q)
-        .version_stages("fixture")
-        .send()
-        .await
-        .unwrap();
-    sm.update_secret_version_stage()
-        .secret_id(&name2)
-        .version_stage("AWSPENDING")
-        .move_to_version_id(&q)
-        .send()
-        .await
-        .unwrap();
-    let s2 = stages(&sm, &name2).await;
-    assert_eq!(
-        s2,
-        HashMap::from([
-            (w0, vec!["AWSCURRENT".into()]),
-            (q.clone(), vec!["fixture".into(), "AWSPENDING".into()])
-        ])
-    );
     // UpdateSecretVersionStage cannot create a version.
     let e = sm
         .update_secret_version_stage()
-        .secret_id(&name2)
+        .secret_id(&name)
         .version_stage("AWSPENDING")
         .move_to_version_id(token('z'))
-        .remove_from_version_id(&q)
+        .remove_from_version_id(&pend)
         .send()
         .await
         .unwrap_err();

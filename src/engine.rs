@@ -72,10 +72,6 @@ impl Clock {
         Clock { offset }
     }
 
-    pub fn with_offset(offset: chrono::Duration) -> Clock {
-        Clock { offset }
-    }
-
     pub fn now(&self) -> DateTime<Utc> {
         Utc::now() + self.offset
     }

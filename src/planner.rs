@@ -177,59 +177,6 @@ pub struct Plan {
     pub over_capacity: Vec<OverCapacity>,
 }
 
-/// A target that cannot be planned sensibly.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TargetError {
-    /// Windows shorter than a minute leave no slot to start in.
-    #[error("target `{id}`: window must be at least 1 minute; set a longer window")]
-    WindowTooShort {
-        /// Target id.
-        id: String,
-    },
-    /// Windows longer than the schedule's shortest gap would overlap.
-    #[error(
-        "target `{id}`: window of {window_minutes} minutes is longer than the shortest gap of {gap_minutes} minutes between fire times of `{schedule}`; shorten the window or pick a sparser schedule"
-    )]
-    WindowTooLong {
-        /// Target id.
-        id: String,
-        /// Configured window.
-        window_minutes: i64,
-        /// Schedule's shortest gap.
-        gap_minutes: i64,
-        /// Schedule text.
-        schedule: String,
-    },
-}
-
-/// Checks that a target's window fits its schedule. A window equal to the
-/// shortest gap is allowed: consecutive windows then touch but do not overlap.
-pub fn validate_target(target: &Target) -> Result<(), TargetError> {
-    if target.window < Duration::minutes(1) {
-        return Err(TargetError::WindowTooShort {
-            id: target.id.clone(),
-        });
-    }
-    match target.schedule.min_gap() {
-        Some(gap) if target.window > gap => Err(TargetError::WindowTooLong {
-            id: target.id.clone(),
-            window_minutes: target.window.num_minutes(),
-            gap_minutes: gap.num_minutes(),
-            schedule: target.schedule.to_string(),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// The schedule's longest gap when it exceeds `policy.max_age`, i.e. when
-/// scheduled rotation alone would let the secret go overdue; the caller warns.
-pub fn max_age_shortfall(target: &Target, policy: &Policy) -> Option<Duration> {
-    target
-        .schedule
-        .max_gap()
-        .filter(|gap| *gap > policy.max_age)
-}
-
 /// Classifies one secret at `now`.
 ///
 /// Precedence: Stuck > InProgress > Overdue > NeverRotated > Due > Compliant.
@@ -286,7 +233,7 @@ fn is_overdue(facts: &Facts, now: DateTime<Utc>, policy: &Policy) -> bool {
 /// Plan times are whole seconds: `now` is truncated to its second and windows
 /// to whole seconds, which changes no decision because fire times are whole
 /// minutes. Windows shorter than a minute are treated as one minute so that
-/// every entry has a slot; [`validate_target`] rejects them up front.
+/// every entry has a slot; the config loader rejects them up front.
 pub fn plan(
     targets: &[Target],
     facts: &dyn Fn(&str) -> Option<Facts>,
@@ -1137,32 +1084,5 @@ mod tests {
              \"window_end\":\"2027-01-01T04:00:00Z\",\"start_at\":\"2027-01-01T00:00:00Z\",\
              \"reason\":\"scheduled\",\"ticket\":\"CHG-1\"}"
         );
-    }
-
-    #[test]
-    fn validation_rejects_windows_that_do_not_fit() {
-        assert_eq!(
-            validate_target(&target("q", "@quarterly", Duration::days(90))),
-            Ok(())
-        );
-        assert_eq!(
-            validate_target(&target("q", "@quarterly", Duration::days(91))),
-            Err(TargetError::WindowTooLong {
-                id: "q".to_owned(),
-                window_minutes: 91 * 1440,
-                gap_minutes: 90 * 1440,
-                schedule: "@quarterly".to_owned(),
-            })
-        );
-        assert_eq!(
-            validate_target(&target("q", "@quarterly", Duration::seconds(30))),
-            Err(TargetError::WindowTooShort { id: "q".to_owned() })
-        );
-        let t = target("q", "@quarterly", Duration::hours(4));
-        assert_eq!(
-            max_age_shortfall(&t, &policy(90, 30)),
-            Some(Duration::days(92))
-        );
-        assert_eq!(max_age_shortfall(&t, &policy(92, 30)), None);
     }
 }

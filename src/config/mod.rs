@@ -773,6 +773,15 @@ fn settings(
         None => Some(schedules.of(&policy.default_schedule)),
     };
     let window = Some(duration(diags, raw.window, "window", policy.default_window));
+    if let (Some(w), Some(v)) = (window, raw.window)
+        && w < minutes(1)
+    {
+        diags.error(
+            v.span(),
+            "`window` must be at least 1m: a rotation needs a minute to start in",
+        );
+        ok = false;
+    }
     if let (Some(p), Some(win)) = (&parsed, window) {
         let sched = &p.schedule;
         if let Some(gap) = p.min_gap
@@ -1526,6 +1535,18 @@ custodians = ["carol", "group:dba"]
             "1d 2h 30m"
         );
         assert_eq!(fmt_duration(Duration::from_secs(4 * 3600)), "4h");
+    }
+
+    #[test]
+    fn a_window_under_a_minute_is_rejected() {
+        let src = MINIMAL.replace(
+            "strategy = \"single-user\"",
+            "strategy = \"single-user\"\nwindow = \"30s\"",
+        );
+        let errs = errors(&src);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("`window` must be at least 1m"), "{errs:?}");
+        assert!(errs[0].starts_with("t.toml:8:10: error:"), "{errs:?}");
     }
 
     #[test]

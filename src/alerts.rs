@@ -352,32 +352,31 @@ impl Alerts {
         if alert.kind.audience() == Audience::Notify && !self.notify_enabled {
             return Ok(false);
         }
-        let realert = self.realert_interval;
-        let now = Utc::now();
-        tracing::info!(
-            kind = alert.kind.as_str(),
-            severity = alert.kind.severity().as_str(),
-            secret = alert.secret.as_deref().unwrap_or("-"),
-            "alert raised"
-        );
-        let new = alert.to_new_alert();
-        self.store
-            .call(move |s| Ok(s.db().enqueue_alert_deduped(&new, now, realert)?.is_some()))
-            .await
+        self.enqueue(alert, self.realert_interval).await
     }
 
     /// Queues `alert` only if its dedupe key was never alerted ("escalated once").
     pub async fn raise_once(&self, alert: Alert) -> Result<bool, StoreError> {
+        // A realert interval longer than any deployment: once per key.
+        self.enqueue(alert, chrono::Duration::days(365 * 100)).await
+    }
+
+    async fn enqueue(&self, alert: Alert, realert: chrono::Duration) -> Result<bool, StoreError> {
         let new = alert.to_new_alert();
         let now = Utc::now();
-        self.store
-            .call(move |s| {
-                // A realert interval longer than any deployment: once per key.
-                Ok(s.db()
-                    .enqueue_alert_deduped(&new, now, chrono::Duration::days(365 * 100))?
-                    .is_some())
-            })
-            .await
+        let queued = self
+            .store
+            .call(move |s| Ok(s.db().enqueue_alert_deduped(&new, now, realert)?.is_some()))
+            .await?;
+        if queued {
+            tracing::info!(
+                kind = alert.kind.as_str(),
+                severity = alert.kind.severity().as_str(),
+                secret = alert.secret.as_deref().unwrap_or("-"),
+                "alert queued"
+            );
+        }
+        Ok(queued)
     }
 }
 

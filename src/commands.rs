@@ -346,13 +346,7 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
             now,
             stuck_after,
         );
-        let target = planner::Target {
-            id: e.key.clone(),
-            schedule: settings.schedule.clone(),
-            window: chrono::Duration::from_std(settings.window)
-                .unwrap_or(chrono::Duration::hours(4)),
-            ticket: settings.change_ticket.clone(),
-        };
+        let target = settings.target(e.key.clone());
         let compliance = planner::compliance(&target, &facts, now, &policy);
         let last_attempt = last.iter().find(|a| a.secret == e.key);
         let failing = last_attempt.filter(|a| {
@@ -361,11 +355,7 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
                 crate::store::AttemptState::Failed | crate::store::AttemptState::Stuck
             )
         });
-        let status = match (failing, compliance) {
-            (_, planner::Compliance::InProgress) => "in_progress".to_string(),
-            (Some(_), _) => "failing".to_string(),
-            (None, c) => c.as_str().to_string(),
-        };
+        let status = inventory::status_label(compliance, failing.is_some()).to_string();
         let next_window =
             planner::open_window_start(&target, now).or_else(|| settings.schedule.next_after(now));
         rows.push(StatusRow {
@@ -488,13 +478,7 @@ async fn rotate_now(
     let settings = crate::inventory::settings(&app.cfg, entry.origin);
     let now = app.clock.now();
     if !emergency {
-        let target = planner::Target {
-            id: entry.key.clone(),
-            schedule: settings.schedule.clone(),
-            window: chrono::Duration::from_std(settings.window)
-                .unwrap_or(chrono::Duration::hours(4)),
-            ticket: None,
-        };
+        let target = settings.target(entry.key.clone());
         if planner::open_window_start(&target, now).is_none() {
             let next = settings
                 .schedule
@@ -660,19 +644,13 @@ async fn rollback_now(app: &crate::daemon::App, secret: &str, ticket: &str, reas
 /// Planner targets for an offline plan: each `[[secret]]`, and each `[[selector]]` listed
 /// as the selector itself since matching it needs AWS.
 pub fn offline_targets(cfg: &Config) -> Vec<planner::Target> {
-    let target = |id: String, s: &crate::config::SecretSettings| planner::Target {
-        id,
-        schedule: s.schedule.clone(),
-        window: chrono::Duration::from_std(s.window).unwrap_or(chrono::Duration::MAX),
-        ticket: s.change_ticket.clone(),
-    };
     cfg.secrets
         .iter()
-        .map(|s| target(s.id.clone(), &s.settings))
+        .map(|s| s.settings.target(s.id.clone()))
         .chain(
             cfg.selectors
                 .iter()
-                .map(|s| target(s.matcher.to_string(), &s.settings)),
+                .map(|s| s.settings.target(s.matcher.to_string())),
         )
         .collect()
 }

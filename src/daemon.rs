@@ -38,7 +38,7 @@ use crate::events::cloudtrail::Poller;
 use crate::events::sqs::Consumer;
 use crate::inventory::{self, AgeCache, Inventory};
 use crate::metrics::Metrics;
-use crate::planner::{self, Compliance, Facts, Reason, Target};
+use crate::planner::{self, Compliance, Facts, Reason};
 use crate::store::{AttemptState, NewTrigger, StoreHandle, TriggerKind, TriggerStatus};
 
 /// How many attempts run at once: RotateSecret is rate-limited separately, this bounds
@@ -268,18 +268,19 @@ pub async fn run(
                         .with_label_values(&["success"])
                         .inc();
                     tracing::info!(config = %path.display(), "configuration reloaded; restarting the loops with it");
-                    stop(tracker, generation, store.clone()).await;
                     // A reload is also how an operator resumes after a rotation storm.
-                    let store2 = crate::store::StoreHandle::open(&new.daemon.state_path)?;
                     let now = Clock::from_env().now();
-                    store2
+                    let resumed = store
                         .call(move |s| {
                             s.db().set_cursor(STORM_CURSOR, "", now)?;
                             s.db()
                                 .set_cursor(STORM_RESUMED_CURSOR, &now.to_rfc3339(), now)
                         })
-                        .await?;
-                    store2.shutdown().await.ok();
+                        .await;
+                    if let Err(e) = resumed {
+                        tracing::warn!(error = %e, "cannot lift the storm guard's pause on reload");
+                    }
+                    stop(tracker, generation, store).await;
                     cfg = new;
                     continue 'generations;
                 }
@@ -501,13 +502,7 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
         );
         facts.insert(e.key.clone(), f);
         arns.insert(e.key.clone(), e.info.arn.clone());
-        targets.push(Target {
-            id: e.key.clone(),
-            schedule: settings.schedule.clone(),
-            window: chrono::Duration::from_std(settings.window)
-                .unwrap_or(chrono::Duration::hours(4)),
-            ticket: settings.change_ticket.clone(),
-        });
+        targets.push(settings.target(e.key.clone()));
     }
     let policy = crate::commands::policy(cfg);
     // Statuses, for the gauge and the alerts.
@@ -515,11 +510,7 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
     for t in &targets {
         let f = facts.get(&t.id).copied().unwrap_or_default();
         let c = planner::compliance(t, &f, now, &policy);
-        let status = if failing.contains(&t.id) && !matches!(c, Compliance::InProgress) {
-            "failing"
-        } else {
-            c.as_str()
-        };
+        let status = inventory::status_label(c, failing.contains(&t.id));
         *counts.entry(status).or_default() += 1;
         match c {
             Compliance::Stuck => {

@@ -354,13 +354,24 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Result<Outcome, EngineError> {
         let started = Instant::now();
+        // What the previous step just read from DescribeSecret, so the next step need not
+        // ask again; empty when the attempt is resumed from the store.
+        let mut fresh: Option<SecretInfo> = None;
         loop {
             let attempt = self.load(attempt_id).await?;
             let step = match attempt.state {
-                AttemptState::Preflight => self.preflight(&attempt, progress, cancel).await,
-                AttemptState::RotateRequested => self.rotate(&attempt, progress, cancel).await,
-                AttemptState::Monitoring => self.monitor(&attempt, progress, cancel).await,
-                AttemptState::Validating => self.validate(&attempt, progress, cancel).await,
+                AttemptState::Preflight => {
+                    self.preflight(&attempt, &mut fresh, progress, cancel).await
+                }
+                AttemptState::RotateRequested => {
+                    self.rotate(&attempt, &mut fresh, progress, cancel).await
+                }
+                AttemptState::Monitoring => {
+                    self.monitor(&attempt, &mut fresh, progress, cancel).await
+                }
+                AttemptState::Validating => {
+                    self.validate(&attempt, &mut fresh, progress, cancel).await
+                }
                 AttemptState::Succeeded => {
                     return Ok(Outcome::Succeeded {
                         new_version: attempt.new_version.unwrap_or_default(),
@@ -403,6 +414,7 @@ impl Engine {
     async fn preflight(
         &self,
         attempt: &Attempt,
+        fresh: &mut Option<SecretInfo>,
         progress: Progress<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Outcome>, AwsCall> {
@@ -544,6 +556,7 @@ impl Engine {
             AttemptUpdate::to(AttemptState::RotateRequested).previous_version(current),
         )
         .await?;
+        *fresh = Some(info);
         Ok(None)
     }
 
@@ -558,12 +571,17 @@ impl Engine {
     async fn rotate(
         &self,
         attempt: &Attempt,
+        fresh: &mut Option<SecretInfo>,
         progress: Progress<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Outcome>, AwsCall> {
         let id = aws_id(attempt);
         let token = attempt.client_request_token.clone();
-        let info = self.describe(&id, cancel).await?;
+        let info = match fresh.take() {
+            // Straight from preflight: nothing was sent yet, its answer is current.
+            Some(info) if attempt.rotate_calls == 0 => info,
+            _ => self.describe(&id, cancel).await?,
+        };
         if attempt.rotate_calls > 0 && info.versions.contains_key(&token) {
             // Resumed after a crash, and AWS did see the first request.
             progress("rotate: RotateSecret was already accepted before the restart; monitoring");
@@ -625,6 +643,7 @@ impl Engine {
     async fn monitor(
         &self,
         attempt: &Attempt,
+        fresh: &mut Option<SecretInfo>,
         progress: Progress<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Outcome>, AwsCall> {
@@ -650,6 +669,7 @@ impl Engine {
                 progress("monitor: finishSecret done, new version holds AWSCURRENT");
                 self.update(&attempt.id, AttemptUpdate::to(AttemptState::Validating))
                     .await?;
+                *fresh = Some(info);
                 return Ok(None);
             }
             if !info.versions.contains_key(&token) && !pending_left {
@@ -691,11 +711,15 @@ impl Engine {
     async fn validate(
         &self,
         attempt: &Attempt,
+        fresh: &mut Option<SecretInfo>,
         progress: Progress<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<Outcome>, AwsCall> {
         let id = aws_id(attempt);
-        let info = self.describe(&id, cancel).await?;
+        let info = match fresh.take() {
+            Some(info) => info,
+            None => self.describe(&id, cancel).await?,
+        };
         let new = attempt.new_version.clone().unwrap_or_default();
         let current = info.current_version().map(str::to_string);
         let previous = info.previous_version().map(str::to_string);

@@ -250,7 +250,7 @@ pub fn facts(
 }
 
 /// The secret name inside a secret ARN (`...:secret:NAME-AbCdEf` → `NAME`).
-fn name_from_arn(arn: &str) -> Option<&str> {
+pub fn name_from_arn(arn: &str) -> Option<&str> {
     let resource = arn.split_once(":secret:")?.1;
     // Secrets Manager appends a dash and six random characters.
     let cut = resource.len().checked_sub(7)?;
@@ -293,6 +293,20 @@ pub fn queries(cfg: &Config) -> Vec<ListQuery> {
         });
     }
     out
+}
+
+/// The status a secret is reported with (`rotationd status`, `rotationd_secrets`): its
+/// compliance, except that a secret whose last attempt failed shows `failing` until a
+/// rotation is underway or succeeds.
+pub fn status_label(
+    compliance: crate::planner::Compliance,
+    last_attempt_failed: bool,
+) -> &'static str {
+    match compliance {
+        crate::planner::Compliance::InProgress => compliance.as_str(),
+        _ if last_attempt_failed => "failing",
+        _ => compliance.as_str(),
+    }
 }
 
 /// One reconcile's view of the fleet.

@@ -126,10 +126,23 @@ impl Intercept for RequestCounter {
         }
         self.metrics
             .aws_requests_total
-            .with_label_values(&[service.to_lowercase().as_str(), operation.as_str(), outcome])
+            .with_label_values(&[
+                service_label(&service).as_str(),
+                operation.as_str(),
+                outcome,
+            ])
             .inc();
         Ok(())
     }
+}
+
+/// `Secrets Manager` → `secretsmanager`: the SDK's service names, as a label value.
+fn service_label(service: &str) -> String {
+    service
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn is_throttling_code(code: &str) -> bool {
@@ -263,6 +276,12 @@ mod tests {
         assert_eq!(outcome_label(Some(429)), "throttled");
         assert_eq!(outcome_label(Some(503)), "server_error");
         assert_eq!(outcome_label(None), "transport_error");
+    }
+
+    #[test]
+    fn service_labels_have_no_spaces() {
+        assert_eq!(service_label("Secrets Manager"), "secretsmanager");
+        assert_eq!(service_label("SQS"), "sqs");
     }
 
     #[test]

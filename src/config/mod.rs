@@ -167,6 +167,19 @@ pub struct SecretSettings {
     pub vendor: Option<String>,
 }
 
+impl SecretSettings {
+    /// The planner's view of a secret (or selector) with these settings.
+    pub fn target(&self, id: String) -> crate::planner::Target {
+        crate::planner::Target {
+            id,
+            schedule: self.schedule.clone(),
+            // Validated no longer than the schedule's shortest gap, so it converts.
+            window: chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::MAX),
+            ticket: self.change_ticket.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SecretConfig {
     /// A secret name or a full ARN, as written.

@@ -72,10 +72,8 @@ pub fn find_secret<'a>(fleet: &'a Fleet, id: &str) -> Option<&'a FleetEntry> {
     if let Some(e) = fleet.find(id) {
         return Some(e);
     }
-    // `...:secret:NAME-AbCdEf` → `NAME`, then by name.
-    let name = id.split_once(":secret:").map(|(_, r)| r)?;
-    let cut = name.len().checked_sub(7)?;
-    let name = (name.as_bytes().get(cut) == Some(&b'-')).then(|| &name[..cut])?;
+    // The same secret under another random suffix: match by name.
+    let name = crate::inventory::name_from_arn(id)?;
     fleet.entries.iter().find(|e| e.info.name == name)
 }
 
@@ -101,13 +99,8 @@ pub fn departure_not_before(
     deadline: DateTime<Utc>,
 ) -> DateTime<Utc> {
     let settings = crate::inventory::settings(cfg, entry.origin);
-    let window = Duration::from_std(settings.window).unwrap_or(Duration::hours(4));
-    let target = crate::planner::Target {
-        id: entry.key.clone(),
-        schedule: settings.schedule.clone(),
-        window,
-        ticket: None,
-    };
+    let target = settings.target(entry.key.clone());
+    let window = target.window;
     if let Some(start) = crate::planner::open_window_start(&target, now)
         && start + window <= deadline
     {

@@ -1,18 +1,25 @@
-//! An AWS outage, for real: the emulator is stopped while rotationd runs and started again
-//! on the same port (re-seeded, as AWS would still hold its state). rotationd stays up,
-//! `/readyz` says not ready, `aws_unreachable` waits in the outbox, and once AWS answers
-//! again the alert is delivered exactly once and rotationd is ready again.
+//! An AWS outage, for real: the emulator is stopped (SIGSTOP) and cut off (the test proxy in
+//! front of it refuses connections) for at least 30 s while a rotation and an alert fall
+//! due. rotationd stays up, `/readyz` says not ready, the due attempt waits,
+//! `aws_unreachable` waits in the outbox; once AWS answers again (SIGCONT, proxy up: the
+//! emulator kept its state, as AWS would) the due rotation completes with one RotateSecret,
+//! the alert is delivered exactly once and rotationd is ready again.
 //!
-//! This binary owns its moto servers.
+//! Why not a restarted, re-seeded emulator: a new moto gives the secret a new ARN (AWS
+//! would not), and an earlier version of this test lost its alert when rotationd published
+//! between the re-seed's CreateTopic and Subscribe.
+//!
+//! This binary owns its moto server.
 
 mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chrono::{Timelike, Utc};
 use common::moto::{self, Moto};
+use common::proxy::Proxy;
 use common::rotationd::{Daemon, free_port, http_get, terminate};
-
 /// The topic Security subscribes to, and a queue subscribed to it; returns the queue URL.
 async fn seed(m: &Moto) -> String {
     let conf = moto::sdk_config(&m.endpoint());
@@ -22,6 +29,17 @@ async fn seed(m: &Moto) -> String {
     sm.create_secret()
         .name("prod/outage")
         .secret_string("v")
+        .send()
+        .await
+        .unwrap();
+    // Rotation configured (moto rotates once at once when rules are set).
+    sm.rotate_secret()
+        .secret_id("prod/outage")
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(90)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -84,15 +102,38 @@ async fn until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+fn signal(sig: &str, pid: &str) {
+    let status = Command::new("kill").args([sig, pid]).status().unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+fn attempts(db: &std::path::Path) -> Vec<String> {
+    rusqlite::Connection::open(db)
+        .and_then(|c| {
+            let mut q = c.prepare("SELECT state FROM attempts WHERE secret = 'prod/outage'")?;
+            q.query_map([], |r| r.get(0))?.collect()
+        })
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn an_outage_keeps_rotationd_up_and_its_alert_is_delivered_once_afterwards() {
     let first = Moto::start();
-    let port = first.port();
-    seed(&first).await;
+    let queue = seed(&first).await;
+    first.start_recording();
+    let proxy = Proxy::start(first.port());
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state.db");
     let metrics = free_port();
     let config = dir.path().join("rotationd.toml");
+    // rotationd's clock runs about an hour ahead, and the secret's daily window opens at the
+    // rotationd time that corresponds to 40 real seconds from now: inside the outage.
+    let opens_real = Utc::now() + chrono::Duration::seconds(40);
+    let shifted = opens_real + chrono::Duration::hours(1);
+    let boundary =
+        shifted.with_second(0).unwrap().with_nanosecond(0).unwrap() + chrono::Duration::minutes(1);
+    let offset = chrono::Duration::hours(1) + (boundary - shifted);
+    let window_opens = opens_real;
     std::fs::write(
         &config,
         format!(
@@ -112,9 +153,13 @@ max_age = "93d"
 [[secret]]
 id = "prod/outage"
 strategy = "single-user"
+schedule = "{minute} {hour} * * *"
+window = "1h"
 "#,
-            endpoint = first.endpoint(),
+            endpoint = proxy.endpoint(),
             db = db.display(),
+            minute = boundary.minute(),
+            hour = boundary.hour(),
         ),
     )
     .unwrap();
@@ -126,8 +171,12 @@ strategy = "single-user"
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(
+                "ROTATIOND_TEST_CLOCK_OFFSET",
+                offset.num_seconds().to_string(),
+            )
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("rotationd.log")).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -136,8 +185,17 @@ strategy = "single-user"
         until(Duration::from_secs(30), || ready() == Some(200)).await,
         "never ready"
     );
+    assert!(
+        Utc::now() < window_opens,
+        "rotationd took too long to get ready: the window opened before the outage began"
+    );
+    assert!(attempts(&db).is_empty(), "nothing is due before the window");
 
-    drop(first); // the outage
+    // The outage: rotationd's endpoint refuses connections and the emulator is stopped.
+    let outage_began = Instant::now();
+    proxy.down();
+    let moto_pid = first.pid().unwrap().to_string();
+    signal("-STOP", &moto_pid);
     let raised = until(Duration::from_secs(60), || outbox(&db).0 == 1).await;
     assert!(raised, "aws_unreachable was not queued");
     assert_eq!(
@@ -145,19 +203,33 @@ strategy = "single-user"
         Some(503),
         "/readyz must say not ready during the outage"
     );
+    // Stay down for 30 s, and until the window has been open for a while.
+    while outage_began.elapsed() < Duration::from_secs(30) || Utc::now() < window_opens {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         outbox(&db),
         (1, 0),
-        "it cannot be published while SNS is down"
+        "it cannot be published while SNS is down, and one outage is one alert"
+    );
+    assert!(
+        !attempts(&db).iter().any(|s| s == "succeeded"),
+        "nothing can rotate while AWS is down"
     );
     assert!(
         daemon.try_wait().unwrap().is_none(),
         "rotationd must stay up"
     );
 
-    let second = Moto::start_on(port); // AWS is back
-    let queue = seed(&second).await;
+    // AWS is back, with its state.
+    signal("-CONT", &moto_pid);
+    proxy.up();
     let delivered = until(Duration::from_secs(90), || outbox(&db) == (1, 1)).await;
+    let rotated = until(Duration::from_secs(60), || {
+        attempts(&db).iter().any(|s| s == "succeeded")
+    })
+    .await;
     let recovered = until(Duration::from_secs(30), || ready() == Some(200)).await;
     assert_eq!(
         terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
@@ -168,8 +240,20 @@ strategy = "single-user"
         "the queued alert was not delivered: {:?}",
         outbox(&db)
     );
+    assert!(
+        rotated,
+        "the due rotation did not complete: {:?}; rotationd's log:\n{}",
+        attempts(&db),
+        std::fs::read_to_string(dir.path().join("rotationd.log")).unwrap_or_default()
+    );
     assert!(recovered, "/readyz did not recover");
-    let sqs = aws_sdk_sqs::Client::new(&moto::sdk_config(&second.endpoint()));
+    let rotations = first
+        .rotationd_requests()
+        .iter()
+        .filter(|r| r.operation == "RotateSecret")
+        .count();
+    assert_eq!(rotations, 1, "one due rotation, one RotateSecret");
+    let sqs = aws_sdk_sqs::Client::new(&moto::sdk_config(&first.endpoint()));
     let bodies = common::rotationd::drain(&sqs, &queue).await;
     let unreachable: Vec<_> = bodies
         .iter()

@@ -3,4 +3,5 @@
 
 pub mod cloudtrail;
 pub mod moto;
+pub mod proxy;
 pub mod rotationd;

@@ -152,6 +152,15 @@ notify_topic_arn = "{notify_topic}"
         }
     }
 
+    /// Points rotationd at `endpoint` instead of moto (the fault-injecting proxy).
+    pub fn use_endpoint(&self, endpoint: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let from = format!("endpoint_url = \"{}\"", self.moto.endpoint());
+        assert!(text.contains(&from));
+        let to = format!("endpoint_url = \"{endpoint}\"");
+        std::fs::write(&self.config, text.replacen(&from, &to, 1)).unwrap();
+    }
+
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_rotationd"));
         c.arg("--config")

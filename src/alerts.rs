@@ -361,6 +361,27 @@ impl Alerts {
         self.enqueue(alert, chrono::Duration::days(365 * 100)).await
     }
 
+    /// What [`Alerts::raise`] would write, for a caller that queues the alert inside its own
+    /// store transaction (so the alert commits with the state change it reports): `None`
+    /// when nobody is to be told. Queue it with `Db::enqueue_alert_deduped`, then call
+    /// [`Alerts::log_queued`] after the commit.
+    pub fn prepare(&self, alert: &Alert) -> Option<(NewAlert, chrono::Duration)> {
+        if alert.kind.audience() == Audience::Notify && !self.notify_enabled {
+            return None;
+        }
+        Some((alert.to_new_alert(), self.realert_interval))
+    }
+
+    /// The log line [`Alerts::raise`] writes for a queued alert.
+    pub fn log_queued(alert: &Alert) {
+        tracing::info!(
+            kind = alert.kind.as_str(),
+            severity = alert.kind.severity().as_str(),
+            secret = alert.secret.as_deref().unwrap_or("-"),
+            "alert queued"
+        );
+    }
+
     async fn enqueue(&self, alert: Alert, realert: chrono::Duration) -> Result<bool, StoreError> {
         let new = alert.to_new_alert();
         let now = Utc::now();
@@ -369,12 +390,7 @@ impl Alerts {
             .call(move |s| Ok(s.db().enqueue_alert_deduped(&new, now, realert)?.is_some()))
             .await?;
         if queued {
-            tracing::info!(
-                kind = alert.kind.as_str(),
-                severity = alert.kind.severity().as_str(),
-                secret = alert.secret.as_deref().unwrap_or("-"),
-                "alert queued"
-            );
+            Alerts::log_queued(&alert);
         }
         Ok(queued)
     }

@@ -688,6 +688,18 @@ async fn execute_due(
 ) -> anyhow::Result<()> {
     let app = &shared.app;
     let now = app.clock.now();
+    // 0. At start, before any driver runs: attempts that finished just before a crash but
+    //    whose triggers, audit entry and alert were never written.
+    if first {
+        match app.engine.finish_interrupted().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "completed attempts interrupted by the last stop"),
+            // Not fatal for this pass: the next start tries again.
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot complete attempts interrupted by the last stop")
+            }
+        }
+    }
     // 1. Unfinished attempts: all of them at start (resume after a restart), then our own
     //    after a retryable failure, and orphans whose driver died.
     let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;

@@ -777,7 +777,10 @@ impl Engine {
         }))
     }
 
-    /// Records a terminal outcome: triggers, audit log, metrics, alerts.
+    /// Records a terminal outcome: triggers, audit log and the alert in one store
+    /// transaction (a crash leaves all or none of them), then metrics and logs. The
+    /// attempt's own terminal state is already committed; if a crash falls between the two,
+    /// [`Engine::finish_interrupted`] completes the bookkeeping at the next start.
     async fn finish(
         &self,
         attempt: &Attempt,
@@ -797,51 +800,11 @@ impl Engine {
             Outcome::Skipped(_) => TriggerStatus::Cancelled,
             Outcome::Failed(_) | Outcome::Stuck(_) => TriggerStatus::Failed,
         };
-        let (aid, a2) = (attempt.id.clone(), attempt.clone());
         let outcome_label = outcome.label();
         let error = match outcome {
             Outcome::Succeeded { .. } => None,
             Outcome::Failed(e) | Outcome::Stuck(e) | Outcome::Skipped(e) => Some(e.clone()),
         };
-        let actor = trigger
-            .as_ref()
-            .map_or("rotationd".to_string(), |t| t.actor.clone());
-        let reason = trigger.as_ref().map(|t| t.reason.clone());
-        let err2 = error.clone();
-        self.store
-            .call(move |s| {
-                s.transaction(|db| {
-                    db.finish_triggers_of_attempt(&aid, status, now)?;
-                    db.append_audit(&NewAuditEntry {
-                        at: now,
-                        actor,
-                        action: "rotate".into(),
-                        secret: Some(a2.secret.clone()),
-                        ticket: a2.ticket.clone(),
-                        reason,
-                        outcome: match a2.state {
-                            AttemptState::Succeeded => "ok".into(),
-                            other => other.as_str().into(),
-                        },
-                        detail: Some(serde_json::json!({
-                            "attempt": a2.id,
-                            "trigger": a2.trigger_kind.as_str(),
-                            "previous_version": a2.previous_version,
-                            "new_version": a2.new_version,
-                            "rotate_calls": a2.rotate_calls,
-                            "duration_seconds": took.as_secs_f64(),
-                            "error": err2,
-                        })),
-                    })?;
-                    Ok(())
-                })
-            })
-            .await?;
-        let label = trigger_label(attempt.trigger_kind);
-        self.metrics
-            .rotations_total
-            .with_label_values(&[label, outcome_label])
-            .inc();
         let alert = |kind: AlertKind| {
             let mut a = Alert::new(kind, Some(&attempt.secret), now);
             a.secret_arn = attempt.secret_arn.clone();
@@ -858,25 +821,80 @@ impl Engine {
             });
             a
         };
+        let alert = match outcome {
+            Outcome::Succeeded { .. } => {
+                let mut a = alert(AlertKind::RotationCompleted);
+                a.dedupe_key = format!("rotation_completed:{}:{}", attempt.secret, attempt.id);
+                Some(a)
+            }
+            Outcome::Failed(_) => {
+                let mut a = alert(AlertKind::RotationFailed);
+                a.dedupe_key = format!("rotation_failed:{}:{}", attempt.secret, attempt.id);
+                Some(a)
+            }
+            Outcome::Stuck(_) => Some(alert(AlertKind::RotationStuck)),
+            Outcome::Skipped(_) => None,
+        };
+        let queue = alert.as_ref().and_then(|a| self.alerts.prepare(a));
+        let audit = NewAuditEntry {
+            at: now,
+            actor: trigger
+                .as_ref()
+                .map_or("rotationd".to_string(), |t| t.actor.clone()),
+            action: "rotate".into(),
+            secret: Some(attempt.secret.clone()),
+            ticket: attempt.ticket.clone(),
+            reason: trigger.as_ref().map(|t| t.reason.clone()),
+            outcome: match attempt.state {
+                AttemptState::Succeeded => "ok".into(),
+                other => other.as_str().into(),
+            },
+            detail: Some(serde_json::json!({
+                "attempt": attempt.id,
+                "trigger": attempt.trigger_kind.as_str(),
+                "previous_version": attempt.previous_version,
+                "new_version": attempt.new_version,
+                "rotate_calls": attempt.rotate_calls,
+                "duration_seconds": took.as_secs_f64(),
+                "error": error,
+            })),
+        };
+        let aid = attempt.id.clone();
+        let queued = self
+            .store
+            .call(move |s| {
+                s.transaction(|db| {
+                    db.finish_triggers_of_attempt(&aid, status, now)?;
+                    db.append_audit(&audit)?;
+                    match queue {
+                        Some((new, realert)) => {
+                            Ok(db.enqueue_alert_deduped(&new, now, realert)?.is_some())
+                        }
+                        None => Ok(false),
+                    }
+                })
+            })
+            .await?;
+        if let (true, Some(a)) = (queued, &alert) {
+            crate::alerts::Alerts::log_queued(a);
+        }
+        let label = trigger_label(attempt.trigger_kind);
+        self.metrics
+            .rotations_total
+            .with_label_values(&[label, outcome_label])
+            .inc();
         match outcome {
             Outcome::Succeeded { .. } => {
                 self.metrics
                     .rotation_duration_seconds
                     .with_label_values(&[label])
                     .observe(took.as_secs_f64());
-                let mut a = alert(AlertKind::RotationCompleted);
-                a.dedupe_key = format!("rotation_completed:{}:{}", attempt.secret, attempt.id);
-                self.alerts.raise(a).await?;
                 tracing::info!(secret = %attempt.secret, attempt = %attempt.id, "rotation succeeded");
             }
             Outcome::Failed(e) => {
-                let mut a = alert(AlertKind::RotationFailed);
-                a.dedupe_key = format!("rotation_failed:{}:{}", attempt.secret, attempt.id);
-                self.alerts.raise(a).await?;
                 tracing::error!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "rotation failed");
             }
             Outcome::Stuck(e) => {
-                self.alerts.raise(alert(AlertKind::RotationStuck)).await?;
                 tracing::error!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "rotation stuck");
             }
             Outcome::Skipped(e) => {
@@ -884,6 +902,38 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Completes the bookkeeping of attempts that reached a terminal state but whose
+    /// triggers are still open: rotationd died between the two commits. Without this such a
+    /// trigger would stay `running` forever (found by the kill -9 test, tests/crash.rs).
+    /// Returns how many attempts it finished.
+    pub async fn finish_interrupted(&self) -> Result<usize, EngineError> {
+        let attempts = self
+            .store
+            .call(|s| s.db().finished_attempts_with_open_triggers())
+            .await?;
+        let n = attempts.len();
+        for attempt in attempts {
+            let error = attempt.error.clone().unwrap_or_default();
+            let outcome = match attempt.state {
+                AttemptState::Succeeded => Outcome::Succeeded {
+                    new_version: attempt.new_version.clone().unwrap_or_default(),
+                },
+                AttemptState::Stuck => Outcome::Stuck(error),
+                AttemptState::Skipped => Outcome::Skipped(error),
+                _ => Outcome::Failed(error),
+            };
+            tracing::info!(secret = %attempt.secret, attempt = %attempt.id, state = %attempt.state,
+                "completing the bookkeeping of an attempt finished before a crash");
+            let took = attempt
+                .finished_at
+                .map(|f| f - attempt.started_at)
+                .and_then(|d| d.to_std().ok())
+                .unwrap_or_default();
+            self.finish(&attempt, &outcome, took).await?;
+        }
+        Ok(n)
     }
 }
 

@@ -232,6 +232,20 @@ impl Db<'_> {
         calls.ok_or_else(|| self.attempt_unchangeable(id))
     }
 
+    /// Terminal attempts that still have a non-terminal trigger attached: their finishing
+    /// transaction never ran (a crash right after the attempt's last state change).
+    pub fn finished_attempts_with_open_triggers(self) -> StoreResult<Vec<Attempt>> {
+        self.attempts_where(
+            &format!(
+                "WHERE finished_at IS NOT NULL AND id IN (SELECT attempt_id FROM triggers \
+                 WHERE attempt_id IS NOT NULL AND status NOT IN {}) ORDER BY started_at, rowid",
+                super::triggers::TERMINAL_TRIGGER_SQL
+            ),
+            [],
+            "list finished attempts with open triggers",
+        )
+    }
+
     /// Attempts not yet in a terminal state, oldest first: the work to resume
     /// after a restart.
     pub fn unfinished_attempts(self) -> StoreResult<Vec<Attempt>> {

@@ -1194,3 +1194,37 @@ async fn handle_is_closed_after_shutdown() {
         Some("1".to_owned())
     );
 }
+
+#[test]
+fn a_finished_attempt_with_a_running_trigger_is_found_for_completion() {
+    let store = Store::open_in_memory().expect("open");
+    let db = store.db();
+    let id = db
+        .insert_trigger(&trigger("db/main", TriggerKind::Departure, None))
+        .expect("insert")
+        .id;
+    db.create_attempt(&attempt("a1", "db/main", Some(id)))
+        .expect("attempt");
+    db.attach_attempt(id, "a1", t(20)).expect("attach");
+    // Running: not finished, nothing to complete.
+    assert!(
+        db.finished_attempts_with_open_triggers()
+            .expect("list")
+            .is_empty()
+    );
+    // The attempt's terminal state commits, then the process dies before its triggers.
+    db.update_attempt("a1", &AttemptUpdate::to(AttemptState::Succeeded), t(30))
+        .expect("succeed");
+    let found = db.finished_attempts_with_open_triggers().expect("list");
+    assert_eq!(
+        found.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["a1"]
+    );
+    db.finish_triggers_of_attempt("a1", TriggerStatus::Done, t(31))
+        .expect("finish");
+    assert!(
+        db.finished_attempts_with_open_triggers()
+            .expect("list")
+            .is_empty()
+    );
+}

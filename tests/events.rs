@@ -10,6 +10,7 @@ use std::sync::Once;
 use std::time::Duration;
 
 use chrono::Utc;
+use common::events::*;
 use common::moto;
 use common::rotationd::{Env, stderr, terminate};
 use serde_json::json;
@@ -18,128 +19,6 @@ static RECORDING: Once = Once::new();
 
 fn recording() {
     RECORDING.call_once(|| moto::shared().start_recording());
-}
-
-const ACCOUNT: &str = "123456789012";
-const ALLOW_ACCOUNT: &str = r#"allowed_accounts = ["123456789012"]"#;
-
-/// An events queue and a bus for one test; returns (queue_url, bus_name).
-async fn queue_and_bus(env: &Env, test: &str) -> (String, String) {
-    let name = moto::unique_name(test).replace('/', "-");
-    let url = env
-        .sqs
-        .create_queue()
-        .queue_name(format!("{name}-events"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let eb = aws_sdk_eventbridge::Client::new(&moto::sdk_config(&env.moto.endpoint()));
-    eb.create_event_bus()
-        .name(format!("{name}-bus"))
-        .send()
-        .await
-        .unwrap();
-    (url, format!("{name}-bus"))
-}
-
-/// Appends an `[events]` section to the env's config; `extra` holds more `[events]` keys.
-fn add_events(env: &Env, queue_url: &str, bus: &str, extra: &str) {
-    let mut config = std::fs::read_to_string(&env.config).unwrap();
-    config.push_str(&format!(
-        r#"
-[events]
-queue_url = "{queue_url}"
-event_bus = "{bus}"
-workers = 2
-{extra}
-
-[[events.departure]]
-source = "com.example.hr"
-detail_type = "Employee Offboarded"
-user_pointer = "/detail/username"
-"#
-    ));
-    std::fs::write(&env.config, config).unwrap();
-}
-
-/// An IAM DeleteUser event as EventBridge delivers it to SQS.
-fn iam_delete_user(user: &str, event_id: &str) -> String {
-    json!({
-        "version": "0",
-        "id": format!("env-{event_id}"),
-        "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.iam",
-        "account": ACCOUNT,
-        "time": Utc::now().to_rfc3339(),
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.08",
-            "eventSource": "iam.amazonaws.com",
-            "eventName": "DeleteUser",
-            "eventID": event_id,
-            "eventTime": Utc::now().to_rfc3339(),
-            "eventType": "AwsApiCall",
-            "requestParameters": { "userName": user },
-            "responseElements": null,
-            "recipientAccountId": ACCOUNT
-        }
-    })
-    .to_string()
-}
-
-/// A RotationFailed event as EventBridge delivers it to SQS.
-fn rotation_failed(secret_arn: &str, event_id: &str, message: &str) -> String {
-    json!({
-        "version": "0",
-        "id": format!("env-{event_id}"),
-        "detail-type": "AWS Service Event via CloudTrail",
-        "source": "aws.secretsmanager",
-        "account": ACCOUNT,
-        "time": Utc::now().to_rfc3339(),
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "eventVersion": "1.08",
-            "eventSource": "secretsmanager.amazonaws.com",
-            "eventName": "RotationFailed",
-            "eventID": event_id,
-            "eventTime": Utc::now().to_rfc3339(),
-            "eventType": "AwsServiceEvent",
-            "errorMessage": message,
-            "additionalEventData": { "SecretId": secret_arn },
-            "requestParameters": null,
-            "recipientAccountId": ACCOUNT
-        }
-    })
-    .to_string()
-}
-
-async fn send(env: &Env, queue_url: &str, body: &str) {
-    env.sqs
-        .send_message()
-        .queue_url(queue_url)
-        .message_body(body)
-        .send()
-        .await
-        .unwrap();
-}
-
-async fn arn_of(env: &Env, name: &str) -> String {
-    env.sm
-        .describe_secret()
-        .secret_id(name)
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap()
-}
-
-fn count(env: &Env, sql: &str) -> i64 {
-    env.db().query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 #[tokio::test]

@@ -860,6 +860,9 @@ impl Engine {
             })),
         };
         let aid = attempt.id.clone();
+        // The outbox runs on the wall clock, as `Alerts::raise` does: the publisher compares
+        // `next_attempt_at` with `Utc::now()`, whatever the engine's (test-shiftable) clock.
+        let queued_at = Utc::now();
         let queued = self
             .store
             .call(move |s| {
@@ -867,9 +870,9 @@ impl Engine {
                     db.finish_triggers_of_attempt(&aid, status, now)?;
                     db.append_audit(&audit)?;
                     match queue {
-                        Some((new, realert)) => {
-                            Ok(db.enqueue_alert_deduped(&new, now, realert)?.is_some())
-                        }
+                        Some((new, realert)) => Ok(db
+                            .enqueue_alert_deduped(&new, queued_at, realert)?
+                            .is_some()),
                         None => Ok(false),
                     }
                 })

@@ -90,6 +90,25 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// Creating the file (owner-only) before SQLite opens it failed.
+    #[error(
+        "cannot open state database {}: {source}; check [daemon] state_path and its directory permissions",
+        .path.display()
+    )]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "cannot make state database {} owner-only (mode 0600): {source}; check who owns the file",
+        .path.display()
+    )]
+    Permissions {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     #[error(
         "cannot open state database {}: {source}; check [daemon] state_path and its directory permissions",
         .path.display()
@@ -332,11 +351,43 @@ impl Store {
     /// database at `path` and brings its schema up to [`SCHEMA_VERSION`].
     pub fn open(path: impl AsRef<Path>) -> StoreResult<Store> {
         let path = path.as_ref();
+        // Owner-only: the database holds the audit trail and alert texts (never a secret
+        // value, but names, custodians and tickets). Directories rotationd creates are 0700;
+        // an existing directory is left as the operator made it. The file is 0600, also when
+        // an older or hand-made file was wider; SQLite gives its -wal and -shm files the
+        // main file's mode.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-                path: dir.to_path_buf(),
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
+                .create(dir)
+                .map_err(|source| StoreError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let perm_err = |source| StoreError::Permissions {
+                path: path.to_path_buf(),
                 source,
-            })?;
+            };
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|source| StoreError::Create {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(perm_err)?;
         }
         let open_err = |source| StoreError::Open {
             path: path.to_path_buf(),

@@ -207,7 +207,7 @@ fn unusable_path_reports_what_to_check() {
     assert!(err.to_string().contains("[daemon] state_path"), "{err}");
 
     let err = Store::open(dir.path()).expect_err("path is a directory");
-    assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
+    assert!(matches!(err, StoreError::Create { .. }), "{err:?}");
     assert!(
         err.to_string().starts_with(&format!(
             "cannot open state database {}: ",
@@ -1227,4 +1227,36 @@ fn a_finished_attempt_with_a_running_trigger_is_found_for_completion() {
             .expect("list")
             .is_empty()
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn the_state_file_and_the_directories_it_creates_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new/sub/state.db");
+    let store = Store::open(&path).expect("open");
+    store
+        .db()
+        .insert_trigger(&trigger("db/main", TriggerKind::Scheduled, None))
+        .expect("write");
+    assert_eq!(mode(&dir.path().join("new")), 0o700);
+    assert_eq!(mode(&dir.path().join("new/sub")), 0o700);
+    assert_eq!(mode(&path), 0o600);
+    let wal = dir.path().join("new/sub/state.db-wal");
+    assert!(wal.exists(), "WAL mode writes a -wal file");
+    assert_eq!(mode(&wal), 0o600, "SQLite copies the main file's mode");
+    drop(store);
+
+    // A file made wider by hand (or by an older version) is narrowed on open; an existing
+    // directory is left alone.
+    let old = dir.path().join("old.db");
+    std::fs::write(&old, b"").expect("create");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let before = mode(dir.path());
+    Store::open(&old).expect("open");
+    assert_eq!(mode(&old), 0o600);
+    assert_eq!(mode(dir.path()), before);
 }

@@ -1,0 +1,255 @@
+//! Security, end to end: a known secret value (a canary) sits in the emulator, rotationd
+//! runs everything it does (status, a manual rotation, the daemon's overdue rotation and
+//! alert, a departure event and its rotation), and the canary never shows in its log, its
+//! CLI output, the SNS messages, `/metrics` or the state database's bytes; from the
+//! server's side rotationd never called an API that reads or writes a value; the state
+//! file and the directories rotationd creates are owner-only; and a `metrics_listen` off
+//! loopback draws a warning.
+//!
+//! This binary has a single test: it owns the emulator's recording.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_sdk_secretsmanager::types::RotationRulesType;
+use common::events::{ALLOW_ACCOUNT, add_events, iam_delete_user, queue_and_bus, send};
+use common::moto;
+use common::rotationd::{Daemon, Env, drain, stderr, terminate};
+
+const VALUE_APIS: &[&str] = &[
+    "GetSecretValue",
+    "BatchGetSecretValue",
+    "PutSecretValue",
+    "UpdateSecret",
+];
+
+fn mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_secret_value_never_leaves_aws_and_the_state_is_owner_only() {
+    let canary = format!("canary-{}-Zq7xV", moto::unique_name("value"));
+    let name = moto::unique_name("sec/canary");
+    let other = moto::unique_name("sec/other");
+    let body = format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "1d"
+
+[[secret]]
+id = "{name}"
+strategy = "single-user"
+custodians = ["mallory"]
+
+[[secret]]
+id = "{other}"
+strategy = "single-user"
+"#
+    );
+    let env = Env::new("security", &body).await;
+    // State in directories rotationd has to create.
+    let state_dir = env.dir.path().join("var/lib/rotationd");
+    let state = state_dir.join("state.db");
+    let config = std::fs::read_to_string(&env.config).unwrap().replace(
+        &format!(
+            "state_path = \"{}\"",
+            env.dir.path().join("state.db").display()
+        ),
+        &format!("state_path = \"{}\"", state.display()),
+    );
+    assert!(config.contains(&state.display().to_string()));
+    std::fs::write(&env.config, config).unwrap();
+    let (queue_url, bus) = queue_and_bus(&env, "security").await;
+    add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
+    for (s, value) in [(&name, canary.as_str()), (&other, "other-value")] {
+        env.sm
+            .create_secret()
+            .name(s)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+        env.sm
+            .rotate_secret()
+            .secret_id(s)
+            .rotation_rules(
+                RotationRulesType::builder()
+                    .automatically_after_days(90)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    // Positive control: the canary is really there for anyone who reads values.
+    let stored = env
+        .sm
+        .get_secret_value()
+        .secret_id(&name)
+        .version_stage("AWSPREVIOUS")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.secret_string(), Some(canary.as_str()));
+    env.moto.start_recording();
+
+    let mut outputs = Vec::new();
+    for args in [
+        vec!["status"],
+        vec!["status", "--format", "json"],
+        vec![
+            "rotate",
+            "--secret",
+            &name,
+            "--ticket",
+            "INC-7",
+            "--reason",
+            "canary",
+            "--emergency",
+        ],
+    ] {
+        let o = env.cli(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        outputs.push(String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o));
+    }
+    assert_eq!(mode(&state_dir), 0o700, "a directory rotationd created");
+    assert_eq!(mode(&env.dir.path().join("var/lib")), 0o700);
+    assert_eq!(mode(&state), 0o600);
+
+    // The daemon: both secrets overdue (its clock two days ahead of max_age = 1d), then
+    // mallory leaves.
+    let log_path = env.dir.path().join("rotationd.log");
+    let mut daemon = Daemon(
+        env.command(&["run"])
+            .env("ROTATIOND_TEST_CLOCK_OFFSET", "172800")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    send(
+        &env,
+        &queue_url,
+        &iam_delete_user("mallory", "5ec00000-0000-4000-8000-0000000ca4a7"),
+    )
+    .await;
+    let db = || rusqlite::Connection::open(&state).unwrap();
+    let done = env
+        .eventually(Duration::from_secs(60), || {
+            let (ok, departures, unpublished): (i64, i64, i64) = db()
+                .query_row(
+                    "SELECT (SELECT COUNT(*) FROM attempts WHERE state = 'succeeded'), \
+                     (SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'departure' AND state = 'succeeded'), \
+                     (SELECT COUNT(*) FROM alert_outbox WHERE published_at IS NULL)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .ok()?;
+            (ok >= 3 && departures == 1 && unpublished == 0).then_some(())
+        })
+        .await;
+    let metrics = env.metrics();
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let outbox: Vec<String> = {
+        let c = db();
+        let mut q = c
+            .prepare("SELECT kind || ' ' || COALESCE(published_at, 'unpublished') || ' ' || attempts FROM alert_outbox")
+            .unwrap();
+        q.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(
+        done.is_some(),
+        "the run did not complete: {outbox:#?}\n{log}"
+    );
+
+    // Everything rotationd said or wrote, checked for the canary.
+    let mut messages = drain(&env.sqs, &env.security_queue_url).await;
+    messages.extend(drain(&env.sqs, &env.notify_queue_url).await);
+    assert!(
+        messages.iter().any(|m| m.contains("rotation_completed"))
+            && messages.iter().any(|m| m.contains("overdue")),
+        "the alerts checked must exist: {messages:?}"
+    );
+    assert!(log.contains("rotation succeeded"), "{log}");
+    assert!(metrics.contains("rotationd_rotations_total"), "{metrics}");
+    let mut state_bytes = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let p = state_dir.join(format!("state.db{suffix}"));
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{}", p.display());
+            state_bytes.extend(std::fs::read(&p).unwrap());
+        }
+    }
+    let state_text = String::from_utf8_lossy(&state_bytes);
+    assert!(
+        state_text.contains(&name),
+        "the state database names the secret"
+    );
+    for (what, text) in [
+        ("CLI output", outputs.join("\n")),
+        ("daemon log", log.clone()),
+        ("SNS messages", messages.join("\n")),
+        ("/metrics", metrics.clone()),
+        ("state database", state_text.into_owned()),
+    ] {
+        assert!(
+            !text.contains(&canary),
+            "the secret value reached the {what}"
+        );
+        assert!(
+            !text.contains("other-value"),
+            "a secret value reached the {what}"
+        );
+    }
+
+    // From the server's side: no call that reads or writes a value.
+    let ops: Vec<String> = env
+        .moto
+        .rotationd_requests()
+        .into_iter()
+        .map(|r| r.operation)
+        .collect();
+    assert!(ops.iter().any(|o| o == "RotateSecret"), "{ops:?}");
+    for api in VALUE_APIS {
+        assert!(!ops.iter().any(|o| o == api), "rotationd called {api}");
+    }
+
+    // A metrics endpoint reachable from the network is allowed, with a warning.
+    let open = env.dir.path().join("open.toml");
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("metrics_listen"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &open,
+        text.replace(&line, "metrics_listen = \"0.0.0.0:9464\""),
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rotationd"))
+        .arg("--config")
+        .arg(&open)
+        .arg("validate")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning") && stderr(&o).contains("not on loopback"),
+        "{}",
+        stderr(&o)
+    );
+}

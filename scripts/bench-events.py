@@ -9,6 +9,7 @@ Usage: bench-events.py --endpoint URL --rotationd PATH --workdir DIR
 3. A burst of 1,000 events, 30 % of them duplicates (the same envelope sent again, as SQS
    redelivery does): time until every trigger is done; every secret must rotate exactly
    once (no duplicate rotation, no lost trigger).
+Before 2, the daemon idles for --idle-seconds (60): its CPU time and RSS are read from /proc.
 
 Runs with the moto virtualenv's Python (boto3 comes with moto).
 """
@@ -30,6 +31,7 @@ ap.add_argument("--rotationd", required=True)
 ap.add_argument("--workdir", required=True)
 ap.add_argument("--sequential", type=int, default=200)
 ap.add_argument("--burst", type=int, default=1000)
+ap.add_argument("--idle-seconds", type=int, default=60)
 args = ap.parse_args()
 
 import boto3  # noqa: E402
@@ -112,6 +114,21 @@ daemon = subprocess.Popen([args.rotationd, "--config", cfg, "run"], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def cpu_seconds(pid):
+    """utime + stime of `pid` (fields 14 and 15 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def done_departures():
     try:
         db = sqlite3.connect(f"{args.workdir}/events-state.db")
@@ -136,6 +153,13 @@ try:
     while time.monotonic() < deadline and not os.path.exists(f"{args.workdir}/events-state.db"):
         time.sleep(0.2)
     time.sleep(3)
+
+    # Idle: the fleet reconciled, the consumer long-polling an empty queue, nothing due.
+    cpu0, t_idle = cpu_seconds(daemon.pid), time.monotonic()
+    time.sleep(args.idle_seconds)
+    idle_cpu = cpu_seconds(daemon.pid) - cpu0
+    idle_wall = time.monotonic() - t_idle
+    idle_rss = rss_mb(daemon.pid)
 
     # 2. One at a time.
     latencies = []
@@ -177,6 +201,8 @@ finally:
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(timeout=60)
 
+print(f"idle {idle_wall:.0f} s ({users} secrets, events queue long-polled): CPU {idle_cpu:.2f} s "
+      f"({100 * idle_cpu / idle_wall:.2f} % of one core), RSS {idle_rss:.1f} MB")
 print(f"moto floor put_events->receive (50): median {statistics.median(floor)*1000:.0f} ms, "
       f"p99 {pct(floor, 99)*1000:.0f} ms")
 print(f"departure put_events->rotated ({len(latencies)} one at a time): median "

@@ -33,7 +33,7 @@ measure "rotationd plan --days 365 --format json (100k)" \
   sh -c "target/release/rotationd --config '$cfg' plan --from 2027-01-01T00:00:00Z --days 365 --format json | wc -l"
 rm -f "$cfg"
 
-echo "== inventory: one reconcile of 5,000 quiet secrets on moto (rotationd status)"
+echo "== inventory: one reconcile of 10,000 quiet secrets on moto (rotationd status)"
 scripts/install-moto.sh >/dev/null
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -44,7 +44,7 @@ for _ in $(seq 100); do
   python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/data.json')" 2>/dev/null && break
   sleep 0.2
 done
-.venv/bin/python scripts/seed-fleet.py --endpoint "http://127.0.0.1:$port" --count 5000 --prefix bench/
+.venv/bin/python scripts/seed-fleet.py --endpoint "http://127.0.0.1:$port" --count 10000 --prefix bench/
 cat >"$work/bench.toml" <<TOML
 [aws]
 region = "us-east-1"
@@ -62,11 +62,11 @@ strategy = "single-user"
 TOML
 python3 -c "import urllib.request; urllib.request.urlopen(urllib.request.Request('http://127.0.0.1:$port/moto-api/recorder/start-recording', method='POST'))"
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_EC2_METADATA_DISABLED=true
-measure "rotationd status (5,000 secrets)" \
+measure "rotationd status (10,000 secrets)" \
   sh -c "target/release/rotationd --config '$work/bench.toml' status --format json | grep -c '\"secret\"'"
 python3 scripts/count-requests.py "$work/recording"
 
-echo "== events: put_events -> rotation latency, and a burst with duplicates (moto)"
+echo "== events: idle CPU and RSS, put_events -> rotation latency, a burst with duplicates (moto)"
 .venv/bin/python scripts/bench-events.py --endpoint "http://127.0.0.1:$port" \
   --rotationd target/release/rotationd --workdir "$work"
 

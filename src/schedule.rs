@@ -157,13 +157,45 @@ impl Schedule {
                 format!("0 {minute} {hour} * {month} {dow_cron}"),
             ]
         };
+        // Our own range check first: the cron crate's messages span several lines, quote
+        // its internal six-field form and misstate the limits ("Hours must be less than 23").
+        for (name, field, max) in [
+            ("minute", minute, 59),
+            ("hour", hour, 23),
+            ("day-of-month", dom, 31),
+            ("month", month, 12),
+        ] {
+            check_field(
+                name,
+                field,
+                if name == "day-of-month" || name == "month" {
+                    1
+                } else {
+                    0
+                },
+                max,
+            )
+            .map_err(|message| ScheduleError::Cron {
+                expr: source.to_owned(),
+                message,
+            })?;
+        }
         let crons = cron_texts
             .iter()
             .map(|t| {
                 t.parse::<cron::Schedule>()
                     .map_err(|e| ScheduleError::Cron {
                         expr: source.to_owned(),
-                        message: e.to_string().trim_end_matches('.').to_owned(),
+                        // One line, whatever the crate printed.
+                        message: e
+                            .to_string()
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^'))
+                            .next_back()
+                            .unwrap_or("not understood")
+                            .trim_end_matches('.')
+                            .to_owned(),
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -333,6 +365,32 @@ fn expand_alias(alias: &str) -> Result<&'static str, ScheduleError> {
 }
 
 /// Parses a crontab day-of-week field into a bit mask (bit 0 = Sunday).
+/// Checks the numbers of one crontab field (lists, ranges, steps) against `min..=max`;
+/// names (JAN, ...) are left to the cron crate.
+fn check_field(name: &str, field: &str, min: u32, max: u32) -> Result<(), String> {
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        if let Some(step) = step {
+            match step.parse::<u32>() {
+                Ok(0) => return Err(format!("{name} step `/{step}` must be at least 1")),
+                Ok(_) => {}
+                Err(_) => return Err(format!("{name} step `/{step}` is not a number")),
+            }
+        }
+        for bound in range.split('-').filter(|b| *b != "*") {
+            if let Ok(n) = bound.parse::<u32>()
+                && !(min..=max).contains(&n)
+            {
+                return Err(format!("{name} `{n}` is out of range {min}-{max}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn parse_day_of_week(field: &str) -> Result<u8, String> {
     let mut mask = 0u8;
     for item in field.split(',') {
@@ -823,6 +881,25 @@ mod tests {
             assert_eq!(s.min_gap(), gaps.iter().min().copied(), "{text}");
             assert_eq!(s.max_gap(), gaps.iter().max().copied(), "{text}");
         }
+    }
+
+    #[test]
+    fn out_of_range_fields_are_named_on_one_line() {
+        for (expr, want) in [
+            ("0 24 1 * *", "hour `24` is out of range 0-23"),
+            ("60 3 1 * *", "minute `60` is out of range 0-59"),
+            ("0 3 0 * *", "day-of-month `0` is out of range 1-31"),
+            ("0 3 1 13 *", "month `13` is out of range 1-12"),
+            ("0 3-25 1 * *", "hour `25` is out of range 0-23"),
+            ("*/0 3 1 * *", "minute step `/0` must be at least 1"),
+        ] {
+            let e = Schedule::parse(expr).err().expect(expr).to_string();
+            assert!(e.contains(want), "{expr}: {e}");
+            assert!(!e.contains('\n'), "{expr}: {e}");
+        }
+        // The crate's own message, when it is the one that refuses, is one line too.
+        let e = Schedule::parse("0 3 1 FOO *").err().expect("FOO").to_string();
+        assert!(e.contains("FOO") && !e.contains('\n'), "{e}");
     }
 
     #[test]

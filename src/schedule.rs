@@ -191,8 +191,7 @@ impl Schedule {
                             .to_string()
                             .lines()
                             .map(str::trim)
-                            .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^'))
-                            .next_back()
+                            .rfind(|l| !l.is_empty() && !l.chars().all(|c| c == '^'))
                             .unwrap_or("not understood")
                             .trim_end_matches('.')
                             .to_owned(),
@@ -893,12 +892,18 @@ mod tests {
             ("0 3-25 1 * *", "hour `25` is out of range 0-23"),
             ("*/0 3 1 * *", "minute step `/0` must be at least 1"),
         ] {
-            let e = Schedule::parse(expr).err().expect(expr).to_string();
+            let Err(e) = Schedule::parse(expr) else {
+                panic!("{expr} was accepted")
+            };
+            let e = e.to_string();
             assert!(e.contains(want), "{expr}: {e}");
             assert!(!e.contains('\n'), "{expr}: {e}");
         }
         // The crate's own message, when it is the one that refuses, is one line too.
-        let e = Schedule::parse("0 3 1 FOO *").err().expect("FOO").to_string();
+        let Err(e) = Schedule::parse("0 3 1 FOO *") else {
+            panic!("FOO was accepted")
+        };
+        let e = e.to_string();
         assert!(e.contains("FOO") && !e.contains('\n'), "{e}");
     }
 

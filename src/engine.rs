@@ -532,11 +532,14 @@ impl Engine {
         let mut notice = Alert::new(AlertKind::RotationScheduled, Some(&attempt.secret), now);
         notice.secret_arn = Some(info.arn.clone());
         notice.trigger = Some(attempt.trigger_kind.as_str().into());
-        notice.ticket = attempt.ticket.clone();
+        // The same ticket the completion notice carries: INC-pending when an event-triggered
+        // rotation had none (the seed: emergency rotations are ticketed after the fact).
+        notice.ticket = Some(attempt.ticket.clone().unwrap_or_else(|| INC_PENDING.into()));
         notice.reason = trigger.as_ref().map(|t| t.reason.clone());
         notice.deadline = trigger.as_ref().and_then(|t| t.deadline);
         notice.details = serde_json::json!({
             "dependents": dependents,
+            "ticket_pending": attempt.ticket.is_none(),
             "strategy": settings.map(|s| s.strategy.as_str()),
             "window": trigger.as_ref().map(|t| serde_json::json!({
                 "start": t.not_before.map(|d| d.to_rfc3339()),

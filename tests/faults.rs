@@ -144,5 +144,18 @@ strategy = "single-user"
             .filter(|m| m["kind"] == "rotation_completed" && m["secret"]["name"] == name.as_str())
             .count();
         assert_eq!(n, 1, "{name}: {notices:?}");
+        // The notice before and the notice after name the same ticket.
+        let tickets: Vec<_> = notices
+            .iter()
+            .filter(|m| m["secret"]["name"] == name.as_str())
+            .map(|m| (m["kind"].as_str().unwrap_or(""), m["ticket"].clone()))
+            .collect();
+        assert!(
+            tickets.len() == 2
+                && tickets
+                    .iter()
+                    .all(|(_, t)| *t == tickets[0].1 && !t.is_null()),
+            "{name}: {tickets:?}"
+        );
     }
 }

@@ -988,6 +988,18 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             n
         }
     };
+    if let Some(p) = &d.state_path {
+        // A relative path would depend on the working directory (`/` under systemd).
+        if p.get_ref().is_empty() || !std::path::Path::new(p.get_ref()).is_absolute() {
+            diags.error(
+                p.span(),
+                format!(
+                    "state_path `{}` must be an absolute path, like /var/lib/rotationd/state.db",
+                    p.get_ref()
+                ),
+            );
+        }
+    }
     let daemon = DaemonConfig {
         state_path: d.state_path.as_ref().map_or_else(
             || PathBuf::from("/var/lib/rotationd/state.db"),
@@ -1196,10 +1208,18 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             allowed_accounts,
             departure_sla,
             sla_warning,
-            event_bus: e
-                .event_bus
-                .as_ref()
-                .map_or_else(|| "default".to_string(), |b| b.get_ref().clone()),
+            event_bus: match &e.event_bus {
+                None => "default".to_string(),
+                Some(b) => {
+                    if b.get_ref().trim().is_empty() {
+                        diags.error(
+                            b.span(),
+                            "event_bus may not be empty; leave it out for the `default` bus",
+                        );
+                    }
+                    b.get_ref().clone()
+                }
+            },
             workers,
             retry_failed: e.retry_failed.as_ref().is_some_and(|b| *b.get_ref()),
             retry_backoff: duration(diags, &e.retry_backoff, "retry_backoff", hours(1)),
@@ -1282,8 +1302,25 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             diags.error(span.clone(), "[[group]] is missing `name`");
             continue;
         };
+        if name.get_ref().trim().is_empty() {
+            diags.error(name.span(), "[[group]] name may not be empty");
+        }
         if !group_names.insert(name.get_ref().clone()) {
             diags.error(name.span(), format!("duplicate group `{}`", name.get_ref()));
+        }
+        for m in g.members.iter().flat_map(|m| m.get_ref().iter()) {
+            if m.get_ref().trim().is_empty() {
+                diags.error(m.span(), "a group member may not be empty");
+            } else if m.get_ref().starts_with("group:") {
+                // Groups do not nest: `group:x` here would silently be a user name.
+                diags.error(
+                    m.span(),
+                    format!(
+                        "groups do not nest: list the members of `{}` here instead",
+                        m.get_ref()
+                    ),
+                );
+            }
         }
         groups.push(Group {
             name: name.get_ref().clone(),
@@ -1371,7 +1408,12 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         drop(item);
         let matcher = match (&s.tag_key, &s.tag_value, &s.name_prefix) {
             (Some(k), v, None) => Some(Matcher::Tag {
-                key: k.get_ref().clone(),
+                key: {
+                    if k.get_ref().trim().is_empty() {
+                        diags.error(k.span(), "tag_key may not be empty");
+                    }
+                    k.get_ref().clone()
+                },
                 value: v.as_ref().map(|v| v.get_ref().clone()),
             }),
             (None, None, Some(p)) => {

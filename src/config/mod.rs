@@ -455,6 +455,61 @@ fn de_table<T: DeserializeOwned + Default>(
     .ok()
 }
 
+/// `[events]` with its nested `[events.cloudtrail]`, `[[events.departure]]` and
+/// `[[events.compromise]]` tables deserialized one by one, so that a bad key in one of them
+/// is reported next to every other error instead of hiding the rest of that table.
+fn de_events(value: &Spanned<DeValue<'_>>, diags: &mut Diagnostics) -> Option<RawEvents> {
+    let DeValue::Table(table) = value.get_ref() else {
+        return de_table(value, "events", diags);
+    };
+    let mut rest = DeTable::new();
+    let mut cloudtrail = None;
+    let mut departure = None;
+    let mut compromise = None;
+    for (key, val) in table.iter() {
+        let name: &str = key.get_ref();
+        match (name, val.get_ref()) {
+            ("cloudtrail", DeValue::Table(_)) => {
+                cloudtrail = de_table::<raw::RawCloudTrail>(val, "events.cloudtrail", diags)
+                    .map(|t| Spanned::new(val.span(), t));
+            }
+            ("departure" | "compromise", DeValue::Array(items)) => {
+                let what = if name == "departure" {
+                    "events.departure"
+                } else {
+                    "events.compromise"
+                };
+                let sources: Vec<Spanned<raw::RawCustomSource>> = items
+                    .iter()
+                    .filter_map(|item| {
+                        de_table::<raw::RawCustomSource>(item, what, diags)
+                            .map(|t| Spanned::new(item.span(), t))
+                    })
+                    .collect();
+                let sources = Some(Spanned::new(val.span(), sources));
+                if name == "departure" {
+                    departure = sources;
+                } else {
+                    compromise = sources;
+                }
+            }
+            // Any other shape: let the whole-table pass report it.
+            _ => {
+                rest.insert(key.clone(), val.clone());
+            }
+        }
+    }
+    let mut events = de_table::<RawEvents>(
+        &Spanned::new(value.span(), DeValue::Table(rest)),
+        "events",
+        diags,
+    )?;
+    events.cloudtrail = cloudtrail.or(events.cloudtrail);
+    events.departure = departure.or(events.departure);
+    events.compromise = compromise.or(events.compromise);
+    Some(events)
+}
+
 /// The elements of an array of tables (`[[secret]]`), moved out so that each can be
 /// deserialized and then dropped in turn: a 100,000-secret file never holds its parsed
 /// document and its validated config in memory at once.
@@ -522,7 +577,7 @@ fn parse_document<'i>(source: &'i str, diags: &mut Diagnostics) -> Option<RawDoc
             "daemon" => doc.daemon = de_table(&value, name, diags).unwrap_or_default(),
             "policy" => doc.policy = de_table(&value, name, diags).unwrap_or_default(),
             "alerts" => doc.alerts = de_table(&value, name, diags).map(|t| (key.span(), t)),
-            "events" => doc.events = de_table(&value, name, diags).map(|t| (key.span(), t)),
+            "events" => doc.events = de_events(&value, diags).map(|t| (key.span(), t)),
             "group" => doc.groups = array_items(value, name, diags),
             "secret" => doc.secrets = array_items(value, name, diags),
             "selector" => doc.selectors = array_items(value, name, diags),

@@ -390,10 +390,31 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// serde names Rust types in its messages (`expected i64`); say what the user writes.
+fn plain_types(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for t in [
+        "i128", "u128", "i64", "u64", "i32", "u32", "i16", "u16", "i8", "u8",
+    ] {
+        out = out
+            .replace(&format!("expected {t}"), "expected an integer")
+            .replace(&format!(" as {t}"), "");
+    }
+    // toml reads integers beyond i64 as a wider type, which serde then calls a wrong type.
+    if let Some((n, tail)) = out
+        .strip_prefix("invalid type: integer `")
+        .and_then(|r| r.split_once('`'))
+        && tail.contains("expected an integer")
+    {
+        return format!("`{n}` is too large; use a number of sensible size");
+    }
+    out
+}
+
 /// Turns a toml error into a diagnostic at its span (or the start of the file).
 fn toml_error(diags: &mut Diagnostics, err: toml::de::Error, fallback: Range<usize>) {
     let span = err.span().unwrap_or(fallback);
-    let message = err.message().trim().trim_end_matches('.').to_string();
+    let message = plain_types(err.message().trim().trim_end_matches('.'));
     diags.error(span, message);
 }
 
@@ -433,7 +454,8 @@ fn de_table<T: DeserializeOwned + Default>(
                 bad += 1;
                 let name: &str = key.get_ref();
                 let span = err.span().unwrap_or_else(|| key.span());
-                let msg = err.message().trim().trim_end_matches('.');
+                let msg = plain_types(err.message().trim().trim_end_matches('.'));
+                let msg = msg.as_str();
                 // Unknown-key messages name the key already; type errors do not.
                 let msg = if msg.contains(&format!("`{name}`")) {
                     msg.to_string()

@@ -977,12 +977,15 @@ fn settings(
             custodians.push(Custodian::User(name.to_string()));
         }
     }
-    let dependents = raw
-        .dependents
-        .iter()
-        .flat_map(|v| v.get_ref().iter())
-        .map(|d| d.get_ref().clone())
-        .collect();
+    let mut dependents = Vec::new();
+    for d in raw.dependents.iter().flat_map(|v| v.get_ref().iter()) {
+        if d.get_ref().trim().is_empty() {
+            diags.error(d.span(), "a dependent may not be empty; name the service");
+            ok = false;
+        } else {
+            dependents.push(d.get_ref().clone());
+        }
+    }
     let vendor = raw.vendor.as_ref().map(|v| v.get_ref().clone());
     if !ok {
         return None;
@@ -1065,6 +1068,15 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             n
         }
     };
+    if let Some(v) = &d.reconcile_interval
+        && humantime::parse_duration(v.get_ref().trim())
+            .is_ok_and(|t| !t.is_zero() && t < Duration::from_secs(1))
+    {
+        diags.error(
+            v.span(),
+            "reconcile_interval must be at least 1s (each reconcile lists the fleet); 15m is the default",
+        );
+    }
     if let Some(p) = &d.state_path {
         // A relative path would depend on the working directory (`/` under systemd).
         if p.get_ref().is_empty() || !std::path::Path::new(p.get_ref()).is_absolute() {
@@ -1268,10 +1280,14 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                 let source = field(&c.source, "source");
                 let detail_type = field(&c.detail_type, "detail_type");
                 let ptr = field(pointer, pointer_key);
-                if let (Some(p), Some(v)) = (&ptr, pointer)
-                    && !p.starts_with('/') {
+                if let (Some(p), Some(v)) = (&ptr, pointer) {
+                    if !p.starts_with('/') {
                         diags.error(v.span(), format!("`{pointer_key}` must be a JSON pointer starting with `/`, like /detail/username"));
+                    } else if p.split('~').skip(1).any(|rest| !rest.starts_with(['0', '1'])) {
+                        // RFC 6901: `~` only as `~0` (a tilde) or `~1` (a slash).
+                        diags.error(v.span(), format!("`{pointer_key}` has a `~` that is not `~0` or `~1` (RFC 6901 escapes for `~` and `/`)"));
                     }
+                }
                 if let (Some(source), Some(detail_type), Some(pointer)) = (source, detail_type, ptr) {
                     out.push(CustomSource { source, detail_type, pointer });
                 }
@@ -1437,14 +1453,22 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                 if let Err(e) = check {
                     diags.error(id.span(), e);
                 }
-                if let Some(first) = seen_ids.get(text) {
+                // A secret named once by name and once by ARN is the same secret twice.
+                let name = crate::inventory::name_from_arn(text).unwrap_or(text);
+                if let Some(first) = seen_ids.get(name) {
                     let (line, _) = diags.position(first.start);
                     diags.error(
                         id.span(),
-                        format!("duplicate secret id `{text}` (first declared on line {line})"),
+                        if name == text {
+                            format!("duplicate secret id `{text}` (first declared on line {line})")
+                        } else {
+                            format!(
+                                "duplicate secret id `{text}` (the secret `{name}` is first declared on line {line})"
+                            )
+                        },
                     );
                 } else {
-                    seen_ids.insert(text.clone(), id.span());
+                    seen_ids.insert(name.to_string(), id.span());
                 }
                 Some(text.clone())
             }

@@ -1501,6 +1501,9 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
 
     // [[selector]]
     let mut selectors = Vec::new();
+    // Matcher text -> where it was first declared: a second selector with the same matcher
+    // would be shadowed by the first (the first match decides a secret's settings).
+    let mut seen_matchers: HashMap<String, usize> = HashMap::new();
     for item in doc.selectors {
         let span = item.span();
         let Some(s) = de_table::<RawSelector>(&item, "selector", diags) else {
@@ -1542,6 +1545,20 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                 None
             }
         };
+        if let Some(m) = &matcher {
+            let key = m.to_string();
+            if let Some(first) = seen_matchers.get(&key) {
+                let (line, _) = diags.position(*first);
+                diags.error(
+                    span.clone(),
+                    format!(
+                        "duplicate [[selector]] `{key}` (first declared on line {line}); merge the two"
+                    ),
+                );
+            } else {
+                seen_matchers.insert(key, span.start);
+            }
+        }
         let what = matcher.as_ref().map_or("[[selector]]".to_string(), |m| {
             format!("[[selector]] `{m}`")
         });

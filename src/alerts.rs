@@ -328,6 +328,14 @@ impl Alert {
     }
 }
 
+/// An alert ready for `Db::enqueue_alert_deduped(&alert, at, realert)` inside a caller's
+/// transaction; see [`Alerts::prepare`].
+pub struct Prepared {
+    pub alert: NewAlert,
+    pub realert: chrono::Duration,
+    pub at: chrono::DateTime<Utc>,
+}
+
 /// Raises alerts into the outbox.
 #[derive(Clone)]
 pub struct Alerts {
@@ -349,27 +357,35 @@ impl Alerts {
     /// Queues `alert` unless the same incident (dedupe key) was alerted within
     /// `realert_interval`. Returns whether it was queued.
     pub async fn raise(&self, alert: Alert) -> Result<bool, StoreError> {
-        if alert.kind.audience() == Audience::Notify && !self.notify_enabled {
-            return Ok(false);
+        match self.prepare(&alert) {
+            Some(p) => self.enqueue(&alert, p.alert, p.realert).await,
+            None => Ok(false),
         }
-        self.enqueue(alert, self.realert_interval).await
     }
 
     /// Queues `alert` only if its dedupe key was never alerted ("escalated once").
     pub async fn raise_once(&self, alert: Alert) -> Result<bool, StoreError> {
         // A realert interval longer than any deployment: once per key.
-        self.enqueue(alert, chrono::Duration::days(365 * 100)).await
+        let new = alert.to_new_alert();
+        self.enqueue(&alert, new, chrono::Duration::days(365 * 100))
+            .await
     }
 
     /// What [`Alerts::raise`] would write, for a caller that queues the alert inside its own
     /// store transaction (so the alert commits with the state change it reports): `None`
     /// when nobody is to be told. Queue it with `Db::enqueue_alert_deduped`, then call
     /// [`Alerts::log_queued`] after the commit.
-    pub fn prepare(&self, alert: &Alert) -> Option<(NewAlert, chrono::Duration)> {
+    pub fn prepare(&self, alert: &Alert) -> Option<Prepared> {
         if alert.kind.audience() == Audience::Notify && !self.notify_enabled {
             return None;
         }
-        Some((alert.to_new_alert(), self.realert_interval))
+        Some(Prepared {
+            alert: alert.to_new_alert(),
+            realert: self.realert_interval,
+            // The outbox runs on the wall clock: the publisher compares `next_attempt_at`
+            // with `Utc::now()`, whatever the engine's (test-shiftable) clock says.
+            at: Utc::now(),
+        })
     }
 
     /// The log line [`Alerts::raise`] writes for a queued alert.
@@ -382,15 +398,19 @@ impl Alerts {
         );
     }
 
-    async fn enqueue(&self, alert: Alert, realert: chrono::Duration) -> Result<bool, StoreError> {
-        let new = alert.to_new_alert();
+    async fn enqueue(
+        &self,
+        alert: &Alert,
+        new: NewAlert,
+        realert: chrono::Duration,
+    ) -> Result<bool, StoreError> {
         let now = Utc::now();
         let queued = self
             .store
             .call(move |s| Ok(s.db().enqueue_alert_deduped(&new, now, realert)?.is_some()))
             .await?;
         if queued {
-            Alerts::log_queued(&alert);
+            Alerts::log_queued(alert);
         }
         Ok(queued)
     }

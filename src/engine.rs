@@ -863,9 +863,6 @@ impl Engine {
             })),
         };
         let aid = attempt.id.clone();
-        // The outbox runs on the wall clock, as `Alerts::raise` does: the publisher compares
-        // `next_attempt_at` with `Utc::now()`, whatever the engine's (test-shiftable) clock.
-        let queued_at = Utc::now();
         let queued = self
             .store
             .call(move |s| {
@@ -873,8 +870,8 @@ impl Engine {
                     db.finish_triggers_of_attempt(&aid, status, now)?;
                     db.append_audit(&audit)?;
                     match queue {
-                        Some((new, realert)) => Ok(db
-                            .enqueue_alert_deduped(&new, queued_at, realert)?
+                        Some(p) => Ok(db
+                            .enqueue_alert_deduped(&p.alert, p.at, p.realert)?
                             .is_some()),
                         None => Ok(false),
                     }

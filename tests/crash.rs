@@ -9,12 +9,11 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::events::{add_events, iam_delete_user, queue_and_bus};
+use common::events::{add_events, count, iam_delete_user, queue_and_bus, send_batch};
 use common::moto;
-use common::rotationd::{Daemon, Env, stderr, terminate};
+use common::rotationd::{Env, rows, stderr, terminate};
 
 const USERS: usize = 100;
 const KILLS: usize = 6;
@@ -33,10 +32,6 @@ impl Rng {
     fn millis(&mut self, from: u64, to: u64) -> Duration {
         Duration::from_millis(from + self.next() % (to - from))
     }
-}
-
-fn count(env: &Env, sql: &str) -> i64 {
-    env.db().query_row(sql, [], |r| r.get(0)).unwrap_or(0)
 }
 
 #[tokio::test]
@@ -82,18 +77,8 @@ max_age = "93d"
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     env.moto.start_recording();
 
-    let log_path = env.dir.path().join("rotationd.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let start = || {
-        Daemon(
-            env.command(&["run"])
-                .stdout(Stdio::null())
-                .stderr(log.try_clone().unwrap())
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let mut daemon = start();
+    let start = || env.daemon_logged(&[]);
+    let (mut daemon, log_path) = start();
     assert!(env.wait_ready(Duration::from_secs(30)).await);
 
     // The burst: 100 departures, 20 of them delivered twice (SQS is at-least-once).
@@ -106,29 +91,25 @@ max_age = "93d"
     let mut bodies: Vec<&String> = events.iter().collect();
     bodies.extend(events.iter().step_by(5));
     for chunk in bodies.chunks(10) {
-        let mut batch = env.sqs.send_message_batch().queue_url(&queue_url);
-        for (i, b) in chunk.iter().enumerate() {
-            batch = batch.entries(
-                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(b.as_str())
-                    .build()
-                    .unwrap(),
-            );
-        }
-        let r = batch.send().await.unwrap();
-        assert!(r.failed().is_empty(), "{:?}", r.failed());
+        send_batch(&env, &queue_url, chunk).await;
     }
 
     // Kill -9 at random moments, restarting each time.
     let done_sql = "SELECT COUNT(*) FROM triggers WHERE kind = 'departure' AND status = 'done'";
     let mut done_at_kill = Vec::new();
     for _ in 0..KILLS {
-        tokio::time::sleep(rng.millis(300, 2500)).await;
+        // Each kill lands while the burst is being worked: first let this run finish a
+        // rotation (a kill during start-up alone would test less), then wait a random while.
+        let before = count(&env, done_sql);
+        let progress = Instant::now() + Duration::from_secs(30);
+        while count(&env, done_sql) == before && Instant::now() < progress {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(rng.millis(0, 1500)).await;
         daemon.kill().unwrap();
         daemon.wait().unwrap();
         done_at_kill.push(count(&env, done_sql));
-        daemon = start();
+        daemon = start().0;
     }
 
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -145,45 +126,30 @@ max_age = "93d"
 
     if count(&env, done_sql) != USERS as i64 {
         let db = env.db();
-        let dump = |sql: &str| -> Vec<String> {
-            let mut q = db.prepare(sql).unwrap();
-            let n = q.column_count();
-            q.query_map([], |r| {
-                Ok((0..n)
-                    .map(|i| {
-                        r.get::<_, rusqlite::types::Value>(i)
-                            .map(|v| format!("{v:?}"))
-                            .unwrap_or_default()
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" | "))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-        };
-        let triggers = dump(
-            "SELECT secret, status, attempt_id, dedupe_key FROM triggers \
-             WHERE kind = 'departure' AND status != 'done'",
+        let triggers = rows(
+            &db,
+            "SELECT secret || ' ' || status || ' ' || COALESCE(attempt_id, '-') || ' ' || \
+             dedupe_key FROM triggers WHERE kind = 'departure' AND status != 'done'",
         );
-        let attempts = dump(
-            "SELECT a.secret, a.state, a.error FROM attempts a JOIN triggers t \
-             ON t.id = a.trigger_id WHERE t.kind = 'departure' AND t.status != 'done'",
+        let attempts = rows(
+            &db,
+            "SELECT a.secret || ' ' || a.state || ' ' || COALESCE(a.error, '') FROM attempts a \
+             JOIN triggers t ON t.id = a.trigger_id \
+             WHERE t.kind = 'departure' AND t.status != 'done'",
         );
         let with_trigger: std::collections::HashSet<String> =
-            dump("SELECT secret FROM triggers WHERE kind = 'departure'")
+            rows(&db, "SELECT secret FROM triggers WHERE kind = 'departure'")
                 .into_iter()
-                .map(|s| {
-                    s.trim_start_matches("Text(\"")
-                        .trim_end_matches("\")")
-                        .to_string()
-                })
                 .collect();
         let untriggered: Vec<_> = secrets
             .iter()
             .filter(|s| !with_trigger.contains(*s))
             .collect();
-        let audit = dump("SELECT action, outcome, reason, detail FROM audit WHERE outcome != 'ok'");
+        let audit = rows(
+            &db,
+            "SELECT action || ' ' || outcome || ' ' || COALESCE(reason, '') || ' ' || \
+             COALESCE(detail, '') FROM audit WHERE outcome != 'ok'",
+        );
         panic!(
             "{context}: not every departure was rotated\nopen triggers {triggers:#?}\n\
              their attempts {attempts:#?}\nsecrets without a trigger {untriggered:?}\n\

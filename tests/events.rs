@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::Utc;
 use common::events::*;
 use common::moto;
-use common::rotationd::{Env, stderr, terminate};
+use common::rotationd::{Env, rows, stderr, terminate};
 use serde_json::json;
 
 static RECORDING: Once = Once::new();
@@ -158,16 +158,10 @@ custodians = ["carol"]
     tokio::time::sleep(Duration::from_secs(3)).await;
     let metrics = env.metrics();
     let status = terminate(&mut daemon, Duration::from_secs(60));
-    let audit: Vec<String> = {
-        let db = env.db();
-        let mut stmt = db
-            .prepare("SELECT action || ' ' || outcome || ' ' || COALESCE(reason, '') || ' ' || COALESCE(detail, '') FROM audit")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let audit = rows(
+        &env.db(),
+        "SELECT action || ' ' || outcome || ' ' || COALESCE(reason, '') || ' ' || COALESCE(detail, '') FROM audit",
+    );
     assert_eq!(done, Some(3), "departures did not rotate: {audit:#?}");
     assert_eq!(status.and_then(|s| s.code()), Some(0));
     assert_eq!(env.rotations_by_rotationd(&alice_direct), 1);
@@ -365,8 +359,8 @@ strategy = "single-user"
     );
 
     let o = env.cli(&["status", "--format", "json"]);
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(rows[0]["status"], "failing", "{rows}");
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(status[0]["status"], "failing", "{status}");
 
     // The rotation function is fixed and Secrets Manager's schedule succeeds: no longer failing.
     let mut succeeded: serde_json::Value = serde_json::from_str(&rotation_failed(
@@ -396,20 +390,14 @@ strategy = "single-user"
         terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
-    let audit: Vec<String> = {
-        let db = env.db();
-        let mut stmt = db
-            .prepare("SELECT action || ' ' || outcome || ' ' || COALESCE(reason, '') FROM audit")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let audit = rows(
+        &env.db(),
+        "SELECT action || ' ' || outcome || ' ' || COALESCE(reason, '') FROM audit",
+    );
     assert!(recorded.is_some(), "{audit:#?}");
     let o = env.cli(&["status", "--format", "json"]);
-    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_ne!(rows[0]["status"], "failing", "{rows}");
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_ne!(status[0]["status"], "failing", "{status}");
 }
 
 #[tokio::test]

@@ -11,9 +11,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::events::{ALLOW_ACCOUNT, add_events, iam_delete_user, queue_and_bus, rotation_failed};
+use common::events::{
+    ALLOW_ACCOUNT, add_events, count, iam_delete_user, queue_and_bus, rotation_failed, send_batch,
+};
 use common::moto;
-use common::rotationd::{Daemon, Env, terminate};
+use common::rotationd::{Env, rows, terminate};
 use serde_json::{Value, json};
 
 const VALID: usize = 20;
@@ -118,10 +120,6 @@ fn hostile(i: usize) -> String {
     }
 }
 
-fn count(env: &Env, sql: &str) -> i64 {
-    env.db().query_row(sql, [], |r| r.get(0)).unwrap()
-}
-
 #[tokio::test]
 async fn a_thousand_hostile_bodies_never_act_and_twenty_valid_ones_do() {
     let prefix = moto::unique_name("hostile/fleet");
@@ -177,14 +175,7 @@ async fn a_thousand_hostile_bodies_never_act_and_twenty_valid_ones_do() {
     // rotationd's own requests are small.
     env.moto.start_recording();
     // Its log goes to a file: a thousand rejections overflow a pipe nobody reads yet.
-    let log_path = env.dir.path().join("rotationd.log");
-    let mut daemon = Daemon(
-        env.command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut daemon, log_path) = env.daemon_logged(&[]);
     assert!(env.wait_ready(Duration::from_secs(30)).await);
     let handled = env
         .eventually(Duration::from_secs(180), || {
@@ -213,16 +204,10 @@ async fn a_thousand_hostile_bodies_never_act_and_twenty_valid_ones_do() {
         &env,
         "SELECT COUNT(*) FROM audit WHERE outcome = 'unknown_secret'",
     );
-    let summary: Vec<String> = {
-        let db = env.db();
-        let mut q = db
-            .prepare("SELECT action || ' ' || outcome || ' ' || COUNT(*) FROM audit GROUP BY action, outcome")
-            .unwrap();
-        q.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let summary = rows(
+        &env.db(),
+        "SELECT action || ' ' || outcome || ' ' || COUNT(*) FROM audit GROUP BY action, outcome",
+    );
     assert!(
         handled.is_some(),
         "rejected {rejected}, unknown {unknown}; audit {summary:#?}\n{metrics}"
@@ -293,19 +278,4 @@ async fn a_thousand_hostile_bodies_never_act_and_twenty_valid_ones_do() {
     for (k, v) in attrs {
         assert_eq!(v, "0", "{k:?}");
     }
-}
-
-async fn send_batch(env: &Env, queue_url: &str, bodies: &[&String]) {
-    let mut req = env.sqs.send_message_batch().queue_url(queue_url);
-    for (i, b) in bodies.iter().enumerate() {
-        req = req.entries(
-            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(b.as_str())
-                .build()
-                .unwrap(),
-        );
-    }
-    let r = req.send().await.unwrap();
-    assert!(r.failed().is_empty(), "{:?}", r.failed());
 }

@@ -101,12 +101,7 @@ strategy = "alternating-users"
         .count();
     assert_eq!(never, 180);
 
-    let ops: Vec<String> = env
-        .moto
-        .rotationd_requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let ops = env.moto.rotationd_operations();
     let count = |op: &str| ops.iter().filter(|o| *o == op).count();
     // ceil(250/100) pages for the prefix, one for the tag, one for the listed names.
     assert_eq!(count("ListSecrets"), 5, "{ops:?}");

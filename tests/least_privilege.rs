@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::moto;
-use common::rotationd::{Env, stderr, terminate};
+use common::rotationd::{Env, rows, stderr, terminate};
 
 const FORBIDDEN: &[&str] = &[
     "GetSecretValue",
@@ -136,16 +136,10 @@ strategy = "single-user"
         terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
         Some(0)
     );
-    let attempts: Vec<String> = {
-        let db = env.db();
-        let mut stmt = db
-            .prepare("SELECT secret || ' ' || trigger_kind || ' ' || state || ' ' || COALESCE(error, '') FROM attempts UNION ALL SELECT 'T ' || secret || ' ' || kind || ' ' || status || ' ' || COALESCE(not_before,'') || ' ' || COALESCE(deadline,'') FROM triggers")
-            .unwrap();
-        stmt.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let attempts = rows(
+        &env.db(),
+        "SELECT secret || ' ' || trigger_kind || ' ' || state || ' ' || COALESCE(error, '') FROM attempts UNION ALL SELECT 'T ' || secret || ' ' || kind || ' ' || status || ' ' || COALESCE(not_before,'') || ' ' || COALESCE(deadline,'') FROM triggers",
+    );
     assert!(
         done.is_some(),
         "the daemon did not rotate the overdue secrets: {attempts:#?}"
@@ -180,12 +174,7 @@ strategy = "single-user"
         .unwrap();
     assert_eq!(stuck, 1);
 
-    let ops: BTreeSet<String> = env
-        .moto
-        .rotationd_requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let ops: BTreeSet<String> = env.moto.rotationd_operations().into_iter().collect();
     // Every call is granted (batch operations are authorized by their single action)...
     let granted = granted();
     for op in &ops {

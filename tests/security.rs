@@ -11,13 +11,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Stdio;
 use std::time::Duration;
 
-use aws_sdk_secretsmanager::types::RotationRulesType;
 use common::events::{ALLOW_ACCOUNT, add_events, iam_delete_user, queue_and_bus, send};
 use common::moto;
-use common::rotationd::{Daemon, Env, drain, stderr, terminate};
+use common::rotationd::{Env, drain, rows, stderr, terminate};
 
 const VALUE_APIS: &[&str] = &[
     "GetSecretValue",
@@ -66,37 +64,22 @@ strategy = "single-user"
     std::fs::write(&env.config, config).unwrap();
     let (queue_url, bus) = queue_and_bus(&env, "security").await;
     add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
-    for (s, value) in [(&name, canary.as_str()), (&other, "other-value")] {
-        env.sm
-            .create_secret()
-            .name(s)
-            .secret_string(value)
-            .send()
-            .await
-            .unwrap();
-        env.sm
-            .rotate_secret()
-            .secret_id(s)
-            .rotation_rules(
-                RotationRulesType::builder()
-                    .automatically_after_days(90)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    // Positive control: the canary is really there for anyone who reads values.
-    let stored = env
-        .sm
-        .get_secret_value()
-        .secret_id(&name)
-        .version_stage("AWSPREVIOUS")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stored.secret_string(), Some(canary.as_str()));
+    // Recording starts before the test writes the values, so the positive control below can
+    // see them on the AWS side.
     env.moto.start_recording();
+    env.rotatable_secret_with(&name, &canary).await;
+    env.rotatable_secret_with(&other, "other-value").await;
+    // Positive control: the canary really is a plain string on the AWS side (in the test's
+    // own CreateSecret, recorded by moto), so a plain search would find a leak of it.
+    assert!(
+        env.moto
+            .recorded_requests()
+            .iter()
+            .any(|r| r.operation == "CreateSecret"
+                && !r.user_agent.contains("app/rotationd")
+                && String::from_utf8_lossy(&r.body).contains(&canary)),
+        "the canary must be findable where it is"
+    );
 
     let mut outputs = Vec::new();
     for args in [
@@ -123,15 +106,7 @@ strategy = "single-user"
 
     // The daemon: both secrets overdue (its clock two days ahead of max_age = 1d), then
     // mallory leaves.
-    let log_path = env.dir.path().join("rotationd.log");
-    let mut daemon = Daemon(
-        env.command(&["run"])
-            .env("ROTATIOND_TEST_CLOCK_OFFSET", "172800")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log_path).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut daemon, log_path) = env.daemon_logged(&[("ROTATIOND_TEST_CLOCK_OFFSET", "172800")]);
     assert!(env.wait_ready(Duration::from_secs(30)).await);
     send(
         &env,
@@ -160,16 +135,10 @@ strategy = "single-user"
         Some(0)
     );
     let log = std::fs::read_to_string(&log_path).unwrap();
-    let outbox: Vec<String> = {
-        let c = db();
-        let mut q = c
-            .prepare("SELECT kind || ' ' || COALESCE(published_at, 'unpublished') || ' ' || attempts FROM alert_outbox")
-            .unwrap();
-        q.query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let outbox = rows(
+        &db(),
+        "SELECT kind || ' ' || COALESCE(published_at, 'unpublished') || ' ' || attempts FROM alert_outbox",
+    );
     assert!(
         done.is_some(),
         "the run did not complete: {outbox:#?}\n{log}"
@@ -216,12 +185,7 @@ strategy = "single-user"
     }
 
     // From the server's side: no call that reads or writes a value.
-    let ops: Vec<String> = env
-        .moto
-        .rotationd_requests()
-        .into_iter()
-        .map(|r| r.operation)
-        .collect();
+    let ops = env.moto.rotationd_operations();
     assert!(ops.iter().any(|o| o == "RotateSecret"), "{ops:?}");
     for api in VALUE_APIS {
         assert!(!ops.iter().any(|o| o == api), "rotationd called {api}");

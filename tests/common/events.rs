@@ -130,3 +130,20 @@ pub async fn arn_of(env: &Env, name: &str) -> String {
 pub fn count(env: &Env, sql: &str) -> i64 {
     env.db().query_row(sql, [], |r| r.get(0)).unwrap()
 }
+
+/// Sends `bodies` in one SendMessageBatch (at most ten, 256 KB in all); every entry must
+/// be accepted.
+pub async fn send_batch(env: &Env, queue_url: &str, bodies: &[&String]) {
+    let mut req = env.sqs.send_message_batch().queue_url(queue_url);
+    for (i, b) in bodies.iter().enumerate() {
+        req = req.entries(
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(b.as_str())
+                .build()
+                .unwrap(),
+        );
+    }
+    let r = req.send().await.unwrap();
+    assert!(r.failed().is_empty(), "{:?}", r.failed());
+}

@@ -328,6 +328,14 @@ impl Moto {
             .count()
     }
 
+    /// Operation names of rotationd's own requests, in order.
+    pub fn rotationd_operations(&self) -> Vec<String> {
+        self.rotationd_requests()
+            .into_iter()
+            .map(|r| r.operation)
+            .collect()
+    }
+
     /// Requests made by rotationd itself (its SDK clients set the app name `rotationd`).
     pub fn rotationd_requests(&self) -> Vec<RecordedRequest> {
         self.recorded_requests()

@@ -194,6 +194,24 @@ notify_topic_arn = "{notify_topic}"
         )
     }
 
+    /// The daemon with its log appended to `rotationd.log` in the env's directory (returned;
+    /// a restarted daemon appends to the same file): a long run logs more than a pipe
+    /// nobody reads yet can hold.
+    pub fn daemon_logged(&self, envs: &[(&str, &str)]) -> (Daemon, PathBuf) {
+        let log = self.dir.path().join("rotationd.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut c = self.command(&["run"]);
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let daemon = Daemon(c.stdout(Stdio::null()).stderr(file).spawn().unwrap());
+        (daemon, log)
+    }
+
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.dir.path().join("state.db")).unwrap()
     }
@@ -201,10 +219,16 @@ notify_topic_arn = "{notify_topic}"
     /// Creates a secret with rotation configured (moto sets RotationEnabled when rules
     /// are set, and rotates once at once: the secret then has AWSCURRENT and AWSPREVIOUS).
     pub async fn rotatable_secret(&self, name: &str) {
+        self.rotatable_secret_with(name, "initial-test-value").await;
+    }
+
+    /// [`Env::rotatable_secret`] with a chosen initial value (written by the test, never
+    /// by rotationd).
+    pub async fn rotatable_secret_with(&self, name: &str, value: &str) {
         self.sm
             .create_secret()
             .name(name)
-            .secret_string("initial-test-value")
+            .secret_string(value)
             .send()
             .await
             .unwrap();
@@ -334,6 +358,16 @@ notify_topic_arn = "{notify_topic}"
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The first column of every row of `sql`, as text: for failure messages and listings
+/// (write the row as one `||`-joined expression).
+pub fn rows(db: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    let mut q = db.prepare(sql).unwrap();
+    q.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// A plain HTTP GET on loopback: (status, body), or `None` when nothing listens.

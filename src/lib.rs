@@ -31,6 +31,7 @@ pub mod aws;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod drift;
 pub mod engine;
 pub mod events;
 pub mod inventory;

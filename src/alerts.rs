@@ -68,6 +68,7 @@ pub enum AlertKind {
     DependentsUnhealthy,
     RotationScheduled,
     RotationCompleted,
+    NativeScheduleDrift,
 }
 
 impl AlertKind {
@@ -85,6 +86,7 @@ impl AlertKind {
         AlertKind::DependentsUnhealthy,
         AlertKind::RotationScheduled,
         AlertKind::RotationCompleted,
+        AlertKind::NativeScheduleDrift,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +104,7 @@ impl AlertKind {
             AlertKind::DependentsUnhealthy => "dependents_unhealthy",
             AlertKind::RotationScheduled => "rotation_scheduled",
             AlertKind::RotationCompleted => "rotation_completed",
+            AlertKind::NativeScheduleDrift => "native_schedule_drift",
         }
     }
 
@@ -124,13 +127,17 @@ impl AlertKind {
             | AlertKind::Overdue
             | AlertKind::SecretMissing
             | AlertKind::AwsUnreachable => Severity::P2,
-            AlertKind::RotationScheduled | AlertKind::RotationCompleted => Severity::P3,
+            AlertKind::RotationScheduled
+            | AlertKind::RotationCompleted
+            | AlertKind::NativeScheduleDrift => Severity::P3,
         }
     }
 
     pub fn audience(self) -> Audience {
         match self {
-            AlertKind::RotationScheduled | AlertKind::RotationCompleted => Audience::Notify,
+            AlertKind::RotationScheduled
+            | AlertKind::RotationCompleted
+            | AlertKind::NativeScheduleDrift => Audience::Notify,
             _ => Audience::Security,
         }
     }
@@ -150,6 +157,7 @@ impl AlertKind {
             AlertKind::DependentsUnhealthy => "Dependents failing after rotation",
             AlertKind::RotationScheduled => "Rotation scheduled",
             AlertKind::RotationCompleted => "Rotation completed",
+            AlertKind::NativeScheduleDrift => "Secrets Manager schedule differs from rotationd's",
         }
     }
 
@@ -217,6 +225,11 @@ impl AlertKind {
                 "Verify service connectivity with the new credential",
                 "Watch 401/403/connection errors in CloudWatch for 15 minutes and check application logs",
             ],
+            AlertKind::NativeScheduleDrift => &[
+                "Secrets Manager's own rotation schedule (RotationRules) disagrees with the TOML schedule: the secret can rotate twice, or not when planned",
+                "Compare them with rotationd plan --live",
+                "Set [policy] native_schedule = \"sync\" to write the TOML schedule to Secrets Manager, or \"disable\" to turn Secrets Manager's own schedule off",
+            ],
         }
     }
 }
@@ -238,6 +251,9 @@ pub struct Alert {
     /// Free-form extra context (window, versions, evidence).
     pub details: serde_json::Value,
     pub dedupe_key: String,
+    /// A copy for one `[[dependent]]`: published to its `notify_topic_arn` instead of the
+    /// audience's topic, and carried as the `dependent` message attribute.
+    pub dependent: Option<String>,
 }
 
 impl Alert {
@@ -255,6 +271,7 @@ impl Alert {
             deadline: None,
             details: serde_json::Value::Null,
             dedupe_key,
+            dependent: None,
         }
     }
 
@@ -317,6 +334,9 @@ impl Alert {
             "secret".to_string(),
             self.secret.clone().unwrap_or_else(|| "-".to_string()),
         );
+        if let Some(d) = &self.dependent {
+            attributes.insert("dependent".to_string(), d.clone());
+        }
         NewAlert {
             dedupe_key: self.dedupe_key.clone(),
             kind: self.kind.as_str().to_string(),
@@ -365,6 +385,9 @@ impl Alerts {
 
     /// Queues `alert` only if its dedupe key was never alerted ("escalated once").
     pub async fn raise_once(&self, alert: Alert) -> Result<bool, StoreError> {
+        if self.prepare(&alert).is_none() {
+            return Ok(false);
+        }
         // A realert interval longer than any deployment: once per key.
         let new = alert.to_new_alert();
         self.enqueue(&alert, new, chrono::Duration::days(365 * 100))
@@ -376,7 +399,10 @@ impl Alerts {
     /// when nobody is to be told. Queue it with `Db::enqueue_alert_deduped`, then call
     /// [`Alerts::log_queued`] after the commit.
     pub fn prepare(&self, alert: &Alert) -> Option<Prepared> {
-        if alert.kind.audience() == Audience::Notify && !self.notify_enabled {
+        if alert.dependent.is_none()
+            && alert.kind.audience() == Audience::Notify
+            && !self.notify_enabled
+        {
             return None;
         }
         Some(Prepared {
@@ -487,13 +513,16 @@ pub async fn publish_due(
     let mut published = 0;
     for alert in due {
         let kind = AlertKind::parse(&alert.kind);
-        let topic = match kind.map(AlertKind::audience) {
-            Some(Audience::Notify) => cfg.alerts.notify_topic_arn.as_deref(),
+        let topic = match (alert.attributes.get("dependent"), kind.map(AlertKind::audience)) {
+            // A dependent's copy goes to its own topic, as configured now.
+            (Some(d), _) => cfg.dependent(d).and_then(|d| d.notify_topic_arn.as_deref()),
+            (None, Some(Audience::Notify)) => cfg.alerts.notify_topic_arn.as_deref(),
             _ => Some(cfg.alerts.security_topic_arn.as_str()),
         };
         let id = alert.id;
         let Some(topic) = topic else {
-            // Notices queued before notify_topic_arn was removed: nobody to tell.
+            // Notices queued before notify_topic_arn (or the dependent's topic) was removed:
+            // nobody to tell.
             store
                 .call(move |s| s.db().mark_alert_published(id, Utc::now()))
                 .await?;

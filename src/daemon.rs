@@ -100,7 +100,7 @@ impl App {
                 .interceptor(counter.clone())
                 .build(),
         );
-        let mut ct = aws_sdk_cloudtrail::config::Builder::from(&sdk).interceptor(counter);
+        let mut ct = aws_sdk_cloudtrail::config::Builder::from(&sdk).interceptor(counter.clone());
         if let Some(url) = cfg
             .events
             .as_ref()
@@ -109,11 +109,17 @@ impl App {
             ct = ct.endpoint_url(url);
         }
         let cloudtrail = aws_sdk_cloudtrail::Client::from_conf(ct.build());
+        let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::config::Builder::from(&sdk)
+                .interceptor(counter.clone())
+                .build(),
+        );
         let clock = Clock::from_env();
         let alerts = Alerts::new(store.clone(), &cfg);
         let engine = Arc::new(Engine {
             cfg: cfg.clone(),
             sm: SecretsManager::new(sm),
+            cw: crate::aws::cloudwatch::CloudWatch::new(cloudwatch),
             store: store.clone(),
             alerts,
             metrics: metrics.clone(),
@@ -362,6 +368,18 @@ fn start(app: App, health: Arc<Health>, cancel: CancellationToken) -> (TaskTrack
             tracker.spawn(poller.run(cancel.clone()));
         }
     }
+    tracker.spawn(
+        crate::validation::Watcher {
+            cfg: shared.app.cfg.clone(),
+            store: shared.app.store.clone(),
+            alerts: shared.app.engine.alerts.clone(),
+            metrics: shared.app.metrics.clone(),
+            cw: shared.app.engine.cw.clone(),
+            sm: shared.app.engine.sm.clone(),
+            clock: shared.app.clock,
+        }
+        .run(cancel.clone()),
+    );
     tracker.spawn(executor_loop(shared.clone(), tracker.clone(), cancel));
     let store = shared.app.store.clone();
     (tracker, store)

@@ -192,6 +192,7 @@ pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 pub struct Engine {
     pub cfg: Arc<Config>,
     pub sm: SecretsManager,
+    pub cw: crate::aws::cloudwatch::CloudWatch,
     pub store: StoreHandle,
     pub alerts: Alerts,
     pub metrics: Arc<Metrics>,
@@ -547,20 +548,60 @@ impl Engine {
             })),
         });
         notice.dedupe_key = format!("rotation_scheduled:{}:{}", attempt.secret, attempt.id);
-        self.alerts.raise(notice).await?;
+        self.raise_with_dependent_copies(notice, &dependents).await?;
+        // What to watch after the rotation, with the baseline read now, before the
+        // credential changes (validation.rs).
+        let mut plan = crate::validation::WatchPlan::for_dependents(
+            &self.cfg,
+            &dependents,
+            settings.is_some_and(|s| s.auto_rollback),
+        );
+        if let Some(plan) = plan.as_mut() {
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(AwsCall::Cancelled),
+                _ = plan.take_baseline(&self.cw, now, self.cfg.policy.validation_period) => {}
+            }
+            if let Some(e) = &plan.baseline_error {
+                tracing::warn!(secret = %attempt.secret, error = %e,
+                    "cannot read the dependents' baseline in CloudWatch; the watch will judge on thresholds alone");
+            }
+        }
         progress(&format!(
             "preflight: ok (AWSCURRENT {current}, strategy {}, {} dependent(s) notified, ticket {})",
             settings.map_or("unknown", |s| s.strategy.as_str()),
             dependents.len(),
             attempt.ticket.as_deref().unwrap_or(INC_PENDING)
         ));
-        self.update(
-            &attempt.id,
-            AttemptUpdate::to(AttemptState::RotateRequested).previous_version(current),
-        )
-        .await?;
+        let mut update = AttemptUpdate::to(AttemptState::RotateRequested).previous_version(current);
+        if let Some(plan) = plan {
+            update = update.watch_plan(serde_json::to_string(&plan).unwrap_or_default());
+        }
+        self.update(&attempt.id, update).await?;
         *fresh = Some(info);
         Ok(None)
+    }
+
+    /// Queues `alert`, plus one copy for each of `dependents` that has its own
+    /// `notify_topic_arn` (published there, see `alerts::publish_due`).
+    async fn raise_with_dependent_copies(
+        &self,
+        alert: Alert,
+        dependents: &[String],
+    ) -> Result<(), StoreError> {
+        for d in dependents {
+            if self
+                .cfg
+                .dependent(d)
+                .is_some_and(|d| d.notify_topic_arn.is_some())
+            {
+                let mut copy = alert.clone();
+                copy.dedupe_key = format!("{}:{d}", alert.dedupe_key);
+                copy.dependent = Some(d.clone());
+                self.alerts.raise(copy).await?;
+            }
+        }
+        self.alerts.raise(alert).await?;
+        Ok(())
     }
 
     /// Finds the config settings that apply to a described secret.
@@ -759,8 +800,18 @@ impl Engine {
             "validate: AWSCURRENT {new} (new), AWSPREVIOUS {} (old)",
             previous.unwrap_or_default()
         ));
-        self.update(&attempt.id, AttemptUpdate::to(AttemptState::Succeeded))
-            .await?;
+        let mut update = AttemptUpdate::to(AttemptState::Succeeded);
+        if crate::validation::plan_of(attempt).is_some_and(|p| p.is_watched()) {
+            // The watch of the dependents starts with the success, in the same commit.
+            let period = chrono::Duration::from_std(self.cfg.policy.validation_period)
+                .unwrap_or(chrono::Duration::minutes(15));
+            update = update.watch_until(self.clock.now() + period);
+            progress(&format!(
+                "validate: watching the dependents for {}",
+                crate::config::fmt_duration(self.cfg.policy.validation_period)
+            ));
+        }
+        self.update(&attempt.id, update).await?;
         Ok(Some(Outcome::Succeeded { new_version: new }))
     }
 
@@ -838,7 +889,33 @@ impl Engine {
             Outcome::Stuck(_) => Some(alert(AlertKind::RotationStuck)),
             Outcome::Skipped(_) => None,
         };
-        let queue = alert.as_ref().and_then(|a| self.alerts.prepare(a));
+        // The completion notice also goes to each dependent's own topic.
+        let plan = crate::validation::plan_of(&attempt);
+        let dependents = plan.map(|p| p.dependents).unwrap_or_default();
+        let mut alerts: Vec<Alert> = Vec::new();
+        if let Some(mut a) = alert {
+            if matches!(outcome, Outcome::Succeeded { .. }) {
+                a.details["dependents"] = serde_json::json!(dependents);
+                for d in &dependents {
+                    if self
+                        .cfg
+                        .dependent(d)
+                        .is_some_and(|d| d.notify_topic_arn.is_some())
+                    {
+                        let mut copy = a.clone();
+                        copy.dedupe_key = format!("{}:{d}", a.dedupe_key);
+                        copy.dependent = Some(d.clone());
+                        alerts.push(copy);
+                    }
+                }
+            }
+            alerts.push(a);
+        }
+        let queue: Vec<crate::alerts::Prepared> = alerts
+            .iter()
+            .filter_map(|a| self.alerts.prepare(a))
+            .collect();
+        let queue_keys: Vec<String> = queue.iter().map(|p| p.alert.dedupe_key.clone()).collect();
         let audit = NewAuditEntry {
             at: now,
             actor: trigger
@@ -869,17 +946,26 @@ impl Engine {
                 s.transaction(|db| {
                     db.finish_triggers_of_attempt(&aid, status, now)?;
                     db.append_audit(&audit)?;
-                    match queue {
-                        Some(p) => Ok(db
-                            .enqueue_alert_deduped(&p.alert, p.at, p.realert)?
-                            .is_some()),
-                        None => Ok(false),
+                    let mut queued = Vec::new();
+                    for p in &queue {
+                        queued.push(
+                            db.enqueue_alert_deduped(&p.alert, p.at, p.realert)?
+                                .is_some(),
+                        );
                     }
+                    Ok(queued)
                 })
             })
             .await?;
-        if let (true, Some(a)) = (queued, &alert) {
-            crate::alerts::Alerts::log_queued(a);
+        // `queue` holds the alerts `prepare` kept, in order; match them up by dedupe key.
+        for a in &alerts {
+            if queue_keys
+                .iter()
+                .zip(&queued)
+                .any(|(k, q)| *q && *k == a.dedupe_key)
+            {
+                crate::alerts::Alerts::log_queued(a);
+            }
         }
         let label = trigger_label(attempt.trigger_kind);
         self.metrics

@@ -40,3 +40,4 @@ pub mod planner;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
+pub mod validation;

@@ -27,7 +27,14 @@ pub struct Metrics {
     pub cloudtrail_cursor_timestamp_seconds: Gauge,
     pub config_reloads_total: IntCounterVec,
     pub ready: IntGauge,
+    pub validations_total: IntCounterVec,
+    pub validations_in_flight: IntGauge,
+    pub native_schedule_drift: IntGauge,
+    pub native_schedule_changes_total: IntCounterVec,
 }
+
+/// The outcomes `rotationd_validations_total{outcome}` always exports.
+pub const VALIDATION_OUTCOMES: &[&str] = &["validated", "validated_unhealthy"];
 
 /// The compliance statuses `rotationd_secrets{status}` always exports (zero included, so
 /// that a status that empties out reads 0 rather than disappearing).
@@ -148,8 +155,37 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            validations_total: counter(
+                "rotationd_validations_total",
+                "Post-rotation watches of dependents finished, by outcome",
+                &["outcome"],
+            ),
+            validations_in_flight: reg(
+                &registry,
+                IntGauge::new(
+                    "rotationd_validations_in_flight",
+                    "Rotations whose dependents are being watched now",
+                )
+                .expect("valid metric"),
+            ),
+            native_schedule_drift: reg(
+                &registry,
+                IntGauge::new(
+                    "rotationd_native_schedule_drift_secrets",
+                    "Secrets whose Secrets Manager rotation schedule disagrees with rotationd's",
+                )
+                .expect("valid metric"),
+            ),
+            native_schedule_changes_total: counter(
+                "rotationd_native_schedule_changes_total",
+                "Secrets Manager schedules written (sync) or turned off (disable), by action and outcome",
+                &["action", "outcome"],
+            ),
             registry,
         };
+        for outcome in VALIDATION_OUTCOMES {
+            m.validations_total.with_label_values(&[outcome]).inc_by(0);
+        }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);

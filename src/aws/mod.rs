@@ -12,6 +12,7 @@
 //!   There is deliberately no wrapper for GetSecretValue, PutSecretValue,
 //!   BatchGetSecretValue or UpdateSecret: rotationd never reads or writes secret values.
 
+pub mod cloudwatch;
 pub mod secrets;
 
 use std::sync::Arc;

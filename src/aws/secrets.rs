@@ -33,6 +33,8 @@ pub struct SecretInfo {
     /// Version id → staging labels.
     pub versions: BTreeMap<String, Vec<String>>,
     pub tags: BTreeMap<String, String>,
+    /// Secrets Manager's own rotation schedule (`RotationRules`), for the drift check.
+    pub native: crate::drift::NativeRules,
 }
 
 impl SecretInfo {
@@ -106,6 +108,22 @@ macro_rules! secret_info {
                     ))
                 })
                 .collect(),
+            native: crate::drift::NativeRules {
+                enabled: e.rotation_enabled().unwrap_or(false),
+                automatically_after_days: e
+                    .rotation_rules()
+                    .and_then(|r| r.automatically_after_days()),
+                schedule_expression: e
+                    .rotation_rules()
+                    .and_then(|r| r.schedule_expression())
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string),
+                duration: e
+                    .rotation_rules()
+                    .and_then(|r| r.duration())
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string),
+            },
         }
     }};
 }
@@ -272,6 +290,47 @@ impl SecretsManager {
             .await
             .map_err(|e| AwsError::from_sdk("RotateSecret", e))?;
         Ok(out.version_id().map(str::to_string))
+    }
+
+    /// Writes Secrets Manager's own schedule (`native_schedule = "sync"`): RotateSecret
+    /// with `RotationRules` and `RotateImmediately = false`, so AWS only runs the function's
+    /// testSecret step now and rotates at the schedule's next window. The configured
+    /// rotation function is passed again because RotateSecret requires one for a secret
+    /// that is not managed by another service.
+    pub async fn write_schedule(
+        &self,
+        id: &str,
+        lambda_arn: Option<&str>,
+        rules: &crate::drift::AwsRules,
+    ) -> Result<(), AwsError> {
+        self.client
+            .rotate_secret()
+            .secret_id(id)
+            .set_rotation_lambda_arn(lambda_arn.map(str::to_string))
+            .rotation_rules(
+                aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                    .schedule_expression(&rules.schedule_expression)
+                    .duration(&rules.duration)
+                    .build(),
+            )
+            .rotate_immediately(false)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("RotateSecret", e))?;
+        Ok(())
+    }
+
+    /// Turns Secrets Manager's own schedule off (`native_schedule = "disable"`). AWS also
+    /// cancels a rotation in progress, which can leave the staging labels half moved, so
+    /// callers only call this when no AWSPENDING exists and no attempt is running.
+    pub async fn cancel_rotation(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .cancel_rotate_secret()
+            .secret_id(id)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CancelRotateSecret", e))?;
+        Ok(())
     }
 
     /// Moves `label` to `to_version`, removing it from `from_version` (the seed's rollback:

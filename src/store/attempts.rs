@@ -29,6 +29,31 @@ text_enum! {
     }
 }
 
+text_enum! {
+    /// The post-rotation watch of an attempt's dependents (CloudWatch alarms and metrics).
+    /// Absent when nothing was watched. It starts when the attempt succeeds and outlives the
+    /// attempt's terminal state: the rotation is done, its dependents' health is not known
+    /// yet.
+    pub enum Validation ("validation") {
+        /// Polling CloudWatch until `watch_until`.
+        Watching => "watching",
+        /// Dependents failed and the secret has `auto_rollback = true`: AWSCURRENT is being
+        /// moved back.
+        RollingBack => "rolling_back",
+        /// The watch ended with every dependent healthy.
+        Validated => "validated",
+        /// A dependent's alarm went to ALARM or its metric crossed the threshold.
+        ValidatedUnhealthy => "validated_unhealthy",
+    }
+}
+
+impl Validation {
+    /// Still polled by the watcher.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Watching | Self::RollingBack)
+    }
+}
+
 impl AttemptState {
     /// Terminal states are final: the attempt is finished and never changes.
     pub fn is_terminal(self) -> bool {
@@ -77,6 +102,13 @@ pub struct Attempt {
     pub error: Option<String>,
     /// RotateSecret requests sent (counted before sending).
     pub rotate_calls: u32,
+    pub validation: Option<Validation>,
+    /// When the watch of the dependents ends.
+    pub watch_until: Option<DateTime<Utc>>,
+    /// What to watch and the baseline taken before rotating (JSON, see `validation.rs`).
+    pub watch_plan: Option<String>,
+    /// What the watch found (JSON).
+    pub watch_evidence: Option<String>,
 }
 
 /// A state change for [`Db::update_attempt`]. `None` fields keep their stored
@@ -87,6 +119,9 @@ pub struct AttemptUpdate {
     pub error: Option<String>,
     pub previous_version: Option<String>,
     pub new_version: Option<String>,
+    pub watch_plan: Option<String>,
+    /// Starts the watch of the dependents (sets `validation = watching`).
+    pub watch_until: Option<DateTime<Utc>>,
 }
 
 impl AttemptUpdate {
@@ -97,7 +132,19 @@ impl AttemptUpdate {
             error: None,
             previous_version: None,
             new_version: None,
+            watch_plan: None,
+            watch_until: None,
         }
+    }
+
+    pub fn watch_plan(mut self, plan: impl Into<String>) -> AttemptUpdate {
+        self.watch_plan = Some(plan.into());
+        self
+    }
+
+    pub fn watch_until(mut self, until: DateTime<Utc>) -> AttemptUpdate {
+        self.watch_until = Some(until);
+        self
     }
 
     pub fn error(mut self, error: impl Into<String>) -> AttemptUpdate {
@@ -118,7 +165,8 @@ impl AttemptUpdate {
 
 const COLUMNS: &str = "id, trigger_id, secret, secret_arn, trigger_kind, ticket, state, \
                        client_request_token, previous_version, new_version, started_at, \
-                       updated_at, finished_at, error, rotate_calls";
+                       updated_at, finished_at, error, rotate_calls, validation, watch_until, \
+                       watch_plan, watch_evidence";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
     Ok(Attempt {
@@ -137,6 +185,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
         finished_at: row.get::<_, Option<Ts>>(12)?.map(|t| t.0),
         error: row.get(13)?,
         rotate_calls: row.get(14)?,
+        validation: row.get(15)?,
+        watch_until: row.get::<_, Option<Ts>>(16)?.map(|t| t.0),
+        watch_plan: row.get(17)?,
+        watch_evidence: row.get(18)?,
     })
 }
 
@@ -194,7 +246,10 @@ impl Db<'_> {
                      finished_at = CASE WHEN ?3 THEN ?2 END, \
                      error = COALESCE(?4, error), \
                      previous_version = COALESCE(?5, previous_version), \
-                     new_version = COALESCE(?6, new_version) \
+                     new_version = COALESCE(?6, new_version), \
+                     watch_plan = COALESCE(?8, watch_plan), \
+                     watch_until = COALESCE(?9, watch_until), \
+                     validation = CASE WHEN ?9 IS NULL THEN validation ELSE 'watching' END \
                  WHERE id = ?7 AND finished_at IS NULL",
                 params![
                     update.state,
@@ -204,6 +259,8 @@ impl Db<'_> {
                     update.previous_version,
                     update.new_version,
                     id,
+                    update.watch_plan,
+                    update.watch_until.map(ts),
                 ],
             )
             .map_err(query("update a rotation attempt"))?;
@@ -243,6 +300,44 @@ impl Db<'_> {
             ),
             [],
             "list finished attempts with open triggers",
+        )
+    }
+
+    /// Moves the watch of attempt `id` from one of `from` to `to`, recording `evidence`.
+    /// Returns false (and changes nothing) when the watch is not in one of `from`: a
+    /// second watcher pass, or a restart, cannot move it twice.
+    pub fn update_validation(
+        self,
+        id: &str,
+        from: &[Validation],
+        to: Validation,
+        evidence: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let mut changed = 0;
+        for f in from {
+            changed += self
+                .conn
+                .execute(
+                    "UPDATE attempts SET validation = ?1, updated_at = ?2, \
+                         watch_evidence = COALESCE(?3, watch_evidence) \
+                     WHERE id = ?4 AND validation = ?5",
+                    params![to, ts(now), evidence, id, f],
+                )
+                .map_err(query("update the watch of a rotation attempt"))?;
+            if changed > 0 {
+                break;
+            }
+        }
+        Ok(changed > 0)
+    }
+
+    /// Attempts whose dependents are still being watched (or rolled back), oldest first.
+    pub fn watched_attempts(self) -> StoreResult<Vec<Attempt>> {
+        self.attempts_where(
+            "WHERE validation IN ('watching', 'rolling_back') ORDER BY watch_until, rowid",
+            [],
+            "list the rotations whose dependents are watched",
         )
     }
 

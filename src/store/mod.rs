@@ -60,7 +60,7 @@ mod triggers;
 mod tests;
 
 pub use alerts::{NewAlert, OutboxAlert};
-pub use attempts::{Attempt, AttemptState, AttemptUpdate, NewAttempt};
+pub use attempts::{Attempt, AttemptState, AttemptUpdate, NewAttempt, Validation};
 pub use audit::{AuditEntry, NewAuditEntry};
 pub use events::Cursor;
 pub use handle::StoreHandle;

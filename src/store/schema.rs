@@ -110,6 +110,15 @@ CREATE TABLE alert_dedupe (
     last_alerted_at INTEGER NOT NULL
 );
 "#,
+    // 2: the post-rotation watch of dependents (F6). It lives on the attempt so that a
+    // restart during the watch resumes it.
+    r#"
+ALTER TABLE attempts ADD COLUMN validation TEXT;
+ALTER TABLE attempts ADD COLUMN watch_until INTEGER;
+ALTER TABLE attempts ADD COLUMN watch_plan TEXT CHECK (watch_plan IS NULL OR json_valid(watch_plan));
+ALTER TABLE attempts ADD COLUMN watch_evidence TEXT CHECK (watch_evidence IS NULL OR json_valid(watch_evidence));
+CREATE INDEX attempts_watching ON attempts (watch_until) WHERE validation IN ('watching', 'rolling_back');
+"#,
 ];
 
 /// The schema version this build writes and understands.

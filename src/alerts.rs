@@ -513,7 +513,10 @@ pub async fn publish_due(
     let mut published = 0;
     for alert in due {
         let kind = AlertKind::parse(&alert.kind);
-        let topic = match (alert.attributes.get("dependent"), kind.map(AlertKind::audience)) {
+        let topic = match (
+            alert.attributes.get("dependent"),
+            kind.map(AlertKind::audience),
+        ) {
             // A dependent's copy goes to its own topic, as configured now.
             (Some(d), _) => cfg.dependent(d).and_then(|d| d.notify_topic_arn.as_deref()),
             (None, Some(Audience::Notify)) => cfg.alerts.notify_topic_arn.as_deref(),

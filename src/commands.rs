@@ -105,6 +105,123 @@ pub fn plan(path: &Path, from: Option<&str>, days: u32, json: bool) -> u8 {
     }
 }
 
+/// A row of `rotationd plan --live`: the TOML schedule next to Secrets Manager's own.
+#[derive(Debug, serde::Serialize)]
+pub struct LiveScheduleRow {
+    pub secret: String,
+    pub arn: String,
+    /// The crontab schedule and window from the TOML file.
+    pub schedule: String,
+    pub window: String,
+    /// The same written in Secrets Manager's syntax, or why it cannot be.
+    pub as_aws: String,
+    /// What Secrets Manager holds (`RotationRules`, or `off`).
+    pub secrets_manager: String,
+    pub next_window: Option<DateTime<Utc>>,
+    /// Present when the two disagree in a way `[policy] native_schedule` cares about.
+    pub drift: Option<crate::drift::Drift>,
+}
+
+/// `rotationd plan --live`: one inventory scan, and per secret both schedules side by side.
+pub fn plan_live(path: &Path, json: bool) -> u8 {
+    with_app(path, async |app| {
+        let cfg = &app.cfg;
+        let now = app.clock.now();
+        let mut cache = crate::inventory::AgeCache::default();
+        let inv = match crate::inventory::scan(&app.engine.sm, cfg, &mut cache).await {
+            Ok(inv) => inv,
+            Err(e) => {
+                eprintln!("error: cannot list the secrets: {e:#}");
+                return EXIT_FAILURE;
+            }
+        };
+        let mut rows: Vec<LiveScheduleRow> = inv
+            .fleet
+            .entries
+            .iter()
+            .map(|e| {
+                let settings = crate::inventory::settings(cfg, e.origin);
+                let expected = crate::drift::aws_rules(&settings.schedule, settings.window);
+                LiveScheduleRow {
+                    secret: e.key.clone(),
+                    arn: e.info.arn.clone(),
+                    schedule: settings.schedule.as_str().to_string(),
+                    window: crate::config::fmt_duration(settings.window),
+                    as_aws: crate::drift::describe_expected(&expected),
+                    secrets_manager: crate::drift::describe_native(&e.info.native),
+                    next_window: settings.schedule.next_after(now),
+                    drift: crate::drift::drift(
+                        &e.info.native,
+                        &expected,
+                        cfg.policy.native_schedule,
+                    ),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.secret.cmp(&b.secret));
+        for (id, reason) in &inv.fleet.missing {
+            eprintln!("warning: {id} is {}", reason.as_str());
+        }
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let written = if json {
+            serde_json::to_writer_pretty(&mut out, &rows)
+                .map_err(std::io::Error::other)
+                .and_then(|()| writeln!(out))
+        } else {
+            write_live_table(&mut out, &rows, cfg.policy.native_schedule)
+        };
+        match written.and_then(|()| out.flush()) {
+            Ok(()) => EXIT_OK,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+            Err(e) => {
+                eprintln!("error: cannot write the plan: {e}");
+                EXIT_FAILURE
+            }
+        }
+    })
+}
+
+fn write_live_table(
+    out: &mut impl Write,
+    rows: &[LiveScheduleRow],
+    mode: crate::drift::NativeSchedule,
+) -> std::io::Result<()> {
+    let w = |f: &dyn Fn(&LiveScheduleRow) -> usize, title: &str| {
+        rows.iter().map(f).max().unwrap_or(0).max(title.len())
+    };
+    let ws = w(&|r| r.secret.len(), "SECRET");
+    let wt = w(
+        &|r| r.schedule.len() + r.window.len() + 5,
+        "ROTATIOND (TOML)",
+    );
+    let wa = w(&|r| r.as_aws.len(), "AS SECRETS MANAGER RULES");
+    let wn = w(&|r| r.secrets_manager.len(), "SECRETS MANAGER NOW");
+    writeln!(out, "native_schedule = \"{}\"", mode.as_str())?;
+    writeln!(
+        out,
+        "{:<ws$}  {:<wt$}  {:<wa$}  {:<wn$}  {:<20}  DRIFT",
+        "SECRET",
+        "ROTATIOND (TOML)",
+        "AS SECRETS MANAGER RULES",
+        "SECRETS MANAGER NOW",
+        "NEXT WINDOW"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<ws$}  {:<wt$}  {:<wa$}  {:<wn$}  {:<20}  {}",
+            r.secret,
+            format!("{} for {}", r.schedule, r.window),
+            r.as_aws,
+            r.secrets_manager,
+            r.next_window
+                .map_or("-".to_string(), |d| d.format(TIME_FORMAT).to_string()),
+            r.drift.as_ref().map_or("-".to_string(), |d| d.why.clone()),
+        )?;
+    }
+    Ok(())
+}
+
 /// A multi-threaded runtime for the commands that talk to AWS.
 fn runtime() -> Result<tokio::runtime::Runtime, u8> {
     tokio::runtime::Builder::new_multi_thread()
@@ -264,6 +381,13 @@ pub struct StatusRow {
     pub status: String,
     pub next_window: Option<DateTime<Utc>>,
     pub pending: Vec<String>,
+    /// The post-rotation watch of the last rotation's dependents: `watching`,
+    /// `rolling_back`, `validated` or `validated_unhealthy` (absent when none was watched).
+    pub validation: Option<String>,
+    /// When the watch ends, while it runs.
+    pub watch_until: Option<DateTime<Utc>>,
+    /// Secrets Manager's own schedule against the TOML schedule (`[policy] native_schedule`).
+    pub native_schedule: Option<crate::drift::Drift>,
     pub detail: Option<String>,
 }
 
@@ -370,6 +494,17 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
                 .filter(|t| t.secret == e.key)
                 .map(|t| t.kind.as_str().to_string())
                 .collect(),
+            validation: last_attempt
+                .and_then(|a| a.validation)
+                .map(|v| v.as_str().to_string()),
+            watch_until: last_attempt
+                .filter(|a| a.validation.is_some_and(|v| v.is_open()))
+                .and_then(|a| a.watch_until),
+            native_schedule: crate::drift::drift(
+                &e.info.native,
+                &crate::drift::aws_rules(&settings.schedule, settings.window),
+                cfg.policy.native_schedule,
+            ),
             detail: failing.and_then(|a| a.error.clone()),
         });
     }
@@ -382,6 +517,9 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
             status: "missing".into(),
             next_window: None,
             pending: Vec::new(),
+            validation: None,
+            watch_until: None,
+            native_schedule: None,
             detail: Some(reason.as_str().to_string()),
         });
     }
@@ -398,8 +536,8 @@ fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Resu
         .max("SECRET".len());
     writeln!(
         out,
-        "{:<width$}  {:<13}  {:<20}  {:>5}  {:<20}  PENDING",
-        "SECRET", "STATUS", "LAST ROTATION", "AGE", "NEXT WINDOW"
+        "{:<width$}  {:<13}  {:<20}  {:>5}  {:<20}  {:<19}  {:<6}  PENDING",
+        "SECRET", "STATUS", "LAST ROTATION", "AGE", "NEXT WINDOW", "VALIDATION", "NATIVE"
     )?;
     let t = |d: &Option<DateTime<Utc>>| {
         d.map_or("-".to_string(), |d| d.format(TIME_FORMAT).to_string())
@@ -407,12 +545,18 @@ fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Resu
     for r in rows {
         writeln!(
             out,
-            "{:<width$}  {:<13}  {:<20}  {:>5}  {:<20}  {}{}",
+            "{:<width$}  {:<13}  {:<20}  {:>5}  {:<20}  {:<19}  {:<6}  {}{}{}",
             r.secret,
             r.status,
             t(&r.last_rotation),
             r.age_days.map_or("-".to_string(), |d| format!("{d}d")),
             t(&r.next_window),
+            r.validation.as_deref().unwrap_or("-"),
+            if r.native_schedule.is_some() {
+                "drift"
+            } else {
+                "ok"
+            },
             if r.pending.is_empty() {
                 "-".to_string()
             } else {
@@ -420,8 +564,15 @@ fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Resu
             },
             r.detail
                 .as_ref()
-                .map_or(String::new(), |d| format!("  ({d})"))
+                .map_or(String::new(), |d| format!("  ({d})")),
+            match (&r.validation, r.watch_until) {
+                (Some(v), Some(until)) => format!("  ({v} until {})", until.format(TIME_FORMAT)),
+                _ => String::new(),
+            }
         )?;
+        if let Some(d) = &r.native_schedule {
+            writeln!(out, "{:<width$}    native schedule: {}", "", d.why)?;
+        }
     }
     Ok(())
 }

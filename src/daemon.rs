@@ -549,6 +549,7 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
             _ => {}
         }
     }
+    native_schedules(app, &inv, &active, now).await?;
     for (id, reason) in &inv.fleet.missing {
         let mut a = Alert::new(AlertKind::SecretMissing, Some(id), now);
         a.error = Some(format!("configured secret {id} is {}", reason.as_str()));
@@ -649,6 +650,142 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
         .set(Utc::now().timestamp() as f64);
     *shared.inventory.write().await = Some(inv);
     shared.health.set_ready(true);
+    Ok(())
+}
+
+/// Secrets Manager's own schedule against the TOML schedule (`[policy] native_schedule`):
+/// counts the drift, reports it once per secret and native schedule (P3), and for `sync`
+/// or `disable` changes it. A change is made once per target: a cursor per secret
+/// remembers what rotationd wrote (or that it cancelled), and while Secrets Manager still
+/// disagrees afterwards rotationd reports instead of acting again, so a change that does
+/// not take cannot loop. The cursor is forgotten once the two agree, so a later manual
+/// change is corrected again. Never while a rotation of the secret runs:
+/// CancelRotateSecret would cancel it, and a schedule written by RotateSecret is refused
+/// while AWSPENDING is out.
+async fn native_schedules(
+    app: &App,
+    inv: &inventory::Inventory,
+    active: &HashSet<String>,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    use crate::drift::{self, Action};
+    let cfg = &app.cfg;
+    let mode = cfg.policy.native_schedule;
+    let mut drifting = 0i64;
+    const CURSOR: &str = "native_schedule:";
+    let mut acted: HashMap<String, String> = app
+        .store
+        .call(|s| s.db().cursors_with_prefix(CURSOR))
+        .await?
+        .into_iter()
+        .map(|c| (c.name, c.value))
+        .collect();
+    for e in &inv.fleet.entries {
+        let settings = inventory::settings(cfg, e.origin);
+        let expected = drift::aws_rules(&settings.schedule, settings.window);
+        let cursor = format!("{CURSOR}{}", e.info.arn);
+        let Some(d) = drift::drift(&e.info.native, &expected, mode) else {
+            if acted.remove(&cursor).is_some() {
+                app.store
+                    .call(move |s| s.db().delete_cursor(&cursor))
+                    .await?;
+            }
+            continue;
+        };
+        drifting += 1;
+        let action = drift::action(&e.info.native, &expected, mode);
+        let notice = |why: String| {
+            let mut a = Alert::new(AlertKind::NativeScheduleDrift, Some(&e.key), now);
+            a.secret_arn = Some(e.info.arn.clone());
+            a.reason = Some(why);
+            a.details = serde_json::json!({
+                "native": d.native,
+                "expected": d.expected,
+                "native_schedule": mode.as_str(),
+            });
+            a.dedupe_key = format!(
+                "native_schedule_drift:{}:{}:{}",
+                e.key, d.native, d.expected
+            );
+            a
+        };
+        if action == Action::None {
+            app.engine.alerts.raise_once(notice(d.why.clone())).await?;
+            continue;
+        }
+        if active.contains(&e.key) || e.info.dangling_pending().is_some() {
+            continue;
+        }
+        let (label, fingerprint) = match &action {
+            Action::Write(r) => (
+                "sync",
+                format!("sync {} for {}", r.schedule_expression, r.duration),
+            ),
+            _ => ("disable", "disable".to_string()),
+        };
+        if acted.get(&cursor) == Some(&fingerprint) {
+            let mut a = notice(format!(
+                "rotationd already tried to {label} this schedule, but Secrets Manager still shows {}; {}",
+                d.native, d.why
+            ));
+            a.dedupe_key.push_str(":retried");
+            app.engine.alerts.raise_once(a).await?;
+            continue;
+        }
+        let id = e.info.arn.clone();
+        let result = match &action {
+            Action::Write(rules) => {
+                app.engine
+                    .sm
+                    .write_schedule(&id, e.info.rotation_lambda_arn.as_deref(), rules)
+                    .await
+            }
+            _ => app.engine.sm.cancel_rotation(&id).await,
+        };
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(err) if err.retryable => return Err(anyhow::anyhow!("{err}")),
+            Err(_) => "failed",
+        };
+        app.metrics
+            .native_schedule_changes_total
+            .with_label_values(&[label, outcome])
+            .inc();
+        let audit = crate::store::NewAuditEntry {
+            at: now,
+            actor: "rotationd".into(),
+            action: format!("native_schedule_{label}"),
+            secret: Some(e.key.clone()),
+            ticket: None,
+            reason: Some(d.why.clone()),
+            outcome: outcome.into(),
+            detail: Some(serde_json::json!({
+                "native_before": d.native,
+                "expected": d.expected,
+                "error": result.as_ref().err().map(|e| e.to_string()),
+            })),
+        };
+        app.store
+            .call(move |s| {
+                s.transaction(|db| {
+                    db.append_audit(&audit)?;
+                    db.set_cursor(&cursor, &fingerprint, now)
+                })
+            })
+            .await?;
+        match result {
+            Ok(()) => {
+                tracing::info!(secret = %e.key, action = label, native = %d.native, expected = %d.expected, "native schedule changed")
+            }
+            Err(err) => {
+                tracing::warn!(secret = %e.key, action = label, error = %err, "cannot change the native schedule");
+                let mut a = notice(format!("{label} failed: {err}; {}", d.why));
+                a.dedupe_key.push_str(":failed");
+                app.engine.alerts.raise_once(a).await?;
+            }
+        }
+    }
+    app.metrics.native_schedule_drift.set(drifting);
     Ok(())
 }
 

@@ -548,7 +548,8 @@ impl Engine {
             })),
         });
         notice.dedupe_key = format!("rotation_scheduled:{}:{}", attempt.secret, attempt.id);
-        self.raise_with_dependent_copies(notice, &dependents).await?;
+        self.raise_with_dependent_copies(notice, &dependents)
+            .await?;
         // What to watch after the rotation, with the baseline read now, before the
         // credential changes (validation.rs).
         let mut plan = crate::validation::WatchPlan::for_dependents(

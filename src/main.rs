@@ -51,6 +51,10 @@ enum Command {
         days: u32,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Read Secrets Manager and show each secret's TOML schedule next to its own
+        /// rotation rules (and the drift `[policy] native_schedule` reports).
+        #[arg(long, conflicts_with_all = ["from", "days"])]
+        live: bool,
     },
     /// Run the daemon (reconcile, rotate in windows, resume after restarts).
     Run,
@@ -98,7 +102,12 @@ fn main() -> ExitCode {
     rotationd::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json), level);
     let code = match cli.command {
         Command::Validate => commands::validate(&cli.config),
-        Command::Plan { from, days, format } => commands::plan(
+        Command::Plan {
+            live: true, format, ..
+        } => commands::plan_live(&cli.config, matches!(format, Format::Json)),
+        Command::Plan {
+            from, days, format, ..
+        } => commands::plan(
             &cli.config,
             from.as_deref(),
             days,

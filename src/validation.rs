@@ -99,7 +99,11 @@ impl PlannedMetric {
 impl WatchPlan {
     /// The plan for a secret with these `dependents`; `None` when it has none. Names not
     /// declared (config validation rejects them) are kept as notify-only.
-    pub fn for_dependents(cfg: &Config, dependents: &[String], auto_rollback: bool) -> Option<Self> {
+    pub fn for_dependents(
+        cfg: &Config,
+        dependents: &[String],
+        auto_rollback: bool,
+    ) -> Option<Self> {
         if dependents.is_empty() {
             return None;
         }
@@ -156,7 +160,8 @@ impl WatchPlan {
             return;
         }
         self.baseline_at = Some(now);
-        let start = now - chrono::Duration::from_std(period).unwrap_or(chrono::Duration::minutes(15));
+        let start =
+            now - chrono::Duration::from_std(period).unwrap_or(chrono::Duration::minutes(15));
         let alarms = cw.alarm_states(&self.alarm_names()).await;
         let maxima = if self.metrics.is_empty() {
             Ok(Vec::new())
@@ -165,8 +170,10 @@ impl WatchPlan {
         };
         match (alarms, maxima) {
             (Ok(alarms), Ok(maxima)) => {
-                let states: HashMap<&str, &str> =
-                    alarms.iter().map(|a| (a.name.as_str(), a.state.as_str())).collect();
+                let states: HashMap<&str, &str> = alarms
+                    .iter()
+                    .map(|a| (a.name.as_str(), a.state.as_str()))
+                    .collect();
                 for a in &mut self.alarms {
                     a.baseline = states.get(a.name.as_str()).map(|s| s.to_string());
                 }
@@ -218,7 +225,11 @@ pub fn judge(
                 detail: format!(
                     "alarm {} is ALARM{}{}",
                     a.name,
-                    if was_alarm { "" } else { " (it was not before the rotation)" },
+                    if was_alarm {
+                        ""
+                    } else {
+                        " (it was not before the rotation)"
+                    },
                     now.reason
                         .as_deref()
                         .map(|r| format!(": {}", truncate(r, 300)))
@@ -321,7 +332,10 @@ impl Watcher {
         loop {
             match self.poll().await {
                 Ok(r) if r.errors > 0 => {
-                    tracing::warn!(errors = r.errors, "some dependents could not be checked; retrying at the next poll")
+                    tracing::warn!(
+                        errors = r.errors,
+                        "some dependents could not be checked; retrying at the next poll"
+                    )
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "cannot read the watched rotations; retrying"),
@@ -409,7 +423,12 @@ impl Watcher {
         Ok(report)
     }
 
-    async fn validated(&self, attempt: &Attempt, plan: &WatchPlan, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn validated(
+        &self,
+        attempt: &Attempt,
+        plan: &WatchPlan,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let evidence = serde_json::json!({
             "outcome": "validated",
             "checked_at": now.to_rfc3339(),
@@ -422,7 +441,10 @@ impl Watcher {
             action: "validate".into(),
             secret: Some(attempt.secret.clone()),
             ticket: attempt.ticket.clone(),
-            reason: Some(format!("post-rotation watch of {}", plan.dependents.join(", "))),
+            reason: Some(format!(
+                "post-rotation watch of {}",
+                plan.dependents.join(", ")
+            )),
             outcome: Validation::Validated.as_str().into(),
             detail: Some(serde_json::json!({ "attempt": attempt.id, "evidence": evidence })),
         };
@@ -432,7 +454,13 @@ impl Watcher {
             .store
             .call(move |s| {
                 s.transaction(|db| {
-                    let moved = db.update_validation(&id, &[Validation::Watching], Validation::Validated, Some(&ev), now)?;
+                    let moved = db.update_validation(
+                        &id,
+                        &[Validation::Watching],
+                        Validation::Validated,
+                        Some(&ev),
+                        now,
+                    )?;
                     if moved {
                         db.append_audit(&audit)?;
                     }
@@ -478,7 +506,11 @@ impl Watcher {
         alert.reason = Some(format!(
             "{} failing after the rotation: {}",
             failing.iter().copied().collect::<Vec<_>>().join(", "),
-            findings.iter().map(|f| f.detail.as_str()).collect::<Vec<_>>().join("; ")
+            findings
+                .iter()
+                .map(|f| f.detail.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
         alert.details = serde_json::json!({
             "attempt": attempt.id,
@@ -520,7 +552,8 @@ impl Watcher {
             .store
             .call(move |s| {
                 s.transaction(|db| {
-                    let moved = db.update_validation(&id, &[Validation::Watching], to, Some(&ev), now)?;
+                    let moved =
+                        db.update_validation(&id, &[Validation::Watching], to, Some(&ev), now)?;
                     if moved {
                         db.append_audit(&audit)?;
                         if let Some(p) = prepared {
@@ -547,7 +580,10 @@ impl Watcher {
     /// `auto_rollback = true`: AWSCURRENT back to the version before this attempt, only
     /// while AWSCURRENT is still the version the attempt created.
     async fn roll_back(&self, attempt: &Attempt) -> Result<(), WatchError> {
-        let id = attempt.secret_arn.clone().unwrap_or_else(|| attempt.secret.clone());
+        let id = attempt
+            .secret_arn
+            .clone()
+            .unwrap_or_else(|| attempt.secret.clone());
         let info = self.sm.describe(&id).await?;
         let current = info.current_version().map(str::to_string);
         let (outcome, detail) = match (&attempt.previous_version, &attempt.new_version) {
@@ -595,7 +631,13 @@ impl Watcher {
         self.store
             .call(move |s| {
                 s.transaction(|db| {
-                    if db.update_validation(&aid, &[Validation::RollingBack], Validation::ValidatedUnhealthy, Some(&ev), now)? {
+                    if db.update_validation(
+                        &aid,
+                        &[Validation::RollingBack],
+                        Validation::ValidatedUnhealthy,
+                        Some(&ev),
+                        now,
+                    )? {
                         db.append_audit(&audit)?;
                     }
                     Ok::<_, StoreError>(())
@@ -625,8 +667,16 @@ mod tests {
         WatchPlan {
             dependents: vec!["api".into(), "worker".into()],
             alarms: vec![
-                PlannedAlarm { dependent: "api".into(), name: "api-5xx".into(), baseline: Some("OK".into()) },
-                PlannedAlarm { dependent: "worker".into(), name: "worker-auth".into(), baseline: Some("ALARM".into()) },
+                PlannedAlarm {
+                    dependent: "api".into(),
+                    name: "api-5xx".into(),
+                    baseline: Some("OK".into()),
+                },
+                PlannedAlarm {
+                    dependent: "worker".into(),
+                    name: "worker-auth".into(),
+                    baseline: Some("ALARM".into()),
+                },
             ],
             metrics: vec![PlannedMetric {
                 dependent: "api".into(),
@@ -645,13 +695,30 @@ mod tests {
     }
 
     fn alarm(name: &str, state: &str, updated: DateTime<Utc>) -> AlarmState {
-        AlarmState { name: name.into(), state: state.into(), updated: Some(updated), reason: Some("Threshold Crossed".into()) }
+        AlarmState {
+            name: name.into(),
+            state: state.into(),
+            updated: Some(updated),
+            reason: Some("Threshold Crossed".into()),
+        }
     }
 
     #[test]
     fn healthy_when_alarms_ok_and_metrics_under_threshold() {
-        let f = judge(&plan(), &[alarm("api-5xx", "OK", at(1)), alarm("worker-auth", "ALARM", at(0))], &[Some(5.0)], at(1));
-        assert_eq!(f, vec![], "a metric equal to the threshold is not over it, and an alarm already firing before is old news");
+        let f = judge(
+            &plan(),
+            &[
+                alarm("api-5xx", "OK", at(1)),
+                alarm("worker-auth", "ALARM", at(0)),
+            ],
+            &[Some(5.0)],
+            at(1),
+        );
+        assert_eq!(
+            f,
+            vec![],
+            "a metric equal to the threshold is not over it, and an alarm already firing before is old news"
+        );
     }
 
     #[test]
@@ -660,13 +727,31 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].dependent, "api");
         assert_eq!(f[0].source, "alarm");
-        assert!(f[0].detail.contains("it was not before the rotation"), "{}", f[0].detail);
+        assert!(
+            f[0].detail.contains("it was not before the rotation"),
+            "{}",
+            f[0].detail
+        );
     }
 
     #[test]
     fn an_alarm_already_firing_counts_again_when_it_changed_after_the_rotation() {
-        assert_eq!(judge(&plan(), &[alarm("worker-auth", "ALARM", at(0))], &[None], at(1)).len(), 0);
-        let f = judge(&plan(), &[alarm("worker-auth", "ALARM", at(3))], &[None], at(1));
+        assert_eq!(
+            judge(
+                &plan(),
+                &[alarm("worker-auth", "ALARM", at(0))],
+                &[None],
+                at(1)
+            )
+            .len(),
+            0
+        );
+        let f = judge(
+            &plan(),
+            &[alarm("worker-auth", "ALARM", at(3))],
+            &[None],
+            at(1),
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].dependent, "worker");
     }
@@ -687,12 +772,24 @@ mod tests {
         assert_eq!(judge(&p, &[], &[Some(9.0)], at(1)), vec![]);
         assert_eq!(judge(&p, &[], &[Some(21.0)], at(1)).len(), 1);
         p.metrics[0].baseline = None;
-        assert_eq!(judge(&p, &[], &[Some(9.0)], at(1)).len(), 1, "no baseline: the threshold alone decides");
+        assert_eq!(
+            judge(&p, &[], &[Some(9.0)], at(1)).len(),
+            1,
+            "no baseline: the threshold alone decides"
+        );
     }
 
     #[test]
     fn no_datapoints_and_unknown_alarms_decide_nothing() {
-        assert_eq!(judge(&plan(), &[alarm("someone-else", "ALARM", at(5))], &[None], at(1)), vec![]);
+        assert_eq!(
+            judge(
+                &plan(),
+                &[alarm("someone-else", "ALARM", at(5))],
+                &[None],
+                at(1)
+            ),
+            vec![]
+        );
     }
 
     #[test]
@@ -702,6 +799,12 @@ mod tests {
         let back: WatchPlan = serde_json::from_str(&json).unwrap();
         assert_eq!(back, p);
         assert!(p.is_watched());
-        assert!(!WatchPlan { dependents: vec!["x".into()], ..WatchPlan::default() }.is_watched());
+        assert!(
+            !WatchPlan {
+                dependents: vec!["x".into()],
+                ..WatchPlan::default()
+            }
+            .is_watched()
+        );
     }
 }

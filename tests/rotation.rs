@@ -28,6 +28,9 @@ max_age = "93d"
 name_prefix = "e2e/"
 strategy = "single-user"
 dependents = ["billing-api"]
+
+[[dependent]]
+name = "billing-api"
 "#;
 
 fn outbox(env: &Env, kind: &str) -> Vec<(String, Option<i64>)> {

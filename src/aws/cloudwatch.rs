@@ -157,7 +157,12 @@ impl CloudWatch {
                     .metric_data_results()
                     .iter()
                     .filter_map(|r| {
-                        let max = r.values().iter().copied().filter(|v| v.is_finite()).reduce(f64::max)?;
+                        let max = r
+                            .values()
+                            .iter()
+                            .copied()
+                            .filter(|v| v.is_finite())
+                            .reduce(f64::max)?;
                         Some((r.id()?, max))
                     })
                     .collect();

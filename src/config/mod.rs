@@ -2,19 +2,20 @@
 //!
 //! Two stages, as in vector's config compiler:
 //! 1. [`raw`] mirrors the file with serde (`deny_unknown_fields`, every field optional and
-//!    spanned). Each section and each `[[secret]]`/`[[selector]]`/`[[group]]` entry is
-//!    deserialized on its own, and when one fails each of its keys is retried alone, so one
-//!    run reports every mistake instead of the first.
+//!    spanned). Each section and each `[[secret]]`/`[[selector]]`/`[[group]]`/`[[dependent]]`
+//!    entry is deserialized on its own, and when one fails each of its keys is retried
+//!    alone, so one run reports every mistake instead of the first.
 //! 2. [`build`] turns the raw structs into real types (`Duration`, `NonZeroU32`, parsed
 //!    [`Schedule`], `SocketAddr`) and runs the cross-field checks (duplicate ids, unknown
-//!    groups, windows longer than the schedule's shortest gap, missing change tickets...).
+//!    groups and dependents, windows longer than the schedule's shortest gap, missing
+//!    change tickets...).
 //!
 //! Every problem becomes a [`Diagnostic`] with the byte span it refers to; [`Diagnostics`]
 //! renders them as `FILE:LINE:COL: error: MESSAGE`, one per line, sorted by position.
 
 pub mod raw;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -26,6 +27,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+use crate::drift::NativeSchedule;
 use crate::schedule::Schedule;
 use raw::*;
 
@@ -42,6 +44,7 @@ pub struct Config {
     pub events: Option<EventsConfig>,
     pub policy: PolicyConfig,
     pub groups: Vec<Group>,
+    pub dependents: Vec<DependentConfig>,
     pub secrets: Vec<SecretConfig>,
     pub selectors: Vec<SelectorConfig>,
 }
@@ -122,6 +125,78 @@ pub struct PolicyConfig {
     pub default_schedule: Schedule,
     pub default_window: Duration,
     pub require_change_ticket: bool,
+    /// How long dependents are watched after a rotation (the seed's 15 minutes).
+    pub validation_period: Duration,
+    /// How often CloudWatch is polled during that watch.
+    pub validation_interval: Duration,
+    /// What to do about Secrets Manager's own rotation schedule.
+    pub native_schedule: NativeSchedule,
+}
+
+/// A `[[dependent]]`: a service that uses secrets. It is notified around a rotation and,
+/// when it has alarms or metrics, watched for [`PolicyConfig::validation_period`] after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DependentConfig {
+    pub name: String,
+    /// Its own SNS topic for notices, besides `[alerts] notify_topic_arn`.
+    pub notify_topic_arn: Option<String>,
+    /// CloudWatch alarm names: any of them in ALARM means unhealthy.
+    pub alarms: Vec<String>,
+    pub metrics: Vec<MetricWatch>,
+}
+
+impl DependentConfig {
+    /// Whether its health can be checked after a rotation (it has alarms or metrics).
+    pub fn watched(&self) -> bool {
+        !self.alarms.is_empty() || !self.metrics.is_empty()
+    }
+}
+
+/// A `[[dependent.metrics]]`: unhealthy when `statistic` over `period` exceeds `threshold`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricWatch {
+    pub namespace: String,
+    pub metric_name: String,
+    pub dimensions: BTreeMap<String, String>,
+    pub statistic: Statistic,
+    /// Finite and at least zero.
+    pub threshold: f64,
+    /// A whole number of minutes, at most 1h.
+    pub period: Duration,
+}
+
+/// A CloudWatch statistic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Statistic {
+    Sum,
+    Average,
+    Maximum,
+    Minimum,
+    SampleCount,
+}
+
+impl Statistic {
+    /// CloudWatch's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Statistic::Sum => "Sum",
+            Statistic::Average => "Average",
+            Statistic::Maximum => "Maximum",
+            Statistic::Minimum => "Minimum",
+            Statistic::SampleCount => "SampleCount",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Statistic> {
+        Some(match text {
+            "Sum" => Statistic::Sum,
+            "Average" => Statistic::Average,
+            "Maximum" => Statistic::Maximum,
+            "Minimum" => Statistic::Minimum,
+            "SampleCount" => Statistic::SampleCount,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +240,9 @@ pub struct SecretSettings {
     pub dependents: Vec<String>,
     pub custodians: Vec<Custodian>,
     pub vendor: Option<String>,
+    /// Roll back on its own when a watched dependent turns unhealthy after a rotation.
+    /// Off by default: the guide reserves rollback to L3.
+    pub auto_rollback: bool,
 }
 
 impl SecretSettings {
@@ -235,6 +313,11 @@ impl Config {
             )),
             _ => Err(ConfigError::Invalid(diags)),
         }
+    }
+
+    /// The `[[dependent]]` called `name`.
+    pub fn dependent(&self, name: &str) -> Option<&DependentConfig> {
+        self.dependents.iter().find(|d| d.name == name)
     }
 
     /// Expands a user's reach: the groups a custodian list names are replaced by members.
@@ -400,6 +483,7 @@ fn plain_types(msg: &str) -> String {
             .replace(&format!("expected {t}"), "expected an integer")
             .replace(&format!(" as {t}"), "");
     }
+    out = out.replace("expected f64", "expected a number");
     // toml reads integers beyond i64 as a wider type, which serde then calls a wrong type.
     if let Some((n, tail)) = out
         .strip_prefix("invalid type: integer `")
@@ -532,6 +616,45 @@ fn de_events(value: &Spanned<DeValue<'_>>, diags: &mut Diagnostics) -> Option<Ra
     Some(events)
 }
 
+/// A `[[dependent]]` with each of its `[[dependent.metrics]]` tables deserialized on its
+/// own (as [`de_events`] does for its nested tables), so that a bad key in one metric does
+/// not hide the mistakes in the others.
+fn de_dependent(value: &Spanned<DeValue<'_>>, diags: &mut Diagnostics) -> Option<RawDependent> {
+    let DeValue::Table(table) = value.get_ref() else {
+        return de_table(value, "dependent", diags);
+    };
+    let mut rest = DeTable::new();
+    let mut metrics = None;
+    for (key, val) in table.iter() {
+        match (&**key.get_ref(), val.get_ref()) {
+            ("metrics", DeValue::Array(items)) => {
+                let list: Vec<Spanned<RawMetric>> = items
+                    .iter()
+                    .filter_map(|item| {
+                        let mut metric = de_table::<RawMetric>(item, "dependent.metrics", diags)?;
+                        if let DeValue::Table(t) = item.get_ref() {
+                            metric.written = t.keys().map(|k| k.get_ref().to_string()).collect();
+                        }
+                        Some(Spanned::new(item.span(), metric))
+                    })
+                    .collect();
+                metrics = Some(Spanned::new(val.span(), list));
+            }
+            // Any other shape: let the whole-table pass report it.
+            _ => {
+                rest.insert(key.clone(), val.clone());
+            }
+        }
+    }
+    let mut dependent = de_table::<RawDependent>(
+        &Spanned::new(value.span(), DeValue::Table(rest)),
+        "dependent",
+        diags,
+    )?;
+    dependent.metrics = metrics.or(dependent.metrics);
+    Some(dependent)
+}
+
 /// The elements of an array of tables (`[[secret]]`), moved out so that each can be
 /// deserialized and then dropped in turn: a 100,000-secret file never holds its parsed
 /// document and its validated config in memory at once.
@@ -560,7 +683,15 @@ fn array_items<'i>(
 }
 
 const SECTIONS: &[&str] = &[
-    "aws", "daemon", "alerts", "events", "policy", "group", "secret", "selector",
+    "aws",
+    "daemon",
+    "alerts",
+    "events",
+    "policy",
+    "group",
+    "dependent",
+    "secret",
+    "selector",
 ];
 
 struct RawDocument<'i> {
@@ -570,6 +701,7 @@ struct RawDocument<'i> {
     events: Option<(Range<usize>, RawEvents)>,
     policy: RawPolicy,
     groups: Vec<Spanned<DeValue<'i>>>,
+    dependents: Vec<Spanned<DeValue<'i>>>,
     secrets: Vec<Spanned<DeValue<'i>>>,
     selectors: Vec<Spanned<DeValue<'i>>>,
 }
@@ -589,6 +721,7 @@ fn parse_document<'i>(source: &'i str, diags: &mut Diagnostics) -> Option<RawDoc
         events: None,
         policy: RawPolicy::default(),
         groups: Vec::new(),
+        dependents: Vec::new(),
         secrets: Vec::new(),
         selectors: Vec::new(),
     };
@@ -601,6 +734,7 @@ fn parse_document<'i>(source: &'i str, diags: &mut Diagnostics) -> Option<RawDoc
             "alerts" => doc.alerts = de_table(&value, name, diags).map(|t| (key.span(), t)),
             "events" => doc.events = de_events(&value, diags).map(|t| (key.span(), t)),
             "group" => doc.groups = array_items(value, name, diags),
+            "dependent" => doc.dependents = array_items(value, name, diags),
             "secret" => doc.secrets = array_items(value, name, diags),
             "selector" => doc.selectors = array_items(value, name, diags),
             other => diags.error(
@@ -681,6 +815,10 @@ struct ParsedSchedule {
 #[derive(Default)]
 struct Schedules {
     parsed: HashMap<String, Result<ParsedSchedule, String>>,
+    /// `drift::aws_rules` per schedule text and window, for `native_schedule = "sync"`.
+    rules: HashMap<(String, Duration), Result<(), String>>,
+    /// Default schedules already reported at `native_schedule` (once each, not per secret).
+    reported_defaults: HashSet<(String, Duration)>,
 }
 
 impl Schedules {
@@ -690,6 +828,14 @@ impl Schedules {
             .or_insert_with(|| Ok(Self::measure(schedule.clone())))
             .clone()
             .unwrap_or_else(|_| Self::measure(schedule.clone()))
+    }
+
+    /// Whether `schedule` with `window` can be written as Secrets Manager rotation rules.
+    fn aws_rules(&mut self, schedule: &Schedule, window: Duration) -> Result<(), String> {
+        self.rules
+            .entry((schedule.as_str().to_string(), window))
+            .or_insert_with(|| crate::drift::aws_rules(schedule, window).map(|_| ()))
+            .clone()
     }
 
     fn measure(schedule: Schedule) -> ParsedSchedule {
@@ -846,6 +992,17 @@ struct RawSettings<'a> {
     dependents: &'a S<Vec<Spanned<String>>>,
     custodians: &'a S<Vec<Spanned<String>>>,
     vendor: &'a S<String>,
+    auto_rollback: &'a S<bool>,
+}
+
+/// What a `[[secret]]` or `[[selector]]` may refer to, declared elsewhere in the file.
+struct Declared {
+    groups: HashSet<String>,
+    /// Dependent name -> whether it is watched (has alarms or metrics).
+    dependents: HashMap<String, bool>,
+    /// The span of `[policy] native_schedule` when it is "sync": every schedule in use must
+    /// then be expressible as Secrets Manager rotation rules.
+    sync: Option<Range<usize>>,
 }
 
 fn settings(
@@ -854,7 +1011,7 @@ fn settings(
     entry_span: Range<usize>,
     what: &str,
     policy: &PolicyConfig,
-    group_names: &HashSet<String>,
+    declared: &Declared,
     schedules: &mut Schedules,
 ) -> Option<SecretSettings> {
     let mut ok = true;
@@ -904,6 +1061,48 @@ fn settings(
                     fmt_duration(policy.max_age)
                 ),
             );
+        }
+    }
+    if let (Some(sync), Some(p), Some(win)) = (&declared.sync, &parsed, window)
+        && let Err(why) = schedules.aws_rules(&p.schedule, win)
+    {
+        let sched = &p.schedule;
+        // drift's reason may already say what to do instead; do not say it twice.
+        let instead = |what: &str| {
+            if why.contains("native_schedule") {
+                String::new()
+            } else {
+                format!("; change {what} or use native_schedule = \"report\"")
+            }
+        };
+        let own = raw.schedule.as_ref().or(raw.window.as_ref());
+        match own {
+            Some(v) => {
+                diags.error(
+                    v.span(),
+                    format!(
+                        "schedule `{sched}` cannot be written as a Secrets Manager schedule (native_schedule = \"sync\"): {why}{}",
+                        instead("the schedule")
+                    ),
+                );
+                ok = false;
+            }
+            // The policy defaults: reported once, at native_schedule.
+            None => {
+                if schedules
+                    .reported_defaults
+                    .insert((sched.as_str().to_string(), win))
+                {
+                    diags.error(
+                        sync.clone(),
+                        format!(
+                            "default_schedule `{sched}` cannot be written as a Secrets Manager schedule (native_schedule = \"sync\"): {why}{}",
+                            instead("default_schedule")
+                        ),
+                    );
+                }
+                ok = false;
+            }
         }
     }
     let schedule = parsed.map(|p| p.schedule);
@@ -962,7 +1161,7 @@ fn settings(
     for c in raw.custodians.iter().flat_map(|v| v.get_ref().iter()) {
         let name = c.get_ref().trim();
         if let Some(group) = name.strip_prefix("group:") {
-            if !group_names.contains(group) {
+            if !declared.groups.contains(group) {
                 diags.error(
                     c.span(),
                     format!("custodian `{name}` names no [[group]]; declare a [[group]] with name = \"{group}\""),
@@ -977,14 +1176,46 @@ fn settings(
             custodians.push(Custodian::User(name.to_string()));
         }
     }
-    let mut dependents = Vec::new();
+    let mut dependents: Vec<String> = Vec::new();
+    let mut watched = false;
     for d in raw.dependents.iter().flat_map(|v| v.get_ref().iter()) {
-        if d.get_ref().trim().is_empty() {
+        let name = d.get_ref();
+        if name.trim().is_empty() {
             diags.error(d.span(), "a dependent may not be empty; name the service");
             ok = false;
+        } else if dependents.contains(name) {
+            diags.error(
+                d.span(),
+                format!("dependent `{name}` is listed twice; remove one"),
+            );
+            ok = false;
         } else {
-            dependents.push(d.get_ref().clone());
+            match declared.dependents.get(name) {
+                Some(w) => watched |= *w,
+                None => {
+                    diags.error(
+                        d.span(),
+                        format!(
+                            "unknown dependent `{name}`: declare it with [[dependent]] name = \"{name}\""
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            dependents.push(name.clone());
         }
+    }
+    let auto_rollback = raw.auto_rollback.as_ref().is_some_and(|b| *b.get_ref());
+    if let Some(b) = raw.auto_rollback
+        && *b.get_ref()
+        && !watched
+    {
+        diags.warning(
+            b.span(),
+            format!(
+                "{what} has auto_rollback = true but none of its dependents has `alarms` or [[dependent.metrics]], so it can never roll back on its own; list a watched dependent or remove auto_rollback"
+            ),
+        );
     }
     let vendor = raw.vendor.as_ref().map(|v| v.get_ref().clone());
     if !ok {
@@ -998,6 +1229,194 @@ fn settings(
         dependents,
         custodians,
         vendor,
+        auto_rollback,
+    })
+}
+
+/// A `[[dependent]]`'s alarms and metrics, validated (its name is checked by the caller).
+fn dependent(diags: &mut Diagnostics, d: &RawDependent, name: &str) -> DependentConfig {
+    let notify_topic_arn = d.notify_topic_arn.as_ref().map(|t| {
+        if let Err(e) = check_arn(t.get_ref(), "sns") {
+            diags.error(t.span(), e);
+        }
+        t.get_ref().clone()
+    });
+    let mut alarms: Vec<String> = Vec::new();
+    for a in d.alarms.iter().flat_map(|v| v.get_ref().iter()) {
+        let text = a.get_ref();
+        if text.trim().is_empty() {
+            diags.error(
+                a.span(),
+                "an alarm name may not be empty; name a CloudWatch alarm",
+            );
+        } else if text.chars().count() > 255 {
+            diags.error(
+                a.span(),
+                format!(
+                    "alarm name is {} characters long; CloudWatch alarm names have at most 255",
+                    text.chars().count()
+                ),
+            );
+        } else if alarms.contains(text) {
+            diags.error(
+                a.span(),
+                format!("alarm `{text}` is listed twice for dependent `{name}`; remove one"),
+            );
+            continue;
+        }
+        alarms.push(text.clone());
+    }
+    let metrics = d
+        .metrics
+        .iter()
+        .flat_map(|v| v.get_ref().iter())
+        .filter_map(|m| metric(diags, m, name))
+        .collect();
+    DependentConfig {
+        name: name.to_string(),
+        notify_topic_arn,
+        alarms,
+        metrics,
+    }
+}
+
+/// One `[[dependent.metrics]]`; `None` (with the errors recorded) when it is unusable.
+fn metric(diags: &mut Diagnostics, m: &Spanned<RawMetric>, dependent: &str) -> Option<MetricWatch> {
+    let span = m.span();
+    let raw = m.get_ref();
+    let mut ok = true;
+    let text = |diags: &mut Diagnostics, v: &S<String>, key: &str, hint: &str| match v {
+        Some(v) if !v.get_ref().trim().is_empty() => Some(v.get_ref().clone()),
+        Some(v) => {
+            diags.error(v.span(), format!("`{key}` may not be empty; {hint}"));
+            None
+        }
+        // Written with a wrong type: reported already.
+        None if raw.written.iter().any(|k| k == key) => None,
+        None => {
+            diags.error(
+                span.clone(),
+                format!("[[dependent.metrics]] of `{dependent}` is missing `{key}`; {hint}"),
+            );
+            None
+        }
+    };
+    let namespace = text(
+        diags,
+        &raw.namespace,
+        "namespace",
+        "set the CloudWatch namespace, like AWS/ApplicationELB",
+    );
+    let metric_name = text(
+        diags,
+        &raw.metric_name,
+        "metric_name",
+        "set the CloudWatch metric name, like HTTPCode_Target_5XX_Count",
+    );
+    let mut dimensions = BTreeMap::new();
+    if let Some(dims) = &raw.dimensions {
+        if dims.get_ref().len() > 30 {
+            diags.error(
+                dims.span(),
+                format!(
+                    "a metric has at most 30 dimensions (CloudWatch's limit), found {}; remove some",
+                    dims.get_ref().len()
+                ),
+            );
+            ok = false;
+        }
+        for (k, v) in dims.get_ref() {
+            if k.get_ref().trim().is_empty() {
+                diags.error(k.span(), "a dimension name may not be empty");
+                ok = false;
+            } else if v.get_ref().trim().is_empty() {
+                diags.error(
+                    v.span(),
+                    format!(
+                        "dimension `{}` has an empty value; set the value CloudWatch records",
+                        k.get_ref()
+                    ),
+                );
+                ok = false;
+            }
+            dimensions.insert(k.get_ref().clone(), v.get_ref().clone());
+        }
+    }
+    let statistic = match &raw.statistic {
+        None => Some(Statistic::Sum),
+        Some(v) => {
+            let s = Statistic::parse(v.get_ref());
+            if s.is_none() {
+                diags.error(
+                    v.span(),
+                    format!(
+                        "unknown statistic `{}`, expected \"Sum\", \"Average\", \"Maximum\", \"Minimum\" or \"SampleCount\"",
+                        v.get_ref()
+                    ),
+                );
+            }
+            s
+        }
+    };
+    let threshold = match &raw.threshold {
+        None if raw.written.iter().any(|k| k == "threshold") => None,
+        None => {
+            diags.error(
+                span.clone(),
+                format!(
+                    "[[dependent.metrics]] of `{dependent}` is missing `threshold`; set the value above which `{dependent}` counts as unhealthy"
+                ),
+            );
+            None
+        }
+        Some(t) if !t.get_ref().is_finite() => {
+            diags.error(
+                t.span(),
+                format!("threshold must be a finite number, found {}", t.get_ref()),
+            );
+            None
+        }
+        Some(t) if *t.get_ref() < 0.0 => {
+            diags.error(
+                t.span(),
+                format!(
+                    "threshold {} is negative; CloudWatch statistics here are counts and times, so use 0 or more",
+                    t.get_ref()
+                ),
+            );
+            None
+        }
+        Some(t) => Some(*t.get_ref()),
+    };
+    let period = duration(diags, &raw.period, "period", Duration::from_secs(60));
+    if let Some(v) = &raw.period {
+        if period.subsec_nanos() != 0 || !period.as_secs().is_multiple_of(60) {
+            diags.error(
+                v.span(),
+                format!(
+                    "`period` must be a whole number of minutes (CloudWatch's standard resolution is 60s), found `{}`; use 60s, 5m or another multiple of 60s",
+                    v.get_ref()
+                ),
+            );
+            ok = false;
+        } else if period > hours(1) {
+            diags.error(
+                v.span(),
+                "`period` may not exceed 1h; a dependent is watched for minutes after a rotation",
+            );
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(MetricWatch {
+        namespace: namespace?,
+        metric_name: metric_name?,
+        dimensions,
+        statistic: statistic?,
+        threshold: threshold?,
+        period,
     })
 }
 
@@ -1333,6 +1752,67 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         None => Schedule::parse("@quarterly").ok(),
     };
     let default_window = duration(diags, &p.default_window, "default_window", hours(4));
+    let validation_period = duration(
+        diags,
+        &p.validation_period,
+        "validation_period",
+        minutes(15),
+    );
+    let period_ok = (Duration::from_secs(1)..=hours(24)).contains(&validation_period);
+    if let Some(v) = &p.validation_period
+        && !period_ok
+    {
+        diags.error(
+            v.span(),
+            "validation_period must be between 1s and 24h; 15m is the default (the seed's post-rotation monitoring)",
+        );
+    }
+    let validation_interval = duration(
+        diags,
+        &p.validation_interval,
+        "validation_interval",
+        Duration::from_secs(60),
+    );
+    if let Some(v) = &p.validation_interval
+        && validation_interval < Duration::from_secs(1)
+    {
+        diags.error(
+            v.span(),
+            "validation_interval must be at least 1s (each poll calls CloudWatch); 60s is the default",
+        );
+    } else if period_ok
+        && validation_interval > validation_period
+        && let Some(v) = p
+            .validation_interval
+            .as_ref()
+            .or(p.validation_period.as_ref())
+    {
+        diags.error(
+            v.span(),
+            format!(
+                "validation_interval ({}) must not be longer than validation_period ({}); shorten the interval so that CloudWatch is polled during the watch",
+                fmt_duration(validation_interval),
+                fmt_duration(validation_period)
+            ),
+        );
+    }
+    let native_schedule = match &p.native_schedule {
+        None => NativeSchedule::default(),
+        Some(v) => match v.get_ref().as_str() {
+            "report" => NativeSchedule::Report,
+            "sync" => NativeSchedule::Sync,
+            "disable" => NativeSchedule::Disable,
+            other => {
+                diags.error(
+                    v.span(),
+                    format!(
+                        "unknown native_schedule `{other}`, expected \"report\", \"sync\" or \"disable\""
+                    ),
+                );
+                NativeSchedule::default()
+            }
+        },
+    };
     let policy = PolicyConfig {
         max_age: duration(diags, &p.max_age, "max_age", hours(90 * 24)),
         default_schedule: default_schedule.clone().unwrap_or_else(quarterly),
@@ -1341,6 +1821,9 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             .require_change_ticket
             .as_ref()
             .is_none_or(|b| *b.get_ref()),
+        validation_period,
+        validation_interval,
+        native_schedule,
     };
     if let (Some(sched), win, Some(spanned)) =
         (&default_schedule, default_window, &p.default_window)
@@ -1426,6 +1909,67 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         });
     }
 
+    // [[dependent]]
+    let mut dependents = Vec::new();
+    // Name -> where it was first declared.
+    let mut dependent_names: HashMap<String, usize> = HashMap::new();
+    let mut watched: HashMap<String, bool> = HashMap::new();
+    for item in doc.dependents {
+        let span = item.span();
+        let errors_before = diags.error_count();
+        let Some(d) = de_dependent(&item, diags) else {
+            continue;
+        };
+        drop(item);
+        let Some(name) = &d.name else {
+            diags.error(
+                span.clone(),
+                "[[dependent]] is missing `name`; name the service that uses the secrets",
+            );
+            continue;
+        };
+        let text = name.get_ref();
+        if text.trim().is_empty() {
+            diags.error(
+                name.span(),
+                "[[dependent]] name may not be empty; name the service",
+            );
+        } else if let Some(first) = dependent_names.get(text) {
+            let (line, _) = diags.position(*first);
+            diags.error(
+                name.span(),
+                format!(
+                    "duplicate dependent `{text}` (first declared on line {line}); merge the two"
+                ),
+            );
+        } else {
+            dependent_names.insert(text.clone(), name.span().start);
+        }
+        let dependent = dependent(diags, &d, text);
+        *watched.entry(text.clone()).or_default() |= dependent.watched();
+        let unwatched = d.alarms.as_ref().is_none_or(|a| a.get_ref().is_empty())
+            && d.metrics.as_ref().is_none_or(|m| m.get_ref().is_empty());
+        // Not when it has errors: a misspelt `alarms` would be reported twice.
+        if unwatched && diags.error_count() == errors_before {
+            diags.warning(
+                name.span(),
+                format!(
+                    "dependent `{text}` has no `alarms` or [[dependent.metrics]]: it is notified, but its health cannot be checked after a rotation; add `alarms` or [[dependent.metrics]]"
+                ),
+            );
+        }
+        dependents.push(dependent);
+    }
+    let declared = Declared {
+        groups: group_names,
+        dependents: watched,
+        sync: p
+            .native_schedule
+            .as_ref()
+            .filter(|_| policy.native_schedule == NativeSchedule::Sync)
+            .map(|v| v.span()),
+    };
+
     // [[secret]]
     let mut secrets = Vec::new();
     let mut seen_ids: HashMap<String, Range<usize>> = HashMap::new();
@@ -1487,11 +2031,12 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                 dependents: &s.dependents,
                 custodians: &s.custodians,
                 vendor: &s.vendor,
+                auto_rollback: &s.auto_rollback,
             },
             span.clone(),
             what.trim(),
             &policy,
-            &group_names,
+            &declared,
             &mut schedules,
         );
         if let (Some(id), Some(settings)) = (id, settings) {
@@ -1572,11 +2117,12 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                 dependents: &s.dependents,
                 custodians: &s.custodians,
                 vendor: &s.vendor,
+                auto_rollback: &s.auto_rollback,
             },
             span.clone(),
             &what,
             &policy,
-            &group_names,
+            &declared,
             &mut schedules,
         );
         if let (Some(matcher), Some(settings)) = (matcher, settings) {
@@ -1592,6 +2138,7 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         events,
         policy,
         groups,
+        dependents,
         secrets,
         selectors,
     })
@@ -1649,6 +2196,196 @@ change_ticket = "CHG-10421"
         assert_eq!(s.settings.schedule.as_str(), "@quarterly");
         assert_eq!(s.settings.strategy, Strategy::SingleUser);
         assert_eq!(s.settings.change_ticket.as_deref(), Some("CHG-10421"));
+    }
+
+    #[test]
+    fn validation_and_rollback_defaults() {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(cfg.policy.validation_period, Duration::from_secs(15 * 60));
+        assert_eq!(cfg.policy.validation_interval, Duration::from_secs(60));
+        assert_eq!(cfg.policy.native_schedule, NativeSchedule::Report);
+        assert!(cfg.dependents.is_empty());
+        assert!(!cfg.secrets[0].settings.auto_rollback);
+        assert!(cfg.secrets[0].settings.dependents.is_empty());
+    }
+
+    const DEPENDENTS: &str = r#"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
+
+[policy]
+max_age = "93d"
+validation_period = "20m"
+validation_interval = "30s"
+native_schedule = "disable"
+
+[[dependent]]
+name = "payments-api"
+notify_topic_arn = "arn:aws:sns:us-east-1:123456789012:payments-api"
+alarms = ["payments-api-5xx", "payments-api-auth"]
+
+[[dependent.metrics]]
+namespace = "AWS/ApplicationELB"
+metric_name = "HTTPCode_Target_4XX_Count"
+dimensions = { LoadBalancer = "app/payments/abc", TargetGroup = "targetgroup/api/def" }
+statistic = "Average"
+threshold = 10
+period = "5m"
+
+[[dependent.metrics]]
+namespace = "Payments"
+metric_name = "AuthFailures"
+threshold = 0.5
+
+[[dependent]]
+name = "ledger"
+
+[[secret]]
+id = "prod/payments/db"
+strategy = "single-user"
+change_ticket = "CHG-10421"
+dependents = ["payments-api", "ledger"]
+auto_rollback = true
+
+[[selector]]
+name_prefix = "prod/ledger/"
+strategy = "single-user"
+change_ticket = "CHG-10430"
+dependents = ["ledger"]
+"#;
+
+    #[test]
+    fn dependents_parse_into_typed_values() {
+        let (cfg, warnings) = Config::from_source(Path::new("t.toml"), DEPENDENTS).unwrap();
+        assert_eq!(cfg.policy.validation_period, Duration::from_secs(20 * 60));
+        assert_eq!(cfg.policy.validation_interval, Duration::from_secs(30));
+        assert_eq!(cfg.policy.native_schedule, NativeSchedule::Disable);
+        assert_eq!(cfg.dependents.len(), 2);
+        let api = cfg.dependent("payments-api").unwrap();
+        assert_eq!(
+            api,
+            &DependentConfig {
+                name: "payments-api".into(),
+                notify_topic_arn: Some("arn:aws:sns:us-east-1:123456789012:payments-api".into()),
+                alarms: vec!["payments-api-5xx".into(), "payments-api-auth".into()],
+                metrics: vec![
+                    MetricWatch {
+                        namespace: "AWS/ApplicationELB".into(),
+                        metric_name: "HTTPCode_Target_4XX_Count".into(),
+                        dimensions: BTreeMap::from([
+                            ("LoadBalancer".to_string(), "app/payments/abc".to_string()),
+                            ("TargetGroup".to_string(), "targetgroup/api/def".to_string()),
+                        ]),
+                        statistic: Statistic::Average,
+                        // A TOML integer is a threshold too.
+                        threshold: 10.0,
+                        period: Duration::from_secs(300),
+                    },
+                    MetricWatch {
+                        namespace: "Payments".into(),
+                        metric_name: "AuthFailures".into(),
+                        dimensions: BTreeMap::new(),
+                        statistic: Statistic::Sum,
+                        threshold: 0.5,
+                        period: Duration::from_secs(60),
+                    },
+                ],
+            }
+        );
+        assert!(api.watched());
+        let ledger = cfg.dependent("ledger").unwrap();
+        assert!(!ledger.watched());
+        assert_eq!(ledger.notify_topic_arn, None);
+        assert!(cfg.dependent("billing").is_none());
+        let s = &cfg.secrets[0].settings;
+        assert_eq!(s.dependents, vec!["payments-api", "ledger"]);
+        assert!(s.auto_rollback);
+        assert!(!cfg.selectors[0].settings.auto_rollback);
+        assert_eq!(Statistic::SampleCount.as_str(), "SampleCount");
+        assert_eq!(
+            serde_json::to_string(&Statistic::SampleCount).unwrap(),
+            "\"SampleCount\""
+        );
+        // Only the notify-only dependent warns; the secret has a watched dependent.
+        let warnings: Vec<String> = warnings.warnings().collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("dependent `ledger` has no `alarms`"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn undeclared_and_repeated_dependents_are_errors() {
+        let src = format!(
+            "{MINIMAL}dependents = [\"billing-api\"]\n\n[[dependent]]\nname = \"payments\"\nalarms = [\"a\", \"a\", \"\"]\n"
+        );
+        let errs = errors(&src);
+        assert_eq!(
+            errs,
+            vec![
+                "t.toml:9:15: error: unknown dependent `billing-api`: declare it with [[dependent]] name = \"billing-api\"",
+                "t.toml:13:16: error: alarm `a` is listed twice for dependent `payments`; remove one",
+                "t.toml:13:21: error: an alarm name may not be empty; name a CloudWatch alarm",
+            ]
+        );
+    }
+
+    #[test]
+    fn auto_rollback_without_a_watched_dependent_warns() {
+        let src = MINIMAL.replace(
+            "strategy = \"single-user\"",
+            "strategy = \"single-user\"\nauto_rollback = true",
+        );
+        let (cfg, warnings) = Config::from_source(Path::new("t.toml"), &src).unwrap();
+        assert!(cfg.secrets[0].settings.auto_rollback);
+        let warnings: Vec<String> = warnings
+            .warnings()
+            .filter(|w| w.contains("auto_rollback"))
+            .collect();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(
+                "t.toml:8:17: warning: [[secret]] `prod/payments/db` has auto_rollback = true"
+            ),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn a_short_validation_period_needs_a_short_interval() {
+        let src = format!("{MINIMAL}\n[policy]\nvalidation_period = \"30s\"\n");
+        let errs = errors(&src);
+        assert_eq!(
+            errs,
+            vec![
+                "t.toml:11:21: error: validation_interval (1m) must not be longer than validation_period (30s); shorten the interval so that CloudWatch is polled during the watch"
+            ]
+        );
+        let ok = format!(
+            "{MINIMAL}\n[policy]\nvalidation_period = \"30s\"\nvalidation_interval = \"10s\"\n"
+        );
+        assert!(errors(&ok).is_empty());
+        for bad in ["25h", "500ms"] {
+            let src = format!("{MINIMAL}\n[policy]\nvalidation_period = \"{bad}\"\n");
+            let errs = errors(&src);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert!(
+                errs[0].contains("validation_period must be between 1s and 24h"),
+                "{errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn native_schedule_values() {
+        let src = format!("{MINIMAL}\n[policy]\nnative_schedule = \"off\"\n");
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:11:19: error: unknown native_schedule `off`, expected \"report\", \"sync\" or \"disable\""
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! their source span ([`Spanned`]) for the same reason. Nothing here is validated: the
 //! stricter types live in [`super`].
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -83,6 +85,36 @@ pub struct RawPolicy {
     pub default_schedule: S<String>,
     pub default_window: S<String>,
     pub require_change_ticket: S<bool>,
+    pub validation_period: S<String>,
+    pub validation_interval: S<String>,
+    pub native_schedule: S<String>,
+}
+
+/// A `[[dependent]]`: a service that uses secrets, notified and watched around rotations.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDependent {
+    pub name: S<String>,
+    pub notify_topic_arn: S<String>,
+    pub alarms: S<Vec<Spanned<String>>>,
+    pub metrics: S<Vec<Spanned<RawMetric>>>,
+}
+
+/// A `[[dependent.metrics]]`: a CloudWatch metric whose breach marks the dependent unhealthy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetric {
+    pub namespace: S<String>,
+    pub metric_name: S<String>,
+    pub dimensions: S<BTreeMap<Spanned<String>, Spanned<String>>>,
+    pub statistic: S<String>,
+    /// A TOML integer or float (serde's `f64` accepts both).
+    pub threshold: S<f64>,
+    pub period: S<String>,
+    /// The keys written, set by `super::de_dependent`: a required key that was written
+    /// with a bad value is reported as such, not also as missing.
+    #[serde(skip)]
+    pub written: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +136,7 @@ pub struct RawSecret {
     pub dependents: S<Vec<Spanned<String>>>,
     pub custodians: S<Vec<Spanned<String>>>,
     pub vendor: S<String>,
+    pub auto_rollback: S<bool>,
 }
 
 /// A `[[selector]]`: the matcher plus the same settings as [`RawSecret`]. The settings are
@@ -122,4 +155,5 @@ pub struct RawSelector {
     pub dependents: S<Vec<Spanned<String>>>,
     pub custodians: S<Vec<Spanned<String>>>,
     pub vendor: S<String>,
+    pub auto_rollback: S<bool>,
 }

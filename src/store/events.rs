@@ -75,6 +75,34 @@ impl Db<'_> {
             .map_err(query("read a cursor"))
     }
 
+    /// Every cursor whose name starts with `prefix`.
+    pub fn cursors_with_prefix(self, prefix: &str) -> StoreResult<Vec<Cursor>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT name, value, updated_at FROM cursors \
+                 WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+            )
+            .map_err(query("list cursors"))?;
+        stmt.query_map([prefix], |row| {
+            Ok(Cursor {
+                name: row.get(0)?,
+                value: row.get(1)?,
+                updated_at: row.get::<_, Ts>(2)?.0,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(query("list cursors"))
+    }
+
+    /// Forgets a cursor; forgetting one that does not exist is not an error.
+    pub fn delete_cursor(self, name: &str) -> StoreResult<()> {
+        self.conn
+            .execute("DELETE FROM cursors WHERE name = ?1", [name])
+            .map_err(query("delete a cursor"))?;
+        Ok(())
+    }
+
     pub fn set_cursor(self, name: &str, value: &str, now: DateTime<Utc>) -> StoreResult<()> {
         self.conn
             .execute(

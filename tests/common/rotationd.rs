@@ -27,7 +27,8 @@ pub struct Env {
 }
 
 /// An SNS topic with an SQS queue subscribed to it: (topic ARN, queue URL).
-async fn subscribed_topic(
+/// A new SNS topic with an SQS queue subscribed: (topic ARN, queue URL).
+pub async fn subscribed_topic(
     sns: &aws_sdk_sns::Client,
     sqs: &aws_sdk_sqs::Client,
     name: &str,
@@ -315,7 +316,12 @@ notify_topic_arn = "{notify_topic}"
         self.messages(&self.notify_queue_url, wait).await
     }
 
-    async fn messages(&self, queue_url: &str, wait: Duration) -> Vec<(String, serde_json::Value)> {
+    /// SNS messages that reached `queue_url` (a queue made by [`subscribed_topic`]).
+    pub async fn messages(
+        &self,
+        queue_url: &str,
+        wait: Duration,
+    ) -> Vec<(String, serde_json::Value)> {
         let deadline = Instant::now() + wait;
         let mut out = Vec::new();
         loop {

@@ -1,0 +1,246 @@
+//! Native schedule drift on moto: a secret whose Secrets Manager schedule (here
+//! `AutomaticallyAfterDays: 90`, as `Env::rotatable_secret` sets) disagrees with the
+//! TOML schedule.
+//!
+//! - `report` tells (status, `plan --live`, a metric, one P3 notice) and changes nothing;
+//! - `sync` writes the TOML schedule with RotateSecret `RotationRules` and
+//!   `RotateImmediately = false`. moto ignores `ScheduleExpression` and `Duration`, so
+//!   the written rules are checked in moto's request log, and the rules read back still
+//!   differ: that also shows the loop guard (a second daemon start does not write again);
+//! - a schedule AWS cannot express is refused by `validate` when `sync` is asked for.
+
+mod common;
+
+use std::sync::Once;
+use std::time::Duration;
+
+use common::moto;
+use common::rotationd::{Env, rows, stderr, terminate};
+
+static RECORDING: Once = Once::new();
+
+fn recording() {
+    RECORDING.call_once(|| moto::shared().start_recording());
+}
+
+fn config(mode: &str, prefix: &str) -> String {
+    format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+native_schedule = "{mode}"
+
+[[selector]]
+name_prefix = "{prefix}"
+schedule = "0 2 1 1,4,7,10 *"
+window = "3h"
+strategy = "single-user"
+"#
+    )
+}
+
+/// RotateSecret requests rotationd sent for `secret`, as JSON bodies.
+fn rotate_requests(env: &Env, secret: &str) -> Vec<serde_json::Value> {
+    env.moto
+        .rotationd_requests()
+        .into_iter()
+        .filter(|r| r.operation == "RotateSecret")
+        .map(|r| r.json())
+        .filter(|j| {
+            j["SecretId"]
+                .as_str()
+                .is_some_and(|id| id == secret || id.contains(secret))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn report_shows_the_drift_and_changes_nothing() {
+    recording();
+    let prefix = moto::unique_name("drift/report/");
+    let env = Env::new("drift-report", &config("report", &prefix)).await;
+    let secret = format!("{prefix}db");
+    env.rotatable_secret(&secret).await;
+
+    let (mut daemon, log) = env.daemon_logged(&[]);
+    assert!(
+        env.wait_ready(Duration::from_secs(30)).await,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let metrics = env.metrics();
+    assert!(
+        metrics.contains("rotationd_native_schedule_drift_secrets 1"),
+        "{metrics}"
+    );
+    let notices: Vec<serde_json::Value> = env
+        .notify_messages(Duration::from_secs(15))
+        .await
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["kind"] == "native_schedule_drift")
+        .collect();
+    assert_eq!(
+        notices.len(),
+        1,
+        "{notices:#?}\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(notices[0]["severity"], "P3");
+    assert_eq!(notices[0]["details"]["native"], "every 90 days");
+    assert_eq!(
+        notices[0]["details"]["expected"],
+        "cron(0 2 1 1,4,7,10 ? *) for 3h"
+    );
+    terminate(&mut daemon, Duration::from_secs(10));
+    // A second start reports nothing new: once per secret and native schedule.
+    let (mut daemon, _) = env.daemon_logged(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    let again = env.notify_messages(Duration::from_secs(4)).await;
+    assert!(
+        again
+            .iter()
+            .all(|(_, m)| m["kind"] != "native_schedule_drift"),
+        "{again:#?}"
+    );
+    terminate(&mut daemon, Duration::from_secs(10));
+
+    let status = env.cli(&["status"]);
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(out.contains("drift"), "{out}");
+    assert!(
+        out.contains("native schedule: Secrets Manager rotates it every 90 days"),
+        "{out}"
+    );
+
+    let live = env.cli(&["plan", "--live", "--format", "json"]);
+    assert!(live.status.success(), "{}", stderr(&live));
+    let rows: serde_json::Value = serde_json::from_slice(&live.stdout).unwrap();
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["secret"], secret.as_str());
+    assert_eq!(row["schedule"], "0 2 1 1,4,7,10 *");
+    assert_eq!(row["as_aws"], "cron(0 2 1 1,4,7,10 ? *) for 3h");
+    assert_eq!(row["secrets_manager"], "every 90 days");
+    assert!(
+        row["drift"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("rotated twice")
+    );
+    let table = env.cli(&["plan", "--live"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("SECRETS MANAGER NOW") && text.contains("every 90 days"),
+        "{text}"
+    );
+
+    // Report never writes: the only RotateSecret for the secret is the test's own.
+    assert!(rotate_requests(&env, &secret).is_empty());
+}
+
+#[tokio::test]
+async fn sync_writes_the_toml_schedule_once_without_rotating() {
+    recording();
+    let prefix = moto::unique_name("drift/sync/");
+    let env = Env::new("drift-sync", &config("sync", &prefix)).await;
+    let secret = format!("{prefix}db");
+    env.rotatable_secret(&secret).await;
+
+    let (mut daemon, log) = env.daemon_logged(&[]);
+    assert!(
+        env.wait_ready(Duration::from_secs(30)).await,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let written = env
+        .eventually(Duration::from_secs(10), || {
+            let r = rotate_requests(&env, &secret);
+            (!r.is_empty()).then_some(r)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{}", std::fs::read_to_string(&log).unwrap()));
+    assert_eq!(written.len(), 1, "{written:#?}");
+    let req = &written[0];
+    assert_eq!(
+        req["RotationRules"]["ScheduleExpression"],
+        "cron(0 2 1 1,4,7,10 ? *)"
+    );
+    assert_eq!(req["RotationRules"]["Duration"], "3h");
+    assert!(req["RotationRules"].get("AutomaticallyAfterDays").is_none());
+    assert_eq!(req["RotateImmediately"], false);
+    assert_eq!(
+        rows(
+            &env.db(),
+            "SELECT action || ' ' || outcome FROM audit WHERE action LIKE 'native_schedule%'"
+        ),
+        vec!["native_schedule_sync ok"]
+    );
+    terminate(&mut daemon, Duration::from_secs(10));
+    let metrics_before_restart = rotate_requests(&env, &secret).len();
+
+    // moto does not keep ScheduleExpression, so Secrets Manager still "differs": a second
+    // start must not write again, and says so once instead.
+    let (mut daemon, log) = env.daemon_logged(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    let notices: Vec<serde_json::Value> = env
+        .notify_messages(Duration::from_secs(15))
+        .await
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["kind"] == "native_schedule_drift")
+        .collect();
+    assert_eq!(
+        notices.len(),
+        1,
+        "{notices:#?}\n{}\n{}",
+        String::from_utf8_lossy(&env.cli(&["plan", "--live"]).stdout),
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        notices[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already tried to sync"),
+        "{}",
+        notices[0]
+    );
+    assert_eq!(rotate_requests(&env, &secret).len(), metrics_before_restart);
+    terminate(&mut daemon, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn sync_refuses_a_schedule_secrets_manager_cannot_express() {
+    let env = Env::new(
+        "drift-inexpressible",
+        r#"
+[policy]
+native_schedule = "sync"
+
+[[secret]]
+id = "drift/half-past"
+schedule = "30 2 * * *"
+window = "2h"
+"#,
+    )
+    .await;
+    let o = env.cli(&["validate"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("schedule `30 2 * * *` cannot be written as a Secrets Manager schedule (native_schedule = \"sync\")"),
+        "{err}"
+    );
+    assert!(err.contains("minute `30`"), "{err}");
+    let line = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("schedule = \"30 2"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!(":{line}:")),
+        "the error points at the schedule's line {line}: {err}"
+    );
+}

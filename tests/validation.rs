@@ -1,0 +1,359 @@
+//! Post-rotation validation of dependents against CloudWatch on moto: the real binary
+//! rotates (`rotationd rotate`), the daemon watches the dependents, and the test plays
+//! the dependents' monitoring: it sets alarm states (SetAlarmState) and writes metric
+//! data (PutMetricData) during the watch.
+//!
+//! The watch is started by the CLI and carried on by a daemon started afterwards, so every
+//! test also shows that the watch lives in the state store, not in a process.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_cloudwatch::types::{
+    ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
+};
+use common::moto;
+use common::rotationd::{Env, rows, stderr, subscribed_topic, terminate};
+
+struct Fixture {
+    env: Env,
+    cw: aws_sdk_cloudwatch::Client,
+    secret: String,
+    alarm: String,
+    /// The queue subscribed to the dependent's own topic.
+    dependent_queue: String,
+    metric_namespace: String,
+}
+
+/// A secret with one dependent watched through an alarm and a metric (threshold 5, Sum
+/// per minute, dimension Service=<unique>), and the dependent's own SNS topic.
+async fn fixture(test: &str, period: &str, auto_rollback: bool) -> Fixture {
+    let m = moto::shared();
+    let conf = moto::sdk_config(&m.endpoint());
+    let cw = aws_sdk_cloudwatch::Client::new(&conf);
+    let sns = aws_sdk_sns::Client::new(&conf);
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let (dep_topic, dependent_queue) = subscribed_topic(&sns, &sqs, &format!("{test}-dep")).await;
+    let alarm = moto::unique_name(&format!("{test}-auth-errors"));
+    let metric_namespace = moto::unique_name(&format!("Val/{test}"));
+    cw.put_metric_alarm()
+        .alarm_name(&alarm)
+        .namespace(&metric_namespace)
+        .metric_name("AuthErrors")
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .send()
+        .await
+        .unwrap();
+    set_alarm(&cw, &alarm, StateValue::Ok).await;
+    let prefix = moto::unique_name(&format!("val/{test}/"));
+    let body = format!(
+        r#"
+[policy]
+require_change_ticket = false
+max_age = "93d"
+validation_period = "{period}"
+validation_interval = "1s"
+
+[[dependent]]
+name = "payments-api"
+notify_topic_arn = "{dep_topic}"
+alarms = ["{alarm}"]
+
+[[dependent.metrics]]
+namespace = "{metric_namespace}"
+metric_name = "AuthErrors"
+dimensions = {{ Service = "payments-api" }}
+statistic = "Sum"
+threshold = 5
+
+[[selector]]
+name_prefix = "{prefix}"
+strategy = "single-user"
+dependents = ["payments-api"]
+auto_rollback = {auto_rollback}
+"#
+    );
+    let env = Env::new(test, &body).await;
+    let secret = format!("{prefix}db");
+    env.rotatable_secret(&secret).await;
+    Fixture {
+        env,
+        cw,
+        secret,
+        alarm,
+        dependent_queue,
+        metric_namespace,
+    }
+}
+
+async fn set_alarm(cw: &aws_sdk_cloudwatch::Client, name: &str, state: StateValue) {
+    cw.set_alarm_state()
+        .alarm_name(name)
+        .state_value(state)
+        .state_reason("set by the test")
+        .send()
+        .await
+        .unwrap();
+}
+
+impl Fixture {
+    fn rotate(&self) {
+        let o = self.env.cli(&[
+            "rotate",
+            "--secret",
+            &self.secret,
+            "--ticket",
+            "INC-7001",
+            "--emergency",
+            "--reason",
+            "quarterly",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("watching the dependents"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    fn validation(&self) -> Vec<String> {
+        rows(
+            &self.env.db(),
+            "SELECT state || ' ' || COALESCE(validation, '-') FROM attempts ORDER BY started_at",
+        )
+    }
+
+    async fn auth_errors(&self, value: f64) {
+        self.cw
+            .put_metric_data()
+            .namespace(&self.metric_namespace)
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("AuthErrors")
+                    .dimensions(
+                        Dimension::builder()
+                            .name("Service")
+                            .value("payments-api")
+                            .build(),
+                    )
+                    .value(value)
+                    .timestamp(aws_smithy_types::DateTime::from(
+                        std::time::SystemTime::now(),
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn escalations(&self, wait: Duration) -> Vec<serde_json::Value> {
+        self.env
+            .security_messages(wait)
+            .await
+            .into_iter()
+            .map(|(_, m)| m)
+            .filter(|m| m["kind"] == "dependents_unhealthy")
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn an_alarm_going_to_alarm_during_the_watch_escalates_and_leaves_rollback_to_l3() {
+    let f = fixture("val-alarm", "10m", false).await;
+    let before = f.env.stages(&f.secret).await;
+    let old = Env::version_with(&before, "AWSCURRENT").unwrap();
+    f.rotate();
+    assert_eq!(f.validation(), vec!["succeeded watching"]);
+    // The plan and its baseline are stored on the attempt: the alarm was OK before.
+    let plan = rows(&f.env.db(), "SELECT watch_plan FROM attempts");
+    let plan: serde_json::Value = serde_json::from_str(&plan[0]).unwrap();
+    assert_eq!(plan["alarms"][0]["name"], f.alarm.as_str());
+    assert_eq!(plan["alarms"][0]["baseline"], "OK");
+    assert_eq!(plan["dependents"][0], "payments-api");
+
+    let (mut daemon, log) = f.env.daemon_logged(&[]);
+    assert!(f.env.wait_ready(Duration::from_secs(30)).await);
+    set_alarm(&f.cw, &f.alarm, StateValue::Alarm).await;
+    let got = f.escalations(Duration::from_secs(30)).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "{got:#?}\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let m = &got[0];
+    assert_eq!(m["severity"], "P1");
+    assert_eq!(m["secret"]["name"], f.secret.as_str());
+    assert_eq!(m["ticket"], "INC-7001");
+    assert_eq!(m["details"]["dependents"][0], "payments-api");
+    assert_eq!(m["details"]["failing_dependents"][0], "payments-api");
+    assert_eq!(m["details"]["evidence"][0]["source"], "alarm");
+    assert_eq!(m["details"]["evidence"][0]["name"], f.alarm.as_str());
+    assert_eq!(m["details"]["previous_version"], old.as_str());
+    let rollback = m["details"]["rollback"].as_str().unwrap();
+    assert!(
+        rollback.contains(&format!(
+            "rotationd rollback --secret {} --ticket INC-7001",
+            f.secret
+        )),
+        "{rollback}"
+    );
+    assert!(rollback.contains("not automatic"), "{rollback}");
+
+    assert!(
+        f.env
+            .eventually(Duration::from_secs(10), || {
+                (f.validation() == vec!["succeeded validated_unhealthy"]).then_some(())
+            })
+            .await
+            .is_some(),
+        "{:?}",
+        f.validation()
+    );
+    let audit = rows(
+        &f.env.db(),
+        "SELECT action || ' ' || outcome FROM audit WHERE action IN ('validate', 'rollback')",
+    );
+    assert_eq!(audit, vec!["validate validated_unhealthy"]);
+    let metrics = f.env.metrics();
+    assert!(
+        metrics.contains("rotationd_validations_total{outcome=\"validated_unhealthy\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rotationd_validations_in_flight 0"),
+        "{metrics}"
+    );
+    // Not rolled back: the guide reserves rollback to L3.
+    let after = f.env.stages(&f.secret).await;
+    assert_ne!(Env::version_with(&after, "AWSCURRENT").unwrap(), old);
+    // The dependent's own topic got the pre-rotation and the completion notice.
+    let notices: Vec<String> = f
+        .env
+        .messages(&f.dependent_queue, Duration::from_secs(5))
+        .await
+        .into_iter()
+        .map(|(_, m)| m["kind"].as_str().unwrap().to_string())
+        .collect();
+    let mut notices = notices;
+    notices.sort();
+    assert_eq!(notices, vec!["rotation_completed", "rotation_scheduled"]);
+    terminate(&mut daemon, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn an_error_metric_over_threshold_escalates_and_auto_rollback_restores_the_old_version() {
+    let f = fixture("val-metric", "10m", true).await;
+    let before = f.env.stages(&f.secret).await;
+    let old = Env::version_with(&before, "AWSCURRENT").unwrap();
+    f.rotate();
+    let new = Env::version_with(&f.env.stages(&f.secret).await, "AWSCURRENT").unwrap();
+    assert_ne!(new, old);
+    let (mut daemon, log) = f.env.daemon_logged(&[]);
+    assert!(f.env.wait_ready(Duration::from_secs(30)).await);
+    // Under the threshold: nothing happens.
+    f.auth_errors(3.0).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(f.validation(), vec!["succeeded watching"]);
+    // 3 + 40 in the same minute: Sum 43 > 5.
+    f.auth_errors(40.0).await;
+    let got = f.escalations(Duration::from_secs(30)).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "{got:#?}\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let ev = &got[0]["details"]["evidence"][0];
+    assert_eq!(ev["source"], "metric");
+    assert!(
+        ev["detail"].as_str().unwrap().contains("reached 43"),
+        "{ev}"
+    );
+    assert!(
+        got[0]["details"]["rollback"]
+            .as_str()
+            .unwrap()
+            .contains("automatic")
+    );
+    // auto_rollback = true: AWSCURRENT goes back to the old version, audited.
+    let rolled = f
+        .env
+        .eventually(Duration::from_secs(20), || {
+            (f.validation() == vec!["succeeded validated_unhealthy"]).then_some(())
+        })
+        .await;
+    assert!(rolled.is_some(), "{:?}", f.validation());
+    let after = f.env.stages(&f.secret).await;
+    assert_eq!(Env::version_with(&after, "AWSCURRENT").unwrap(), old);
+    assert_eq!(Env::version_with(&after, "AWSPREVIOUS").unwrap(), new);
+    let audit = rows(
+        &f.env.db(),
+        "SELECT action || ' ' || outcome || ' ' || actor FROM audit WHERE action IN ('validate', 'rollback') ORDER BY id",
+    );
+    assert_eq!(
+        audit,
+        vec![
+            "validate validated_unhealthy rotationd",
+            "rollback ok rotationd"
+        ]
+    );
+    terminate(&mut daemon, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn healthy_dependents_are_validated_and_the_watch_survives_a_restart() {
+    let f = fixture("val-healthy", "12s", false).await;
+    f.rotate();
+    let (mut daemon, _log) = f.env.daemon_logged(&[]);
+    assert!(f.env.wait_ready(Duration::from_secs(30)).await);
+    f.auth_errors(1.0).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Killed mid-watch: nothing in memory survives.
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+    assert_eq!(f.validation(), vec!["succeeded watching"]);
+    let (mut daemon, log) = f.env.daemon_logged(&[]);
+    let done = f
+        .env
+        .eventually(Duration::from_secs(40), || {
+            (f.validation() == vec!["succeeded validated"]).then_some(())
+        })
+        .await;
+    assert!(
+        done.is_some(),
+        "{:?}\n{}",
+        f.validation(),
+        std::fs::read_to_string(&log).unwrap()
+    );
+    // Validated at the end of the watch, not before it.
+    let early = rows(
+        &f.env.db(),
+        "SELECT a.id FROM audit u JOIN attempts a ON u.action = 'validate' AND u.at < a.watch_until",
+    );
+    assert!(
+        early.is_empty(),
+        "validated before the validation period ended"
+    );
+    assert!(f.escalations(Duration::from_secs(2)).await.is_empty());
+    let audit = rows(
+        &f.env.db(),
+        "SELECT action || ' ' || outcome FROM audit WHERE action = 'validate'",
+    );
+    assert_eq!(audit, vec!["validate validated"]);
+    let metrics = f.env.metrics();
+    assert!(
+        metrics.contains("rotationd_validations_total{outcome=\"validated\"} 1"),
+        "{metrics}"
+    );
+    let status = f.env.cli(&["status"]);
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(out.contains("validated"), "{out}");
+    terminate(&mut daemon, Duration::from_secs(10));
+}

@@ -485,6 +485,25 @@ impl Engine {
         };
         if is_planned(attempt.trigger_kind) {
             if let Some(t) = &trigger {
+                // Secrets Manager's own schedule (or an operator) already rotated the secret
+                // in this window: a second rotation would only churn the credential.
+                if attempt.trigger_kind == TriggerKind::Scheduled
+                    && let (Some(end), Some(rotated), Some(settings)) =
+                        (t.deadline, info.last_rotated, self.settings_for(&info))
+                    && let Ok(window) = chrono::Duration::from_std(settings.window)
+                    && rotated >= end - window
+                {
+                    return self
+                        .end(
+                            attempt,
+                            AttemptState::Skipped,
+                            format!(
+                                "already rotated in this window (at {}, by Secrets Manager's own schedule or by hand); see [policy] native_schedule",
+                                rotated.to_rfc3339()
+                            ),
+                        )
+                        .await;
+                }
                 if let Some(nb) = t.not_before
                     && now < nb
                 {

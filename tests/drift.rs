@@ -244,3 +244,75 @@ window = "2h"
         "the error points at the schedule's line {line}: {err}"
     );
 }
+
+#[tokio::test]
+async fn a_planned_rotation_is_skipped_when_the_window_already_saw_a_rotation() {
+    recording();
+    // rotationd's clock runs 10 minutes behind the real one. Its next window opens at the
+    // next full minute at least 30 s away (its time), so the first reconcile queues a
+    // trigger for it. Then the test rotates the secret, as Secrets Manager's own schedule
+    // would: in rotationd's time that rotation lies inside the window when it opens.
+    let offset = chrono::Duration::minutes(-10);
+    let shifted = chrono::Utc::now() + offset + chrono::Duration::seconds(90);
+    use chrono::Timelike;
+    let open = shifted.with_second(0).unwrap().with_nanosecond(0).unwrap();
+    let prefix = moto::unique_name("drift/twice/");
+    let secret = format!("{prefix}db");
+    let body = format!(
+        r#"
+[policy]
+max_age = "93d"
+
+[[secret]]
+id = "{secret}"
+schedule = "{} {} * * *"
+window = "1h"
+strategy = "single-user"
+change_ticket = "CHG-300"
+"#,
+        open.minute(),
+        open.hour()
+    );
+    let env = Env::new("drift-twice", &body).await;
+    env.rotatable_secret(&secret).await;
+    let (mut daemon, log) = env.daemon_logged(&[(
+        "ROTATIOND_TEST_CLOCK_OFFSET",
+        &offset.num_seconds().to_string(),
+    )]);
+    assert!(
+        env.wait_ready(Duration::from_secs(30)).await,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(
+        rows(&env.db(), "SELECT kind || ' ' || status FROM triggers"),
+        vec!["scheduled pending"]
+    );
+    env.sm
+        .rotate_secret()
+        .secret_id(&secret)
+        .send()
+        .await
+        .unwrap();
+    let ended = env
+        .eventually(Duration::from_secs(150), || {
+            let r = rows(
+                &env.db(),
+                "SELECT state || ': ' || error FROM attempts WHERE finished_at IS NOT NULL",
+            );
+            (!r.is_empty()).then_some(r)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{}", std::fs::read_to_string(&log).unwrap()));
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert!(
+        ended[0].starts_with("skipped: already rotated in this window"),
+        "{ended:?}"
+    );
+    assert_eq!(env.rotations_by_rotationd(&secret), 0);
+    assert_eq!(
+        rows(&env.db(), "SELECT kind || ' ' || status FROM triggers"),
+        vec!["scheduled cancelled"]
+    );
+    terminate(&mut daemon, Duration::from_secs(10));
+}

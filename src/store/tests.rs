@@ -1260,3 +1260,91 @@ fn the_state_file_and_the_directories_it_creates_are_owner_only() {
     assert_eq!(mode(&old), 0o600);
     assert_eq!(mode(dir.path()), before);
 }
+
+#[test]
+fn the_watch_starts_with_the_success_and_moves_once() {
+    let mut store = Store::open_in_memory().unwrap();
+    store
+        .db()
+        .create_attempt(&attempt("w1", "s", None))
+        .unwrap();
+    store
+        .db()
+        .update_attempt(
+            "w1",
+            &AttemptUpdate::to(AttemptState::RotateRequested)
+                .watch_plan(r#"{"dependents":["api"]}"#),
+            t(1),
+        )
+        .unwrap();
+    assert!(store.db().watched_attempts().unwrap().is_empty());
+    // A JSON column rejects anything else.
+    assert!(
+        store
+            .db()
+            .update_attempt(
+                "w1",
+                &AttemptUpdate::to(AttemptState::Monitoring).watch_plan("{not json"),
+                t(2)
+            )
+            .is_err()
+    );
+    store
+        .db()
+        .update_attempt(
+            "w1",
+            &AttemptUpdate::to(AttemptState::Succeeded).watch_until(t(900)),
+            t(3),
+        )
+        .unwrap();
+    let a = store.db().get_attempt("w1").unwrap().unwrap();
+    assert_eq!(a.state, AttemptState::Succeeded);
+    assert_eq!(a.validation, Some(Validation::Watching));
+    assert_eq!(a.watch_until, Some(t(900)));
+    assert_eq!(a.watch_plan.as_deref(), Some(r#"{"dependents":["api"]}"#));
+    assert_eq!(store.db().watched_attempts().unwrap().len(), 1);
+    // The watch moves after the attempt's terminal state, and only from where it is.
+    let moved = store.transaction(|db| {
+        db.update_validation(
+            "w1",
+            &[Validation::Watching],
+            Validation::RollingBack,
+            Some(r#"{"n":1}"#),
+            t(4),
+        )
+    });
+    assert!(moved.unwrap());
+    assert!(
+        !store
+            .db()
+            .update_validation(
+                "w1",
+                &[Validation::Watching],
+                Validation::Validated,
+                None,
+                t(5)
+            )
+            .unwrap(),
+        "a second pass cannot move it again"
+    );
+    assert!(
+        store
+            .db()
+            .update_validation(
+                "w1",
+                &[Validation::RollingBack],
+                Validation::ValidatedUnhealthy,
+                None,
+                t(6)
+            )
+            .unwrap()
+    );
+    let a = store.db().get_attempt("w1").unwrap().unwrap();
+    assert_eq!(a.validation, Some(Validation::ValidatedUnhealthy));
+    assert_eq!(
+        a.watch_evidence.as_deref(),
+        Some(r#"{"n":1}"#),
+        "evidence kept when none is given"
+    );
+    assert!(store.db().watched_attempts().unwrap().is_empty());
+}

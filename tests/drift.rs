@@ -316,3 +316,87 @@ change_ticket = "CHG-300"
     );
     terminate(&mut daemon, Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn disable_turns_the_native_schedule_off_once_and_never_under_a_rotation() {
+    recording();
+    let prefix = moto::unique_name("drift/disable/");
+    let env = Env::new("drift-disable", &config("disable", &prefix)).await;
+    let secret = format!("{prefix}db");
+    env.rotatable_secret(&secret).await;
+    // CancelRotateSecret needs a rotation function (AWS and moto alike): a failed rotation
+    // with one leaves the function configured and AWSPENDING out.
+    let token = "drift-disable-pending-0000000000000000";
+    env.leave_pending(&secret, token).await;
+    let cancels = |env: &Env| {
+        env.moto
+            .rotationd_requests()
+            .into_iter()
+            .filter(|r| {
+                r.operation == "CancelRotateSecret"
+                    && r.json()["SecretId"]
+                        .as_str()
+                        .is_some_and(|id| id.contains(secret.as_str()))
+            })
+            .count()
+    };
+
+    // AWSPENDING is out: a rotation may be running, and cancelling would break it.
+    let (mut daemon, log) = env.daemon_logged(&[]);
+    assert!(
+        env.wait_ready(Duration::from_secs(30)).await,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(cancels(&env), 0);
+    assert!(
+        env.metrics()
+            .contains("rotationd_native_schedule_drift_secrets 1")
+    );
+    terminate(&mut daemon, Duration::from_secs(10));
+
+    // The operator clears the broken rotation; the next reconcile cancels, once.
+    env.sm
+        .update_secret_version_stage()
+        .secret_id(&secret)
+        .version_stage("AWSPENDING")
+        .remove_from_version_id(token)
+        .send()
+        .await
+        .unwrap();
+    let (mut daemon, log) = env.daemon_logged(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    assert_eq!(
+        cancels(&env),
+        1,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let d = env
+        .sm
+        .describe_secret()
+        .secret_id(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.rotation_enabled(), Some(false));
+    assert_eq!(
+        rows(
+            &env.db(),
+            "SELECT action || ' ' || outcome FROM audit WHERE action LIKE 'native_schedule%'"
+        ),
+        vec!["native_schedule_disable ok"]
+    );
+    terminate(&mut daemon, Duration::from_secs(10));
+
+    // Off now: no drift, nothing more to do.
+    let (mut daemon, _) = env.daemon_logged(&[]);
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    let metrics = env.metrics();
+    assert!(
+        metrics.contains("rotationd_native_schedule_drift_secrets 0"),
+        "{metrics}"
+    );
+    assert_eq!(cancels(&env), 1);
+    terminate(&mut daemon, Duration::from_secs(10));
+}

@@ -119,6 +119,44 @@ ALTER TABLE attempts ADD COLUMN watch_plan TEXT CHECK (watch_plan IS NULL OR jso
 ALTER TABLE attempts ADD COLUMN watch_evidence TEXT CHECK (watch_evidence IS NULL OR json_valid(watch_evidence));
 CREATE INDEX attempts_watching ON attempts (watch_until) WHERE validation IN ('watching', 'rolling_back');
 "#,
+    // 3: rotation and rollback requests from CommandBridge (F7), and the outbox of the
+    // `Rotation Request Updated` events that answer them on the bus.
+    r#"
+CREATE TABLE requests (
+    id            TEXT    PRIMARY KEY NOT NULL,
+    kind          TEXT    NOT NULL,
+    secret        TEXT    NOT NULL,
+    ticket        TEXT,
+    reason        TEXT    NOT NULL,
+    requester     TEXT    NOT NULL,
+    level         TEXT    NOT NULL,
+    claimed_level TEXT,
+    emergency     INTEGER NOT NULL DEFAULT 0,
+    state         TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    decided_by    TEXT,
+    decided_at    INTEGER,
+    comment       TEXT,
+    trigger_id    INTEGER REFERENCES triggers(id),
+    reminded_at   INTEGER,
+    updated_at    INTEGER NOT NULL
+);
+CREATE INDEX requests_awaiting ON requests (expires_at) WHERE state = 'awaiting_approval';
+CREATE INDEX requests_trigger ON requests (trigger_id) WHERE trigger_id IS NOT NULL;
+
+CREATE TABLE bus_outbox (
+    id              INTEGER PRIMARY KEY,
+    detail_type     TEXT    NOT NULL,
+    detail          TEXT    NOT NULL CHECK (json_valid(detail)),
+    created_at      INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    published_at    INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX bus_outbox_due ON bus_outbox (next_attempt_at) WHERE published_at IS NULL;
+"#,
 ];
 
 /// The schema version this build writes and understands.

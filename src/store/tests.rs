@@ -93,7 +93,9 @@ fn open_creates_parent_dir_and_migrates_empty_db() {
             "alert_outbox",
             "attempts",
             "audit",
+            "bus_outbox",
             "cursors",
+            "requests",
             "seen_events",
             "triggers"
         ]

@@ -51,6 +51,8 @@ pub enum Audience {
     Security,
     /// `[alerts] notify_topic_arn` (dependent teams); skipped when not configured.
     Notify,
+    /// `[requests] approvers_topic_arn`, else the Security topic.
+    Approvers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,8 @@ pub enum AlertKind {
     RotationScheduled,
     RotationCompleted,
     NativeScheduleDrift,
+    ApprovalRequested,
+    ApprovalOverdue,
 }
 
 impl AlertKind {
@@ -87,6 +91,8 @@ impl AlertKind {
         AlertKind::RotationScheduled,
         AlertKind::RotationCompleted,
         AlertKind::NativeScheduleDrift,
+        AlertKind::ApprovalRequested,
+        AlertKind::ApprovalOverdue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +111,8 @@ impl AlertKind {
             AlertKind::RotationScheduled => "rotation_scheduled",
             AlertKind::RotationCompleted => "rotation_completed",
             AlertKind::NativeScheduleDrift => "native_schedule_drift",
+            AlertKind::ApprovalRequested => "approval_requested",
+            AlertKind::ApprovalOverdue => "approval_overdue",
         }
     }
 
@@ -122,14 +130,16 @@ impl AlertKind {
             | AlertKind::DepartureSlaAtRisk
             | AlertKind::DepartureSlaMissed
             | AlertKind::RotationStorm
-            | AlertKind::DependentsUnhealthy => Severity::P1,
+            | AlertKind::DependentsUnhealthy
+            | AlertKind::ApprovalOverdue => Severity::P1,
             AlertKind::RotationAbandoned
             | AlertKind::Overdue
             | AlertKind::SecretMissing
             | AlertKind::AwsUnreachable => Severity::P2,
             AlertKind::RotationScheduled
             | AlertKind::RotationCompleted
-            | AlertKind::NativeScheduleDrift => Severity::P3,
+            | AlertKind::NativeScheduleDrift
+            | AlertKind::ApprovalRequested => Severity::P3,
         }
     }
 
@@ -138,6 +148,7 @@ impl AlertKind {
             AlertKind::RotationScheduled
             | AlertKind::RotationCompleted
             | AlertKind::NativeScheduleDrift => Audience::Notify,
+            AlertKind::ApprovalRequested => Audience::Approvers,
             _ => Audience::Security,
         }
     }
@@ -158,6 +169,8 @@ impl AlertKind {
             AlertKind::RotationScheduled => "Rotation scheduled",
             AlertKind::RotationCompleted => "Rotation completed",
             AlertKind::NativeScheduleDrift => "Secrets Manager schedule differs from rotationd's",
+            AlertKind::ApprovalRequested => "Rotation approval requested",
+            AlertKind::ApprovalOverdue => "Emergency rotation still awaiting approval",
         }
     }
 
@@ -224,6 +237,16 @@ impl AlertKind {
             AlertKind::RotationCompleted => &[
                 "Verify service connectivity with the new credential",
                 "Watch 401/403/connection errors in CloudWatch for 15 minutes and check application logs",
+            ],
+            AlertKind::ApprovalRequested => &[
+                "An L1/L2 operator requested a rotation (the guide: Rotate Secrets is the highest-risk action; L1 and L2 request approval)",
+                "Check the ticket (CHG for planned, INC for emergency) and the reason",
+                "Approve or deny from CommandBridge as an L3 other than the requester; without a decision the request closes at its deadline",
+            ],
+            AlertKind::ApprovalOverdue => &[
+                "An emergency rotation request has waited half of its approval time",
+                "An L3 must approve or deny it now from CommandBridge; a suspected compromise should not wait",
+                ESCALATE,
             ],
             AlertKind::NativeScheduleDrift => &[
                 "Secrets Manager's own rotation schedule (RotationRules) disagrees with the TOML schedule: the secret can rotate twice, or not when planned",
@@ -520,6 +543,12 @@ pub async fn publish_due(
             // A dependent's copy goes to its own topic, as configured now.
             (Some(d), _) => cfg.dependent(d).and_then(|d| d.notify_topic_arn.as_deref()),
             (None, Some(Audience::Notify)) => cfg.alerts.notify_topic_arn.as_deref(),
+            (None, Some(Audience::Approvers)) => Some(
+                cfg.requests
+                    .as_ref()
+                    .and_then(|r| r.approvers_topic_arn.as_deref())
+                    .unwrap_or(cfg.alerts.security_topic_arn.as_str()),
+            ),
             _ => Some(cfg.alerts.security_topic_arn.as_str()),
         };
         let id = alert.id;

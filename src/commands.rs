@@ -305,7 +305,14 @@ pub fn setup_events(path: &Path) -> u8 {
             );
             return EXIT_INVALID;
         };
-        match crate::events::setup::apply(events, &app.eventbridge, &app.sqs).await {
+        match crate::events::setup::apply(
+            events,
+            app.cfg.requests.as_ref(),
+            &app.eventbridge,
+            &app.sqs,
+        )
+        .await
+        {
             Ok(report) => {
                 for (what, change) in &report {
                     println!("{what}: {}", change.as_str());

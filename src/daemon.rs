@@ -342,12 +342,13 @@ fn start(app: App, health: Arc<Health>, cancel: CancellationToken) -> (TaskTrack
     if let Some(events) = &shared.app.cfg.events {
         let sink = Arc::new(EventSink {
             cfg: shared.app.cfg.clone(),
-            normalize: crate::events::normalize_config(events),
+            normalize: crate::events::normalize_config(events, shared.app.cfg.requests.as_ref()),
             store: shared.app.store.clone(),
             metrics: shared.app.metrics.clone(),
             clock: shared.app.clock,
             inventory: shared.inventory.clone(),
             wake: shared.wake.clone(),
+            alerts: shared.app.engine.alerts.clone(),
         });
         let consumer = Arc::new(Consumer {
             sqs: shared.app.sqs.clone(),
@@ -380,6 +381,19 @@ fn start(app: App, health: Arc<Health>, cancel: CancellationToken) -> (TaskTrack
         }
         .run(cancel.clone()),
     );
+    if shared.app.cfg.requests.is_some() {
+        tracker.spawn(
+            crate::requests::RequestLoop {
+                cfg: shared.app.cfg.clone(),
+                store: shared.app.store.clone(),
+                alerts: shared.app.engine.alerts.clone(),
+                sm: shared.app.engine.sm.clone(),
+                eventbridge: shared.app.eventbridge.clone(),
+                clock: shared.app.clock,
+            }
+            .run(cancel.clone()),
+        );
+    }
     tracker.spawn(executor_loop(shared.clone(), tracker.clone(), cancel));
     let store = shared.app.store.clone();
     (tracker, store)

@@ -22,6 +22,8 @@
 //! - [`metrics`]: every Prometheus metric, in one place.
 //! - [`daemon`]: `rotationd run`: the loops, systemd notify/watchdog, reload.
 //! - [`commands`]: the CLI commands as functions returning exit codes.
+//! - [`history`]: `rotationd audit`: the audit log as table, JSON or CSV, and its hash
+//!   chain verified, from the state database alone.
 //! - [`telemetry`]: logging setup.
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
@@ -34,9 +36,11 @@ pub mod daemon;
 pub mod drift;
 pub mod engine;
 pub mod events;
+pub mod history;
 pub mod inventory;
 pub mod metrics;
 pub mod planner;
+pub mod requests;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;

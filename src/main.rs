@@ -90,6 +90,23 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Show the audit log (who, what, ticket, reason) from the state database, or check
+    /// its hash chain (no AWS call).
+    Audit {
+        /// Only entries about this secret, as recorded (name or ARN).
+        #[arg(long)]
+        secret: Option<String>,
+        /// Only entries at or after this time: RFC 3339 (2026-11-01T00:00:00Z) or a
+        /// duration ago (7d, 24h).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value_t = rotationd::history::AuditFormat::Table)]
+        format: rotationd::history::AuditFormat,
+        /// Check that no entry was edited, removed or reordered; prints the last hash,
+        /// worth recording elsewhere.
+        #[arg(long, conflicts_with_all = ["secret", "since", "format"])]
+        verify: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -128,6 +145,18 @@ fn main() -> ExitCode {
             ticket,
             reason,
         } => commands::rollback(&cli.config, &secret, &ticket, &reason),
+        Command::Audit {
+            secret,
+            since,
+            format,
+            verify,
+        } => rotationd::history::audit(
+            &cli.config,
+            secret.as_deref(),
+            since.as_deref(),
+            format,
+            verify,
+        ),
     };
     ExitCode::from(code)
 }

@@ -42,6 +42,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub alerts: AlertsConfig,
     pub events: Option<EventsConfig>,
+    pub requests: Option<RequestsConfig>,
     pub policy: PolicyConfig,
     pub groups: Vec<Group>,
     pub dependents: Vec<DependentConfig>,
@@ -117,6 +118,58 @@ pub struct CloudTrailConfig {
     pub endpoint_url: Option<String>,
     pub lookback: Duration,
     pub poll_interval: Duration,
+}
+
+/// The seed's permission levels: L1 and L2 request approval for a rotation; only L3
+/// executes directly, approves, and rolls back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub enum Level {
+    L1,
+    L2,
+    L3,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::L1 => "L1",
+            Level::L2 => "L2",
+            Level::L3 => "L3",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Level> {
+        match s {
+            "L1" => Some(Level::L1),
+            "L2" => Some(Level::L2),
+            "L3" => Some(Level::L3),
+            _ => None,
+        }
+    }
+}
+
+/// `[requests]`: CommandBridge's rotation and rollback requests, arriving on the events
+/// queue, and the approval policy applied to them.
+#[derive(Debug, Clone)]
+pub struct RequestsConfig {
+    /// The EventBridge `source` of request events (default `commandbridge`).
+    pub source: String,
+    /// Who is which level; an identity not listed is L1. The level an event claims is never
+    /// taken on trust.
+    pub levels: HashMap<String, Level>,
+    /// Where approval requests go; the Security topic when not set.
+    pub approvers_topic_arn: Option<String>,
+    pub approval_timeout: Duration,
+    pub emergency_approval_timeout: Duration,
+    /// The bus `Rotation Request Updated` events are put on (default: `[events] event_bus`).
+    pub event_bus: String,
+}
+
+impl RequestsConfig {
+    /// The level of `identity` (a user name or an IAM principal ARN, matched exactly).
+    pub fn level_of(&self, identity: &str) -> Level {
+        self.levels.get(identity).copied().unwrap_or(Level::L1)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -687,6 +740,7 @@ const SECTIONS: &[&str] = &[
     "daemon",
     "alerts",
     "events",
+    "requests",
     "policy",
     "group",
     "dependent",
@@ -699,6 +753,7 @@ struct RawDocument<'i> {
     daemon: RawDaemon,
     alerts: Option<(Range<usize>, RawAlerts)>,
     events: Option<(Range<usize>, RawEvents)>,
+    requests: Option<(Range<usize>, RawRequests)>,
     policy: RawPolicy,
     groups: Vec<Spanned<DeValue<'i>>>,
     dependents: Vec<Spanned<DeValue<'i>>>,
@@ -719,6 +774,7 @@ fn parse_document<'i>(source: &'i str, diags: &mut Diagnostics) -> Option<RawDoc
         daemon: RawDaemon::default(),
         alerts: None,
         events: None,
+        requests: None,
         policy: RawPolicy::default(),
         groups: Vec::new(),
         dependents: Vec::new(),
@@ -733,6 +789,7 @@ fn parse_document<'i>(source: &'i str, diags: &mut Diagnostics) -> Option<RawDoc
             "policy" => doc.policy = de_table(&value, name, diags).unwrap_or_default(),
             "alerts" => doc.alerts = de_table(&value, name, diags).map(|t| (key.span(), t)),
             "events" => doc.events = de_events(&value, diags).map(|t| (key.span(), t)),
+            "requests" => doc.requests = de_table(&value, name, diags).map(|t| (key.span(), t)),
             "group" => doc.groups = array_items(value, name, diags),
             "dependent" => doc.dependents = array_items(value, name, diags),
             "secret" => doc.secrets = array_items(value, name, diags),
@@ -2130,12 +2187,94 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         }
     }
 
+    // [requests]
+    let requests = doc.requests.as_ref().map(|(span, r)| {
+        if events.is_none() {
+            diags.error(
+                span.clone(),
+                "[requests] needs an [events] section: requests arrive on its queue_url",
+            );
+        }
+        let source = match &r.source {
+            None => "commandbridge".to_string(),
+            Some(v) => {
+                let text = v.get_ref().trim();
+                if text.is_empty() || text.starts_with("aws.") {
+                    diags.error(
+                        v.span(),
+                        format!(
+                            "`{}` cannot be the requests source: give the EventBridge source CommandBridge puts its events with (not empty, not aws.*)",
+                            v.get_ref()
+                        ),
+                    );
+                }
+                text.to_string()
+            }
+        };
+        let mut levels = HashMap::new();
+        if let Some(table) = &r.levels {
+            for (identity, level) in table.get_ref() {
+                match Level::parse(level.get_ref().trim()) {
+                    _ if identity.trim().is_empty() => diags.error(
+                        level.span(),
+                        "an empty identity cannot have a level; use a user name or an IAM principal ARN",
+                    ),
+                    Some(l) => {
+                        levels.insert(identity.trim().to_string(), l);
+                    }
+                    None => diags.error(
+                        level.span(),
+                        format!(
+                            "unknown level `{}` for `{identity}`: use \"L1\", \"L2\" or \"L3\" (identities not listed are L1)",
+                            level.get_ref()
+                        ),
+                    ),
+                }
+            }
+        }
+        let approvers_topic_arn = r.approvers_topic_arn.as_ref().map(|t| {
+            if let Err(e) = check_arn(t.get_ref(), "sns") {
+                diags.error(t.span(), e);
+            }
+            t.get_ref().clone()
+        });
+        let event_bus = match &r.event_bus {
+            Some(v) if v.get_ref().trim().is_empty() => {
+                diags.error(v.span(), "event_bus may not be empty; leave it out to use [events] event_bus");
+                String::new()
+            }
+            Some(v) => v.get_ref().trim().to_string(),
+            None => events
+                .as_ref()
+                .map_or("default".to_string(), |e| e.event_bus.clone()),
+        };
+        RequestsConfig {
+            source,
+            levels,
+            approvers_topic_arn,
+            approval_timeout: duration(
+                diags,
+                &r.approval_timeout,
+                "approval_timeout",
+                Duration::from_secs(24 * 3600),
+            ),
+            emergency_approval_timeout: duration(
+                diags,
+                &r.emergency_approval_timeout,
+                "emergency_approval_timeout",
+                Duration::from_secs(3600),
+            ),
+            event_bus,
+        }
+    });
+
     Some(Config {
         path: PathBuf::new(),
         aws,
         daemon,
         alerts: alerts?,
         events,
+        requests,
         policy,
         groups,
         dependents,

@@ -157,3 +157,15 @@ pub struct RawSelector {
     pub vendor: S<String>,
     pub auto_rollback: S<bool>,
 }
+
+/// `[requests]`: rotation and rollback requests from CommandBridge (or any operator tool).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequests {
+    pub source: S<String>,
+    pub levels: S<std::collections::BTreeMap<String, Spanned<String>>>,
+    pub approvers_topic_arn: S<String>,
+    pub approval_timeout: S<String>,
+    pub emergency_approval_timeout: S<String>,
+    pub event_bus: S<String>,
+}

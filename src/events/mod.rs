@@ -48,7 +48,10 @@ use normalize::{
 };
 
 /// The normalizer's view of `[events]`.
-pub fn normalize_config(events: &EventsConfig) -> NormalizeConfig {
+pub fn normalize_config(
+    events: &EventsConfig,
+    requests: Option<&crate::config::RequestsConfig>,
+) -> NormalizeConfig {
     let custom = |list: &[crate::config::CustomSource]| {
         list.iter()
             .map(|c| CustomSource {
@@ -63,6 +66,7 @@ pub fn normalize_config(events: &EventsConfig) -> NormalizeConfig {
         departures: custom(&events.departures),
         compromises: custom(&events.compromises),
         max_body_bytes: 256 * 1024,
+        requests_source: requests.map(|r| r.source.clone()),
     }
 }
 
@@ -161,6 +165,8 @@ pub fn plan_event(
             plan_departure(cfg, fleet, d, now, sla, &mut plan);
         }
         Normalized::Compromise(c) => plan_compromise(fleet, c, now, &mut plan),
+        // Decided against the stored request in `requests::accept`, never planned here.
+        Normalized::Request(_) => plan.audit.outcome = "request".into(),
     }
     plan
 }
@@ -404,6 +410,8 @@ pub struct EventSink {
     pub inventory: Arc<RwLock<Option<Inventory>>>,
     /// Wakes the executor when an event committed new triggers (instead of its next tick).
     pub wake: Arc<tokio::sync::Notify>,
+    /// For the approval notices of requests.
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl EventSink {
@@ -433,6 +441,27 @@ impl EventSink {
                 )
                 .await?;
                 Ok(Disposition::Rejected(reason))
+            }
+            Ok(Normalized::Request(r)) => {
+                self.metrics
+                    .events_received_total
+                    .with_label_values(&[source, r.kind.label()])
+                    .inc();
+                let new = {
+                    let inv = self.inventory.read().await;
+                    let empty = Fleet::default();
+                    let fleet = inv.as_ref().map_or(&empty, |i| &i.fleet);
+                    crate::requests::accept(&self.cfg, &self.store, &self.alerts, fleet, r, now)
+                        .await?
+                };
+                if new {
+                    self.wake.notify_one();
+                }
+                Ok(if new {
+                    Disposition::Acted
+                } else {
+                    Disposition::Duplicate
+                })
             }
             Ok(ev) => {
                 self.metrics

@@ -159,6 +159,8 @@ pub struct NormalizeConfig {
     pub compromises: Vec<CustomSource>,
     /// Bodies longer than this many bytes are rejected before parsing.
     pub max_body_bytes: usize,
+    /// `[requests] source`: CommandBridge's request events are accepted from it.
+    pub requests_source: Option<String>,
 }
 
 impl Default for NormalizeConfig {
@@ -168,6 +170,7 @@ impl Default for NormalizeConfig {
             departures: Vec::new(),
             compromises: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            requests_source: None,
         }
     }
 }
@@ -245,23 +248,84 @@ pub struct CompromiseEvent {
     pub reason: Option<String>,
 }
 
+/// CommandBridge's four request events (`[requests] source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum RequestKind {
+    /// `Rotation Requested`.
+    Rotate,
+    /// `Rotation Approved`.
+    Approve,
+    /// `Rotation Denied`.
+    Deny,
+    /// `Rollback Requested`.
+    Rollback,
+}
+
+impl RequestKind {
+    fn from_detail_type(dt: &str) -> Option<Self> {
+        match dt {
+            "Rotation Requested" => Some(Self::Rotate),
+            "Rotation Approved" => Some(Self::Approve),
+            "Rotation Denied" => Some(Self::Deny),
+            "Rollback Requested" => Some(Self::Rollback),
+            _ => None,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Rotate => "rotation_requested",
+            Self::Approve => "rotation_approved",
+            Self::Deny => "rotation_denied",
+            Self::Rollback => "rollback_requested",
+        }
+    }
+}
+
+/// A request, an approval or a denial from an operator tool. Everything in it is a claim:
+/// the level in particular is recorded but never trusted (`[requests] levels` decides).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequestEvent {
+    pub kind: RequestKind,
+    /// The envelope `id` (the dedupe key).
+    pub event_id: String,
+    /// `detail.request_id`; a rollback request without one is its own request (the event id).
+    pub request_id: String,
+    pub secret: Option<String>,
+    pub ticket: Option<String>,
+    pub reason: Option<String>,
+    /// `requester` for requests, `approver` for approvals and denials.
+    pub actor: String,
+    /// The level the event claims (`L1`..`L3`, or whatever it said, bounded).
+    pub claimed_level: Option<String>,
+    pub emergency: bool,
+    pub comment: Option<String>,
+    pub time: DateTime<Utc>,
+    pub account: Option<String>,
+}
+
 /// A trigger the daemon acts on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Normalized {
     Rotation(RotationEvent),
     Departure(DepartureEvent),
     Compromise(CompromiseEvent),
+    Request(RequestEvent),
 }
 
 impl Normalized {
     /// Every value [`Normalized::kind_label`] can return, for pre-registering metric labels.
-    pub const KIND_LABELS: [&'static str; 6] = [
+    pub const KIND_LABELS: [&'static str; 10] = [
         "rotation_started",
         "rotation_succeeded",
         "rotation_failed",
         "rotation_abandoned",
         "departure",
         "compromise",
+        "rotation_requested",
+        "rotation_approved",
+        "rotation_denied",
+        "rollback_requested",
     ];
 
     /// The dedupe key: CloudTrail `eventID` for AWS events, envelope `id` for custom ones.
@@ -270,6 +334,7 @@ impl Normalized {
             Self::Rotation(e) => &e.event_id,
             Self::Departure(e) => &e.event_id,
             Self::Compromise(e) => &e.event_id,
+            Self::Request(e) => &e.event_id,
         }
     }
 
@@ -279,6 +344,7 @@ impl Normalized {
             Self::Rotation(e) => e.kind.label(),
             Self::Departure(_) => "departure",
             Self::Compromise(_) => "compromise",
+            Self::Request(r) => r.kind.label(),
         }
     }
 }
@@ -368,6 +434,11 @@ pub fn normalize_sqs_body(body: &str, cfg: &NormalizeConfig) -> Result<Normalize
         (SRC_SSO_DIRECTORY, DT_API_CALL) => identity_center_departure(detail(env)?, &ctx, source),
         (SRC_IDENTITYSTORE, DT_API_CALL) => identity_center_departure(detail(env)?, &ctx, source),
         _ => {
+            if cfg.requests_source.as_deref() == Some(source)
+                && let Some(kind) = RequestKind::from_detail_type(detail_type)
+            {
+                return request(env, kind, ctx.account);
+            }
             let matches = |c: &&CustomSource| c.source == source && c.detail_type == detail_type;
             if let Some(custom) = cfg.departures.iter().find(matches) {
                 return custom_departure(&root, env, custom, ctx.account);
@@ -719,6 +790,76 @@ fn custom_compromise(
     }))
 }
 
+/// A CommandBridge request event. The fields the decision needs are required here (a body
+/// without them is rejected as malformed); whether the request is *allowed* (ticket,
+/// level, secret) is decided later and answered on the bus, because a refusal is an answer
+/// CommandBridge must see.
+fn request(
+    env: &Map<String, Value>,
+    kind: RequestKind,
+    account: Option<String>,
+) -> Result<Normalized, Rejection> {
+    let event_id = envelope_id(env)?;
+    let time = envelope_time(env)?;
+    let d = detail(env)?;
+    let text = |key: &'static str, max: usize| -> Result<Option<String>, Rejection> {
+        match d.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => bounded(s.trim(), max, key).map(Some),
+            Some(_) => Err(Rejection::WrongType {
+                field: key,
+                expected: "a string",
+            }),
+        }
+    };
+    let required = |key: &'static str, max: usize| -> Result<String, Rejection> {
+        text(key, max)?.ok_or(Rejection::MissingField(key))
+    };
+    let emergency = match d.get("emergency") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(Rejection::WrongType {
+                field: "emergency",
+                expected: "a boolean",
+            });
+        }
+    };
+    let (request_id, actor, secret) = match kind {
+        RequestKind::Rotate => (
+            required("request_id", MAX_EVENT_ID_CHARS)?,
+            required("requester", MAX_USER_CHARS)?,
+            Some(required("secret", MAX_SECRET_ID_CHARS)?),
+        ),
+        RequestKind::Approve | RequestKind::Deny => (
+            required("request_id", MAX_EVENT_ID_CHARS)?,
+            required("approver", MAX_USER_CHARS)?,
+            None,
+        ),
+        RequestKind::Rollback => (
+            text("request_id", MAX_EVENT_ID_CHARS)?.unwrap_or_else(|| event_id.clone()),
+            required("requester", MAX_USER_CHARS)?,
+            Some(required("secret", MAX_SECRET_ID_CHARS)?),
+        ),
+    };
+    Ok(Normalized::Request(RequestEvent {
+        kind,
+        event_id,
+        request_id,
+        secret,
+        // Kept as written (bounded): a bad ticket is refused with its text in the answer.
+        ticket: text("ticket", MAX_TICKET_CHARS)?,
+        reason: decoration(d.get("reason"), MAX_REASON_CHARS),
+        actor,
+        claimed_level: short_decoration(d.get("level"), 16),
+        emergency,
+        comment: decoration(d.get("comment"), MAX_REASON_CHARS),
+        time,
+        account,
+    }))
+}
+
 /// `INC-<digits>`: the guide's emergency-ticket form; anything else is not a ticket reference.
 fn is_incident_ticket(t: &str) -> bool {
     t.len() <= MAX_TICKET_CHARS
@@ -882,6 +1023,7 @@ mod tests {
                 pointer: "/detail/secret".to_owned(),
             }],
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            requests_source: Some("commandbridge".to_owned()),
         }
     }
 
@@ -2042,6 +2184,16 @@ mod tests {
         .iter()
         .map(|k| k.label())
         .chain(["departure", "compromise"])
+        .chain(
+            [
+                RequestKind::Rotate,
+                RequestKind::Approve,
+                RequestKind::Deny,
+                RequestKind::Rollback,
+            ]
+            .iter()
+            .map(|k| k.label()),
+        )
         .collect();
         assert_eq!(kinds, Normalized::KIND_LABELS);
         assert_eq!(
@@ -2348,6 +2500,22 @@ mod tests {
                 assert!(!d.user.trim().is_empty());
                 assert!(d.user.chars().count() <= MAX_USER_CHARS);
             }
+            Normalized::Request(r) => {
+                assert!(!r.actor.trim().is_empty());
+                assert!(r.actor.chars().count() <= MAX_USER_CHARS);
+                assert!(!r.request_id.trim().is_empty());
+                assert!(r.request_id.chars().count() <= MAX_EVENT_ID_CHARS);
+                assert!(
+                    r.reason
+                        .as_ref()
+                        .is_none_or(|x| x.chars().count() <= MAX_REASON_CHARS)
+                );
+                assert!(
+                    r.claimed_level
+                        .as_ref()
+                        .is_none_or(|x| x.chars().count() <= 16)
+                );
+            }
             Normalized::Compromise(c) => {
                 assert!(!c.secret_id.trim().is_empty());
                 assert!(
@@ -2362,6 +2530,7 @@ mod tests {
             Normalized::Rotation(r) => &r.account,
             Normalized::Departure(d) => &d.account,
             Normalized::Compromise(c) => &c.account,
+            Normalized::Request(r) => &r.account,
         };
         // The test config has an allowlist: nothing else may get through.
         assert_eq!(account.as_deref(), Some(ACCOUNT));
@@ -2422,5 +2591,91 @@ mod tests {
             let r = normalize_sqs_body(body, &cfg()).unwrap_err();
             prop_assert_eq!(r.reason(), "not_json");
         }
+    }
+
+    fn request_body(detail_type: &str, detail: serde_json::Value) -> String {
+        serde_json::json!({
+            "version": "0",
+            "id": "req-env-1",
+            "detail-type": detail_type,
+            "source": "commandbridge",
+            "account": ACCOUNT,
+            "time": "2026-11-26T10:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn commandbridge_requests_are_typed_and_their_level_is_only_a_claim() {
+        let body = request_body(
+            "Rotation Requested",
+            serde_json::json!({
+                "request_id": "r-1", "secret": "prod/db", "ticket": "CHG-1",
+                "reason": "quarterly", "requester": "alice", "level": "L3", "emergency": false
+            }),
+        );
+        let Ok(Normalized::Request(r)) = normalize_sqs_body(&body, &cfg()) else {
+            panic!("not a request: {:?}", normalize_sqs_body(&body, &cfg()));
+        };
+        assert_eq!(r.kind, RequestKind::Rotate);
+        assert_eq!((r.request_id.as_str(), r.actor.as_str()), ("r-1", "alice"));
+        assert_eq!(r.claimed_level.as_deref(), Some("L3"));
+        assert_eq!(r.event_id, "req-env-1");
+        let approve = request_body(
+            "Rotation Approved",
+            serde_json::json!({ "request_id": "r-1", "approver": "bob", "comment": "ok" }),
+        );
+        assert!(matches!(
+            normalize_sqs_body(&approve, &cfg()),
+            Ok(Normalized::Request(RequestEvent {
+                kind: RequestKind::Approve,
+                ..
+            }))
+        ));
+        // A rollback without a request id is its own request.
+        let rollback = request_body(
+            "Rollback Requested",
+            serde_json::json!({ "secret": "prod/db", "ticket": "INC-1", "requester": "carol" }),
+        );
+        let Ok(Normalized::Request(r)) = normalize_sqs_body(&rollback, &cfg()) else {
+            panic!("not a request");
+        };
+        assert_eq!(r.request_id, "req-env-1");
+    }
+
+    #[test]
+    fn malformed_requests_are_rejected_with_the_field() {
+        let no_requester = request_body(
+            "Rotation Requested",
+            serde_json::json!({ "request_id": "r-1", "secret": "prod/db" }),
+        );
+        assert_eq!(
+            normalize_sqs_body(&no_requester, &cfg()),
+            Err(Rejection::MissingField("requester"))
+        );
+        let bad_emergency = request_body(
+            "Rotation Requested",
+            serde_json::json!({ "request_id": "r-1", "secret": "prod/db", "requester": "a", "emergency": "yes" }),
+        );
+        assert_eq!(
+            normalize_sqs_body(&bad_emergency, &cfg())
+                .unwrap_err()
+                .reason(),
+            "wrong_type"
+        );
+        let mut other = cfg();
+        other.requests_source = None;
+        let ok = request_body(
+            "Rotation Denied",
+            serde_json::json!({ "request_id": "r-1", "approver": "b" }),
+        );
+        assert_eq!(
+            normalize_sqs_body(&ok, &other).unwrap_err().reason(),
+            "unconfigured_source",
+            "without [requests] nobody may request"
+        );
     }
 }

@@ -29,7 +29,10 @@ pub struct RuleSpec {
 
 /// The rules for `[events]`: Secrets Manager rotation events, IAM and IAM Identity Center
 /// departures, and each custom departure and compromise source.
-pub fn rules(events: &EventsConfig) -> Vec<RuleSpec> {
+pub fn rules(
+    events: &EventsConfig,
+    requests: Option<&crate::config::RequestsConfig>,
+) -> Vec<RuleSpec> {
     let mut out = vec![
         RuleSpec {
             name: "rotationd-secretsmanager-rotation".into(),
@@ -72,6 +75,16 @@ pub fn rules(events: &EventsConfig) -> Vec<RuleSpec> {
             });
         }
     }
+    if let Some(r) = requests {
+        out.push(RuleSpec {
+            name: "rotationd-requests".into(),
+            description: format!("rotationd: rotation and rollback requests from {}", r.source),
+            pattern: json!({
+                "source": [r.source],
+                "detail-type": ["Rotation Requested", "Rotation Approved", "Rotation Denied", "Rollback Requested"]
+            }),
+        });
+    }
     out
 }
 
@@ -96,6 +109,7 @@ impl Change {
 /// Applies the rules, targets and queue policy; returns a line per resource.
 pub async fn apply(
     events: &EventsConfig,
+    requests: Option<&crate::config::RequestsConfig>,
     eb: &aws_sdk_eventbridge::Client,
     sqs: &aws_sdk_sqs::Client,
 ) -> Result<Vec<(String, Change)>, AwsError> {
@@ -119,7 +133,7 @@ pub async fn apply(
         })?;
     let mut report = Vec::new();
     let mut rule_arns = Vec::new();
-    for spec in rules(events) {
+    for spec in rules(events, requests) {
         let (arn, change) = apply_rule(events, eb, &spec).await?;
         report.push((format!("rule {}", spec.name), change));
         let change = apply_target(events, eb, &spec.name, &queue_arn).await?;

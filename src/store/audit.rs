@@ -1,10 +1,51 @@
-//! `audit`: the append-only record of what rotationd and its operators did.
+//! `audit`: the append-only, hash-chained record of what rotationd and its
+//! operators did.
+//!
+//! # Why a hash chain
+//!
+//! SQL triggers already refuse UPDATE and DELETE, but anyone who can write the
+//! file can drop a trigger first. The chain makes such an edit *evident*: each
+//! row stores `prev_hash` (the `hash` of the row before it, or [`GENESIS_HASH`]
+//! for the first row) and `hash`, the hex SHA-256 of its own canonical encoding
+//! (see [`canonical`]), which covers `prev_hash`. [`Db::verify_audit`] recomputes
+//! the chain, so an edited row fails its own hash and a removed or reordered row
+//! breaks the link of the row after it.
+//!
+//! # What it cannot see
+//!
+//! The chain has no secret key. Someone who can write the file and who rewrites
+//! every row from the edited one to the end, or who removes the last rows, leaves
+//! a chain that verifies. Both are detectable only against a hash recorded
+//! elsewhere: note [`AuditVerification::last_hash`] (printed by `rotationd audit
+//! --verify`) outside this host, and a later verification must still contain it.
+//!
+//! # How rows get their hash
+//!
+//! A row is inserted with `hash` NULL and then hashed in the same atomic block
+//! ([`Db::append_audit`]), so the hash covers the real row id and the values
+//! exactly as SQLite stored them. The schema trigger allows that one UPDATE,
+//! and only while `hash` is NULL. Rows written before schema 4 have no hash;
+//! [`Store::open`](super::Store::open) chains them once, in id order.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Row, params};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::{Db, Json, StoreResult, Ts, query, to_json, ts};
+
+/// The `prev_hash` of the first row: there is no row before it.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// First element of every canonical encoding, so that a future change of the
+/// encoding can be told apart from tampering.
+const ENCODING_TAG: &str = "rotationd-audit-v1";
+
+/// The columns a hash covers, in encoding order; `prev_hash` last.
+const HASHED_COLUMNS: &str =
+    "id, at, actor, action, secret, ticket, reason, outcome, detail, prev_hash";
+const HASHED_COLUMN_COUNT: usize = 10;
 
 /// An audit record to append.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +76,79 @@ pub struct AuditEntry {
     pub reason: Option<String>,
     pub outcome: String,
     pub detail: Option<serde_json::Value>,
+    /// The previous row's `hash` ([`GENESIS_HASH`] for the first row); `None`
+    /// only on a row that was never chained.
+    #[serde(default)]
+    pub prev_hash: Option<String>,
+    /// Hex SHA-256 of this row's canonical encoding.
+    #[serde(default)]
+    pub hash: Option<String>,
+}
+
+/// Which audit rows [`Db::audit_log`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Only rows about this secret (as recorded: a name or an ARN).
+    pub secret: Option<String>,
+    /// Only rows at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// Why [`Db::verify_audit`] stopped at a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditFault {
+    /// The row's content (or its `prev_hash`) no longer matches its `hash`.
+    HashMismatch,
+    /// The row is intact, but its `prev_hash` is not the `hash` of the row now
+    /// before it.
+    ChainBroken,
+    /// The row has no hash, although rows are hashed when written and older
+    /// rows when the store opens.
+    MissingHash,
+}
+
+impl AuditFault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditFault::HashMismatch => "hash mismatch: row edited",
+            AuditFault::ChainBroken => "chain broken: a row before it was removed or reordered",
+            AuditFault::MissingHash => "missing hash",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The first row where the chain does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditBreak {
+    pub id: i64,
+    pub fault: AuditFault,
+}
+
+/// The result of [`Db::verify_audit`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditVerification {
+    /// Rows found intact, in id order, before the walk ended (all rows when
+    /// `broken` is `None`).
+    pub checked: u64,
+    /// The `hash` of the last intact row ([`GENESIS_HASH`] when there is none).
+    /// When the log is intact, record it outside this host: removing the last
+    /// rows of the log can only be detected by a later log not containing it.
+    pub last_hash: String,
+    /// The first row that fails, and why; `None` when the whole chain holds.
+    pub broken: Option<AuditBreak>,
+}
+
+impl AuditVerification {
+    pub fn is_intact(&self) -> bool {
+        self.broken.is_none()
+    }
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
@@ -48,49 +162,305 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
         reason: row.get(6)?,
         outcome: row.get(7)?,
         detail: row.get::<_, Option<Json<_>>>(8)?.map(|j| j.0),
+        prev_hash: row.get(9)?,
+        hash: row.get(10)?,
     })
 }
 
+const ENTRY_COLUMNS: &str =
+    "id, at, actor, action, secret, ticket, reason, outcome, detail, prev_hash, hash";
+
+/// One stored value as JSON, whatever its SQLite type: what rotationd writes is
+/// an integer, text or NULL, but a hand edit can store anything, and the
+/// verifier must report that as a mismatch rather than fail to read the row.
+fn value_json(v: ValueRef<'_>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        ValueRef::Null => J::Null,
+        ValueRef::Integer(i) => J::from(i),
+        // Tagged objects cannot collide with the plain strings and numbers
+        // rotationd writes.
+        ValueRef::Real(f) => serde_json::json!({ "real": f.to_string() }),
+        ValueRef::Text(bytes) => match std::str::from_utf8(bytes) {
+            Ok(s) => J::from(s),
+            Err(_) => serde_json::json!({ "text_bytes": hex(bytes) }),
+        },
+        ValueRef::Blob(bytes) => serde_json::json!({ "blob": hex(bytes) }),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The canonical encoding a row's hash covers: the compact JSON array
+/// `["rotationd-audit-v1", id, at, actor, action, secret, ticket, reason,
+/// outcome, detail, prev_hash]` as serde_json writes it, with `at` in Unix
+/// seconds, `detail` as its stored JSON *text* (not re-serialized, so key order
+/// and spacing are what was stored) and SQL NULL as `null`. A JSON array is
+/// unambiguous: every string is quoted and escaped, so no value can pass for a
+/// field boundary.
+///
+/// `content` is [`content_fields`] of the row; `prev_hash` is separate because
+/// a row being chained does not have it in the file yet.
+fn canonical(content: &[serde_json::Value], prev_hash: serde_json::Value) -> Vec<u8> {
+    let mut fields = Vec::with_capacity(content.len() + 2);
+    fields.push(serde_json::Value::from(ENCODING_TAG));
+    fields.extend_from_slice(content);
+    fields.push(prev_hash);
+    // Serializing a `serde_json::Value` cannot fail.
+    serde_json::to_vec(&serde_json::Value::Array(fields)).unwrap_or_default()
+}
+
+/// Hex SHA-256 of the [`canonical`] encoding.
+fn row_hash(content: &[serde_json::Value], prev_hash: serde_json::Value) -> String {
+    hex(&Sha256::digest(canonical(content, prev_hash)))
+}
+
+/// The columns of [`HASHED_COLUMNS`] before `prev_hash`, encoded, from a row
+/// selected with them first.
+fn content_fields(row: &Row<'_>) -> rusqlite::Result<Vec<serde_json::Value>> {
+    (0..HASHED_COLUMN_COUNT - 1)
+        .map(|i| row.get_ref(i).map(value_json))
+        .collect()
+}
+
+/// Checks one row of `SELECT {HASHED_COLUMNS}, hash` against the hash of the
+/// row before it: its own hash if intact, or why not.
+fn check_row(row: &Row<'_>, prev: &str) -> rusqlite::Result<Result<String, AuditFault>> {
+    let Some(stored) = hash_text(row.get_ref(HASHED_COLUMN_COUNT)?) else {
+        return Ok(Err(AuditFault::MissingHash));
+    };
+    let prev_hash = row.get_ref(HASHED_COLUMN_COUNT - 1)?;
+    // The row's own hash first, so that an edited prev_hash reads as an edit,
+    // not as a removal.
+    if stored != row_hash(&content_fields(row)?, value_json(prev_hash)) {
+        return Ok(Err(AuditFault::HashMismatch));
+    }
+    if hash_text(prev_hash).as_deref() != Some(prev) {
+        return Ok(Err(AuditFault::ChainBroken));
+    }
+    Ok(Ok(stored))
+}
+
+/// A hash column as text; anything else (a hand-stored number or blob) cannot
+/// equal a hex digest and is kept only to be reported as a mismatch.
+fn hash_text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Text(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        other => Some(value_json(other).to_string()),
+    }
+}
+
 impl Db<'_> {
-    /// Appends a record and returns its id. Rows can never be changed or
-    /// removed afterwards (SQL triggers abort any UPDATE or DELETE).
+    /// Appends a record, chained to the one before it, and returns its id.
+    /// Rows can never be changed or removed afterwards (SQL triggers abort any
+    /// UPDATE or DELETE, except the one that sets the hash).
+    ///
+    /// The insert and its hash commit together: in a transaction of its own, or
+    /// in a savepoint of the caller's [`Store::transaction`](super::Store::transaction).
+    /// Both take SQLite's write lock before reading the last hash, so another
+    /// process appending at the same time (`rotationd rollback` next to the
+    /// daemon) cannot chain to the same predecessor.
     pub fn append_audit(self, e: &NewAuditEntry) -> StoreResult<i64> {
         let detail = e
             .detail
             .as_ref()
             .map(|d| to_json("audit detail", d))
             .transpose()?;
-        self.conn
-            .execute(
-                "INSERT INTO audit (at, actor, action, secret, ticket, reason, outcome, detail) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    ts(e.at),
-                    e.actor,
-                    e.action,
-                    e.secret,
-                    e.ticket,
-                    e.reason,
-                    e.outcome,
-                    detail,
-                ],
-            )
-            .map_err(query("append to the audit log"))?;
-        Ok(self.conn.last_insert_rowid())
+        self.atomic("append to the audit log", || {
+            self.conn
+                .execute(
+                    "INSERT INTO audit (at, actor, action, secret, ticket, reason, outcome, detail) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        ts(e.at),
+                        e.actor,
+                        e.action,
+                        e.secret,
+                        e.ticket,
+                        e.reason,
+                        e.outcome,
+                        detail,
+                    ],
+                )
+                .map_err(query("append to the audit log"))?;
+            let id = self.conn.last_insert_rowid();
+            chain_tail(self.conn).map_err(query("append to the audit log"))?;
+            Ok(id)
+        })
     }
 
     /// Up to `limit` records, newest first, optionally only for `secret`.
     pub fn audit_entries(self, secret: Option<&str>, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT id, at, actor, action, secret, ticket, reason, outcome, detail \
-                 FROM audit WHERE (?1 IS NULL OR secret = ?1) \
-                 ORDER BY at DESC, id DESC LIMIT ?2",
-            )
+            .prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM audit WHERE (?1 IS NULL OR secret = ?1) \
+                 ORDER BY at DESC, id DESC LIMIT ?2"
+            ))
             .map_err(query("read the audit log"))?;
         stmt.query_map(params![secret, limit], from_row)
             .and_then(|rows| rows.collect())
             .map_err(query("read the audit log"))
+    }
+
+    /// Every record matching `filter`, oldest (lowest id) first, handed to `f`
+    /// one at a time so that a long log is never held in memory. `f` stops the
+    /// walk early with an error, which is returned as is.
+    ///
+    /// One statement, so `f` sees a consistent snapshot even while another
+    /// connection appends.
+    pub fn audit_log<E>(
+        self,
+        filter: &AuditFilter,
+        mut f: impl FnMut(AuditEntry) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<super::StoreError>,
+    {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM audit \
+                 WHERE (?1 IS NULL OR secret = ?1) AND (?2 IS NULL OR at >= ?2) \
+                 ORDER BY id"
+            ))
+            .map_err(query("read the audit log"))?;
+        let mut rows = stmt
+            .query(params![filter.secret, filter.since.map(ts)])
+            .map_err(query("read the audit log"))?;
+        while let Some(row) = rows.next().map_err(query("read the audit log"))? {
+            f(from_row(row).map_err(query("read the audit log"))?)?;
+        }
+        Ok(())
+    }
+
+    /// Walks the whole log in id order, recomputing every hash and link, and
+    /// stops at the first row that fails. See the module documentation for
+    /// what an intact result does and does not prove.
+    pub fn verify_audit(self) -> StoreResult<AuditVerification> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {HASHED_COLUMNS}, hash FROM audit ORDER BY id"
+            ))
+            .map_err(query("verify the audit log"))?;
+        let mut rows = stmt.query([]).map_err(query("verify the audit log"))?;
+        let mut checked = 0;
+        let mut last_hash = GENESIS_HASH.to_owned();
+        while let Some(row) = rows.next().map_err(query("verify the audit log"))? {
+            match check_row(row, &last_hash).map_err(query("verify the audit log"))? {
+                Ok(hash) => {
+                    last_hash = hash;
+                    checked += 1;
+                }
+                Err(fault) => {
+                    let id = row.get(0).map_err(query("verify the audit log"))?;
+                    return Ok(AuditVerification {
+                        checked,
+                        last_hash,
+                        broken: Some(AuditBreak { id, fault }),
+                    });
+                }
+            }
+        }
+        Ok(AuditVerification {
+            checked,
+            last_hash,
+            broken: None,
+        })
+    }
+
+    /// Chains the rows written before schema 4 (they have no hash). Cheap when
+    /// there are none: the partial index `audit_unchained` holds only unhashed
+    /// rows, and the write lock is taken only when one exists.
+    pub(super) fn chain_unhashed_audit(self) -> StoreResult<()> {
+        let any: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM audit WHERE hash IS NULL)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(query("chain the audit log"))?;
+        if !any {
+            return Ok(());
+        }
+        let chained = self.atomic("chain the audit log", || {
+            chain_tail(self.conn).map_err(query("chain the audit log"))
+        })?;
+        if chained > 0 {
+            tracing::info!(
+                rows = chained,
+                "chained the audit rows written before schema 4"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// How many rows [`chain_tail`] reads at a time, bounding its memory on a large
+/// pre-schema-4 log.
+const CHAIN_BATCH: i64 = 1000;
+
+/// Hashes every row after the last hashed one, in id order; returns how many.
+/// Must run inside a write transaction (the caller's atomic block).
+///
+/// Only the tail: an unhashed row *before* a hashed one cannot come from
+/// rotationd (it hashes each row as it writes it, and the pre-schema-4 rows form
+/// a prefix that is chained before anything is appended), so it is left for
+/// [`Db::verify_audit`] to report as [`AuditFault::MissingHash`] rather than
+/// silently given a hash.
+fn chain_tail(conn: &Connection) -> rusqlite::Result<u64> {
+    let last: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, hash_text(row.get_ref(1)?).unwrap_or_default())),
+        )
+        .optional()?;
+    // The first id after the last hashed row; a plain range so the select is a
+    // rowid seek, not a scan of the whole log.
+    let (mut from, mut prev) = match last {
+        Some((id, hash)) => match id.checked_add(1) {
+            Some(from) => (from, hash),
+            None => return Ok(0),
+        },
+        None => (i64::MIN, GENESIS_HASH.to_owned()),
+    };
+    let mut select = conn.prepare_cached(&format!(
+        "SELECT {HASHED_COLUMNS} FROM audit WHERE id >= ?1 ORDER BY id LIMIT ?2"
+    ))?;
+    let mut update = conn.prepare_cached(
+        "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3 AND hash IS NULL",
+    )?;
+    let mut chained = 0;
+    loop {
+        let batch: Vec<(i64, Vec<serde_json::Value>)> = select
+            .query_map(params![from, CHAIN_BATCH], |row| {
+                Ok((row.get(0)?, content_fields(row)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        if batch.is_empty() {
+            return Ok(chained);
+        }
+        for (id, content) in batch {
+            let hash = row_hash(&content, serde_json::Value::from(prev.as_str()));
+            update.execute(params![prev, hash, id])?;
+            prev = hash;
+            chained += 1;
+            match id.checked_add(1) {
+                Some(next) => from = next,
+                None => return Ok(chained),
+            }
+        }
     }
 }

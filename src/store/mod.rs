@@ -53,6 +53,7 @@ mod attempts;
 mod audit;
 mod events;
 mod handle;
+mod requests;
 mod schema;
 mod triggers;
 
@@ -61,9 +62,12 @@ mod tests;
 
 pub use alerts::{NewAlert, OutboxAlert};
 pub use attempts::{Attempt, AttemptState, AttemptUpdate, NewAttempt, Validation};
-pub use audit::{AuditEntry, NewAuditEntry};
+pub use audit::{
+    AuditBreak, AuditEntry, AuditFault, AuditFilter, AuditVerification, GENESIS_HASH, NewAuditEntry,
+};
 pub use events::Cursor;
 pub use handle::StoreHandle;
+pub use requests::{BusUpdate, Request, RequestState};
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 pub use triggers::{NewTrigger, Trigger, TriggerInsert, TriggerKind, TriggerStatus};
 
@@ -408,6 +412,7 @@ impl Store {
         }
         configure(&conn).map_err(open_err)?;
         schema::migrate(&mut conn)?;
+        Db { conn: &conn }.chain_unhashed_audit()?;
         Ok(Store {
             conn,
             path: Some(path.to_path_buf()),

@@ -157,6 +157,28 @@ CREATE TABLE bus_outbox (
 );
 CREATE INDEX bus_outbox_due ON bus_outbox (next_attempt_at) WHERE published_at IS NULL;
 "#,
+    // 4: the audit log becomes a hash chain (store/audit.rs). Each row gets its hash by
+    // one UPDATE right after its INSERT, so the append-only trigger now allows exactly
+    // that: setting both hashes on a row that has none, with everything else unchanged.
+    // Rows written before this version are chained when the store opens. The partial
+    // index makes "is anything unchained?" cheap on every open.
+    r#"
+ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+ALTER TABLE audit ADD COLUMN hash TEXT;
+DROP TRIGGER audit_no_update;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+WHEN NOT (
+    OLD.hash IS NULL AND NEW.hash IS NOT NULL AND NEW.prev_hash IS NOT NULL
+    AND NEW.id IS OLD.id AND NEW.at IS OLD.at AND NEW.actor IS OLD.actor
+    AND NEW.action IS OLD.action AND NEW.secret IS OLD.secret
+    AND NEW.ticket IS OLD.ticket AND NEW.reason IS OLD.reason
+    AND NEW.outcome IS OLD.outcome AND NEW.detail IS OLD.detail
+)
+BEGIN
+    SELECT RAISE(ABORT, 'audit log is append-only');
+END;
+CREATE INDEX audit_unchained ON audit (id) WHERE hash IS NULL;
+"#,
 ];
 
 /// The schema version this build writes and understands.

@@ -1350,3 +1350,434 @@ fn the_watch_starts_with_the_success_and_moves_once() {
     );
     assert!(store.db().watched_attempts().unwrap().is_empty());
 }
+
+// ---- audit hash chain ----
+
+fn audit_entry(at: i64, secret: &str, reason: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        at: t(at),
+        actor: "cli:alice".to_owned(),
+        action: "rotate".to_owned(),
+        secret: Some(secret.to_owned()),
+        ticket: Some("CHG-1".to_owned()),
+        reason: Some(reason.to_owned()),
+        outcome: "ok".to_owned(),
+        detail: Some(json!({ "v": at })),
+    }
+}
+
+/// Appends `n` entries (at 1..=n, reasons "r1".."rn") and returns their ids.
+fn append_chain(store: &Store, n: i64) -> Vec<i64> {
+    (1..=n)
+        .map(|i| {
+            store
+                .db()
+                .append_audit(&audit_entry(i, "db/main", &format!("r{i}")))
+                .expect("append")
+        })
+        .collect()
+}
+
+/// Every row's (id, prev_hash, hash), in id order.
+fn audit_links(store: &Store) -> Vec<(i64, Option<String>, Option<String>)> {
+    let mut stmt = store
+        .conn
+        .prepare("SELECT id, prev_hash, hash FROM audit ORDER BY id")
+        .expect("prepare");
+    stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn audit_hash_is_sha256_of_the_documented_encoding() {
+    // Computed outside rotationd (Python: json.dumps(row, separators=(",", ":"),
+    // ensure_ascii=False), hashlib.sha256), so a change of the encoding, which would
+    // make every stored log fail verification, cannot pass unnoticed.
+    let store = Store::open_in_memory().expect("open");
+    let id = store
+        .db()
+        .append_audit(&NewAuditEntry {
+            at: t(0),
+            actor: "cli:alice".to_owned(),
+            action: "rotate".to_owned(),
+            secret: Some("db/main".to_owned()),
+            ticket: Some("CHG-1".to_owned()),
+            reason: Some(r#"needs "quotes", commas and ünïcode"#.to_owned()),
+            outcome: "ok".to_owned(),
+            detail: Some(json!({ "v": 2 })),
+        })
+        .expect("append");
+    assert_eq!(id, 1);
+    let entry = &store.db().audit_entries(None, 1).expect("list")[0];
+    assert_eq!(entry.prev_hash.as_deref(), Some(GENESIS_HASH));
+    assert_eq!(
+        entry.hash.as_deref(),
+        Some("34c617f0dd81865c2d176623bfbe67417c4fa02738d9247d466912c4b61273a3")
+    );
+}
+
+#[test]
+fn audit_chain_of_appends_verifies() {
+    let mut store = Store::open_in_memory().expect("open");
+    let empty = store.db().verify_audit().expect("verify");
+    assert_eq!(
+        empty,
+        AuditVerification {
+            checked: 0,
+            last_hash: GENESIS_HASH.to_owned(),
+            broken: None
+        }
+    );
+
+    append_chain(&store, 3);
+    // Inside a caller's transaction, as the daemon appends; and one that rolls back
+    // must leave no trace in the chain.
+    store
+        .transaction(|db| db.append_audit(&audit_entry(4, "db/other", "in a transaction")))
+        .expect("commit");
+    let rolled_back: StoreResult<()> = store.transaction(|db| {
+        db.append_audit(&audit_entry(5, "db/other", "rolled back"))?;
+        Err(StoreError::Closed)
+    });
+    assert!(rolled_back.is_err());
+    append_chain(&store, 1);
+
+    let links = audit_links(&store);
+    assert_eq!(links.len(), 5);
+    assert_eq!(links[0].1.as_deref(), Some(GENESIS_HASH));
+    for pair in links.windows(2) {
+        assert!(pair[0].2.is_some(), "row {} has a hash", pair[0].0);
+        assert_eq!(
+            pair[1].1, pair[0].2,
+            "row {} links to row {}",
+            pair[1].0, pair[0].0
+        );
+    }
+    let hashes: std::collections::HashSet<_> = links.iter().map(|l| l.2.clone()).collect();
+    assert_eq!(hashes.len(), 5, "every row has its own hash");
+
+    let v = store.db().verify_audit().expect("verify");
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.checked, 5);
+    assert_eq!(Some(v.last_hash), links[4].2.clone());
+}
+
+#[test]
+fn audit_edited_row_is_detected_at_that_row() {
+    let store = Store::open_in_memory().expect("open");
+    let ids = append_chain(&store, 3);
+    store
+        .conn
+        .execute_batch("DROP TRIGGER audit_no_update")
+        .expect("drop trigger");
+    store
+        .conn
+        .execute(
+            "UPDATE audit SET reason = 'nothing to see' WHERE id = ?1",
+            [ids[1]],
+        )
+        .expect("tamper");
+
+    let v = store.db().verify_audit().expect("verify");
+    assert_eq!(
+        v.broken,
+        Some(AuditBreak {
+            id: ids[1],
+            fault: AuditFault::HashMismatch
+        })
+    );
+    assert_eq!(v.checked, 1, "the row before it is intact");
+    assert_eq!(
+        v.broken.unwrap().fault.to_string(),
+        "hash mismatch: row edited"
+    );
+}
+
+#[test]
+fn audit_edited_row_with_a_recomputed_hash_breaks_the_next_link() {
+    let store = Store::open_in_memory().expect("open");
+    let ids = append_chain(&store, 3);
+    // A forger who edits row 2 and gives it the hash that matches its new content:
+    // the same rows written to a scratch store yield exactly that hash.
+    let scratch = Store::open_in_memory().expect("open");
+    append_chain(&scratch, 1);
+    scratch
+        .db()
+        .append_audit(&audit_entry(2, "db/main", "forged"))
+        .expect("append");
+    let forged_hash = audit_links(&scratch)[1].2.clone();
+    assert_eq!(audit_links(&scratch)[1].1, audit_links(&store)[1].1);
+    store
+        .conn
+        .execute_batch("DROP TRIGGER audit_no_update")
+        .expect("drop trigger");
+    store
+        .conn
+        .execute(
+            "UPDATE audit SET reason = 'forged', hash = ?1 WHERE id = ?2",
+            rusqlite::params![forged_hash, ids[1]],
+        )
+        .expect("tamper");
+
+    let v = store.db().verify_audit().expect("verify");
+    assert_eq!(
+        v.broken,
+        Some(AuditBreak {
+            id: ids[2],
+            fault: AuditFault::ChainBroken
+        }),
+        "row 2 is self-consistent, but row 3 still names its old hash"
+    );
+    assert_eq!(v.checked, 2);
+}
+
+#[test]
+fn audit_removed_row_breaks_the_chain_at_the_next_row() {
+    let store = Store::open_in_memory().expect("open");
+    let ids = append_chain(&store, 4);
+    store
+        .conn
+        .execute_batch("DROP TRIGGER audit_no_delete")
+        .expect("drop trigger");
+    store
+        .conn
+        .execute("DELETE FROM audit WHERE id = ?1", [ids[1]])
+        .expect("tamper");
+
+    let v = store.db().verify_audit().expect("verify");
+    assert_eq!(
+        v.broken,
+        Some(AuditBreak {
+            id: ids[2],
+            fault: AuditFault::ChainBroken
+        })
+    );
+    assert_eq!(v.checked, 1);
+    assert_eq!(
+        AuditFault::ChainBroken.to_string(),
+        "chain broken: a row before it was removed or reordered"
+    );
+
+    // The first row gone: the new first row does not start at the genesis hash.
+    store
+        .conn
+        .execute("DELETE FROM audit WHERE id = ?1", [ids[0]])
+        .expect("tamper");
+    let v = store.db().verify_audit().expect("verify");
+    assert_eq!(
+        v.broken,
+        Some(AuditBreak {
+            id: ids[2],
+            fault: AuditFault::ChainBroken
+        })
+    );
+    assert_eq!(v.checked, 0);
+}
+
+#[test]
+fn audit_value_of_another_type_is_a_mismatch_not_a_read_error() {
+    let store = Store::open_in_memory().expect("open");
+    let ids = append_chain(&store, 2);
+    store
+        .conn
+        .execute_batch("DROP TRIGGER audit_no_update")
+        .expect("drop trigger");
+    store
+        .conn
+        .execute(
+            "UPDATE audit SET actor = CAST('cli:alice' AS BLOB) WHERE id = ?1",
+            [ids[1]],
+        )
+        .expect("tamper");
+    let v = store
+        .db()
+        .verify_audit()
+        .expect("verify reads any stored type");
+    assert_eq!(
+        v.broken,
+        Some(AuditBreak {
+            id: ids[1],
+            fault: AuditFault::HashMismatch
+        })
+    );
+}
+
+#[test]
+fn audit_row_without_hash_in_the_middle_is_reported_not_filled_in() {
+    let store = Store::open_in_memory().expect("open");
+    let ids = append_chain(&store, 3);
+    store
+        .conn
+        .execute_batch("DROP TRIGGER audit_no_update")
+        .expect("drop trigger");
+    store
+        .conn
+        .execute("UPDATE audit SET hash = NULL WHERE id = ?1", [ids[1]])
+        .expect("tamper");
+    // What Store::open runs: only the unhashed tail is chained.
+    store.db().chain_unhashed_audit().expect("chain");
+
+    let v = store.db().verify_audit().expect("verify");
+    assert_eq!(
+        v.broken,
+        Some(AuditBreak {
+            id: ids[1],
+            fault: AuditFault::MissingHash
+        })
+    );
+    assert_eq!(audit_links(&store)[1].2, None);
+}
+
+#[test]
+fn audit_trigger_allows_setting_the_hash_once_and_nothing_else() {
+    let store = Store::open_in_memory().expect("open");
+    let ids = append_chain(&store, 1);
+    let refused = |sql: &str, id: i64| {
+        let err = store.conn.execute(sql, [id]).expect_err(sql);
+        assert!(
+            err.to_string().contains("audit log is append-only"),
+            "{sql}: {err}"
+        );
+    };
+    refused("UPDATE audit SET hash = 'x' WHERE id = ?1", ids[0]);
+    refused("UPDATE audit SET prev_hash = 'x' WHERE id = ?1", ids[0]);
+
+    // A row without a hash, as written before schema 4.
+    store
+        .conn
+        .execute(
+            "INSERT INTO audit (at, actor, action, outcome) VALUES (0, 'rotationd', 'rotate', 'ok')",
+            [],
+        )
+        .expect("insert");
+    let raw = store.conn.last_insert_rowid();
+    refused(
+        "UPDATE audit SET hash = 'h', prev_hash = 'p', outcome = 'failed' WHERE id = ?1",
+        raw,
+    );
+    refused("UPDATE audit SET hash = 'h' WHERE id = ?1", raw);
+    store
+        .conn
+        .execute(
+            "UPDATE audit SET hash = 'h', prev_hash = 'p' WHERE id = ?1",
+            [raw],
+        )
+        .expect("the one allowed update");
+    refused(
+        "UPDATE audit SET hash = 'h2', prev_hash = 'p' WHERE id = ?1",
+        raw,
+    );
+    refused("UPDATE audit SET hash = NULL WHERE id = ?1", raw);
+}
+
+#[test]
+fn audit_rows_written_before_schema_4_are_chained_on_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    {
+        // A database as rotationd with schema 3 left it.
+        let conn = Connection::open(&path).expect("create");
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).expect("old migration");
+        }
+        conn.pragma_update(None, "user_version", 3)
+            .expect("version");
+        for (at, reason) in [(1, "old one"), (2, "old two")] {
+            conn.execute(
+                "INSERT INTO audit (at, actor, action, secret, ticket, reason, outcome, detail) \
+                 VALUES (?1, 'cli:bob', 'rollback', 'db/main', 'INC-7', ?2, 'ok', '{\"from\":\"v1\"}')",
+                rusqlite::params![t(at).timestamp(), reason],
+            )
+            .expect("old row");
+        }
+    }
+
+    let store = Store::open(&path).expect("open migrates and chains");
+    assert_eq!(store.schema_version().expect("version"), 4);
+    let links = audit_links(&store);
+    assert_eq!(links.len(), 2);
+    assert_eq!(links[0].1.as_deref(), Some(GENESIS_HASH));
+    assert_eq!(links[1].1, links[0].2);
+    let v = store.db().verify_audit().expect("verify");
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.checked, 2);
+
+    // New rows continue the same chain, and a reopen changes nothing.
+    store
+        .db()
+        .append_audit(&audit_entry(3, "db/main", "new"))
+        .expect("append");
+    let before = audit_links(&store);
+    assert_eq!(before[2].1, before[1].2);
+    store.close().expect("close");
+    let store = Store::open(&path).expect("reopen");
+    assert_eq!(audit_links(&store), before);
+    let v = store.db().verify_audit().expect("verify");
+    assert!(v.is_intact(), "{v:?}");
+    assert_eq!(v.checked, 3);
+    assert_eq!(Some(v.last_hash), before[2].2.clone());
+}
+
+#[test]
+fn audit_log_filters_by_secret_and_since_in_id_order() {
+    let store = Store::open_in_memory().expect("open");
+    let db = store.db();
+    // Appended out of time order: the listing follows the log (ids), not `at`.
+    let a = db
+        .append_audit(&audit_entry(5, "db/a", "a5"))
+        .expect("append");
+    let b = db
+        .append_audit(&audit_entry(1, "db/b", "b1"))
+        .expect("append");
+    let c = db
+        .append_audit(&audit_entry(9, "db/a", "a9"))
+        .expect("append");
+    let d = db
+        .append_audit(&audit_entry(3, "db/a", "a3"))
+        .expect("append");
+
+    let ids = |filter: AuditFilter| {
+        let mut seen = Vec::new();
+        db.audit_log(&filter, |e| {
+            seen.push(e.id);
+            Ok::<_, StoreError>(())
+        })
+        .expect("list");
+        seen
+    };
+    assert_eq!(ids(AuditFilter::default()), [a, b, c, d]);
+    assert_eq!(
+        ids(AuditFilter {
+            secret: Some("db/a".into()),
+            since: None
+        }),
+        [a, c, d]
+    );
+    assert_eq!(
+        ids(AuditFilter {
+            secret: None,
+            since: Some(t(5))
+        }),
+        [a, c]
+    );
+    assert_eq!(
+        ids(AuditFilter {
+            secret: Some("db/b".into()),
+            since: Some(t(2))
+        }),
+        Vec::<i64>::new()
+    );
+
+    // The callback's error stops the walk and comes back unchanged.
+    let mut calls = 0;
+    let err = db
+        .audit_log(&AuditFilter::default(), |_| {
+            calls += 1;
+            Err(StoreError::Closed)
+        })
+        .expect_err("stopped");
+    assert!(matches!(err, StoreError::Closed));
+    assert_eq!(calls, 1);
+}

@@ -1,0 +1,393 @@
+//! `rotationd audit`: the audit log for people, and its hash chain checked.
+//!
+//! Auditors and on-call engineers need to answer "who rotated or rolled back what, under
+//! which ticket, and why" without `sqlite3`, AWS credentials or a running daemon, so this
+//! reads only the state database named by `[daemon] state_path` and never builds the
+//! AWS-facing [`crate::daemon::App`]. `--verify` recomputes the chain that
+//! [`crate::store::Db::verify_audit`] documents; its last hash is worth recording off the
+//! host, because removing the newest rows is only detectable against such a record.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::commands::{EXIT_FAILURE, EXIT_INVALID, EXIT_OK, TIME_FORMAT, load_config};
+use crate::store::{AuditEntry, AuditFilter, AuditVerification, GENESIS_HASH, Store, StoreError};
+
+/// How `rotationd audit` prints the entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// Aligned columns for a terminal; long reasons are shortened.
+    Table,
+    /// One array of objects with every field, `detail` as JSON.
+    Json,
+    /// RFC 4180: a header line, then one record per entry.
+    Csv,
+}
+
+/// Reasons longer than this are cut in the table (only there) so that one long
+/// justification does not push every row off the screen.
+const TABLE_REASON_CHARS: usize = 60;
+
+/// `rotationd audit`: lists the audit log, or with `verify` checks its hash chain.
+pub fn audit(
+    config: &Path,
+    secret: Option<&str>,
+    since: Option<&str>,
+    format: AuditFormat,
+    verify: bool,
+) -> u8 {
+    let cfg = match load_config(config) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let since = match since.map(|s| parse_since(s, Utc::now())).transpose() {
+        Ok(since) => since,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    let path = &cfg.daemon.state_path;
+    // Opening would create an empty database, and a read-only command run as another
+    // user (sudo) must not leave a file the daemon's user then cannot open.
+    let store = if path.exists() {
+        match Store::open(path) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return EXIT_FAILURE;
+            }
+        }
+    } else {
+        eprintln!(
+            "warning: there is no state database at {} yet, so the audit log is empty; check [daemon] state_path if rotationd has run",
+            path.display()
+        );
+        None
+    };
+    if verify {
+        let result = match &store {
+            Some(store) => store.db().verify_audit(),
+            None => Ok(AuditVerification {
+                checked: 0,
+                last_hash: GENESIS_HASH.to_owned(),
+                broken: None,
+            }),
+        };
+        return report_verification(result);
+    }
+    let filter = AuditFilter {
+        secret: secret.map(str::to_owned),
+        since,
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = write_entries(&mut out, store.as_ref(), &filter, format)
+        .and_then(|()| out.flush().map_err(OutError::Io));
+    match written {
+        Ok(()) => EXIT_OK,
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        Err(OutError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(OutError::Io(e)) => {
+            eprintln!("error: cannot write the audit log: {e}");
+            EXIT_FAILURE
+        }
+        Err(OutError::Store(e)) => {
+            eprintln!("error: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn report_verification(result: Result<AuditVerification, StoreError>) -> u8 {
+    match result {
+        Ok(AuditVerification {
+            checked,
+            last_hash,
+            broken: None,
+        }) => {
+            println!("audit log OK: {checked} entries, last hash {last_hash}");
+            EXIT_OK
+        }
+        Ok(AuditVerification {
+            broken: Some(b), ..
+        }) => {
+            eprintln!(
+                "error: audit log tampered at entry {}: {}; keep a copy of the state database for investigation and compare it with a backup",
+                b.id, b.fault
+            );
+            EXIT_FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+/// `--since`: an RFC 3339 instant, or a duration ago (`7d`, `24h`, `90min`).
+pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    humantime::parse_duration(s.trim())
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .and_then(|d| now.checked_sub_signed(d))
+        .ok_or_else(|| {
+            format!(
+                "invalid --since `{s}`: use RFC 3339 like 2026-11-01T00:00:00Z or a duration ago like 7d or 24h"
+            )
+        })
+}
+
+/// A failure while streaming entries: reading the store, or writing stdout.
+#[derive(Debug)]
+enum OutError {
+    Store(StoreError),
+    Io(std::io::Error),
+}
+
+impl From<StoreError> for OutError {
+    fn from(e: StoreError) -> Self {
+        OutError::Store(e)
+    }
+}
+
+impl From<std::io::Error> for OutError {
+    fn from(e: std::io::Error) -> Self {
+        OutError::Io(e)
+    }
+}
+
+/// Calls `f` for every entry matching `filter`; none when there is no database.
+fn for_each_entry(
+    store: Option<&Store>,
+    filter: &AuditFilter,
+    f: impl FnMut(AuditEntry) -> Result<(), OutError>,
+) -> Result<(), OutError> {
+    match store {
+        Some(store) => store.db().audit_log(filter, f),
+        None => Ok(()),
+    }
+}
+
+/// JSON and CSV stream, so that a years-long log is never held in memory; the table
+/// collects, because its column widths depend on every row.
+fn write_entries(
+    out: &mut impl Write,
+    store: Option<&Store>,
+    filter: &AuditFilter,
+    format: AuditFormat,
+) -> Result<(), OutError> {
+    match format {
+        AuditFormat::Json => {
+            let mut first = true;
+            out.write_all(b"[")?;
+            for_each_entry(store, filter, |e| {
+                out.write_all(if first { b"\n  " } else { b",\n  " })?;
+                first = false;
+                serde_json::to_writer(&mut *out, &e).map_err(std::io::Error::from)?;
+                Ok(())
+            })?;
+            out.write_all(if first { b"]\n" } else { b"\n]\n" })?;
+        }
+        AuditFormat::Csv => {
+            write_csv_record(
+                out,
+                &[
+                    "id",
+                    "at",
+                    "actor",
+                    "action",
+                    "secret",
+                    "ticket",
+                    "reason",
+                    "outcome",
+                    "detail",
+                    "prev_hash",
+                    "hash",
+                ],
+            )?;
+            for_each_entry(store, filter, |e| {
+                let detail = e.detail.as_ref().map(|d| d.to_string()).unwrap_or_default();
+                write_csv_record(
+                    out,
+                    &[
+                        &e.id.to_string(),
+                        &e.at.format(TIME_FORMAT).to_string(),
+                        &e.actor,
+                        &e.action,
+                        e.secret.as_deref().unwrap_or(""),
+                        e.ticket.as_deref().unwrap_or(""),
+                        e.reason.as_deref().unwrap_or(""),
+                        &e.outcome,
+                        &detail,
+                        e.prev_hash.as_deref().unwrap_or(""),
+                        e.hash.as_deref().unwrap_or(""),
+                    ],
+                )?;
+                Ok(())
+            })?;
+        }
+        AuditFormat::Table => {
+            let mut entries = Vec::new();
+            for_each_entry(store, filter, |e| {
+                entries.push(e);
+                Ok(())
+            })?;
+            write_table(out, &entries)?;
+        }
+    }
+    Ok(())
+}
+
+/// One CSV record, CRLF-terminated as RFC 4180 says.
+fn write_csv_record(out: &mut impl Write, fields: &[&str]) -> std::io::Result<()> {
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        out.write_all(csv_field(field).as_bytes())?;
+    }
+    out.write_all(b"\r\n")
+}
+
+/// RFC 4180 quoting: a field with a comma, a double quote or a line break is enclosed
+/// in double quotes, and its double quotes are doubled.
+pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
+/// Text for a terminal: audit fields can carry text from events and operators, and a
+/// control character (an escape sequence, a carriage return) must not rewrite the
+/// screen or hide part of a row.
+fn printable(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// The reason as shown in the table: printable and at most [`TABLE_REASON_CHARS`].
+fn table_reason(reason: Option<&str>) -> String {
+    let s = printable(reason.unwrap_or("-"));
+    if s.chars().count() <= TABLE_REASON_CHARS {
+        s
+    } else {
+        let mut cut: String = s.chars().take(TABLE_REASON_CHARS - 1).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn write_table(out: &mut impl Write, entries: &[AuditEntry]) -> std::io::Result<()> {
+    let rows: Vec<[String; 7]> = entries
+        .iter()
+        .map(|e| {
+            [
+                e.at.format(TIME_FORMAT).to_string(),
+                printable(&e.actor),
+                printable(&e.action),
+                printable(e.secret.as_deref().unwrap_or("-")),
+                printable(e.ticket.as_deref().unwrap_or("-")),
+                printable(&e.outcome),
+                table_reason(e.reason.as_deref()),
+            ]
+        })
+        .collect();
+    let titles = [
+        "AT", "ACTOR", "ACTION", "SECRET", "TICKET", "OUTCOME", "REASON",
+    ];
+    let mut widths = titles.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: [&str; 7]| -> std::io::Result<()> {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                // The last column is not padded: no trailing blanks.
+                text.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                text.push_str(cell);
+                text.extend(std::iter::repeat_n(' ', pad + 2));
+            }
+        }
+        writeln!(out, "{text}")
+    };
+    line(out, titles)?;
+    for row in &rows {
+        line(out, row.each_ref().map(String::as_str))?;
+    }
+    if rows.is_empty() {
+        writeln!(out, "(no audit entries)")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn since_takes_rfc3339_or_a_duration_ago() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 8, 12, 0, 0).unwrap();
+        assert_eq!(
+            parse_since("2026-11-01T00:00:00Z", now),
+            Ok(Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap())
+        );
+        assert_eq!(
+            parse_since("2026-11-01T02:00:00+02:00", now),
+            Ok(Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap())
+        );
+        assert_eq!(
+            parse_since("7d", now),
+            Ok(Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap())
+        );
+        assert_eq!(
+            parse_since("24h", now),
+            Ok(Utc.with_ymd_and_hms(2026, 11, 7, 12, 0, 0).unwrap())
+        );
+        let err = parse_since("last week", now).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid --since `last week`: use RFC 3339 like 2026-11-01T00:00:00Z or a duration ago like 7d or 24h"
+        );
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field(""), "");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field(r#"say "hi""#), r#""say ""hi""""#);
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn table_escapes_control_characters_and_cuts_long_reasons() {
+        assert_eq!(printable("ok\x1b[2Jx\r"), "ok\\u{1b}[2Jx\\r");
+        let long = "é".repeat(100);
+        let cut = table_reason(Some(&long));
+        assert_eq!(cut.chars().count(), TABLE_REASON_CHARS);
+        assert!(cut.ends_with('…'), "{cut}");
+        assert_eq!(table_reason(Some("short")), "short");
+        assert_eq!(table_reason(None), "-");
+    }
+}

@@ -1,0 +1,1058 @@
+//! Rotation and rollback requests from CommandBridge, under the seed's approval policy.
+//!
+//! The guide calls Rotate Secrets the highest-risk action: L1 and L2 request approval,
+//! only L3 executes directly, rollback is L3 only, and every action carries a ticket and a
+//! reason. rotationd enforces that for automated execution:
+//!
+//! - Requests arrive as custom EventBridge events (`[requests] source`, default
+//!   `commandbridge`) on the events queue, through the same normalizer, account gate and
+//!   one-transaction commit as every other event (`events::normalize`). `setup-events`
+//!   routes them.
+//! - **Levels are never taken from the event.** `[requests] levels` maps identities (user
+//!   names or IAM principal ARNs, matched exactly) to L1/L2/L3; anyone not listed is L1. A
+//!   claimed level that differs is recorded in the audit log and ignored. (What rotationd
+//!   cannot check is the requester's identity itself: who may put `commandbridge` events
+//!   on the bus is the authentication, so restrict PutEvents for that source with the
+//!   bus policy.)
+//! - **Tickets**: CHG for a planned rotation, INC for an emergency; INC or CHG for a
+//!   rollback. A request without a valid ticket or a reason is refused, with the reason.
+//! - **L3 request** → executing: a rotation trigger (planned: the secret's next window;
+//!   emergency: now). **L1/L2** → `awaiting_approval` with a notice to the approvers'
+//!   topic; an approval by an L3 identity *other than the requester* executes it; a denial
+//!   by an L3 (or the requester withdrawing it) closes it, and so does
+//!   `approval_timeout` (24 h; emergency requests `emergency_approval_timeout`, 1 h, with a
+//!   P1 reminder to Security at half of it).
+//! - **Rollback requests**: L3 only (others are refused and audited); the request loop
+//!   moves AWSCURRENT back to AWSPREVIOUS, as `rotationd rollback` does.
+//! - **Every decision is answered on the bus**: a `Rotation Request Updated` event (source
+//!   `rotationd`) with the state, the reason and, at the end, the attempt's outcome, queued
+//!   in the store in the same transaction as the decision and put with retries
+//!   (`bus_outbox`), so CommandBridge hears about every step even across an outage.
+//!
+//! [`decide`] is pure; [`accept`] commits its decision with the event id in one transaction;
+//! [`RequestLoop`] expires, reminds, rolls back, reports attempt outcomes and publishes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::{Alert, AlertKind, Alerts};
+use crate::aws::AwsError;
+use crate::aws::secrets::{AWSCURRENT, SecretsManager};
+use crate::config::{Config, Level, RequestsConfig, is_ticket};
+use crate::engine::Clock;
+use crate::events::normalize::{RequestEvent, RequestKind};
+use crate::inventory::FleetEntry;
+use crate::store::{
+    NewAuditEntry, NewTrigger, Request, RequestState, StoreError, StoreHandle, TriggerKind,
+};
+
+/// The detail-type of rotationd's answers on the bus.
+pub const UPDATED: &str = "Rotation Request Updated";
+/// The source of rotationd's answers on the bus.
+pub const SOURCE: &str = "rotationd";
+
+/// What one request event does.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// A new request row (its `trigger_id` is filled in by the commit).
+    pub insert: Option<Request>,
+    /// Moves an existing request: (id, from, to, decided_by, comment).
+    pub transition: Option<(
+        String,
+        RequestState,
+        RequestState,
+        Option<String>,
+        Option<String>,
+    )>,
+    /// The rotation to run, linked to the request.
+    pub trigger: Option<NewTrigger>,
+    pub alerts: Vec<Alert>,
+    pub audit: NewAuditEntry,
+    /// The `Rotation Request Updated` detail.
+    pub update: Option<serde_json::Value>,
+}
+
+/// The bus answer for `r` in state `state`.
+pub fn update_detail(r: &Request, state: RequestState, why: &str) -> serde_json::Value {
+    serde_json::json!({
+        "request_id": r.id,
+        "kind": r.kind,
+        "secret": r.secret,
+        "state": state.as_str(),
+        "reason": why,
+        "requester": r.requester,
+        "level": r.level,
+        "ticket": r.ticket,
+        "emergency": r.emergency,
+        "decided_by": r.decided_by,
+    })
+}
+
+/// When a rotation request may run, and until when: emergency now; planned in the
+/// secret's window open now or its next one.
+fn schedule_for(
+    cfg: &Config,
+    entry: &FleetEntry,
+    emergency: bool,
+    now: DateTime<Utc>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    if emergency {
+        return (None, None);
+    }
+    let settings = crate::inventory::settings(cfg, entry.origin);
+    let target = settings.target(entry.key.clone());
+    let start = crate::planner::open_window_start(&target, now)
+        .or_else(|| settings.schedule.next_after(now));
+    match start {
+        Some(s) => (Some(s.max(now)), Some(s + target.window)),
+        None => (Some(now), None),
+    }
+}
+
+fn trigger_for(
+    cfg: &Config,
+    entry: &FleetEntry,
+    r: &Request,
+    approved_by: Option<&str>,
+    now: DateTime<Utc>,
+) -> NewTrigger {
+    let (not_before, deadline) = schedule_for(cfg, entry, r.emergency, now);
+    NewTrigger {
+        secret: entry.key.clone(),
+        kind: TriggerKind::Manual,
+        dedupe_key: Some(format!("request:{}", r.id)),
+        ticket: r.ticket.clone(),
+        reason: format!(
+            "request {} by {} ({}){}: {}",
+            r.id,
+            r.requester,
+            r.level,
+            approved_by
+                .map(|a| format!(", approved by {a}"))
+                .unwrap_or_default(),
+            r.reason
+        ),
+        actor: format!("request:{}", r.requester),
+        created_at: now,
+        not_before,
+        deadline,
+    }
+}
+
+/// Decides what `ev` does, given the request it names (if stored) and the managed secret
+/// it names (if managed). Pure.
+pub fn decide(
+    cfg: &Config,
+    rc: &RequestsConfig,
+    existing: Option<&Request>,
+    entry: Option<&FleetEntry>,
+    ev: &RequestEvent,
+    now: DateTime<Utc>,
+) -> Decision {
+    let level = rc.level_of(&ev.actor);
+    let claimed = ev.claimed_level.clone();
+    let forged = claimed.as_deref().is_some_and(|c| c != level.as_str());
+    let mut audit = NewAuditEntry {
+        at: now,
+        actor: ev.actor.clone(),
+        action: ev.kind.label().to_string(),
+        secret: entry.map(|e| e.key.clone()).or_else(|| ev.secret.clone()),
+        ticket: ev.ticket.clone(),
+        reason: ev.reason.clone(),
+        outcome: String::new(),
+        detail: Some(serde_json::json!({
+            "request_id": ev.request_id,
+            "event_id": ev.event_id,
+            "level": level.as_str(),
+            "claimed_level": claimed,
+            "claimed_level_ignored": forged,
+            "emergency": ev.emergency,
+            "comment": ev.comment,
+        })),
+    };
+    let mut d = Decision {
+        insert: None,
+        transition: None,
+        trigger: None,
+        alerts: Vec::new(),
+        audit: audit.clone(),
+        update: None,
+    };
+    match ev.kind {
+        RequestKind::Rotate | RequestKind::Rollback => {
+            if let Some(r) = existing {
+                audit.outcome = "duplicate_request".into();
+                audit.reason = Some(format!("request {} is already {}", r.id, r.state));
+                d.audit = audit;
+                return d;
+            }
+            let rollback = ev.kind == RequestKind::Rollback;
+            let mut r = Request {
+                id: ev.request_id.clone(),
+                kind: if rollback { "rollback" } else { "rotate" }.into(),
+                secret: entry
+                    .map(|e| e.key.clone())
+                    .or_else(|| ev.secret.clone())
+                    .unwrap_or_default(),
+                ticket: ev.ticket.clone(),
+                reason: ev.reason.clone().unwrap_or_default(),
+                requester: ev.actor.clone(),
+                level: level.as_str().into(),
+                claimed_level: ev.claimed_level.clone(),
+                emergency: ev.emergency,
+                state: RequestState::Refused,
+                created_at: now,
+                expires_at: None,
+                decided_by: None,
+                decided_at: None,
+                comment: None,
+                trigger_id: None,
+                reminded_at: None,
+                updated_at: now,
+            };
+            let ticket_ok = |t: &str| {
+                if rollback {
+                    is_ticket(t, "INC") || is_ticket(t, "CHG")
+                } else if ev.emergency {
+                    is_ticket(t, "INC")
+                } else {
+                    is_ticket(t, "CHG")
+                }
+            };
+            let refusal = if entry.is_none() {
+                Some(format!(
+                    "secret `{}` is not managed by rotationd",
+                    ev.secret.as_deref().unwrap_or_default()
+                ))
+            } else if rollback && level != Level::L3 {
+                Some(format!(
+                    "rollback is L3 only; {} is {}",
+                    ev.actor,
+                    level.as_str()
+                ))
+            } else if !ev.ticket.as_deref().is_some_and(ticket_ok) {
+                Some(match (rollback, ev.emergency) {
+                    (true, _) => "a rollback needs an INC or CHG ticket (like INC-123)".to_string(),
+                    (false, true) => {
+                        "an emergency rotation needs an INC ticket (like INC-123)".to_string()
+                    }
+                    (false, false) => {
+                        "a planned rotation needs a CHG ticket (like CHG-123); use emergency with an INC ticket for an incident".to_string()
+                    }
+                } + &ev
+                    .ticket
+                    .as_deref()
+                    .map(|t| format!(", found `{t}`"))
+                    .unwrap_or_default())
+            } else if r.reason.trim().is_empty() {
+                Some("every request needs a reason".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = refusal {
+                r.comment = Some(why.clone());
+                audit.outcome = "refused".into();
+                audit.reason = Some(why.clone());
+                d.update = Some(update_detail(&r, RequestState::Refused, &why));
+                d.insert = Some(r);
+                d.audit = audit;
+                return d;
+            }
+            let entry = entry.expect("checked above");
+            if level == Level::L3 {
+                r.state = RequestState::Executing;
+                r.decided_by = Some(ev.actor.clone());
+                r.decided_at = Some(now);
+                let why = if rollback {
+                    "L3 rollback: executing".to_string()
+                } else if ev.emergency {
+                    "L3 emergency request: rotating now".to_string()
+                } else {
+                    "L3 request: rotating in the secret's next window".to_string()
+                };
+                if !rollback {
+                    d.trigger = Some(trigger_for(cfg, entry, &r, None, now));
+                }
+                audit.outcome = "executing".into();
+                d.update = Some(update_detail(&r, RequestState::Executing, &why));
+            } else {
+                let timeout = if ev.emergency {
+                    rc.emergency_approval_timeout
+                } else {
+                    rc.approval_timeout
+                };
+                r.state = RequestState::AwaitingApproval;
+                r.expires_at = Some(
+                    now + chrono::Duration::from_std(timeout)
+                        .unwrap_or(chrono::Duration::hours(24)),
+                );
+                let why = format!(
+                    "{} is {}: an L3 approval is needed (until {})",
+                    ev.actor,
+                    level.as_str(),
+                    r.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                );
+                let mut a = Alert::new(AlertKind::ApprovalRequested, Some(&entry.key), now);
+                a.secret_arn = Some(entry.info.arn.clone());
+                a.ticket = r.ticket.clone();
+                a.reason = Some(r.reason.clone());
+                a.deadline = r.expires_at;
+                a.details = serde_json::json!({
+                    "request_id": r.id,
+                    "requester": r.requester,
+                    "level": r.level,
+                    "emergency": r.emergency,
+                    "approve_with": "a `Rotation Approved` event from an L3 identity other than the requester",
+                });
+                a.dedupe_key = format!("approval_requested:{}", r.id);
+                d.alerts.push(a);
+                audit.outcome = "awaiting_approval".into();
+                d.update = Some(update_detail(&r, RequestState::AwaitingApproval, &why));
+            }
+            d.insert = Some(r);
+            d.audit = audit;
+            d
+        }
+        RequestKind::Approve | RequestKind::Deny => {
+            let approve = ev.kind == RequestKind::Approve;
+            let refuse =
+                |d: &mut Decision, mut audit: NewAuditEntry, why: String, r: Option<&Request>| {
+                    audit.outcome = "refused".into();
+                    audit.reason = Some(why.clone());
+                    d.update = Some(match r {
+                        Some(r) => update_detail(r, r.state, &why),
+                        None => serde_json::json!({
+                            "request_id": ev.request_id,
+                            "state": "unknown",
+                            "reason": why,
+                        }),
+                    });
+                    d.audit = audit;
+                };
+            let Some(r) = existing else {
+                refuse(
+                    &mut d,
+                    audit,
+                    format!("no request `{}`", ev.request_id),
+                    None,
+                );
+                return d;
+            };
+            audit.secret = Some(r.secret.clone());
+            audit.ticket = r.ticket.clone();
+            if r.state != RequestState::AwaitingApproval {
+                refuse(
+                    &mut d,
+                    audit,
+                    format!("request {} is {}, not awaiting approval", r.id, r.state),
+                    Some(r),
+                );
+                return d;
+            }
+            let withdrawing = !approve && ev.actor == r.requester;
+            if approve && ev.actor == r.requester {
+                refuse(
+                    &mut d,
+                    audit,
+                    format!(
+                        "self-approval refused: {} requested it; another L3 must approve",
+                        ev.actor
+                    ),
+                    Some(r),
+                );
+                return d;
+            }
+            if level != Level::L3 && !withdrawing {
+                refuse(
+                    &mut d,
+                    audit,
+                    format!(
+                        "only L3 may {}; {} is {}",
+                        if approve { "approve" } else { "deny" },
+                        ev.actor,
+                        level.as_str()
+                    ),
+                    Some(r),
+                );
+                return d;
+            }
+            let mut after = r.clone();
+            after.decided_by = Some(ev.actor.clone());
+            if approve {
+                let Some(entry) = entry else {
+                    refuse(
+                        &mut d,
+                        audit,
+                        format!("secret `{}` is no longer managed by rotationd", r.secret),
+                        Some(r),
+                    );
+                    return d;
+                };
+                d.trigger = Some(trigger_for(cfg, entry, r, Some(&ev.actor), now));
+                d.transition = Some((
+                    r.id.clone(),
+                    RequestState::AwaitingApproval,
+                    RequestState::Executing,
+                    Some(ev.actor.clone()),
+                    ev.comment.clone(),
+                ));
+                audit.outcome = "executing".into();
+                d.update = Some(update_detail(
+                    &after,
+                    RequestState::Executing,
+                    &format!(
+                        "approved by {}: {}",
+                        ev.actor,
+                        if r.emergency {
+                            "rotating now"
+                        } else {
+                            "rotating in the secret's next window"
+                        }
+                    ),
+                ));
+            } else {
+                let why = if withdrawing {
+                    format!("withdrawn by the requester {}", ev.actor)
+                } else {
+                    format!(
+                        "denied by {}{}",
+                        ev.actor,
+                        ev.comment
+                            .as_deref()
+                            .map(|c| format!(": {c}"))
+                            .unwrap_or_default()
+                    )
+                };
+                d.transition = Some((
+                    r.id.clone(),
+                    RequestState::AwaitingApproval,
+                    RequestState::Denied,
+                    Some(ev.actor.clone()),
+                    Some(why.clone()),
+                ));
+                audit.outcome = "denied".into();
+                d.update = Some(update_detail(&after, RequestState::Denied, &why));
+            }
+            d.audit = audit;
+            d
+        }
+    }
+}
+
+/// Handles one request event: reads the request it names, decides, and commits the
+/// decision, the event id, the audit entry, the alerts and the bus answer in one
+/// transaction. Returns false for a duplicate event id.
+pub async fn accept(
+    cfg: &Arc<Config>,
+    store: &StoreHandle,
+    alerts: &Alerts,
+    fleet: &crate::inventory::Fleet,
+    ev: RequestEvent,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let Some(rc) = cfg.requests.clone() else {
+        return Ok(false);
+    };
+    let rid = ev.request_id.clone();
+    let existing = store.call(move |s| s.db().get_request(&rid)).await?;
+    // The secret: the event's for a new request, the stored request's for a decision.
+    let secret = existing
+        .as_ref()
+        .map(|r| r.secret.clone())
+        .or_else(|| ev.secret.clone());
+    let entry = secret
+        .as_deref()
+        .and_then(|s| crate::events::find_secret(fleet, s))
+        .cloned();
+    let cfg = cfg.clone();
+    let alerts = alerts.clone();
+    store
+        .call(move |s| {
+            s.transaction(|db| {
+                if !db.mark_event_seen(&ev.event_id, "sqs", now)? {
+                    return Ok(false);
+                }
+                // Decided again inside the transaction, on the request as it is now.
+                let existing = db.get_request(&ev.request_id)?;
+                let d = decide(&cfg, &rc, existing.as_ref(), entry.as_ref(), &ev, now);
+                let trigger_id = match &d.trigger {
+                    Some(t) => Some(db.insert_trigger(t)?.id),
+                    None => None,
+                };
+                if let Some(mut r) = d.insert.clone() {
+                    r.trigger_id = trigger_id;
+                    db.insert_request(&r)?;
+                }
+                if let Some((id, from, to, by, comment)) = &d.transition {
+                    db.decide_request(
+                        id,
+                        *from,
+                        *to,
+                        by.as_deref(),
+                        comment.as_deref(),
+                        trigger_id,
+                        now,
+                    )?;
+                }
+                for p in d.alerts.iter().filter_map(|a| alerts.prepare(a)) {
+                    db.enqueue_alert_deduped(&p.alert, p.at, p.realert)?;
+                }
+                db.append_audit(&d.audit)?;
+                if let Some(u) = &d.update {
+                    db.enqueue_bus_update(UPDATED, u, Utc::now())?;
+                }
+                Ok(true)
+            })
+        })
+        .await
+}
+
+/// The request loop: expiry, emergency reminders, rollbacks, attempt outcomes, and the bus
+/// outbox.
+pub struct RequestLoop {
+    pub cfg: Arc<Config>,
+    pub store: StoreHandle,
+    pub alerts: Alerts,
+    pub sm: SecretsManager,
+    pub eventbridge: aws_sdk_eventbridge::Client,
+    pub clock: Clock,
+}
+
+impl RequestLoop {
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "request loop pass failed; retrying");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    /// One pass; public for tests.
+    pub async fn pass(&self) -> Result<(), StoreError> {
+        let Some(rc) = self.cfg.requests.clone() else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        for r in self.store.call(|s| s.db().awaiting_requests()).await? {
+            if r.expires_at.is_some_and(|e| now >= e) {
+                let timeout = if r.emergency {
+                    rc.emergency_approval_timeout
+                } else {
+                    rc.approval_timeout
+                };
+                let why = format!(
+                    "no L3 approval within {}: closed",
+                    crate::config::fmt_duration(timeout)
+                );
+                self.close(
+                    &r,
+                    RequestState::AwaitingApproval,
+                    RequestState::Expired,
+                    &why,
+                    "expired",
+                    now,
+                )
+                .await?;
+            } else if r.emergency && r.reminded_at.is_none() {
+                let half = chrono::Duration::from_std(rc.emergency_approval_timeout / 2)
+                    .unwrap_or(chrono::Duration::minutes(30));
+                if now >= r.created_at + half {
+                    let mut a = Alert::new(AlertKind::ApprovalOverdue, Some(&r.secret), now);
+                    a.ticket = r.ticket.clone();
+                    a.reason = Some(r.reason.clone());
+                    a.deadline = r.expires_at;
+                    a.details = serde_json::json!({
+                        "request_id": r.id, "requester": r.requester, "level": r.level,
+                    });
+                    a.dedupe_key = format!("approval_overdue:{}", r.id);
+                    self.alerts.raise_once(a).await?;
+                    let id = r.id.clone();
+                    self.store
+                        .call(move |s| s.db().mark_request_reminded(&id, now))
+                        .await?;
+                }
+            }
+        }
+        for r in self.store.call(|s| s.db().executing_rollbacks()).await? {
+            match self.roll_back(&r).await {
+                Ok((state, why)) => {
+                    self.close(
+                        &r,
+                        RequestState::Executing,
+                        state,
+                        &why,
+                        state.as_str(),
+                        now,
+                    )
+                    .await?
+                }
+                Err(e) if e.retryable => {
+                    tracing::warn!(request = %r.id, error = %e, "rollback request: AWS did not answer; retrying")
+                }
+                Err(e) => {
+                    let why = format!("rollback failed: {e}");
+                    self.close(
+                        &r,
+                        RequestState::Executing,
+                        RequestState::Failed,
+                        &why,
+                        "failed",
+                        now,
+                    )
+                    .await?
+                }
+            }
+        }
+        for (r, status) in self
+            .store
+            .call(|s| s.db().requests_with_finished_triggers())
+            .await?
+        {
+            let (attempt, state) = self.outcome(&r).await?;
+            let why = match (&attempt, status.as_str()) {
+                (Some(a), _) if state == RequestState::Completed => format!(
+                    "rotated: AWSCURRENT is {}",
+                    a["new_version"].as_str().unwrap_or("the new version")
+                ),
+                (Some(a), _) => format!(
+                    "rotation {}: {}",
+                    a["state"].as_str().unwrap_or("failed"),
+                    a["error"].as_str().unwrap_or("see the audit log")
+                ),
+                (None, s) => format!("the rotation trigger ended `{s}` without an attempt"),
+            };
+            let mut detail = update_detail(&r, state, &why);
+            detail["attempt"] = attempt.unwrap_or(serde_json::Value::Null);
+            self.close_with(
+                &r,
+                RequestState::Executing,
+                state,
+                &why,
+                state.as_str(),
+                detail,
+                now,
+            )
+            .await?;
+        }
+        self.publish().await
+    }
+
+    /// The attempt that served request `r`'s trigger, and the request's end state.
+    async fn outcome(
+        &self,
+        r: &Request,
+    ) -> Result<(Option<serde_json::Value>, RequestState), StoreError> {
+        let Some(tid) = r.trigger_id else {
+            return Ok((None, RequestState::Failed));
+        };
+        let trigger = self.store.call(move |s| s.db().get_trigger(tid)).await?;
+        let Some(aid) = trigger.and_then(|t| t.attempt_id) else {
+            return Ok((None, RequestState::Failed));
+        };
+        let attempt = self.store.call(move |s| s.db().get_attempt(&aid)).await?;
+        Ok(match attempt {
+            Some(a) => {
+                let ok = a.state == crate::store::AttemptState::Succeeded;
+                (
+                    Some(serde_json::json!({
+                        "id": a.id,
+                        "state": a.state.as_str(),
+                        "new_version": a.new_version,
+                        "previous_version": a.previous_version,
+                        "error": a.error,
+                        "finished_at": a.finished_at.map(|t| t.to_rfc3339()),
+                    })),
+                    if ok {
+                        RequestState::Completed
+                    } else {
+                        RequestState::Failed
+                    },
+                )
+            }
+            None => (None, RequestState::Failed),
+        })
+    }
+
+    async fn close(
+        &self,
+        r: &Request,
+        from: RequestState,
+        to: RequestState,
+        why: &str,
+        outcome: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.close_with(r, from, to, why, outcome, update_detail(r, to, why), now)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn close_with(
+        &self,
+        r: &Request,
+        from: RequestState,
+        to: RequestState,
+        why: &str,
+        outcome: &str,
+        detail: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let audit = NewAuditEntry {
+            at: now,
+            actor: "rotationd".into(),
+            action: format!("{}_request", r.kind),
+            secret: Some(r.secret.clone()),
+            ticket: r.ticket.clone(),
+            reason: Some(why.to_string()),
+            outcome: outcome.to_string(),
+            detail: Some(
+                serde_json::json!({ "request_id": r.id, "requester": r.requester, "update": detail }),
+            ),
+        };
+        let id = r.id.clone();
+        let why = why.to_string();
+        self.store
+            .call(move |s| {
+                s.transaction(|db| {
+                    if db.decide_request(&id, from, to, None, Some(&why), None, now)? {
+                        db.append_audit(&audit)?;
+                        db.enqueue_bus_update(UPDATED, &detail, Utc::now())?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// AWSCURRENT back to AWSPREVIOUS, verified.
+    async fn roll_back(&self, r: &Request) -> Result<(RequestState, String), AwsError> {
+        let info = self.sm.describe(&r.secret).await?;
+        let (Some(current), Some(previous)) = (
+            info.current_version().map(str::to_string),
+            info.previous_version().map(str::to_string),
+        ) else {
+            return Ok((
+                RequestState::Failed,
+                "no AWSPREVIOUS version: there is nothing to roll back to".into(),
+            ));
+        };
+        self.sm
+            .move_label(&r.secret, AWSCURRENT, &previous, &current)
+            .await?;
+        let after = self.sm.describe(&r.secret).await?;
+        if after.current_version() == Some(previous.as_str()) {
+            Ok((
+                RequestState::Completed,
+                format!(
+                    "rolled back: AWSCURRENT {previous} (was {current}); restart dependent services"
+                ),
+            ))
+        } else {
+            Ok((
+                RequestState::Failed,
+                format!(
+                    "after the rollback AWSCURRENT is {}; check describe-secret",
+                    after.current_version().unwrap_or("absent")
+                ),
+            ))
+        }
+    }
+
+    /// Puts due `Rotation Request Updated` events on the bus, ten per PutEvents.
+    async fn publish(&self) -> Result<(), StoreError> {
+        let Some(rc) = &self.cfg.requests else {
+            return Ok(());
+        };
+        let now = Utc::now();
+        let due = self
+            .store
+            .call(move |s| s.db().due_bus_updates(now, 50))
+            .await?;
+        for chunk in due.chunks(10) {
+            let mut req = self.eventbridge.put_events();
+            for u in chunk {
+                req = req.entries(
+                    aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                        .event_bus_name(&rc.event_bus)
+                        .source(SOURCE)
+                        .detail_type(&u.detail_type)
+                        .detail(u.detail.to_string())
+                        .build(),
+                );
+            }
+            let mut unreachable = false;
+            let failed: Vec<(i64, String)> = match req.send().await {
+                Ok(out) => chunk
+                    .iter()
+                    .zip(out.entries())
+                    .filter(|(_, e)| e.error_code().is_some())
+                    .map(|(u, e)| {
+                        (
+                            u.id,
+                            e.error_message()
+                                .unwrap_or("PutEvents entry failed")
+                                .to_string(),
+                        )
+                    })
+                    .collect(),
+                Err(e) => {
+                    unreachable = true;
+                    let msg = AwsError::from_sdk("PutEvents", e).to_string();
+                    chunk.iter().map(|u| (u.id, msg.clone())).collect()
+                }
+            };
+            for u in chunk {
+                let id = u.id;
+                match failed.iter().find(|(f, _)| *f == id) {
+                    None => {
+                        self.store
+                            .call(move |s| s.db().mark_bus_published(id, Utc::now()))
+                            .await?
+                    }
+                    Some((_, msg)) => {
+                        let next = Utc::now()
+                            + chrono::Duration::from_std(crate::alerts::publish_backoff(
+                                u.attempts,
+                            ))
+                            .unwrap_or(chrono::Duration::minutes(5));
+                        tracing::warn!(error = %msg, "cannot put a request update on the bus; it stays queued");
+                        let msg = msg.clone();
+                        self.store
+                            .call(move |s| s.db().mark_bus_failed(id, &msg, next))
+                            .await?
+                    }
+                }
+            }
+            if unreachable {
+                // The bus is down: the rest would fail the same way.
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::secrets::SecretInfo;
+    use crate::inventory::Fleet;
+    use chrono::TimeZone;
+    use std::path::Path;
+
+    const CFG: &str = r#"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
+[events]
+queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+[requests]
+levels = { "lead" = "L3", "boss" = "L3", "arn:aws:iam::123456789012:user/mid" = "L2" }
+[[secret]]
+id = "prod/db"
+schedule = "0 3 * * *"
+window = "2h"
+strategy = "single-user"
+change_ticket = "CHG-1"
+"#;
+
+    fn setup() -> (Config, Fleet) {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), CFG).unwrap();
+        let info = SecretInfo {
+            name: "prod/db".into(),
+            arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf".into(),
+            ..Default::default()
+        };
+        let fleet = crate::inventory::match_fleet(&cfg, vec![info]);
+        (cfg, fleet)
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap()
+    }
+
+    fn ev(kind: RequestKind, actor: &str) -> RequestEvent {
+        RequestEvent {
+            kind,
+            event_id: format!("ev-{actor}-{kind:?}"),
+            request_id: "req-1".into(),
+            secret: Some("prod/db".into()),
+            ticket: Some("CHG-42".into()),
+            reason: Some("quarterly".into()),
+            actor: actor.into(),
+            claimed_level: None,
+            emergency: false,
+            comment: None,
+            time: now(),
+            account: None,
+        }
+    }
+
+    fn run(existing: Option<&Request>, e: &RequestEvent) -> Decision {
+        let (cfg, fleet) = setup();
+        let rc = cfg.requests.clone().unwrap();
+        let entry = fleet.find("prod/db").cloned();
+        decide(&cfg, &rc, existing, entry.as_ref(), e, now())
+    }
+
+    fn awaiting() -> Request {
+        let d = run(None, &ev(RequestKind::Rotate, "junior"));
+        d.insert.unwrap()
+    }
+
+    #[test]
+    fn an_l3_planned_request_rotates_in_the_next_window() {
+        let d = run(None, &ev(RequestKind::Rotate, "lead"));
+        let r = d.insert.unwrap();
+        assert_eq!(r.state, RequestState::Executing);
+        let t = d.trigger.unwrap();
+        assert_eq!(
+            t.not_before,
+            Some(Utc.with_ymd_and_hms(2026, 11, 27, 3, 0, 0).unwrap())
+        );
+        assert_eq!(
+            t.deadline,
+            Some(Utc.with_ymd_and_hms(2026, 11, 27, 5, 0, 0).unwrap())
+        );
+        assert_eq!(t.ticket.as_deref(), Some("CHG-42"));
+        assert_eq!(d.update.unwrap()["state"], "executing");
+    }
+
+    #[test]
+    fn an_l3_emergency_request_rotates_now_and_needs_an_inc() {
+        let mut e = ev(RequestKind::Rotate, "lead");
+        e.emergency = true;
+        let d = run(None, &e);
+        assert_eq!(
+            d.insert.unwrap().state,
+            RequestState::Refused,
+            "CHG is not an emergency ticket"
+        );
+        e.ticket = Some("INC-7".into());
+        let d = run(None, &e);
+        assert_eq!(d.insert.unwrap().state, RequestState::Executing);
+        assert_eq!(d.trigger.unwrap().not_before, None);
+    }
+
+    #[test]
+    fn a_forged_level_is_recorded_and_ignored() {
+        let mut e = ev(RequestKind::Rotate, "junior");
+        e.claimed_level = Some("L3".into());
+        let d = run(None, &e);
+        let r = d.insert.unwrap();
+        assert_eq!(r.state, RequestState::AwaitingApproval);
+        assert_eq!(r.level, "L1");
+        assert_eq!(r.claimed_level.as_deref(), Some("L3"));
+        assert!(d.trigger.is_none());
+        assert_eq!(d.alerts.len(), 1);
+        assert_eq!(d.alerts[0].kind, AlertKind::ApprovalRequested);
+        assert_eq!(d.audit.detail.unwrap()["claimed_level_ignored"], true);
+        assert_eq!(r.expires_at, Some(now() + chrono::Duration::hours(24)));
+    }
+
+    #[test]
+    fn requests_without_a_valid_ticket_or_for_unknown_secrets_are_refused_with_the_reason() {
+        let mut e = ev(RequestKind::Rotate, "lead");
+        e.ticket = Some("INC-1".into());
+        let d = run(None, &e);
+        assert_eq!(d.insert.as_ref().unwrap().state, RequestState::Refused);
+        let why = d.update.unwrap()["reason"].as_str().unwrap().to_string();
+        assert!(why.contains("CHG ticket") && why.contains("INC-1"), "{why}");
+        e.ticket = None;
+        assert_eq!(run(None, &e).insert.unwrap().state, RequestState::Refused);
+        let mut e = ev(RequestKind::Rotate, "lead");
+        e.secret = Some("prod/other".into());
+        let (cfg, _) = setup();
+        let d = decide(&cfg, cfg.requests.as_ref().unwrap(), None, None, &e, now());
+        assert!(
+            d.update.unwrap()["reason"]
+                .as_str()
+                .unwrap()
+                .contains("not managed")
+        );
+    }
+
+    #[test]
+    fn only_another_l3_approves() {
+        let r = awaiting();
+        let d = run(Some(&r), &ev(RequestKind::Approve, "junior"));
+        assert!(d.transition.is_none() && d.trigger.is_none());
+        assert!(d.audit.reason.unwrap().contains("self-approval"));
+        let d = run(
+            Some(&r),
+            &ev(RequestKind::Approve, "arn:aws:iam::123456789012:user/mid"),
+        );
+        assert!(d.transition.is_none());
+        assert!(d.audit.reason.unwrap().contains("only L3 may approve"));
+        let d = run(Some(&r), &ev(RequestKind::Approve, "lead"));
+        let (_, from, to, by, _) = d.transition.unwrap();
+        assert_eq!(
+            (from, to, by.as_deref()),
+            (
+                RequestState::AwaitingApproval,
+                RequestState::Executing,
+                Some("lead")
+            )
+        );
+        assert!(d.trigger.unwrap().reason.contains("approved by lead"));
+    }
+
+    #[test]
+    fn l3_requesters_cannot_approve_their_own_request_either() {
+        let mut r = awaiting();
+        r.requester = "lead".into();
+        let d = run(Some(&r), &ev(RequestKind::Approve, "lead"));
+        assert!(d.transition.is_none());
+        let d = run(Some(&r), &ev(RequestKind::Approve, "boss"));
+        assert!(d.transition.is_some());
+    }
+
+    #[test]
+    fn denial_by_l3_or_withdrawal_closes_and_a_closed_request_stays_closed() {
+        let r = awaiting();
+        let d = run(Some(&r), &ev(RequestKind::Deny, "boss"));
+        assert_eq!(d.transition.as_ref().unwrap().2, RequestState::Denied);
+        let d = run(Some(&r), &ev(RequestKind::Deny, "junior"));
+        assert_eq!(
+            d.transition.as_ref().unwrap().2,
+            RequestState::Denied,
+            "the requester may withdraw"
+        );
+        let d = run(
+            Some(&r),
+            &ev(RequestKind::Deny, "arn:aws:iam::123456789012:user/mid"),
+        );
+        assert!(d.transition.is_none());
+        let mut closed = r.clone();
+        closed.state = RequestState::Expired;
+        let d = run(Some(&closed), &ev(RequestKind::Approve, "lead"));
+        assert!(d.transition.is_none() && d.trigger.is_none());
+        assert_eq!(d.update.unwrap()["state"], "expired");
+    }
+
+    #[test]
+    fn rollback_is_l3_only() {
+        let mut e = ev(RequestKind::Rollback, "arn:aws:iam::123456789012:user/mid");
+        e.ticket = Some("INC-9".into());
+        let d = run(None, &e);
+        assert_eq!(d.insert.as_ref().unwrap().state, RequestState::Refused);
+        assert!(d.audit.reason.unwrap().contains("rollback is L3 only"));
+        e.actor = "lead".into();
+        let d = run(None, &e);
+        let r = d.insert.unwrap();
+        assert_eq!(
+            (r.kind.as_str(), r.state),
+            ("rollback", RequestState::Executing)
+        );
+        assert!(
+            d.trigger.is_none(),
+            "the request loop rolls back, not the executor"
+        );
+    }
+}

@@ -102,8 +102,9 @@ enum Command {
         since: Option<String>,
         #[arg(long, value_enum, default_value_t = rotationd::history::AuditFormat::Table)]
         format: rotationd::history::AuditFormat,
-        /// Check that no entry was edited, removed or reordered; prints the last hash,
-        /// worth recording elsewhere.
+        /// Check the hash chain: no entry edited, removed or reordered. Prints the last
+        /// hash: record it elsewhere, since removing the newest entries shows only
+        /// against a hash recorded earlier.
         #[arg(long, conflicts_with_all = ["secret", "since", "format"])]
         verify: bool,
     },

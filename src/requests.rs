@@ -59,20 +59,24 @@ pub const SOURCE: &str = "rotationd";
 pub struct Decision {
     /// A new request row (its `trigger_id` is filled in by the commit).
     pub insert: Option<Request>,
-    /// Moves an existing request: (id, from, to, decided_by, comment).
-    pub transition: Option<(
-        String,
-        RequestState,
-        RequestState,
-        Option<String>,
-        Option<String>,
-    )>,
+    /// Moves an existing request.
+    pub transition: Option<Transition>,
     /// The rotation to run, linked to the request.
     pub trigger: Option<NewTrigger>,
     pub alerts: Vec<Alert>,
     pub audit: NewAuditEntry,
     /// The `Rotation Request Updated` detail.
     pub update: Option<serde_json::Value>,
+}
+
+/// A move of a stored request from one state to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub id: String,
+    pub from: RequestState,
+    pub to: RequestState,
+    pub decided_by: Option<String>,
+    pub comment: Option<String>,
 }
 
 /// The bus answer for `r` in state `state`.
@@ -392,13 +396,13 @@ pub fn decide(
                     return d;
                 };
                 d.trigger = Some(trigger_for(cfg, entry, r, Some(&ev.actor), now));
-                d.transition = Some((
-                    r.id.clone(),
-                    RequestState::AwaitingApproval,
-                    RequestState::Executing,
-                    Some(ev.actor.clone()),
-                    ev.comment.clone(),
-                ));
+                d.transition = Some(Transition {
+                    id: r.id.clone(),
+                    from: RequestState::AwaitingApproval,
+                    to: RequestState::Executing,
+                    decided_by: Some(ev.actor.clone()),
+                    comment: ev.comment.clone(),
+                });
                 audit.outcome = "executing".into();
                 d.update = Some(update_detail(
                     &after,
@@ -426,13 +430,13 @@ pub fn decide(
                             .unwrap_or_default()
                     )
                 };
-                d.transition = Some((
-                    r.id.clone(),
-                    RequestState::AwaitingApproval,
-                    RequestState::Denied,
-                    Some(ev.actor.clone()),
-                    Some(why.clone()),
-                ));
+                d.transition = Some(Transition {
+                    id: r.id.clone(),
+                    from: RequestState::AwaitingApproval,
+                    to: RequestState::Denied,
+                    decided_by: Some(ev.actor.clone()),
+                    comment: Some(why.clone()),
+                });
                 audit.outcome = "denied".into();
                 d.update = Some(update_detail(&after, RequestState::Denied, &why));
             }
@@ -486,7 +490,14 @@ pub async fn accept(
                     r.trigger_id = trigger_id;
                     db.insert_request(&r)?;
                 }
-                if let Some((id, from, to, by, comment)) = &d.transition {
+                if let Some(Transition {
+                    id,
+                    from,
+                    to,
+                    decided_by: by,
+                    comment,
+                }) = &d.transition
+                {
                     db.decide_request(
                         id,
                         *from,
@@ -991,7 +1002,12 @@ change_ticket = "CHG-1"
         assert!(d.transition.is_none());
         assert!(d.audit.reason.unwrap().contains("only L3 may approve"));
         let d = run(Some(&r), &ev(RequestKind::Approve, "lead"));
-        let (_, from, to, by, _) = d.transition.unwrap();
+        let Transition {
+            from,
+            to,
+            decided_by: by,
+            ..
+        } = d.transition.unwrap();
         assert_eq!(
             (from, to, by.as_deref()),
             (
@@ -1017,10 +1033,10 @@ change_ticket = "CHG-1"
     fn denial_by_l3_or_withdrawal_closes_and_a_closed_request_stays_closed() {
         let r = awaiting();
         let d = run(Some(&r), &ev(RequestKind::Deny, "boss"));
-        assert_eq!(d.transition.as_ref().unwrap().2, RequestState::Denied);
+        assert_eq!(d.transition.as_ref().unwrap().to, RequestState::Denied);
         let d = run(Some(&r), &ev(RequestKind::Deny, "junior"));
         assert_eq!(
-            d.transition.as_ref().unwrap().2,
+            d.transition.as_ref().unwrap().to,
             RequestState::Denied,
             "the requester may withdraw"
         );

@@ -15,9 +15,12 @@
 //!
 //! The chain has no secret key. Someone who can write the file and who rewrites
 //! every row from the edited one to the end, or who removes the last rows, leaves
-//! a chain that verifies. Both are detectable only against a hash recorded
-//! elsewhere: note [`AuditVerification::last_hash`] (printed by `rotationd audit
-//! --verify`) outside this host, and a later verification must still contain it.
+//! a chain that verifies. (So does clearing the hashes of the last rows, which
+//! the next open chains again: no more than such a forger could compute.) All of
+//! these are detectable only against a hash recorded elsewhere: note
+//! [`AuditVerification::last_hash`] (printed by `rotationd audit --verify`)
+//! outside this host; the row that had it must still have it later (`rotationd
+//! audit --format json` lists every row's hash).
 //!
 //! # How rows get their hash
 //!

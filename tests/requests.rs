@@ -367,3 +367,34 @@ async fn rollback_is_l3_only_and_an_unapproved_request_expires() {
     );
     terminate(&mut daemon, Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn an_unapproved_emergency_request_pages_security_then_closes() {
+    let b = bridge("req-emergency", r#"emergency_approval_timeout = "4s""#).await;
+    let (mut daemon, _log) = b.env.daemon_logged(&[]);
+    assert!(b.env.wait_ready(Duration::from_secs(30)).await);
+    b.put(
+        "Rotation Requested",
+        json!({ "request_id": "r-300", "secret": b.secret, "ticket": "INC-300",
+                "reason": "token in a public repo", "requester": "junior", "emergency": true }),
+    )
+    .await;
+    let mut got = Vec::new();
+    b.answers(2, &mut got).await;
+    assert_eq!(got[0]["state"], "awaiting_approval", "{got:#?}");
+    assert_eq!(got[1]["state"], "expired", "{got:#?}");
+    assert!(got[1]["reason"].as_str().unwrap().contains("within 4s"));
+    let pages: Vec<Value> = b
+        .env
+        .security_messages(Duration::from_secs(5))
+        .await
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["kind"] == "approval_overdue")
+        .collect();
+    assert_eq!(pages.len(), 1, "{pages:#?}");
+    assert_eq!(pages[0]["severity"], "P1");
+    assert_eq!(pages[0]["details"]["request_id"], "r-300");
+    assert_eq!(b.env.rotations_by_rotationd(&b.secret), 0);
+    terminate(&mut daemon, Duration::from_secs(10));
+}

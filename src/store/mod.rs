@@ -39,11 +39,16 @@
 //!   observed. Triggers in `done`, `failed` or `cancelled` never change again.
 //! * An attempt's `finished_at` is set exactly when its state is terminal
 //!   (`succeeded`, `failed`, `stuck`, `skipped`); a finished attempt never
-//!   changes again, and `rotate_calls` is incremented before a RotateSecret
+//!   changes again (except its post-rotation `validation`, which moves only
+//!   forward from `watching`), and `rotate_calls` is incremented before a RotateSecret
 //!   request is sent, so after a crash a resumed attempt knows whether a request
 //!   may already have reached AWS (and re-sends with the same client request
 //!   token, which AWS treats as idempotent).
-//! * `audit` is append-only, enforced by SQL triggers, not just by this API.
+//! * `audit` is append-only, enforced by SQL triggers, not just by this API, and
+//!   hash-chained (each row's SHA-256 covers the previous row's hash), so an edit
+//!   made behind the triggers' back is found by `Db::verify_audit`.
+//! * A request moves only from the state its decider read (`decide_request` is
+//!   conditional), and its bus answer is queued in the same transaction.
 //! * An alert accepted by [`Db::enqueue_alert_deduped`] is in the outbox in the
 //!   same transaction that records it as alerted, so an alert is never both
 //!   suppressed as a duplicate and lost before publishing.

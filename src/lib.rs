@@ -16,8 +16,14 @@
 //! - [`inventory`]: the fleet from filtered `ListSecrets` pages, and the facts per secret.
 //! - [`engine`]: one rotation attempt as a persisted state machine (checklist, RotateSecret,
 //!   monitoring of the four stages, validation).
+//! - [`validation`]: the post-rotation watch of dependents in CloudWatch (alarms, metrics),
+//!   the `dependents_unhealthy` escalation and the optional automatic rollback.
+//! - [`drift`]: Secrets Manager's own rotation schedule against the TOML one
+//!   (`[policy] native_schedule` report / sync / disable).
 //! - [`events`]: EventBridge-through-SQS consumer, CloudTrail catch-up, the normalizer, and
 //!   `setup-events`.
+//! - [`requests`]: CommandBridge's rotation and rollback requests under the guide's
+//!   approval policy, answered on the bus.
 //! - [`alerts`]: SNS escalations and notices through an outbox, with the guide's runbooks.
 //! - [`metrics`]: every Prometheus metric, in one place.
 //! - [`daemon`]: `rotationd run`: the loops, systemd notify/watchdog, reload.

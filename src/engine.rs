@@ -956,6 +956,11 @@ impl Engine {
                 "new_version": attempt.new_version,
                 "rotate_calls": attempt.rotate_calls,
                 "duration_seconds": took.as_secs_f64(),
+                // When each stage began: preflight, rotate_requested, monitoring, ...
+                "stages": attempt
+                    .stage_times
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
                 "error": error,
             })),
         };

@@ -281,6 +281,16 @@ async fn an_l1_request_approved_by_another_l3_rotates_and_every_step_is_answered
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
+    // The attempt's audit entry carries when each stage began.
+    let stages = rows(
+        &b.env.db(),
+        "SELECT group_concat(key, ',') FROM (SELECT key FROM audit, \
+         json_each(audit.detail, '$.stages') WHERE action = 'rotate' ORDER BY key)",
+    );
+    assert_eq!(
+        stages,
+        vec!["monitoring,preflight,rotate_requested,succeeded,validating"]
+    );
     let ticket = rows(&b.env.db(), "SELECT ticket FROM attempts");
     assert_eq!(ticket, vec!["INC-100"]);
     terminate(&mut daemon, Duration::from_secs(10));

@@ -109,6 +109,8 @@ pub struct Attempt {
     pub watch_plan: Option<String>,
     /// What the watch found (JSON).
     pub watch_evidence: Option<String>,
+    /// When the attempt entered each state: `{"preflight": "2026-...Z", ...}` (JSON).
+    pub stage_times: Option<String>,
 }
 
 /// A state change for [`Db::update_attempt`]. `None` fields keep their stored
@@ -166,7 +168,7 @@ impl AttemptUpdate {
 const COLUMNS: &str = "id, trigger_id, secret, secret_arn, trigger_kind, ticket, state, \
                        client_request_token, previous_version, new_version, started_at, \
                        updated_at, finished_at, error, rotate_calls, validation, watch_until, \
-                       watch_plan, watch_evidence";
+                       watch_plan, watch_evidence, stage_times";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
     Ok(Attempt {
@@ -189,6 +191,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
         watch_until: row.get::<_, Option<Ts>>(16)?.map(|t| t.0),
         watch_plan: row.get(17)?,
         watch_evidence: row.get(18)?,
+        stage_times: row.get(19)?,
     })
 }
 
@@ -200,8 +203,9 @@ impl Db<'_> {
             .execute(
                 "INSERT INTO attempts (id, trigger_id, secret, secret_arn, trigger_kind, ticket, \
                                        state, client_request_token, previous_version, \
-                                       started_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'preflight', ?7, ?8, ?9, ?9)",
+                                       started_at, updated_at, stage_times) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'preflight', ?7, ?8, ?9, ?9, \
+                         json_object('preflight', ?10))",
                 params![
                     a.id,
                     a.trigger_id,
@@ -212,6 +216,8 @@ impl Db<'_> {
                     a.client_request_token,
                     a.previous_version,
                     ts(a.started_at),
+                    a.started_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 ],
             )
             .map_err(query("create a rotation attempt"))?;
@@ -249,7 +255,8 @@ impl Db<'_> {
                      new_version = COALESCE(?6, new_version), \
                      watch_plan = COALESCE(?8, watch_plan), \
                      watch_until = COALESCE(?9, watch_until), \
-                     validation = CASE WHEN ?9 IS NULL THEN validation ELSE 'watching' END \
+                     validation = CASE WHEN ?9 IS NULL THEN validation ELSE 'watching' END, \
+                     stage_times = json_set(COALESCE(stage_times, '{}'), '$.' || ?1, ?10) \
                  WHERE id = ?7 AND finished_at IS NULL",
                 params![
                     update.state,
@@ -261,6 +268,7 @@ impl Db<'_> {
                     id,
                     update.watch_plan,
                     update.watch_until.map(ts),
+                    now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 ],
             )
             .map_err(query("update a rotation attempt"))?;

@@ -179,6 +179,10 @@ BEGIN
 END;
 CREATE INDEX audit_unchained ON audit (id) WHERE hash IS NULL;
 "#,
+    // 5: when an attempt entered each state, for the audit history (F7).
+    r#"
+ALTER TABLE attempts ADD COLUMN stage_times TEXT CHECK (stage_times IS NULL OR json_valid(stage_times));
+"#,
 ];
 
 /// The schema version this build writes and understands.

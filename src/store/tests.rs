@@ -1695,7 +1695,7 @@ fn audit_rows_written_before_schema_4_are_chained_on_open() {
     }
 
     let store = Store::open(&path).expect("open migrates and chains");
-    assert_eq!(store.schema_version().expect("version"), 4);
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     let links = audit_links(&store);
     assert_eq!(links.len(), 2);
     assert_eq!(links[0].1.as_deref(), Some(GENESIS_HASH));

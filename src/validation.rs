@@ -39,7 +39,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::{Alert, AlertKind, Alerts};
+use crate::alerts::{Alert, AlertKind, Alerts, Prepared};
 use crate::aws::AwsError;
 use crate::aws::cloudwatch::{AlarmState, CloudWatch, MetricQuery};
 use crate::aws::secrets::{AWSCURRENT, SecretsManager};
@@ -423,6 +423,37 @@ impl Watcher {
         Ok(report)
     }
 
+    /// Moves the watch of `attempt_id` from `from` to `to` with its evidence, audit entry
+    /// and (optionally) alert in one transaction. False when the watch had already moved.
+    #[allow(clippy::too_many_arguments)]
+    async fn move_watch(
+        &self,
+        attempt_id: &str,
+        from: Validation,
+        to: Validation,
+        evidence: &serde_json::Value,
+        audit: NewAuditEntry,
+        alert: Option<Prepared>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let id = attempt_id.to_string();
+        let ev = evidence.to_string();
+        self.store
+            .call(move |s| {
+                s.transaction(|db| {
+                    let moved = db.update_validation(&id, &[from], to, Some(&ev), now)?;
+                    if moved {
+                        db.append_audit(&audit)?;
+                        if let Some(p) = alert {
+                            db.enqueue_alert_deduped(&p.alert, p.at, p.realert)?;
+                        }
+                    }
+                    Ok::<_, StoreError>(moved)
+                })
+            })
+            .await
+    }
+
     async fn validated(
         &self,
         attempt: &Attempt,
@@ -448,25 +479,16 @@ impl Watcher {
             outcome: Validation::Validated.as_str().into(),
             detail: Some(serde_json::json!({ "attempt": attempt.id, "evidence": evidence })),
         };
-        let id = attempt.id.clone();
-        let ev = evidence.to_string();
         let moved = self
-            .store
-            .call(move |s| {
-                s.transaction(|db| {
-                    let moved = db.update_validation(
-                        &id,
-                        &[Validation::Watching],
-                        Validation::Validated,
-                        Some(&ev),
-                        now,
-                    )?;
-                    if moved {
-                        db.append_audit(&audit)?;
-                    }
-                    Ok::<_, StoreError>(moved)
-                })
-            })
+            .move_watch(
+                &attempt.id,
+                Validation::Watching,
+                Validation::Validated,
+                &evidence,
+                audit,
+                None,
+                now,
+            )
             .await?;
         if moved {
             self.metrics
@@ -546,23 +568,16 @@ impl Watcher {
             outcome: Validation::ValidatedUnhealthy.as_str().into(),
             detail: Some(serde_json::json!({ "attempt": attempt.id, "evidence": evidence })),
         };
-        let id = attempt.id.clone();
-        let ev = evidence.to_string();
         let moved = self
-            .store
-            .call(move |s| {
-                s.transaction(|db| {
-                    let moved =
-                        db.update_validation(&id, &[Validation::Watching], to, Some(&ev), now)?;
-                    if moved {
-                        db.append_audit(&audit)?;
-                        if let Some(p) = prepared {
-                            db.enqueue_alert_deduped(&p.alert, p.at, p.realert)?;
-                        }
-                    }
-                    Ok::<_, StoreError>(moved)
-                })
-            })
+            .move_watch(
+                &attempt.id,
+                Validation::Watching,
+                to,
+                &evidence,
+                audit,
+                prepared,
+                now,
+            )
             .await?;
         if moved {
             Alerts::log_queued(&alert);
@@ -619,7 +634,6 @@ impl Watcher {
                 "result": detail,
             })),
         };
-        let aid = attempt.id.clone();
         let mut evidence: serde_json::Value = attempt
             .watch_evidence
             .as_deref()
@@ -627,23 +641,16 @@ impl Watcher {
             .unwrap_or_else(|| serde_json::json!({}));
         evidence["rollback"]["result"] = serde_json::json!(detail);
         evidence["rollback"]["outcome"] = serde_json::json!(outcome);
-        let ev = evidence.to_string();
-        self.store
-            .call(move |s| {
-                s.transaction(|db| {
-                    if db.update_validation(
-                        &aid,
-                        &[Validation::RollingBack],
-                        Validation::ValidatedUnhealthy,
-                        Some(&ev),
-                        now,
-                    )? {
-                        db.append_audit(&audit)?;
-                    }
-                    Ok::<_, StoreError>(())
-                })
-            })
-            .await?;
+        self.move_watch(
+            &attempt.id,
+            Validation::RollingBack,
+            Validation::ValidatedUnhealthy,
+            &evidence,
+            audit,
+            None,
+            now,
+        )
+        .await?;
         tracing::warn!(secret = %attempt.secret, attempt = %attempt.id, result = %detail, "automatic rollback");
         Ok(())
     }

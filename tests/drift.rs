@@ -63,12 +63,7 @@ async fn report_shows_the_drift_and_changes_nothing() {
     let secret = format!("{prefix}db");
     env.rotatable_secret(&secret).await;
 
-    let (mut daemon, log) = env.daemon_logged(&[]);
-    assert!(
-        env.wait_ready(Duration::from_secs(30)).await,
-        "{}",
-        std::fs::read_to_string(&log).unwrap()
-    );
+    let (mut daemon, log) = env.daemon_ready(&[]).await;
     let metrics = env.metrics();
     assert!(
         metrics.contains("rotationd_native_schedule_drift_secrets 1"),
@@ -95,8 +90,7 @@ async fn report_shows_the_drift_and_changes_nothing() {
     );
     terminate(&mut daemon, Duration::from_secs(10));
     // A second start reports nothing new: once per secret and native schedule.
-    let (mut daemon, _) = env.daemon_logged(&[]);
-    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, _) = env.daemon_ready(&[]).await;
     let again = env.notify_messages(Duration::from_secs(4)).await;
     assert!(
         again
@@ -148,12 +142,7 @@ async fn sync_writes_the_toml_schedule_once_without_rotating() {
     let secret = format!("{prefix}db");
     env.rotatable_secret(&secret).await;
 
-    let (mut daemon, log) = env.daemon_logged(&[]);
-    assert!(
-        env.wait_ready(Duration::from_secs(30)).await,
-        "{}",
-        std::fs::read_to_string(&log).unwrap()
-    );
+    let (mut daemon, log) = env.daemon_ready(&[]).await;
     let written = env
         .eventually(Duration::from_secs(10), || {
             let r = rotate_requests(&env, &secret);
@@ -182,8 +171,7 @@ async fn sync_writes_the_toml_schedule_once_without_rotating() {
 
     // moto does not keep ScheduleExpression, so Secrets Manager still "differs": a second
     // start must not write again, and says so once instead.
-    let (mut daemon, log) = env.daemon_logged(&[]);
-    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, log) = env.daemon_ready(&[]).await;
     let notices: Vec<serde_json::Value> = env
         .notify_messages(Duration::from_secs(15))
         .await
@@ -275,15 +263,12 @@ change_ticket = "CHG-300"
     );
     let env = Env::new("drift-twice", &body).await;
     env.rotatable_secret(&secret).await;
-    let (mut daemon, log) = env.daemon_logged(&[(
-        "ROTATIOND_TEST_CLOCK_OFFSET",
-        &offset.num_seconds().to_string(),
-    )]);
-    assert!(
-        env.wait_ready(Duration::from_secs(30)).await,
-        "{}",
-        std::fs::read_to_string(&log).unwrap()
-    );
+    let (mut daemon, log) = env
+        .daemon_ready(&[(
+            "ROTATIOND_TEST_CLOCK_OFFSET",
+            &offset.num_seconds().to_string(),
+        )])
+        .await;
     assert_eq!(
         rows(&env.db(), "SELECT kind || ' ' || status FROM triggers"),
         vec!["scheduled pending"]
@@ -342,12 +327,7 @@ async fn disable_turns_the_native_schedule_off_once_and_never_under_a_rotation()
     };
 
     // AWSPENDING is out: a rotation may be running, and cancelling would break it.
-    let (mut daemon, log) = env.daemon_logged(&[]);
-    assert!(
-        env.wait_ready(Duration::from_secs(30)).await,
-        "{}",
-        std::fs::read_to_string(&log).unwrap()
-    );
+    let (mut daemon, _) = env.daemon_ready(&[]).await;
     assert_eq!(cancels(&env), 0);
     assert!(
         env.metrics()
@@ -364,8 +344,7 @@ async fn disable_turns_the_native_schedule_off_once_and_never_under_a_rotation()
         .send()
         .await
         .unwrap();
-    let (mut daemon, log) = env.daemon_logged(&[]);
-    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, log) = env.daemon_ready(&[]).await;
     assert_eq!(
         cancels(&env),
         1,
@@ -390,8 +369,7 @@ async fn disable_turns_the_native_schedule_off_once_and_never_under_a_rotation()
     terminate(&mut daemon, Duration::from_secs(10));
 
     // Off now: no drift, nothing more to do.
-    let (mut daemon, _) = env.daemon_logged(&[]);
-    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, _) = env.daemon_ready(&[]).await;
     let metrics = env.metrics();
     assert!(
         metrics.contains("rotationd_native_schedule_drift_secrets 0"),

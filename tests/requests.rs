@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::events::{add_events, queue_and_bus};
 use common::moto;
-use common::rotationd::{Env, rows, stderr, subscribed_topic, terminate};
+use common::rotationd::{Env, queue_with_arn, rows, stderr, subscribed_topic, terminate};
 use serde_json::{Value, json};
 
 static RECORDING: Once = Once::new();
@@ -73,24 +73,11 @@ levels = {{ "lead" = "L3", "boss" = "L3", "arn:aws:iam::123456789012:user/mid" =
     );
     // The test's own rule: rotationd's answers to a queue the test reads.
     let eb = aws_sdk_eventbridge::Client::new(&conf);
-    let answers = sqs
-        .create_queue()
-        .queue_name(moto::unique_name(&format!("{test}-answers")).replace('/', "-"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let answers_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&answers)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let (answers, answers_arn) = queue_with_arn(
+        &sqs,
+        &moto::unique_name(&format!("{test}-answers")).replace('/', "-"),
+    )
+    .await;
     eb.put_rule()
         .name(format!("{test}-answers"))
         .event_bus_name(&bus)
@@ -187,8 +174,7 @@ impl Bridge {
 #[tokio::test]
 async fn an_l1_request_approved_by_another_l3_rotates_and_every_step_is_answered() {
     let b = bridge("req-approve", "").await;
-    let (mut daemon, log) = b.env.daemon_logged(&[]);
-    assert!(b.env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, log) = b.env.daemon_ready(&[]).await;
     let before = b.env.stages(&b.secret).await;
     let old = Env::version_with(&before, "AWSCURRENT").unwrap();
 
@@ -299,8 +285,7 @@ async fn an_l1_request_approved_by_another_l3_rotates_and_every_step_is_answered
 #[tokio::test]
 async fn rollback_is_l3_only_and_an_unapproved_request_expires() {
     let b = bridge("req-rollback", r#"approval_timeout = "3s""#).await;
-    let (mut daemon, _log) = b.env.daemon_logged(&[]);
-    assert!(b.env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, _log) = b.env.daemon_ready(&[]).await;
     let before = b.env.stages(&b.secret).await;
     let current = Env::version_with(&before, "AWSCURRENT").unwrap();
     let previous = Env::version_with(&before, "AWSPREVIOUS").unwrap();
@@ -381,8 +366,7 @@ async fn rollback_is_l3_only_and_an_unapproved_request_expires() {
 #[tokio::test]
 async fn an_unapproved_emergency_request_pages_security_then_closes() {
     let b = bridge("req-emergency", r#"emergency_approval_timeout = "4s""#).await;
-    let (mut daemon, _log) = b.env.daemon_logged(&[]);
-    assert!(b.env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, _log) = b.env.daemon_ready(&[]).await;
     b.put(
         "Rotation Requested",
         json!({ "request_id": "r-300", "secret": b.secret, "ticket": "INC-300",

@@ -177,8 +177,7 @@ async fn an_alarm_going_to_alarm_during_the_watch_escalates_and_leaves_rollback_
     assert_eq!(plan["alarms"][0]["baseline"], "OK");
     assert_eq!(plan["dependents"][0], "payments-api");
 
-    let (mut daemon, log) = f.env.daemon_logged(&[]);
-    assert!(f.env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, log) = f.env.daemon_ready(&[]).await;
     set_alarm(&f.cw, &f.alarm, StateValue::Alarm).await;
     let got = f.escalations(Duration::from_secs(30)).await;
     assert_eq!(
@@ -255,8 +254,7 @@ async fn an_error_metric_over_threshold_escalates_and_auto_rollback_restores_the
     f.rotate();
     let new = Env::version_with(&f.env.stages(&f.secret).await, "AWSCURRENT").unwrap();
     assert_ne!(new, old);
-    let (mut daemon, log) = f.env.daemon_logged(&[]);
-    assert!(f.env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, log) = f.env.daemon_ready(&[]).await;
     // Under the threshold: nothing happens.
     f.auth_errors(3.0).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -311,8 +309,7 @@ async fn an_error_metric_over_threshold_escalates_and_auto_rollback_restores_the
 async fn healthy_dependents_are_validated_and_the_watch_survives_a_restart() {
     let f = fixture("val-healthy", "12s", false).await;
     f.rotate();
-    let (mut daemon, _log) = f.env.daemon_logged(&[]);
-    assert!(f.env.wait_ready(Duration::from_secs(30)).await);
+    let (mut daemon, _log) = f.env.daemon_ready(&[]).await;
     f.auth_errors(1.0).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Killed mid-watch: nothing in memory survives.

@@ -72,28 +72,22 @@ impl CloudWatch {
                     .send()
                     .await
                     .map_err(|e| AwsError::from_sdk("DescribeAlarms", e))?;
-                for a in page.metric_alarms() {
-                    out.push(AlarmState {
-                        name: a.alarm_name().unwrap_or_default().to_string(),
-                        state: a
-                            .state_value()
-                            .map(|s| s.as_str().to_string())
-                            .unwrap_or_default(),
-                        updated: time(a.state_updated_timestamp()),
-                        reason: a.state_reason().map(str::to_string),
-                    });
+                // Metric and composite alarms are different types with the same getters.
+                macro_rules! state {
+                    ($a:expr) => {
+                        AlarmState {
+                            name: $a.alarm_name().unwrap_or_default().to_string(),
+                            state: $a
+                                .state_value()
+                                .map(|s| s.as_str().to_string())
+                                .unwrap_or_default(),
+                            updated: time($a.state_updated_timestamp()),
+                            reason: $a.state_reason().map(str::to_string),
+                        }
+                    };
                 }
-                for a in page.composite_alarms() {
-                    out.push(AlarmState {
-                        name: a.alarm_name().unwrap_or_default().to_string(),
-                        state: a
-                            .state_value()
-                            .map(|s| s.as_str().to_string())
-                            .unwrap_or_default(),
-                        updated: time(a.state_updated_timestamp()),
-                        reason: a.state_reason().map(str::to_string),
-                    });
-                }
+                out.extend(page.metric_alarms().iter().map(|a| state!(a)));
+                out.extend(page.composite_alarms().iter().map(|a| state!(a)));
                 let next = page
                     .next_token()
                     .filter(|t| !t.is_empty())

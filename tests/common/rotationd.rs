@@ -27,6 +27,29 @@ pub struct Env {
 }
 
 /// An SNS topic with an SQS queue subscribed to it: (topic ARN, queue URL).
+/// A new SQS queue: (URL, ARN).
+pub async fn queue_with_arn(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
+    let url = sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    (url, arn)
+}
+
 /// A new SNS topic with an SQS queue subscribed: (topic ARN, queue URL).
 pub async fn subscribed_topic(
     sns: &aws_sdk_sns::Client,
@@ -41,24 +64,11 @@ pub async fn subscribed_topic(
         .unwrap()
         .topic_arn
         .unwrap();
-    let queue_url = sqs
-        .create_queue()
-        .queue_name(moto::unique_name(&format!("{name}-q")).replace('/', "-"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let (queue_url, queue_arn) = queue_with_arn(
+        sqs,
+        &moto::unique_name(&format!("{name}-q")).replace('/', "-"),
+    )
+    .await;
     sns.subscribe()
         .topic_arn(&topic)
         .protocol("sqs")
@@ -210,6 +220,18 @@ notify_topic_arn = "{notify_topic}"
             c.env(k, v);
         }
         let daemon = Daemon(c.stdout(Stdio::null()).stderr(file).spawn().unwrap());
+        (daemon, log)
+    }
+
+    /// [`Env::daemon_logged`], waited for until ready (its first reconcile done); the
+    /// log is in the panic message when it does not get there.
+    pub async fn daemon_ready(&self, envs: &[(&str, &str)]) -> (Daemon, PathBuf) {
+        let (daemon, log) = self.daemon_logged(envs);
+        assert!(
+            self.wait_ready(Duration::from_secs(30)).await,
+            "rotationd did not get ready:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         (daemon, log)
     }
 

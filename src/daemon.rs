@@ -686,6 +686,7 @@ async fn native_schedules(
     let cfg = &app.cfg;
     let mode = cfg.policy.native_schedule;
     let mut drifting = 0i64;
+    let mut reported: Vec<(String, drift::Drift)> = Vec::new();
     const CURSOR: &str = "native_schedule:";
     let mut acted: HashMap<String, String> = app
         .store
@@ -724,7 +725,7 @@ async fn native_schedules(
             a
         };
         if action == Action::None {
-            app.engine.alerts.raise_once(notice(d.why.clone())).await?;
+            reported.push((e.key.clone(), d));
             continue;
         }
         if active.contains(&e.key) || e.info.dangling_pending().is_some() {
@@ -800,6 +801,46 @@ async fn native_schedules(
         }
     }
     app.metrics.native_schedule_drift.set(drifting);
+    // One notice for the whole fleet, sent again only when the set of drifting secrets (or
+    // what they drift to) changes: a fleet whose rotation functions all run on their own
+    // schedule would otherwise send one notice per secret.
+    if !reported.is_empty() {
+        reported.sort_by(|a, b| a.0.cmp(&b.0));
+        // A stable digest (not std's hasher, which may change between Rust releases).
+        let mut fingerprint = <sha2::Sha256 as sha2::Digest>::new();
+        for (key, d) in &reported {
+            for part in [key.as_str(), &d.native, &d.expected] {
+                sha2::Digest::update(&mut fingerprint, part.as_bytes());
+                sha2::Digest::update(&mut fingerprint, [0u8]);
+            }
+        }
+        let digest = sha2::Digest::finalize(fingerprint);
+        const LISTED: usize = 50;
+        let mut a = Alert::new(AlertKind::NativeScheduleDrift, None, now);
+        a.reason = Some(format!(
+            "{} secret(s) are also rotated by Secrets Manager on a schedule that differs from rotationd's: they can be rotated twice, or not when planned; first: {}",
+            reported.len(),
+            reported[0].1.why
+        ));
+        a.details = serde_json::json!({
+            "count": reported.len(),
+            "native_schedule": mode.as_str(),
+            "secrets": reported.iter().take(LISTED).map(|(key, d)| serde_json::json!({
+                "secret": key, "native": d.native, "expected": d.expected,
+            })).collect::<Vec<_>>(),
+            "more": reported.len().saturating_sub(LISTED),
+            "see": "rotationd plan --live",
+        });
+        a.dedupe_key = format!(
+            "native_schedule_drift:{}",
+            digest
+                .iter()
+                .take(8)
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        app.engine.alerts.raise_once(a).await?;
+    }
     Ok(())
 }
 

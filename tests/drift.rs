@@ -83,11 +83,11 @@ async fn report_shows_the_drift_and_changes_nothing() {
         std::fs::read_to_string(&log).unwrap()
     );
     assert_eq!(notices[0]["severity"], "P3");
-    assert_eq!(notices[0]["details"]["native"], "every 90 days");
-    assert_eq!(
-        notices[0]["details"]["expected"],
-        "cron(0 2 1 1,4,7,10 ? *) for 3h"
-    );
+    assert_eq!(notices[0]["details"]["count"], 1);
+    let listed = &notices[0]["details"]["secrets"][0];
+    assert_eq!(listed["secret"], secret.as_str());
+    assert_eq!(listed["native"], "every 90 days");
+    assert_eq!(listed["expected"], "cron(0 2 1 1,4,7,10 ? *) for 3h");
     terminate(&mut daemon, Duration::from_secs(10));
     // A second start reports nothing new: once per secret and native schedule.
     let (mut daemon, _) = env.daemon_ready(&[]).await;

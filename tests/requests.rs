@@ -267,6 +267,20 @@ async fn an_l1_request_approved_by_another_l3_rotates_and_every_step_is_answered
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
+    // Triggers and alerts are in the history too.
+    let more = rows(
+        &b.env.db(),
+        "SELECT action || ' ' || outcome || ' ' || actor FROM audit \
+         WHERE action IN ('trigger', 'alert') ORDER BY id",
+    );
+    assert!(
+        more.contains(&"alert approval_requested rotationd".to_string()),
+        "{more:?}"
+    );
+    assert!(
+        more.contains(&"trigger manual request:junior".to_string()),
+        "{more:?}"
+    );
     // The attempt's audit entry carries when each stage began.
     let stages = rows(
         &b.env.db(),

@@ -101,6 +101,26 @@ impl Db<'_> {
             }
             let id = self.enqueue_alert(alert, now)?;
             self.record_alerted(&alert.dedupe_key, now)?;
+            // The history shows every alert raised, with the same hash chain as the rest.
+            self.append_audit(&super::NewAuditEntry {
+                at: now,
+                actor: "rotationd".into(),
+                action: "alert".into(),
+                secret: alert
+                    .attributes
+                    .get("secret")
+                    .filter(|s| s.as_str() != "-")
+                    .cloned(),
+                ticket: alert.message["ticket"].as_str().map(str::to_string),
+                reason: Some(alert.subject.clone()),
+                outcome: alert.kind.clone(),
+                detail: Some(serde_json::json!({
+                    "alert": id,
+                    "severity": alert.severity,
+                    "dedupe_key": alert.dedupe_key,
+                    "dependent": alert.attributes.get("dependent"),
+                })),
+            })?;
             Ok(Some(id))
         })
     }

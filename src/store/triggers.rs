@@ -126,6 +126,10 @@ const PENDING_ORDER: &str = "ORDER BY deadline IS NULL, deadline, created_at, id
 impl Db<'_> {
     /// Records a trigger unless one with the same `dedupe_key` exists.
     pub fn insert_trigger(self, t: &NewTrigger) -> StoreResult<TriggerInsert> {
+        self.atomic("record a trigger", || self.insert_trigger_audited(t))
+    }
+
+    fn insert_trigger_audited(self, t: &NewTrigger) -> StoreResult<TriggerInsert> {
         let inserted = self
             .conn
             .execute(
@@ -147,10 +151,24 @@ impl Db<'_> {
             )
             .map_err(query("insert a trigger"))?;
         if inserted == 1 {
-            return Ok(TriggerInsert {
-                id: self.conn.last_insert_rowid(),
-                new: true,
-            });
+            let id = self.conn.last_insert_rowid();
+            // Every reason to rotate is in the history, with who asked and why.
+            self.append_audit(&super::NewAuditEntry {
+                at: t.created_at,
+                actor: t.actor.clone(),
+                action: "trigger".into(),
+                secret: Some(t.secret.clone()),
+                ticket: t.ticket.clone(),
+                reason: Some(t.reason.clone()),
+                outcome: t.kind.as_str().into(),
+                detail: Some(serde_json::json!({
+                    "trigger": id,
+                    "dedupe_key": t.dedupe_key,
+                    "not_before": t.not_before.map(|d| d.to_rfc3339()),
+                    "deadline": t.deadline.map(|d| d.to_rfc3339()),
+                })),
+            })?;
+            return Ok(TriggerInsert { id, new: true });
         }
         // Only a dedupe conflict inserts nothing, and triggers are never
         // deleted, so the existing row is there to find.

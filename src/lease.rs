@@ -1,0 +1,327 @@
+//! A leader lease on DynamoDB, with a fencing token: groundwork for active/standby (F8).
+//! Not wired into the daemon yet: with the SQLite state store every instance has its own
+//! state, so there is nothing to share a leader over. The DynamoDB state backend that
+//! needs it is the next step (see ARCHITECTURE.md, "Beyond one machine").
+//!
+//! Why DynamoDB and not a home-made protocol: a conditional write is a compare-and-set
+//! that AWS makes durable and linearizable per item, which is all a lease needs.
+//!
+//! The lease is one item, `pk = "lease#<name>"`, with `holder` (the instance id),
+//! `expires_at` (milliseconds since the epoch) and `token` (a number that grows by one at
+//! every change of holder):
+//!
+//! - **acquire**: `UpdateItem` setting `holder` and `expires_at` and adding 1 to `token`,
+//!   on condition that the item does not exist or its `expires_at` has passed. Exactly one
+//!   of several contenders wins; the others read who holds it (standby).
+//! - **renew** (every third of the lease): `UpdateItem` of `expires_at` on condition that
+//!   `holder` and `token` are still ours. A renewal that fails means the lease was lost
+//!   (we were paused or cut off past its expiry and someone took over): the instance turns
+//!   standby at once.
+//! - **fence**: every write the leader makes to shared state goes in a
+//!   `TransactWriteItems` together with a `ConditionCheck` on the lease item (`holder`
+//!   and `token` ours). A leader that was paused past its lease and wakes up believing it
+//!   still leads has every write refused, whatever it believes ([`Lease::fence`],
+//!   [`Lease::fenced_put`]).
+//!
+//! Expiry is judged on the clock of the instance that tries to acquire: keep the hosts'
+//! clocks in sync (NTP); a skew of a few seconds against a 30 s lease only delays a
+//! takeover, and the fencing token keeps a wrong takeover harmless.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType,
+    Put, ReturnValue, ScalarAttributeType, TransactWriteItem,
+};
+
+use crate::aws::AwsError;
+
+/// Where an instance stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// We hold the lease until `until_ms`; our writes carry `token`.
+    Leader { token: u64, until_ms: i64 },
+    /// Someone else holds it (or held it and it has not expired yet).
+    Standby {
+        holder: Option<String>,
+        until_ms: Option<i64>,
+    },
+}
+
+impl Role {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Role::Leader { .. } => "leader",
+            Role::Standby { .. } => "standby",
+        }
+    }
+}
+
+/// One instance's handle on the lease.
+pub struct Lease {
+    client: Client,
+    table: String,
+    key: String,
+    holder: String,
+    duration: Duration,
+    token: Option<u64>,
+}
+
+/// The partition key attribute of rotationd's DynamoDB table.
+pub const PK: &str = "pk";
+
+/// Creates the table (`pk` string key, on-demand) if it does not exist; for tests and
+/// first-time setup.
+pub async fn ensure_table(client: &Client, table: &str) -> Result<(), AwsError> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            let e = AwsError::from_sdk("DescribeTable", e);
+            if !e.is_code("ResourceNotFoundException") {
+                return Err(e);
+            }
+        }
+    }
+    client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(PK)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build_error)?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(PK)
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(build_error)?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("CreateTable", e))?;
+    Ok(())
+}
+
+fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> AwsError {
+    AwsError {
+        operation: "DynamoDB",
+        code: None,
+        message: e.to_string(),
+        retryable: false,
+    }
+}
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn num(item: &HashMap<String, AttributeValue>, key: &str) -> Option<i64> {
+    item.get(key)?.as_n().ok()?.parse().ok()
+}
+
+fn conditional_failed(e: &AwsError) -> bool {
+    e.is_code("ConditionalCheckFailedException")
+}
+
+impl Lease {
+    /// The lease `name` in `table`, for the instance `holder` (unique per process: the
+    /// host name plus a random suffix, so a restarted process never inherits a lease).
+    pub fn new(client: Client, table: &str, name: &str, holder: &str, duration: Duration) -> Lease {
+        Lease {
+            client,
+            table: table.to_string(),
+            key: format!("lease#{name}"),
+            holder: holder.to_string(),
+            duration,
+            token: None,
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// How often to call [`Lease::tick`]: a third of the lease, so two renewals can fail
+    /// before it expires.
+    pub fn renew_every(&self) -> Duration {
+        self.duration / 3
+    }
+
+    /// Renews the lease if we hold it, else tries to take it; `now_ms` is this host's
+    /// clock in milliseconds since the epoch.
+    pub async fn tick(&mut self, now_ms: i64) -> Result<Role, AwsError> {
+        let until = now_ms + i64::try_from(self.duration.as_millis()).unwrap_or(i64::MAX / 2);
+        if let Some(token) = self.token {
+            let renewed = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(PK, s(&self.key))
+                .update_expression("SET expires_at = :until")
+                .condition_expression("holder = :me AND #t = :token")
+                .expression_attribute_names("#t", "token")
+                .expression_attribute_values(":until", n(until))
+                .expression_attribute_values(":me", s(&self.holder))
+                .expression_attribute_values(":token", n(token))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("UpdateItem", e));
+            match renewed {
+                Ok(_) => {
+                    return Ok(Role::Leader {
+                        token,
+                        until_ms: until,
+                    });
+                }
+                Err(e) if conditional_failed(&e) => {
+                    tracing::warn!(holder = %self.holder, token, "lost the lease: another instance took over");
+                    self.token = None;
+                }
+                // Unknown: keep the token; the next tick tells. Our fenced writes are
+                // refused meanwhile if someone else took over.
+                Err(e) => return Err(e),
+            }
+        }
+        let acquired = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(&self.key))
+            .update_expression("SET holder = :me, expires_at = :until ADD #t :one")
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_names("#t", "token")
+            .expression_attribute_values(":me", s(&self.holder))
+            .expression_attribute_values(":until", n(until))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e));
+        match acquired {
+            Ok(out) => {
+                let token = out
+                    .attributes()
+                    .and_then(|a| num(a, "token"))
+                    .and_then(|t| u64::try_from(t).ok())
+                    .ok_or_else(|| AwsError {
+                        operation: "UpdateItem",
+                        code: None,
+                        message: "the lease item came back without a token".into(),
+                        retryable: true,
+                    })?;
+                tracing::info!(holder = %self.holder, token, "took the lease: leader");
+                self.token = Some(token);
+                Ok(Role::Leader {
+                    token,
+                    until_ms: until,
+                })
+            }
+            Err(e) if conditional_failed(&e) => {
+                let item = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key(PK, s(&self.key))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk("GetItem", e))?;
+                let item = item.item();
+                Ok(Role::Standby {
+                    holder: item
+                        .and_then(|i| i.get("holder"))
+                        .and_then(|h| h.as_s().ok())
+                        .cloned(),
+                    until_ms: item.and_then(|i| num(i, "expires_at")),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The condition every leader write carries: the lease item still names us with our
+    /// token. `None` when we do not hold the lease (then do not write at all).
+    pub fn fence(&self) -> Option<ConditionCheck> {
+        let token = self.token?;
+        ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(PK, s(&self.key))
+            .condition_expression("holder = :me AND #t = :token")
+            .expression_attribute_names("#t", "token")
+            .expression_attribute_values(":me", s(&self.holder))
+            .expression_attribute_values(":token", n(token))
+            .build()
+            .ok()
+    }
+
+    /// Writes `item` (which must carry `pk`) only if we still hold the lease, in one
+    /// transaction with the fence. `Ok(false)`: refused because the lease is someone
+    /// else's (or we never held it).
+    pub async fn fenced_put(
+        &self,
+        item: HashMap<String, AttributeValue>,
+    ) -> Result<bool, AwsError> {
+        let Some(fence) = self.fence() else {
+            return Ok(false);
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(build_error)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(fence).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TransactWriteItems", e));
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_code("TransactionCanceledException") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_runs_at_a_third_of_the_lease() {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        let lease = Lease::new(
+            Client::from_conf(conf),
+            "t",
+            "rotationd",
+            "host-a",
+            Duration::from_secs(30),
+        );
+        assert_eq!(lease.renew_every(), Duration::from_secs(10));
+        assert!(lease.fence().is_none(), "no fence before the lease is held");
+        assert_eq!(
+            Role::Standby {
+                holder: None,
+                until_ms: None
+            }
+            .label(),
+            "standby"
+        );
+    }
+}

@@ -50,9 +50,19 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
 require_change_ticket = false
 max_age = "1d"
 
+[[dependent]]
+name = "lp-api"
+alarms = ["lp-api-auth-errors"]
+
+[[dependent.metrics]]
+namespace = "LeastPrivilege"
+metric_name = "AuthErrors"
+threshold = 5
+
 [[selector]]
 name_prefix = "lp/"
 strategy = "single-user"
+dependents = ["lp-api"]
 "#,
     )
     .await;
@@ -184,8 +194,10 @@ strategy = "single-user"
             "rotationd called {op}, which docs/iam-policy.json does not grant"
         );
     }
-    // ...the run exercised every Secrets Manager and SNS grant (none is spare; the event
-    // grants are used by the SQS consumer and the CloudTrail poller, tests/events.rs)...
+    // ...the run exercised every Secrets Manager, SNS and CloudWatch grant (none is spare;
+    // the event grants are used by the SQS consumer and the CloudTrail poller,
+    // tests/events.rs; CancelRotateSecret by native_schedule = "disable", tests/drift.rs;
+    // PutEvents by the answers to requests, tests/requests.rs)...
     for action in [
         "ListSecrets",
         "DescribeSecret",
@@ -193,6 +205,8 @@ strategy = "single-user"
         "RotateSecret",
         "UpdateSecretVersionStage",
         "Publish",
+        "DescribeAlarms",
+        "GetMetricData",
     ] {
         assert!(granted.contains(action), "{action} missing from the policy");
         assert!(

@@ -354,3 +354,92 @@ async fn healthy_dependents_are_validated_and_the_watch_survives_a_restart() {
     assert!(out.contains("validated"), "{out}");
     terminate(&mut daemon, Duration::from_secs(10));
 }
+
+/// The watch's CloudWatch reads are batched to the APIs' limits: 250 alarm names take 3
+/// DescribeAlarms, 600 metric queries take 2 GetMetricData (counted by rotationd's own
+/// request counter), and every answer lands on the right query.
+#[tokio::test]
+async fn cloudwatch_reads_are_batched_to_the_api_limits() {
+    use rotationd::aws::cloudwatch::{CloudWatch, MetricQuery};
+    let m = moto::shared();
+    let conf = moto::sdk_config(&m.endpoint());
+    let metrics = std::sync::Arc::new(rotationd::metrics::Metrics::new());
+    let counted = aws_sdk_cloudwatch::Client::from_conf(
+        aws_sdk_cloudwatch::config::Builder::from(&conf)
+            .interceptor(rotationd::aws::RequestCounter::new(metrics.clone()))
+            .build(),
+    );
+    let cw = aws_sdk_cloudwatch::Client::new(&conf);
+    let prefix = moto::unique_name("batch-alarm");
+    let names: Vec<String> = (0..250).map(|i| format!("{prefix}-{i:03}")).collect();
+    for name in &names {
+        cw.put_metric_alarm()
+            .alarm_name(name)
+            .namespace("Batch")
+            .metric_name("Errors")
+            .statistic(Statistic::Sum)
+            .period(60)
+            .evaluation_periods(1)
+            .threshold(1.0)
+            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+            .send()
+            .await
+            .unwrap();
+    }
+    set_alarm(&cw, &names[137], StateValue::Alarm).await;
+    let watch = CloudWatch::new(counted);
+    let states = watch.alarm_states(&names).await.unwrap();
+    assert_eq!(states.len(), 250);
+    let firing: Vec<&str> = states
+        .iter()
+        .filter(|s| s.state == "ALARM")
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(firing, vec![names[137].as_str()]);
+
+    // 600 queries, one with data: 2 calls, and the value comes back on query 555.
+    let namespace = moto::unique_name("Batch/metrics");
+    let queries: Vec<MetricQuery> = (0..600)
+        .map(|i| MetricQuery {
+            namespace: namespace.clone(),
+            metric_name: format!("Errors{i}"),
+            dimensions: Default::default(),
+            statistic: "Sum".into(),
+            period_seconds: 60,
+        })
+        .collect();
+    cw.put_metric_data()
+        .namespace(&namespace)
+        .metric_data(
+            MetricDatum::builder()
+                .metric_name("Errors555")
+                .value(7.0)
+                .timestamp(aws_smithy_types::DateTime::from(
+                    std::time::SystemTime::now(),
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let maxima = watch
+        .maxima(
+            &queries,
+            now - chrono::Duration::minutes(5),
+            now + chrono::Duration::minutes(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(maxima.len(), 600);
+    assert_eq!(maxima[555], Some(7.0));
+    assert_eq!(maxima.iter().filter(|v| v.is_some()).count(), 1);
+
+    let text = metrics.render();
+    for (op, n) in [("DescribeAlarms", 3), ("GetMetricData", 2)] {
+        let line = format!(
+            "rotationd_aws_requests_total{{operation=\"{op}\",outcome=\"success\",service=\"cloudwatch\"}} {n}"
+        );
+        assert!(text.contains(&line), "{line} not in\n{text}");
+    }
+}

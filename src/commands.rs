@@ -85,24 +85,9 @@ pub fn plan(path: &Path, from: Option<&str>, days: u32, json: bool) -> u8 {
             over.secret
         );
     }
-    // Streamed: a year of a large fleet is hundreds of thousands of entries.
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let written = if json {
-        serde_json::to_writer_pretty(&mut out, &plan.entries)
-            .map_err(std::io::Error::other)
-            .and_then(|()| writeln!(out))
-    } else {
-        write_table(&mut out, &plan.entries)
-    };
-    match written.and_then(|()| out.flush()) {
-        Ok(()) => EXIT_OK,
-        // A closed pipe (`| head`) is the reader's choice, not a failure.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-        Err(e) => {
-            eprintln!("error: cannot write the plan: {e}");
-            EXIT_FAILURE
-        }
-    }
+    write_out(json, &plan.entries, "plan", |out| {
+        write_table(out, &plan.entries)
+    })
 }
 
 /// A row of `rotationd plan --live`: the TOML schedule next to Secrets Manager's own.
@@ -162,22 +147,9 @@ pub fn plan_live(path: &Path, json: bool) -> u8 {
         for (id, reason) in &inv.fleet.missing {
             eprintln!("warning: {id} is {}", reason.as_str());
         }
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let written = if json {
-            serde_json::to_writer_pretty(&mut out, &rows)
-                .map_err(std::io::Error::other)
-                .and_then(|()| writeln!(out))
-        } else {
-            write_live_table(&mut out, &rows, cfg.policy.native_schedule)
-        };
-        match written.and_then(|()| out.flush()) {
-            Ok(()) => EXIT_OK,
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-            Err(e) => {
-                eprintln!("error: cannot write the plan: {e}");
-                EXIT_FAILURE
-            }
-        }
+        write_out(json, &rows, "plan", |out| {
+            write_live_table(out, &rows, cfg.policy.native_schedule)
+        })
     })
 }
 
@@ -220,6 +192,33 @@ fn write_live_table(
         )?;
     }
     Ok(())
+}
+
+/// Writes `value` to stdout as pretty JSON, or as `table` writes it; buffered, because a
+/// year of a large fleet is hundreds of thousands of lines. A closed pipe (`| head`) is the
+/// reader's choice, not a failure.
+fn write_out<T: serde::Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    what: &str,
+    table: impl FnOnce(&mut std::io::BufWriter<std::io::StdoutLock<'static>>) -> std::io::Result<()>,
+) -> u8 {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, value)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out))
+    } else {
+        table(&mut out)
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: cannot write the {what}: {e}");
+            EXIT_FAILURE
+        }
+    }
 }
 
 /// A multi-threaded runtime for the commands that talk to AWS.
@@ -408,22 +407,7 @@ pub fn status(path: &Path, json: bool) -> u8 {
                 return EXIT_FAILURE;
             }
         };
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let written = if json {
-            serde_json::to_writer_pretty(&mut out, &rows)
-                .map_err(std::io::Error::other)
-                .and_then(|()| writeln!(out))
-        } else {
-            write_status_table(&mut out, &rows)
-        };
-        match written.and_then(|()| out.flush()) {
-            Ok(()) => EXIT_OK,
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-            Err(e) => {
-                eprintln!("error: cannot write the status: {e}");
-                EXIT_FAILURE
-            }
-        }
+        write_out(json, &rows, "status", |out| write_status_table(out, &rows))
     })
 }
 

@@ -40,6 +40,16 @@ strategy = "single-user"
     )
 }
 
+/// The `native_schedule_drift` notices on the notify topic (waiting up to 15 s for any).
+async fn drift_notices(env: &Env) -> Vec<serde_json::Value> {
+    env.notify_messages(Duration::from_secs(15))
+        .await
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["kind"] == "native_schedule_drift")
+        .collect()
+}
+
 /// RotateSecret requests rotationd sent for `secret`, as JSON bodies.
 fn rotate_requests(env: &Env, secret: &str) -> Vec<serde_json::Value> {
     env.moto
@@ -69,13 +79,7 @@ async fn report_shows_the_drift_and_changes_nothing() {
         metrics.contains("rotationd_native_schedule_drift_secrets 1"),
         "{metrics}"
     );
-    let notices: Vec<serde_json::Value> = env
-        .notify_messages(Duration::from_secs(15))
-        .await
-        .into_iter()
-        .map(|(_, m)| m)
-        .filter(|m| m["kind"] == "native_schedule_drift")
-        .collect();
+    let notices = drift_notices(&env).await;
     assert_eq!(
         notices.len(),
         1,
@@ -172,13 +176,7 @@ async fn sync_writes_the_toml_schedule_once_without_rotating() {
     // moto does not keep ScheduleExpression, so Secrets Manager still "differs": a second
     // start must not write again, and says so once instead.
     let (mut daemon, log) = env.daemon_ready(&[]).await;
-    let notices: Vec<serde_json::Value> = env
-        .notify_messages(Duration::from_secs(15))
-        .await
-        .into_iter()
-        .map(|(_, m)| m)
-        .filter(|m| m["kind"] == "native_schedule_drift")
-        .collect();
+    let notices = drift_notices(&env).await;
     assert_eq!(
         notices.len(),
         1,

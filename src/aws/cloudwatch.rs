@@ -88,14 +88,10 @@ impl CloudWatch {
                 }
                 out.extend(page.metric_alarms().iter().map(|a| state!(a)));
                 out.extend(page.composite_alarms().iter().map(|a| state!(a)));
-                let next = page
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string);
-                if next.is_none() || next == token {
-                    break;
+                match next_page(page.next_token(), &token) {
+                    Some(next) => token = Some(next),
+                    None => break,
                 }
-                token = next;
             }
         }
         Ok(out)
@@ -167,20 +163,37 @@ impl CloudWatch {
                         *slot = Some(slot.map_or(max, |v: f64| v.max(max)));
                     }
                 }
-                let next = page
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string);
-                if next.is_none() || next == token {
-                    break;
+                match next_page(page.next_token(), &token) {
+                    Some(next) => token = Some(next),
+                    None => break,
                 }
-                token = next;
             }
         }
         Ok(out)
     }
 }
 
+/// The token of the next page, or `None` when this was the last one (absent or empty
+/// token) or the service repeated the token it was given (a loop, not progress).
+fn next_page(next: Option<&str>, current: &Option<String>) -> Option<String> {
+    let next = next.filter(|t| !t.is_empty())?;
+    (current.as_deref() != Some(next)).then(|| next.to_string())
+}
+
 fn time(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_page;
+
+    #[test]
+    fn paging_stops_at_the_last_page_and_at_a_repeated_token() {
+        assert_eq!(next_page(Some("t2"), &Some("t1".into())), Some("t2".into()));
+        assert_eq!(next_page(Some("t1"), &None), Some("t1".into()));
+        assert_eq!(next_page(None, &Some("t1".into())), None);
+        assert_eq!(next_page(Some(""), &None), None, "moto's empty last token");
+        assert_eq!(next_page(Some("t1"), &Some("t1".into())), None, "a loop");
+    }
 }

@@ -381,8 +381,10 @@ pub fn resume(path: &Path) -> u8 {
 pub struct StatusRow {
     pub secret: String,
     pub arn: Option<String>,
-    /// Creation of the AWSCURRENT version: the last real rotation.
+    /// Creation of the AWSCURRENT version: the last real rotation (absent for a secret
+    /// never rotated: its AWSCURRENT is the value it was created with).
     pub last_rotation: Option<DateTime<Utc>>,
+    /// Age of the AWSCURRENT version, rotated or not.
     pub age_days: Option<i64>,
     pub status: String,
     pub next_window: Option<DateTime<Utc>>,
@@ -476,7 +478,7 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
         rows.push(StatusRow {
             secret: e.key.clone(),
             arn: Some(e.info.arn.clone()),
-            last_rotation: facts.current_created,
+            last_rotation: facts.current_created.filter(|_| facts.ever_rotated),
             age_days: facts.current_created.map(|c| (now - c).num_days()),
             status,
             next_window,
@@ -539,7 +541,10 @@ fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Resu
             "{:<width$}  {:<13}  {:<20}  {:>5}  {:<20}  {:<19}  {:<6}  {}{}{}",
             r.secret,
             r.status,
-            t(&r.last_rotation),
+            match (&r.last_rotation, r.age_days) {
+                (None, Some(_)) => "never".to_string(),
+                (at, _) => t(at),
+            },
             r.age_days.map_or("-".to_string(), |d| format!("{d}d")),
             t(&r.next_window),
             r.validation.as_deref().unwrap_or("-"),

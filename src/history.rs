@@ -37,6 +37,7 @@ pub fn audit(
     since: Option<&str>,
     format: AuditFormat,
     verify: bool,
+    expect_hash: Option<&str>,
 ) -> u8 {
     let cfg = match load_config(config) {
         Ok(cfg) => cfg,
@@ -76,7 +77,37 @@ pub fn audit(
                 broken: None,
             }),
         };
-        return report_verification(result);
+        let code = report_verification(result);
+        if code != EXIT_OK {
+            return code;
+        }
+        // A hash recorded earlier (a previous `--verify`) must still be in the chain: this
+        // is what shows a removed or rewritten tail, which the chain alone cannot.
+        if let Some(h) = expect_hash {
+            let found = match &store {
+                Some(store) => store.db().audit_entry_with_hash(h.trim()),
+                None => Ok(None),
+            };
+            return match found {
+                Ok(Some(id)) => {
+                    println!(
+                        "expected hash found at entry {id}: nothing before it was removed or rewritten"
+                    );
+                    EXIT_OK
+                }
+                Ok(None) => {
+                    eprintln!(
+                        "error: audit log tampered: hash {h} recorded earlier is no longer in the chain (entries after it were removed or rewritten); keep a copy of the state database for investigation and compare it with a backup"
+                    );
+                    EXIT_FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    EXIT_FAILURE
+                }
+            };
+        }
+        return code;
     }
     let filter = AuditFilter {
         secret: secret.map(str::to_owned),

@@ -107,6 +107,10 @@ enum Command {
         /// against a hash recorded earlier.
         #[arg(long, conflicts_with_all = ["secret", "since", "format"])]
         verify: bool,
+        /// With --verify: a last hash recorded by an earlier --verify, which must still be
+        /// in the chain (a removed or rewritten tail shows only this way).
+        #[arg(long, requires = "verify")]
+        expect_hash: Option<String>,
     },
 }
 
@@ -151,12 +155,14 @@ fn main() -> ExitCode {
             since,
             format,
             verify,
+            expect_hash,
         } => rotationd::history::audit(
             &cli.config,
             secret.as_deref(),
             since.as_deref(),
             format,
             verify,
+            expect_hash.as_deref(),
         ),
     };
     ExitCode::from(code)

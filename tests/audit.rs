@@ -225,6 +225,36 @@ async fn audit_lists_filters_and_detects_tampering() {
         )
     );
 
+    // The last hash, recorded elsewhere, is still in the chain.
+    let o = env.cli(&["audit", "--verify", "--expect-hash", &expected.last_hash]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // Someone removes the newest entry: the chain that is left is intact, so only the
+    // hash recorded earlier shows it.
+    let conn = env.db();
+    conn.execute_batch(
+        "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = (SELECT MAX(id) FROM audit)",
+    )
+    .unwrap();
+    drop(conn);
+    let o = env.cli(&["audit", "--verify"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the chain alone cannot see it: {}",
+        stderr(&o)
+    );
+    let o = env.cli(&["audit", "--verify", "--expect-hash", &expected.last_hash]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "error: audit log tampered: hash {} recorded earlier is no longer in the chain",
+            expected.last_hash
+        )),
+        "{}",
+        stderr(&o)
+    );
+
     // Someone with write access drops the trigger and softens a reason.
     let conn = env.db();
     conn.execute_batch("DROP TRIGGER audit_no_update").unwrap();

@@ -1291,7 +1291,12 @@ fn settings(
 }
 
 /// A `[[dependent]]`'s alarms and metrics, validated (its name is checked by the caller).
-fn dependent(diags: &mut Diagnostics, d: &RawDependent, name: &str) -> DependentConfig {
+fn dependent(
+    diags: &mut Diagnostics,
+    d: &RawDependent,
+    name: &str,
+    validation_period: Duration,
+) -> DependentConfig {
     let notify_topic_arn = d.notify_topic_arn.as_ref().map(|t| {
         if let Err(e) = check_arn(t.get_ref(), "sns") {
             diags.error(t.span(), e);
@@ -1327,7 +1332,7 @@ fn dependent(diags: &mut Diagnostics, d: &RawDependent, name: &str) -> Dependent
         .metrics
         .iter()
         .flat_map(|v| v.get_ref().iter())
-        .filter_map(|m| metric(diags, m, name))
+        .filter_map(|m| metric(diags, m, name, validation_period))
         .collect();
     DependentConfig {
         name: name.to_string(),
@@ -1338,7 +1343,12 @@ fn dependent(diags: &mut Diagnostics, d: &RawDependent, name: &str) -> Dependent
 }
 
 /// One `[[dependent.metrics]]`; `None` (with the errors recorded) when it is unusable.
-fn metric(diags: &mut Diagnostics, m: &Spanned<RawMetric>, dependent: &str) -> Option<MetricWatch> {
+fn metric(
+    diags: &mut Diagnostics,
+    m: &Spanned<RawMetric>,
+    dependent: &str,
+    validation_period: Duration,
+) -> Option<MetricWatch> {
     let span = m.span();
     let raw = m.get_ref();
     let mut ok = true;
@@ -1462,6 +1472,15 @@ fn metric(diags: &mut Diagnostics, m: &Spanned<RawMetric>, dependent: &str) -> O
                 "`period` may not exceed 1h; a dependent is watched for minutes after a rotation",
             );
             ok = false;
+        } else if period > validation_period {
+            diags.warning(
+                v.span(),
+                format!(
+                    "`period` {} is longer than [policy] validation_period {}: the watch may end before one datapoint covers it; use a shorter period",
+                    fmt_duration(period),
+                    fmt_duration(validation_period)
+                ),
+            );
         }
     }
     if !ok {
@@ -2002,7 +2021,7 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         } else {
             dependent_names.insert(text.clone(), name.span().start);
         }
-        let dependent = dependent(diags, &d, text);
+        let dependent = dependent(diags, &d, text, policy.validation_period);
         *watched.entry(text.clone()).or_default() |= dependent.watched();
         let unwatched = d.alarms.as_ref().is_none_or(|a| a.get_ref().is_empty())
             && d.metrics.as_ref().is_none_or(|m| m.get_ref().is_empty());

@@ -349,6 +349,16 @@ impl Db<'_> {
     /// Walks the whole log in id order, recomputing every hash and link, and
     /// stops at the first row that fails. See the module documentation for
     /// what an intact result does and does not prove.
+    /// The id of the entry whose hash is `hash`, if the chain still holds one: a last hash
+    /// recorded elsewhere earlier must still be found, or the tail after it was removed or
+    /// rewritten.
+    pub fn audit_entry_with_hash(self, hash: &str) -> StoreResult<Option<i64>> {
+        self.conn
+            .query_row("SELECT id FROM audit WHERE hash = ?1", [hash], |r| r.get(0))
+            .optional()
+            .map_err(query("look up an audit hash"))
+    }
+
     pub fn verify_audit(self) -> StoreResult<AuditVerification> {
         let mut stmt = self
             .conn

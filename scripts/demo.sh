@@ -15,7 +15,8 @@
 #      subscribed, and the events queue
 #   4. rotationd validate, setup-events, status; then rotationd run with config/demo.toml
 #   5. an HR departure event and a RotationFailed event put on the EventBridge bus
-#   6. the rotations performed, status after, what Security received, /metrics
+#   6. the rotations performed, status after, what Security received, /metrics, and the
+#      hash-chained audit log (rotationd audit, audit --verify)
 # rotationd and moto are stopped by PID on exit, error or Ctrl-C.
 set -euo pipefail
 
@@ -128,7 +129,7 @@ wait_http() { # url, seconds, pid
 
 # Status rows (table without the header) -> "N status, M status, ..." counts.
 status_counts() { # file
-  awk 'NR > 1 { n[$2]++ } END { for (s in n) printf "%d %s\n", n[s], s }' "$1" | sort -rn | paste -sd, - | sed 's/,/, /g'
+  awk 'NR > 1 && !/ with NATIVE drift/ { n[$2]++ } END { for (s in n) printf "%d %s\n", n[s], s }' "$1" | sort -rn | paste -sd, - | sed 's/,/, /g'
 }
 
 # ------------------------------------------------------------------------------------------
@@ -242,3 +243,9 @@ printf '\n  %sWhat the dependent teams received%s (SNS topic rotationd-demo-noti
 
 printf '\n  %s/metrics excerpt%s (%s)\n' "$BOLD" "$OFF" "$METRICS"
 "$PY" "${SEED[@]}" metrics --url "$METRICS"
+
+printf '\n  %s$ rotationd audit --format csv%s (the history, last 6 of %s rows: who, action, ticket, reason)\n' \
+  "$BOLD" "$OFF" "$(rotationd audit --format csv | tail -n +2 | wc -l | tr -d ' ')"
+rotationd audit --format csv | tail -6 | cut -c1-150 | sed 's/^/  /'
+printf '\n  %s$ rotationd audit --verify%s (every row hash-chained to the one before)\n' "$BOLD" "$OFF"
+rotationd audit --verify | sed 's/^/  /' || die "the audit log does not verify"

@@ -566,9 +566,15 @@ fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Resu
                 _ => String::new(),
             }
         )?;
-        if let Some(d) = &r.native_schedule {
-            writeln!(out, "{:<width$}    native schedule: {}", "", d.why)?;
-        }
+    }
+    // One line, not one per secret: a fleet whose rotation functions all run on their own
+    // schedule would double the table. `plan --live` and `--format json` have the details.
+    let drifting = rows.iter().filter(|r| r.native_schedule.is_some()).count();
+    if drifting > 0 {
+        writeln!(
+            out,
+            "{drifting} secret(s) with NATIVE drift: Secrets Manager's own rotation schedule differs from rotationd's; see rotationd plan --live"
+        )?;
     }
     Ok(())
 }

@@ -109,8 +109,17 @@ async fn report_shows_the_drift_and_changes_nothing() {
     assert!(status.status.success(), "{}", stderr(&status));
     assert!(out.contains("drift"), "{out}");
     assert!(
-        out.contains("native schedule: Secrets Manager rotates it every 90 days"),
+        out.contains("1 secret(s) with NATIVE drift") && out.contains("rotationd plan --live"),
         "{out}"
+    );
+    let json = env.cli(&["status", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(
+        rows[0]["native_schedule"]["why"]
+            .as_str()
+            .unwrap()
+            .contains("Secrets Manager rotates it every 90 days"),
+        "{rows}"
     );
 
     let live = env.cli(&["plan", "--live", "--format", "json"]);

@@ -446,38 +446,40 @@ pub fn decide(
     }
 }
 
-/// Handles one request event: reads the request it names, decides, and commits the
-/// decision, the event id, the audit entry, the alerts and the bus answer in one
-/// transaction. Returns false for a duplicate event id.
+/// The secret a request event is about: the stored request's for a decision on an existing
+/// request, else the event's own (a new request).
+pub async fn secret_of(
+    store: &StoreHandle,
+    ev: &RequestEvent,
+) -> Result<Option<String>, StoreError> {
+    let rid = ev.request_id.clone();
+    let existing = store.call(move |s| s.db().get_request(&rid)).await?;
+    Ok(existing.map(|r| r.secret).or_else(|| ev.secret.clone()))
+}
+
+/// Handles one request event: decides on the request it names as stored now, and commits
+/// the decision, the event id, the audit entry, the alerts and the bus answer in one
+/// transaction. `entry` is the managed secret the request is about ([`secret_of`],
+/// resolved against the inventory by the caller). Returns false for a duplicate event id.
 pub async fn accept(
     cfg: &Arc<Config>,
     store: &StoreHandle,
     alerts: &Alerts,
-    fleet: &crate::inventory::Fleet,
+    entry: Option<FleetEntry>,
     ev: RequestEvent,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let Some(rc) = cfg.requests.clone() else {
         return Ok(false);
     };
-    let rid = ev.request_id.clone();
-    let existing = store.call(move |s| s.db().get_request(&rid)).await?;
-    // The secret: the event's for a new request, the stored request's for a decision.
-    let secret = existing
-        .as_ref()
-        .map(|r| r.secret.clone())
-        .or_else(|| ev.secret.clone());
-    let entry = secret
-        .as_deref()
-        .and_then(|s| crate::events::find_secret(fleet, s))
-        .cloned();
+    let (kind, request, actor) = (ev.kind, ev.request_id.clone(), ev.actor.clone());
     let cfg = cfg.clone();
     let alerts = alerts.clone();
-    store
+    let decided = store
         .call(move |s| {
             s.transaction(|db| {
                 if !db.mark_event_seen(&ev.event_id, "sqs", now)? {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 // Decided again inside the transaction, on the request as it is now.
                 let existing = db.get_request(&ev.request_id)?;
@@ -515,10 +517,14 @@ pub async fn accept(
                 if let Some(u) = &d.update {
                     db.enqueue_bus_update(UPDATED, u, Utc::now())?;
                 }
-                Ok(true)
+                Ok(Some(d.audit.outcome.clone()))
             })
         })
-        .await
+        .await?;
+    if let Some(outcome) = &decided {
+        tracing::info!(request = %request, kind = kind.label(), actor = %actor, outcome = %outcome, "request decided");
+    }
+    Ok(decided.is_some())
 }
 
 /// The request loop: expiry, emergency reminders, rollbacks, attempt outcomes, and the bus

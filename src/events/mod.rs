@@ -447,13 +447,18 @@ impl EventSink {
                     .events_received_total
                     .with_label_values(&[source, r.kind.label()])
                     .inc();
-                let new = {
+                let secret = crate::requests::secret_of(&self.store, &r).await?;
+                // Resolved and cloned under the read lock, which is released before the
+                // store call: the reconciler must not wait for a transaction to refresh it.
+                let entry = {
                     let inv = self.inventory.read().await;
-                    let empty = Fleet::default();
-                    let fleet = inv.as_ref().map_or(&empty, |i| &i.fleet);
-                    crate::requests::accept(&self.cfg, &self.store, &self.alerts, fleet, r, now)
-                        .await?
+                    secret
+                        .as_deref()
+                        .and_then(|s| inv.as_ref().and_then(|i| find_secret(&i.fleet, s)).cloned())
                 };
+                let new =
+                    crate::requests::accept(&self.cfg, &self.store, &self.alerts, entry, r, now)
+                        .await?;
                 if new {
                     self.wake.notify_one();
                 }

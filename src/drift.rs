@@ -349,7 +349,7 @@ struct Fields {
 
 impl Fields {
     fn parse(source: &str) -> Result<Fields, String> {
-        let text = expand_alias(source).unwrap_or(source);
+        let text = crate::schedule::expand_alias(source).unwrap_or(source);
         let parts: Vec<&str> = text.split_whitespace().collect();
         let [minute, hour, dom, month, dow] = parts[..] else {
             return Err(not_understood("expression", source));
@@ -365,7 +365,7 @@ impl Fields {
             months: field("month", month, 1, 12, &MONTHS)?,
             // 7 is a second Sunday; folded onto bit 0 below.
             days_of_week: {
-                let mask = field("day-of-week", dow, 0, 7, &WEEKDAYS)?;
+                let mask = field("day-of-week", dow, 0, 7, &crate::schedule::WEEKDAY_NAMES)?;
                 (mask | (mask >> 7)) & 0x7f
             },
             day_star: dom.starts_with('*') || dow.starts_with('*'),
@@ -377,31 +377,8 @@ const MONTHS: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 ];
 
-const WEEKDAYS: [&str; 7] = [
-    "sunday",
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-];
-
 const ALL_DAYS_OF_MONTH: u64 = ((1 << 32) - 1) & !1;
 const ALL_WEEKDAYS: u64 = 0x7f;
-
-/// Mirrors the alias table in `schedule.rs`, which keeps its own private.
-fn expand_alias(source: &str) -> Option<&'static str> {
-    Some(match source.to_ascii_lowercase().as_str() {
-        "@yearly" | "@annually" => "0 0 1 1 *",
-        "@quarterly" => "0 0 1 1,4,7,10 *",
-        "@monthly" => "0 0 1 * *",
-        "@weekly" => "0 0 * * 0",
-        "@daily" | "@midnight" => "0 0 * * *",
-        "@hourly" => "0 * * * *",
-        _ => return None,
-    })
-}
 
 fn not_understood(name: &str, text: &str) -> String {
     format!(

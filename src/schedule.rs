@@ -351,7 +351,8 @@ fn gap_epoch() -> DateTime<Utc> {
     DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(19_723)
 }
 
-fn expand_alias(alias: &str) -> Result<&'static str, ScheduleError> {
+/// The crontab an alias stands for; `drift.rs` translates aliases through the same table.
+pub(crate) fn expand_alias(alias: &str) -> Result<&'static str, ScheduleError> {
     Ok(match alias.to_ascii_lowercase().as_str() {
         "@yearly" | "@annually" => "0 0 1 1 *",
         "@quarterly" => "0 0 1 1,4,7,10 *",
@@ -431,16 +432,20 @@ fn parse_day_of_week(field: &str) -> Result<u8, String> {
 }
 
 /// One weekday as crontab numbers it: 0-7 with both 0 and 7 meaning Sunday.
+/// Weekday names in crontab order (0 = Sunday); a field may use any prefix of three or
+/// more letters.
+pub(crate) const WEEKDAY_NAMES: [&str; 7] = [
+    "sunday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+];
+
 fn weekday_value(token: &str) -> Result<u32, String> {
-    const NAMES: [&str; 7] = [
-        "sunday",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-    ];
+    const NAMES: [&str; 7] = WEEKDAY_NAMES;
     if token.is_empty() {
         return Err("an empty list item or range end".to_owned());
     }

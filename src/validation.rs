@@ -466,19 +466,13 @@ impl Watcher {
             "alarms": plan.alarms.len(),
             "metrics": plan.metrics.len(),
         });
-        let audit = NewAuditEntry {
-            at: now,
-            actor: "rotationd".into(),
-            action: "validate".into(),
-            secret: Some(attempt.secret.clone()),
-            ticket: attempt.ticket.clone(),
-            reason: Some(format!(
-                "post-rotation watch of {}",
-                plan.dependents.join(", ")
-            )),
-            outcome: Validation::Validated.as_str().into(),
-            detail: Some(serde_json::json!({ "attempt": attempt.id, "evidence": evidence })),
-        };
+        let audit = validate_audit(
+            attempt,
+            Validation::Validated,
+            format!("post-rotation watch of {}", plan.dependents.join(", ")),
+            &evidence,
+            now,
+        );
         let moved = self
             .move_watch(
                 &attempt.id,
@@ -558,16 +552,13 @@ impl Watcher {
         } else {
             Validation::ValidatedUnhealthy
         };
-        let audit = NewAuditEntry {
-            at: now,
-            actor: "rotationd".into(),
-            action: "validate".into(),
-            secret: Some(attempt.secret.clone()),
-            ticket: attempt.ticket.clone(),
-            reason: alert.reason.clone(),
-            outcome: Validation::ValidatedUnhealthy.as_str().into(),
-            detail: Some(serde_json::json!({ "attempt": attempt.id, "evidence": evidence })),
-        };
+        let audit = validate_audit(
+            attempt,
+            Validation::ValidatedUnhealthy,
+            alert.reason.clone().unwrap_or_default(),
+            &evidence,
+            now,
+        );
         let moved = self
             .move_watch(
                 &attempt.id,
@@ -653,6 +644,26 @@ impl Watcher {
         .await?;
         tracing::warn!(secret = %attempt.secret, attempt = %attempt.id, result = %detail, "automatic rollback");
         Ok(())
+    }
+}
+
+/// The audit entry of a watch's end.
+fn validate_audit(
+    attempt: &Attempt,
+    outcome: Validation,
+    reason: String,
+    evidence: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        at: now,
+        actor: "rotationd".into(),
+        action: "validate".into(),
+        secret: Some(attempt.secret.clone()),
+        ticket: attempt.ticket.clone(),
+        reason: Some(reason),
+        outcome: outcome.as_str().into(),
+        detail: Some(serde_json::json!({ "attempt": attempt.id, "evidence": evidence })),
     }
 }
 

@@ -37,18 +37,7 @@ async fn fixture(test: &str, period: &str, auto_rollback: bool) -> Fixture {
     let (dep_topic, dependent_queue) = subscribed_topic(&sns, &sqs, &format!("{test}-dep")).await;
     let alarm = moto::unique_name(&format!("{test}-auth-errors"));
     let metric_namespace = moto::unique_name(&format!("Val/{test}"));
-    cw.put_metric_alarm()
-        .alarm_name(&alarm)
-        .namespace(&metric_namespace)
-        .metric_name("AuthErrors")
-        .statistic(Statistic::Sum)
-        .period(60)
-        .evaluation_periods(1)
-        .threshold(1.0)
-        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-        .send()
-        .await
-        .unwrap();
+    create_alarm(&cw, &alarm, &metric_namespace, "AuthErrors").await;
     set_alarm(&cw, &alarm, StateValue::Ok).await;
     let prefix = moto::unique_name(&format!("val/{test}/"));
     let body = format!(
@@ -89,6 +78,22 @@ auto_rollback = {auto_rollback}
         dependent_queue,
         metric_namespace,
     }
+}
+
+/// A metric alarm (Sum over a minute, at least 1) as a dependent's monitoring has it.
+async fn create_alarm(cw: &aws_sdk_cloudwatch::Client, name: &str, namespace: &str, metric: &str) {
+    cw.put_metric_alarm()
+        .alarm_name(name)
+        .namespace(namespace)
+        .metric_name(metric)
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(1.0)
+        .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
+        .send()
+        .await
+        .unwrap();
 }
 
 async fn set_alarm(cw: &aws_sdk_cloudwatch::Client, name: &str, state: StateValue) {
@@ -373,18 +378,7 @@ async fn cloudwatch_reads_are_batched_to_the_api_limits() {
     let prefix = moto::unique_name("batch-alarm");
     let names: Vec<String> = (0..250).map(|i| format!("{prefix}-{i:03}")).collect();
     for name in &names {
-        cw.put_metric_alarm()
-            .alarm_name(name)
-            .namespace("Batch")
-            .metric_name("Errors")
-            .statistic(Statistic::Sum)
-            .period(60)
-            .evaluation_periods(1)
-            .threshold(1.0)
-            .comparison_operator(ComparisonOperator::GreaterThanOrEqualToThreshold)
-            .send()
-            .await
-            .unwrap();
+        create_alarm(&cw, name, "Batch", "Errors").await;
     }
     set_alarm(&cw, &names[137], StateValue::Alarm).await;
     let watch = CloudWatch::new(counted);

@@ -67,6 +67,7 @@ pub enum AlertKind {
     RotationStorm,
     SecretMissing,
     AwsUnreachable,
+    AccountUnreachable,
     DependentsUnhealthy,
     RotationScheduled,
     RotationCompleted,
@@ -87,6 +88,7 @@ impl AlertKind {
         AlertKind::RotationStorm,
         AlertKind::SecretMissing,
         AlertKind::AwsUnreachable,
+        AlertKind::AccountUnreachable,
         AlertKind::DependentsUnhealthy,
         AlertKind::RotationScheduled,
         AlertKind::RotationCompleted,
@@ -107,6 +109,7 @@ impl AlertKind {
             AlertKind::RotationStorm => "rotation_storm",
             AlertKind::SecretMissing => "secret_missing",
             AlertKind::AwsUnreachable => "aws_unreachable",
+            AlertKind::AccountUnreachable => "account_unreachable",
             AlertKind::DependentsUnhealthy => "dependents_unhealthy",
             AlertKind::RotationScheduled => "rotation_scheduled",
             AlertKind::RotationCompleted => "rotation_completed",
@@ -135,7 +138,8 @@ impl AlertKind {
             AlertKind::RotationAbandoned
             | AlertKind::Overdue
             | AlertKind::SecretMissing
-            | AlertKind::AwsUnreachable => Severity::P2,
+            | AlertKind::AwsUnreachable
+            | AlertKind::AccountUnreachable => Severity::P2,
             AlertKind::RotationScheduled
             | AlertKind::RotationCompleted
             | AlertKind::NativeScheduleDrift
@@ -165,6 +169,7 @@ impl AlertKind {
             AlertKind::RotationStorm => "Rotation storm, event rotations paused",
             AlertKind::SecretMissing => "Configured secret missing",
             AlertKind::AwsUnreachable => "AWS unreachable",
+            AlertKind::AccountUnreachable => "AWS account unreachable",
             AlertKind::DependentsUnhealthy => "Dependents failing after rotation",
             AlertKind::RotationScheduled => "Rotation scheduled",
             AlertKind::RotationCompleted => "Rotation completed",
@@ -223,6 +228,12 @@ impl AlertKind {
             AlertKind::AwsUnreachable => &[
                 "rotationd cannot reach AWS: check network, VPC endpoints, credentials and AWS health",
                 "Rotations and alerts are kept and resume when AWS answers",
+            ],
+            AlertKind::AccountUnreachable => &[
+                "rotationd cannot list the secrets of one [[account]] (in the regions named): the other accounts go on",
+                "Check the account's role: its trust policy must let rotationd's principal assume it (sts:AssumeRole, session name rotationd), and its policy must grant docs/iam-policy.json",
+                "Check the region is enabled in that account",
+                "Its secrets are neither planned nor called missing until it answers; triggers for them are kept",
             ],
             AlertKind::DependentsUnhealthy => &[
                 ESCALATE,

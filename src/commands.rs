@@ -621,7 +621,8 @@ async fn rotate_now(
     // preflight says why it cannot rotate.
     let mut live = info.clone();
     live.deleted = None;
-    let fleet = crate::inventory::match_fleet(&app.cfg, vec![live]);
+    let fleet =
+        crate::inventory::match_fleet_keyed(&app.cfg, vec![live], app.engine.sm.is_routed());
     let Some(entry) = fleet.entries.first() else {
         eprintln!(
             "error: secret {secret} is not managed by this configuration; add it as a [[secret]] or match it with a [[selector]]"

@@ -62,7 +62,8 @@ pub struct App {
     pub sns: aws_sdk_sns::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub eventbridge: aws_sdk_eventbridge::Client,
-    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    /// One CloudTrail client per account-region (its own 2 requests/s budget each).
+    pub cloudtrail: Vec<(aws::Place, aws_sdk_cloudtrail::Client)>,
     pub clock: Clock,
 }
 
@@ -80,11 +81,7 @@ impl App {
             .context("state store thread")??;
         let sdk = aws::load_sdk_config(&cfg.aws).await;
         let counter = RequestCounter::new(metrics.clone());
-        let sm = aws_sdk_secretsmanager::Client::from_conf(
-            aws_sdk_secretsmanager::config::Builder::from(&sdk)
-                .interceptor(counter.clone())
-                .build(),
-        );
+        // SNS, SQS and EventBridge live in the daemon's own account and `[aws] region`.
         let sns = aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(&sdk)
                 .interceptor(counter.clone())
@@ -100,26 +97,61 @@ impl App {
                 .interceptor(counter.clone())
                 .build(),
         );
-        let mut ct = aws_sdk_cloudtrail::config::Builder::from(&sdk).interceptor(counter.clone());
-        if let Some(url) = cfg
+        // Secrets Manager, CloudWatch and CloudTrail: one client per account-region.
+        let trail_endpoint = cfg
             .events
             .as_ref()
-            .and_then(|e| e.cloudtrail.endpoint_url.clone())
-        {
-            ct = ct.endpoint_url(url);
+            .and_then(|e| e.cloudtrail.endpoint_url.clone());
+        let mut sms = Vec::new();
+        let mut cws = Vec::new();
+        let mut cloudtrail = Vec::new();
+        for (place, conf) in aws::place_configs(&sdk, &cfg.accounts).await {
+            sms.push((
+                place.clone(),
+                aws_sdk_secretsmanager::Client::from_conf(
+                    aws_sdk_secretsmanager::config::Builder::from(&conf)
+                        .interceptor(counter.clone())
+                        .build(),
+                ),
+            ));
+            cws.push((
+                place.clone(),
+                aws_sdk_cloudwatch::Client::from_conf(
+                    aws_sdk_cloudwatch::config::Builder::from(&conf)
+                        .interceptor(counter.clone())
+                        .build(),
+                ),
+            ));
+            let mut ct =
+                aws_sdk_cloudtrail::config::Builder::from(&conf).interceptor(counter.clone());
+            if let Some(url) = &trail_endpoint {
+                ct = ct.endpoint_url(url);
+            }
+            cloudtrail.push((place, aws_sdk_cloudtrail::Client::from_conf(ct.build())));
         }
-        let cloudtrail = aws_sdk_cloudtrail::Client::from_conf(ct.build());
-        let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
-            aws_sdk_cloudwatch::config::Builder::from(&sdk)
-                .interceptor(counter.clone())
-                .build(),
-        );
+        let (sm, cw) = if cfg.accounts.is_empty() {
+            let sm = sms
+                .pop()
+                .map(|(_, c)| c)
+                .context("no Secrets Manager client")?;
+            let cw = cws.pop().map(|(_, c)| c).context("no CloudWatch client")?;
+            (
+                SecretsManager::new(sm),
+                crate::aws::cloudwatch::CloudWatch::new(cw),
+            )
+        } else {
+            (
+                SecretsManager::with_targets(aws::Targets::routed(sms)),
+                crate::aws::cloudwatch::CloudWatch::with_targets(aws::Targets::routed(cws))
+                    .context("no account-region configured")?,
+            )
+        };
         let clock = Clock::from_env();
         let alerts = Alerts::new(store.clone(), &cfg);
         let engine = Arc::new(Engine {
             cfg: cfg.clone(),
-            sm: SecretsManager::new(sm),
-            cw: crate::aws::cloudwatch::CloudWatch::new(cloudwatch),
+            sm,
+            cw,
             store: store.clone(),
             alerts,
             metrics: metrics.clone(),
@@ -359,14 +391,19 @@ fn start(app: App, health: Arc<Health>, cancel: CancellationToken) -> (TaskTrack
             tracker.spawn(consumer.clone().run(cancel.clone()));
         }
         if events.cloudtrail.enabled {
-            let poller = Poller {
-                client: shared.app.cloudtrail.clone(),
-                sink,
-                lookback: chrono::Duration::from_std(events.cloudtrail.lookback)
-                    .unwrap_or(chrono::Duration::hours(24)),
-                interval: events.cloudtrail.poll_interval,
-            };
-            tracker.spawn(poller.run(cancel.clone()));
+            let routed = shared.app.engine.sm.is_routed();
+            for (place, client) in &shared.app.cloudtrail {
+                let poller = Poller {
+                    client: client.clone(),
+                    place: place.clone(),
+                    cursor: crate::events::cloudtrail::cursor_name(place, routed),
+                    sink: sink.clone(),
+                    lookback: chrono::Duration::from_std(events.cloudtrail.lookback)
+                        .unwrap_or(chrono::Duration::hours(24)),
+                    interval: events.cloudtrail.poll_interval,
+                };
+                tracker.spawn(poller.run(cancel.clone()));
+            }
         }
     }
     tracker.spawn(
@@ -506,9 +543,11 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
     let app = &shared.app;
     let cfg = &app.cfg;
     let now = app.clock.now();
-    let inv = inventory::scan(&app.engine.sm, cfg, cache)
+    let mut inv = inventory::scan(&app.engine.sm, cfg, cache)
         .await
         .context("inventory")?;
+    let stale = carry_over(shared, &mut inv).await;
+    report_places(app, &inv, now).await?;
     let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;
     let active: HashSet<String> = unfinished.iter().map(|a| a.secret.clone()).collect();
     let last = app.store.call(|s| s.db().last_finished_attempts()).await?;
@@ -522,7 +561,18 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
     let mut targets = Vec::with_capacity(inv.fleet.entries.len());
     let mut facts: HashMap<String, Facts> = HashMap::new();
     let mut arns: HashMap<String, String> = HashMap::new();
+    // Account-region of each secret, for the per-account gauges.
+    let mut places: HashMap<String, aws::Place> = HashMap::new();
+    let mut counts: HashMap<(aws::Place, &'static str), i64> = HashMap::new();
     for e in &inv.fleet.entries {
+        let place = app.engine.sm.place_of(&e.info.arn);
+        if stale.contains(&e.key) {
+            // Known from the last good scan: kept so that events still find it, but not
+            // planned or judged on old facts while its account-region does not answer.
+            *counts.entry((place, "unreachable")).or_default() += 1;
+            continue;
+        }
+        places.insert(e.key.clone(), place);
         let settings = inventory::settings(cfg, e.origin);
         let f = inventory::facts(
             &e.info,
@@ -538,12 +588,15 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
     }
     let policy = crate::commands::policy(cfg);
     // Statuses, for the gauge and the alerts.
-    let mut counts: HashMap<&'static str, i64> = HashMap::new();
     for t in &targets {
         let f = facts.get(&t.id).copied().unwrap_or_default();
         let c = planner::compliance(t, &f, now, &policy);
         let status = inventory::status_label(c, failing.contains(&t.id));
-        *counts.entry(status).or_default() += 1;
+        let place = places
+            .get(&t.id)
+            .cloned()
+            .unwrap_or_else(|| app.engine.sm.place_of(&t.id));
+        *counts.entry((place, status)).or_default() += 1;
         match c {
             Compliance::Stuck => {
                 let mut a = Alert::new(AlertKind::RotationStuck, Some(&t.id), now);
@@ -569,13 +622,13 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
         a.error = Some(format!("configured secret {id} is {}", reason.as_str()));
         app.engine.alerts.raise_once(a).await?;
     }
-    *counts.entry("missing").or_default() += inv.fleet.missing.len() as i64;
-    for status in crate::metrics::SECRET_STATUSES {
-        app.metrics
-            .secrets
-            .with_label_values(&[status])
-            .set(counts.get(status).copied().unwrap_or(0));
+    for (id, _) in &inv.fleet.missing {
+        *counts
+            .entry((app.engine.sm.place_of(id), "missing"))
+            .or_default() += 1;
     }
+    app.metrics
+        .set_secret_counts(&app.engine.sm.places(), &counts);
 
     // Triggers for windows open now or opening before the next pass.
     let horizon = now
@@ -667,6 +720,110 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Keeps the secrets of account-regions this scan could not list, as the last good scan saw
+/// them, and returns their keys: a departure naming one of them must still find it (and its
+/// trigger waits), and a secret must not vanish from status because its account hiccuped.
+async fn carry_over(shared: &Shared, inv: &mut Inventory) -> HashSet<String> {
+    let mut stale = HashSet::new();
+    if inv.unreachable.is_empty() {
+        return stale;
+    }
+    let previous = shared.inventory.read().await;
+    let Some(previous) = previous.as_ref() else {
+        return stale;
+    };
+    for e in &previous.fleet.entries {
+        let down = aws::arn_place(&e.info.arn).is_some_and(|p| !inv.reached(&p));
+        if down && inv.fleet.find(&e.info.arn).is_none() {
+            stale.insert(e.key.clone());
+            inv.fleet.entries.push(e.clone());
+            if let Some(vs) = previous.versions.get(&e.info.arn) {
+                inv.versions.insert(e.info.arn.clone(), vs.clone());
+            }
+        }
+    }
+    inv.fleet.entries.sort_by(|a, b| a.key.cmp(&b.key));
+    stale
+}
+
+/// `rotationd_account_up` for every account-region, and one `account_unreachable` alert per
+/// account while any of its regions cannot be listed: the first failure is remembered in
+/// the store (cursor `account_unreachable:<id>`), so the alert goes out once per outage,
+/// across restarts and reloads, after `[alerts] unreachable_after`; it is forgotten when
+/// every region of the account answers again.
+async fn report_places(
+    app: &App,
+    inv: &Inventory,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let places = app.engine.sm.places();
+    app.metrics.account_up.reset();
+    for p in &places {
+        app.metrics
+            .account_up
+            .with_label_values(&[&p.account, &p.region])
+            .set(i64::from(inv.reached(p)));
+    }
+    if !app.engine.sm.is_routed() {
+        // Without [[account]] a failed listing fails the reconcile: aws_unreachable.
+        return Ok(());
+    }
+    let mut accounts: Vec<String> = places.iter().map(|p| p.account.clone()).collect();
+    accounts.dedup();
+    let after = chrono::Duration::from_std(app.cfg.alerts.unreachable_after)
+        .unwrap_or(chrono::Duration::minutes(10));
+    for account in accounts {
+        let cursor = format!("account_unreachable:{account}");
+        let failing: Vec<&(aws::Place, aws::AwsError)> = inv
+            .unreachable
+            .iter()
+            .filter(|(p, _)| p.account == account)
+            .collect();
+        let c = cursor.clone();
+        let since = app.store.call(move |s| s.db().get_cursor(&c)).await?;
+        if failing.is_empty() {
+            if since.is_some() {
+                tracing::info!(account = %account, "the account answers again");
+                app.store
+                    .call(move |s| s.db().delete_cursor(&cursor))
+                    .await?;
+            }
+            continue;
+        }
+        let regions: Vec<String> = failing.iter().map(|(p, _)| p.region.clone()).collect();
+        let error = failing
+            .first()
+            .map(|(_, e)| e.to_string())
+            .unwrap_or_default();
+        let since = match since
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(&c.value).ok())
+            .map(|t| t.with_timezone(&Utc))
+        {
+            Some(t) => t,
+            None => {
+                tracing::warn!(account = %account, regions = ?regions, error = %error, "cannot list this account's secrets; the other accounts go on");
+                let value = now.to_rfc3339();
+                app.store
+                    .call(move |s| s.db().set_cursor(&cursor, &value, now))
+                    .await?;
+                now
+            }
+        };
+        if now - since >= after {
+            let mut a = Alert::new(AlertKind::AccountUnreachable, None, now);
+            a.error = Some(error);
+            a.details = serde_json::json!({
+                "account": account,
+                "regions": regions,
+                "failing_since": since.to_rfc3339(),
+            });
+            a.dedupe_key = format!("account_unreachable:{account}:{}", since.timestamp());
+            app.engine.alerts.raise_once(a).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Secrets Manager's own schedule against the TOML schedule (`[policy] native_schedule`):
 /// counts the drift, reports it once per secret and native schedule (P3), and for `sync`
 /// or `disable` changes it. A change is made once per target: a cursor per secret
@@ -696,6 +853,9 @@ async fn native_schedules(
         .map(|c| (c.name, c.value))
         .collect();
     for e in &inv.fleet.entries {
+        if aws::arn_place(&e.info.arn).is_some_and(|p| !inv.reached(&p)) {
+            continue;
+        }
         let settings = inventory::settings(cfg, e.origin);
         let expected = drift::aws_rules(&settings.schedule, settings.window);
         let cursor = format!("{CURSOR}{}", e.info.arn);

@@ -577,9 +577,13 @@ impl Engine {
             settings.is_some_and(|s| s.auto_rollback),
         );
         if let Some(plan) = plan.as_mut() {
-            tokio::select! {
-                _ = cancel.cancelled() => return Err(AwsCall::Cancelled),
-                _ = plan.take_baseline(&self.cw, now, self.cfg.policy.validation_period) => {}
+            // The dependents' alarms and metrics are in the secret's account and region.
+            match self.cw.for_secret(&aws_id(attempt)) {
+                Ok(cw) => tokio::select! {
+                    _ = cancel.cancelled() => return Err(AwsCall::Cancelled),
+                    _ = plan.take_baseline(&cw, now, self.cfg.policy.validation_period) => {}
+                },
+                Err(e) => plan.baseline_error = Some(e.to_string()),
             }
             if let Some(e) = &plan.baseline_error {
                 tracing::warn!(secret = %attempt.secret, error = %e,
@@ -993,9 +997,10 @@ impl Engine {
             }
         }
         let label = trigger_label(attempt.trigger_kind);
+        let place = self.sm.place_of(&aws_id(&attempt));
         self.metrics
             .rotations_total
-            .with_label_values(&[label, outcome_label])
+            .with_label_values(&[label, outcome_label, &place.account, &place.region])
             .inc();
         match outcome {
             Outcome::Succeeded { .. } => {

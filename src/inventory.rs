@@ -17,10 +17,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::aws::AwsError;
 use crate::aws::secrets::{
     AWSPENDING, ListQuery, MAX_FILTER_VALUES, SecretInfo, SecretsManager, VersionInfo,
 };
+use crate::aws::{AwsError, Place};
 use crate::config::{Config, Matcher, SecretSettings};
 use crate::planner::{Facts, RotationState};
 
@@ -51,6 +51,8 @@ pub struct Fleet {
     pub entries: Vec<FleetEntry>,
     /// `[[secret]]` ids with no live secret in AWS (absent, or scheduled for deletion).
     pub missing: Vec<(String, MissingReason)>,
+    /// Keyed by ARN (`[[account]]` tables): a name alone does not identify a secret.
+    pub by_arn: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +97,14 @@ fn selector_matches(m: &Matcher, info: &SecretInfo) -> bool {
     }
 }
 
-/// Matches a `ListSecrets` scan against the configuration.
+/// Matches a `ListSecrets` scan against the configuration, keyed by `[[secret]]` id or name.
 pub fn match_fleet(cfg: &Config, all: Vec<SecretInfo>) -> Fleet {
+    match_fleet_keyed(cfg, all, false)
+}
+
+/// Like [`match_fleet`]; with `by_arn` (`[[account]]` tables configured) every entry is
+/// keyed by its ARN, because the same name exists in several accounts and regions.
+pub fn match_fleet_keyed(cfg: &Config, all: Vec<SecretInfo>, by_arn: bool) -> Fleet {
     let mut by_id: HashMap<&str, usize> = HashMap::new();
     for (i, s) in cfg.secrets.iter().enumerate() {
         by_id.insert(s.id.as_str(), i);
@@ -116,7 +124,11 @@ pub fn match_fleet(cfg: &Config, all: Vec<SecretInfo>) -> Fleet {
             }
             found[i] = true;
             entries.push(FleetEntry {
-                key: cfg.secrets[i].id.clone(),
+                key: if by_arn {
+                    info.arn.clone()
+                } else {
+                    cfg.secrets[i].id.clone()
+                },
                 info,
                 origin: Origin::Secret(i),
             });
@@ -131,7 +143,11 @@ pub fn match_fleet(cfg: &Config, all: Vec<SecretInfo>) -> Fleet {
             .position(|s| selector_matches(&s.matcher, &info))
         {
             entries.push(FleetEntry {
-                key: info.name.clone(),
+                key: if by_arn {
+                    info.arn.clone()
+                } else {
+                    info.name.clone()
+                },
                 info,
                 origin: Origin::Selector(j),
             });
@@ -152,7 +168,11 @@ pub fn match_fleet(cfg: &Config, all: Vec<SecretInfo>) -> Fleet {
         })
         .collect();
     entries.sort_by(|a, b| a.key.cmp(&b.key));
-    Fleet { entries, missing }
+    Fleet {
+        entries,
+        missing,
+        by_arn,
+    }
 }
 
 /// Remembers the creation date of each secret's AWSCURRENT version, keyed by ARN and valid
@@ -315,32 +335,80 @@ pub struct Inventory {
     pub fleet: Fleet,
     /// Closer looks taken, by ARN.
     pub versions: HashMap<String, Vec<VersionInfo>>,
+    /// Account-regions whose listing failed this time, with the error. Their secrets are
+    /// absent from `fleet` (the daemon carries them over from the last good scan), and a
+    /// `[[secret]]` not found elsewhere is not called missing while one of them is down.
+    pub unreachable: Vec<(Place, AwsError)>,
 }
 
-/// Lists the account, matches the fleet and takes the closer looks that are needed,
-/// updating `cache`.
+impl Inventory {
+    /// Whether `place` was listed this time.
+    pub fn reached(&self, place: &Place) -> bool {
+        !self.unreachable.iter().any(|(p, _)| p == place)
+    }
+}
+
+/// Lists every account-region, matches the fleet and takes the closer looks that are
+/// needed, updating `cache`. One account-region that fails does not stop the others: it is
+/// reported in [`Inventory::unreachable`]. Only when all of them fail is the scan an error
+/// (an outage, lost credentials).
 pub async fn scan(
     sm: &SecretsManager,
     cfg: &Config,
     cache: &mut AgeCache,
 ) -> Result<Inventory, AwsError> {
+    let places = sm.places();
     let mut seen = std::collections::HashSet::new();
     let mut all = Vec::new();
-    for query in queries(cfg) {
-        for info in sm.list(&query).await? {
+    let mut unreachable: Vec<(Place, AwsError)> = Vec::new();
+    'places: for place in &places {
+        let mut listed = Vec::new();
+        for query in queries(cfg) {
+            match sm.list_in(place, &query).await {
+                Ok(infos) => listed.extend(infos),
+                Err(e) => {
+                    unreachable.push((place.clone(), e));
+                    continue 'places;
+                }
+            }
+        }
+        for info in listed {
             // Queries may overlap (a listed secret a selector also matches).
             if seen.insert(info.arn.clone()) {
                 all.push(info);
             }
         }
     }
-    let fleet = match_fleet(cfg, all);
+    if !unreachable.is_empty() && unreachable.len() == places.len() {
+        return Err(unreachable.swap_remove(0).1);
+    }
+    let mut fleet = match_fleet_keyed(cfg, all, sm.is_routed());
+    if !unreachable.is_empty() {
+        // The secret may well be in the account-region that could not be listed.
+        fleet
+            .missing
+            .retain(|(_, reason)| *reason != MissingReason::NotFound);
+    }
     let mut versions = HashMap::new();
+    let mut failed_looks = std::collections::HashSet::new();
     for e in &fleet.entries {
         if !needs_closer_look(&e.info, cache) {
             continue;
         }
-        let vs = sm.list_versions(&e.info.arn).await?;
+        let vs = match sm.list_versions(&e.info.arn).await {
+            Ok(vs) => vs,
+            // One account-region's trouble stays its own; without [[account]] the scan
+            // fails as a whole, as it always did.
+            Err(e2) if sm.is_routed() => {
+                if let Some(place) = crate::aws::arn_place(&e.info.arn)
+                    && failed_looks.insert(place.clone())
+                {
+                    unreachable.push((place, e2));
+                }
+                continue;
+            }
+            Err(e2) => return Err(e2),
+        };
         if let Some(cur) = vs.iter().find(|v| {
             v.stages
                 .iter()
@@ -351,7 +419,18 @@ pub async fn scan(
         }
         versions.insert(e.info.arn.clone(), vs);
     }
-    Ok(Inventory { fleet, versions })
+    if !failed_looks.is_empty() {
+        // Judged unreachable as a whole: half a picture of an account-region could pass an
+        // unknown age for a never-rotated secret.
+        fleet.entries.retain(|e| {
+            crate::aws::arn_place(&e.info.arn).is_none_or(|p| !failed_looks.contains(&p))
+        });
+    }
+    Ok(Inventory {
+        fleet,
+        versions,
+        unreachable,
+    })
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! registry is owned by a [`Metrics`] value passed to whoever records, never a global.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -24,7 +24,8 @@ pub struct Metrics {
     pub alerts_outbox: IntGauge,
     pub aws_requests_total: IntCounterVec,
     pub last_reconcile_success_timestamp_seconds: Gauge,
-    pub cloudtrail_cursor_timestamp_seconds: Gauge,
+    pub cloudtrail_cursor_timestamp_seconds: GaugeVec,
+    pub account_up: IntGaugeVec,
     pub config_reloads_total: IntCounterVec,
     pub ready: IntGauge,
     pub validations_total: IntCounterVec,
@@ -47,6 +48,7 @@ pub const SECRET_STATUSES: &[&str] = &[
     "stuck",
     "failing",
     "missing",
+    "unreachable",
 ];
 
 impl Metrics {
@@ -80,13 +82,13 @@ impl Metrics {
             ),
             secrets: gauge_vec(
                 "rotationd_secrets",
-                "Secrets by compliance status",
-                &["status"],
+                "Secrets by compliance status, account and region",
+                &["account", "region", "status"],
             ),
             rotations_total: counter(
                 "rotationd_rotations_total",
-                "Rotation attempts finished, by trigger and outcome",
-                &["trigger", "outcome"],
+                "Rotation attempts finished, by trigger, outcome, account and region",
+                &["trigger", "outcome", "account", "region"],
             ),
             rotation_duration_seconds: reg(
                 &registry,
@@ -138,9 +140,21 @@ impl Metrics {
                 "rotationd_last_reconcile_success_timestamp_seconds",
                 "When the last reconcile succeeded",
             ),
-            cloudtrail_cursor_timestamp_seconds: gauge(
-                "rotationd_cloudtrail_cursor_timestamp_seconds",
-                "Time up to which CloudTrail has been read",
+            cloudtrail_cursor_timestamp_seconds: reg(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "rotationd_cloudtrail_cursor_timestamp_seconds",
+                        "Time up to which CloudTrail has been read, by account and region",
+                    ),
+                    &["account", "region"],
+                )
+                .expect("valid metric"),
+            ),
+            account_up: gauge_vec(
+                "rotationd_account_up",
+                "1 when the last inventory listed this account and region, 0 when it failed",
+                &["account", "region"],
             ),
             config_reloads_total: counter(
                 "rotationd_config_reloads_total",
@@ -189,10 +203,25 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        for status in SECRET_STATUSES {
-            m.secrets.with_label_values(&[status]).set(0);
-        }
         m
+    }
+
+    /// Sets `rotationd_secrets` for each account-region from `counts`, every status
+    /// included (zero for a status that emptied out), and forgets account-regions no
+    /// longer configured (a reload can remove one).
+    pub fn set_secret_counts(
+        &self,
+        places: &[crate::aws::Place],
+        counts: &std::collections::HashMap<(crate::aws::Place, &'static str), i64>,
+    ) {
+        self.secrets.reset();
+        for place in places {
+            for status in SECRET_STATUSES {
+                self.secrets
+                    .with_label_values(&[place.account.as_str(), place.region.as_str(), status])
+                    .set(counts.get(&(place.clone(), *status)).copied().unwrap_or(0));
+            }
+        }
     }
 
     /// The text exposition format served at `/metrics`.
@@ -225,7 +254,23 @@ mod tests {
             "rotationd_build_info{{version=\"{}\"}} 1",
             env!("CARGO_PKG_VERSION")
         )));
-        assert!(text.contains("rotationd_secrets{status=\"missing\"} 0"));
+        assert!(
+            !text.contains("rotationd_secrets{"),
+            "no zeros before the first count"
+        );
+        let place = crate::aws::Place {
+            account: "111111111111".into(),
+            region: "eu-west-1".into(),
+        };
+        let counts = std::collections::HashMap::from([((place.clone(), "overdue"), 2)]);
+        m.set_secret_counts(std::slice::from_ref(&place), &counts);
+        let text = m.render();
+        assert!(text.contains(
+            "rotationd_secrets{account=\"111111111111\",region=\"eu-west-1\",status=\"overdue\"} 2"
+        ));
+        assert!(text.contains(
+            "rotationd_secrets{account=\"111111111111\",region=\"eu-west-1\",status=\"missing\"} 0"
+        ));
         assert!(text.contains(
             "rotationd_aws_requests_total{operation=\"ListSecrets\",outcome=\"success\",service=\"secretsmanager\"} 3"
         ));

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alert, AlertKind, Alerts, Prepared};
 use crate::aws::AwsError;
+use crate::aws::Place;
 use crate::aws::cloudwatch::{AlarmState, CloudWatch, MetricQuery};
 use crate::aws::secrets::{AWSCURRENT, SecretsManager};
 use crate::config::Config;
@@ -357,22 +358,52 @@ impl Watcher {
             .filter_map(|a| Some((a.clone(), plan_of(a)?)))
             .collect();
         report.watching = watching.len();
-        // One DescribeAlarms per 100 names across every watch.
-        let names: BTreeSet<String> = watching
-            .iter()
-            .flat_map(|(_, p)| p.alarms.iter().map(|a| a.name.clone()))
-            .collect();
-        let names: Vec<String> = names.into_iter().collect();
-        let alarms = if names.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.cw.alarm_states(&names).await
-        };
-        let now = self.clock.now();
+        // The CloudWatch of each watched secret's account-region, and one DescribeAlarms
+        // per 100 names across every watch in it.
+        let mut names: BTreeMap<Place, (CloudWatch, BTreeSet<String>)> = BTreeMap::new();
+        let mut routes: Vec<Result<(Place, CloudWatch), AwsError>> = Vec::new();
         for (attempt, plan) in &watching {
-            let alarms = match &alarms {
-                Ok(a) => a,
+            let route = self
+                .cw
+                .for_secret(attempt.secret_arn.as_deref().unwrap_or(&attempt.secret))
+                .map(|cw| (cw.place(), cw));
+            if let Ok((place, cw)) = &route {
+                names
+                    .entry(place.clone())
+                    .or_insert_with(|| (cw.clone(), BTreeSet::new()))
+                    .1
+                    .extend(plan.alarms.iter().map(|a| a.name.clone()));
+            }
+            routes.push(route);
+        }
+        let mut alarms_by_place: BTreeMap<Place, Result<Vec<AlarmState>, AwsError>> =
+            BTreeMap::new();
+        for (place, (cw, names)) in names {
+            let names: Vec<String> = names.into_iter().collect();
+            let states = if names.is_empty() {
+                Ok(Vec::new())
+            } else {
+                cw.alarm_states(&names).await
+            };
+            alarms_by_place.insert(place, states);
+        }
+        let now = self.clock.now();
+        for ((attempt, plan), route) in watching.iter().zip(routes) {
+            let (cw, alarms) = match route {
+                Ok((place, cw)) => (cw, alarms_by_place.get(&place)),
                 Err(e) => {
+                    tracing::warn!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "cannot read the dependents' alarms");
+                    report.errors += 1;
+                    continue;
+                }
+            };
+            let alarms = match alarms {
+                Some(Ok(a)) => a,
+                None => {
+                    report.errors += 1;
+                    continue;
+                }
+                Some(Err(e)) => {
                     tracing::warn!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "cannot read the dependents' alarms");
                     report.errors += 1;
                     continue;
@@ -385,7 +416,7 @@ impl Watcher {
                 // EndTime one period ahead: CloudWatch needs End > Start, and a datapoint
                 // written this second is then inside the window.
                 let end = now.max(since) + chrono::Duration::seconds(60);
-                match self.cw.maxima(&plan.queries(), since, end).await {
+                match cw.maxima(&plan.queries(), since, end).await {
                     Ok(m) => m,
                     Err(e) => {
                         tracing::warn!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "cannot read the dependents' metrics");

@@ -519,7 +519,9 @@ strategy = "single-user"
         .unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(&cursor).is_ok());
     assert!(
-        metrics.contains("rotationd_cloudtrail_cursor_timestamp_seconds"),
+        metrics.contains(
+            "rotationd_cloudtrail_cursor_timestamp_seconds{account=\"self\",region=\"us-east-1\"}"
+        ),
         "{metrics}"
     );
     // One lookup attribute per call, paced: every call named one event name.

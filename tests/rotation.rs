@@ -453,7 +453,7 @@ change_ticket = "CHG-101"
     );
     assert!(
         metrics
-            .contains("rotationd_rotations_total{outcome=\"succeeded\",trigger=\"scheduled\"} 1"),
+            .contains("rotationd_rotations_total{account=\"self\",outcome=\"succeeded\",region=\"us-east-1\",trigger=\"scheduled\"} 1"),
         "{metrics}"
     );
     // A real scrape passes promtool's linter (installed by scripts/test.sh).
@@ -480,11 +480,14 @@ change_ticket = "CHG-101"
     );
     // Counted at the reconcile that queued the rotation: one due, one compliant.
     assert!(
-        metrics.contains("rotationd_secrets{status=\"due\"} 1"),
+        metrics
+            .contains("rotationd_secrets{account=\"self\",region=\"us-east-1\",status=\"due\"} 1"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("rotationd_secrets{status=\"compliant\"} 1"),
+        metrics.contains(
+            "rotationd_secrets{account=\"self\",region=\"us-east-1\",status=\"compliant\"} 1"
+        ),
         "{metrics}"
     );
     let (kind, ticket, status): (String, String, String) = env

@@ -17,7 +17,7 @@ use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, MetricStat};
 use chrono::{DateTime, Utc};
 
-use super::AwsError;
+use super::{AwsError, Place, Targets};
 
 /// `DescribeAlarms` takes at most 100 alarm names per call.
 pub const ALARMS_PER_CALL: usize = 100;
@@ -44,14 +44,60 @@ pub struct MetricQuery {
     pub period_seconds: i32,
 }
 
+/// The CloudWatch clients, one per account-region. The calls below go to the first (or
+/// only) one; [`CloudWatch::for_secret`] narrows to the account-region of a secret, where
+/// its dependents' alarms and metrics are.
 #[derive(Clone)]
 pub struct CloudWatch {
+    targets: Targets<Client>,
     client: Client,
 }
 
 impl CloudWatch {
     pub fn new(client: Client) -> Self {
-        CloudWatch { client }
+        let region = client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "unset".into());
+        let place = Place {
+            account: super::OWN_ACCOUNT.into(),
+            region,
+        };
+        CloudWatch {
+            targets: Targets::single(place, client.clone()),
+            client,
+        }
+    }
+
+    /// `targets` must not be empty.
+    pub fn with_targets(targets: Targets<Client>) -> Option<Self> {
+        let client = targets.iter().next()?.1.clone();
+        Some(CloudWatch { targets, client })
+    }
+
+    /// The client of the account-region `secret` (its ARN) is in.
+    pub fn for_secret(&self, secret: &str) -> Result<CloudWatch, AwsError> {
+        if !self.targets.is_routed() {
+            return Ok(self.clone());
+        }
+        let (place, client) = self.targets.pick(secret, "DescribeAlarms")?;
+        Ok(CloudWatch {
+            targets: Targets::single(place.clone(), client.clone()),
+            client: client.clone(),
+        })
+    }
+
+    /// Where the calls of this value go.
+    pub fn place(&self) -> Place {
+        self.targets
+            .iter()
+            .next()
+            .map(|(p, _)| p.clone())
+            .unwrap_or_else(|| Place {
+                account: super::OWN_ACCOUNT.into(),
+                region: "unset".into(),
+            })
     }
 
     /// The states of the named alarms (metric and composite). Names CloudWatch does not

@@ -21,6 +21,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{AppName, BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
@@ -69,6 +70,186 @@ pub async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
         loader = loader.endpoint_url(endpoint);
     }
     loader.load().await
+}
+
+/// Where a client works: one account and one region. Labels metrics, alerts and logs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Place {
+    /// The 12-digit account id, or [`OWN_ACCOUNT`] without `[[account]]` tables.
+    pub account: String,
+    pub region: String,
+}
+
+/// The `account` label when no `[[account]]` is configured: the daemon's own credentials.
+pub const OWN_ACCOUNT: &str = "self";
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "account {} region {}", self.account, self.region)
+    }
+}
+
+/// The account and region an ARN names (`arn:<partition>:<service>:<region>:<account>:…`).
+pub fn arn_place(arn: &str) -> Option<Place> {
+    let mut parts = arn.splitn(6, ':');
+    if parts.next()? != "arn" {
+        return None;
+    }
+    let _partition = parts.next()?;
+    let _service = parts.next()?;
+    let region = parts.next()?;
+    let account = parts.next()?;
+    parts.next()?;
+    if region.is_empty() || account.is_empty() {
+        return None;
+    }
+    Some(Place {
+        account: account.to_string(),
+        region: region.to_string(),
+    })
+}
+
+/// One client per account-region. Without `[[account]]` there is one, used for every id;
+/// with them, a secret is addressed by its ARN, which names the client to use (names
+/// repeat across accounts, so a bare name is refused rather than guessed).
+#[derive(Debug)]
+pub struct Targets<C> {
+    list: Arc<[(Place, C)]>,
+    routed: bool,
+}
+
+impl<C> Clone for Targets<C> {
+    fn clone(&self) -> Self {
+        Targets {
+            list: self.list.clone(),
+            routed: self.routed,
+        }
+    }
+}
+
+impl<C> Targets<C> {
+    /// The implicit single target: every id goes to `client`.
+    pub fn single(place: Place, client: C) -> Self {
+        Targets {
+            list: Arc::from(vec![(place, client)]),
+            routed: false,
+        }
+    }
+
+    /// `[[account]]` targets, routed by ARN. `list` must not be empty (the config
+    /// requires regions); an empty list routes nothing.
+    pub fn routed(list: Vec<(Place, C)>) -> Self {
+        Targets {
+            list: Arc::from(list),
+            routed: true,
+        }
+    }
+
+    /// Whether ids must be ARNs (`[[account]]` tables are configured).
+    pub fn is_routed(&self) -> bool {
+        self.routed
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(Place, C)> {
+        self.list.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The target that serves `id` (a name or an ARN).
+    pub fn pick(&self, id: &str, operation: &'static str) -> Result<&(Place, C), AwsError> {
+        if !self.routed {
+            return self.list.first().ok_or_else(|| AwsError {
+                operation,
+                code: None,
+                message:
+                    "no AWS client is configured; this is a bug in rotationd, please report it"
+                        .into(),
+                retryable: false,
+            });
+        }
+        let Some(place) = arn_place(id) else {
+            return Err(AwsError {
+                operation,
+                code: None,
+                message: format!(
+                    "secret {id} is named, not addressed by ARN; with [[account]] tables the same name can exist in several accounts, so use the secret's ARN"
+                ),
+                retryable: false,
+            });
+        };
+        self.list.iter().find(|(p, _)| *p == place).ok_or_else(|| AwsError {
+            operation,
+            code: None,
+            message: format!(
+                "secret {id} is in {place}, which no [[account]] lists; add the region to that account's regions, or the account"
+            ),
+            retryable: false,
+        })
+    }
+}
+
+/// The session name of every assumed role: CloudTrail in the target account shows
+/// `assumed-role/<role>/rotationd`.
+pub const SESSION_NAME: &str = "rotationd";
+
+/// One SDK configuration per account-region: each `[[account]]` region, with the account's
+/// role assumed through STS (`aws_config::sts::AssumeRoleProvider`, session
+/// [`SESSION_NAME`]), or just `sdk` itself (labelled [`OWN_ACCOUNT`]) without `[[account]]`.
+///
+/// One credentials provider per account is shared by its regions, and the SDK's identity
+/// cache keeps the assumed credentials and fetches new ones before they expire, so an
+/// account costs one AssumeRole per session (an hour by default), not one per call. A role
+/// that cannot be assumed fails only the calls to its account, each with the STS error.
+pub async fn place_configs(
+    sdk: &SdkConfig,
+    accounts: &[crate::config::Account],
+) -> Vec<(Place, SdkConfig)> {
+    if accounts.is_empty() {
+        let region = sdk
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "unset".into());
+        return vec![(
+            Place {
+                account: OWN_ACCOUNT.into(),
+                region,
+            },
+            sdk.clone(),
+        )];
+    }
+    let mut out = Vec::new();
+    for account in accounts {
+        let credentials = match &account.role_arn {
+            Some(role) => Some(SharedCredentialsProvider::new(
+                aws_config::sts::AssumeRoleProvider::builder(role)
+                    .session_name(SESSION_NAME)
+                    .configure(sdk)
+                    .build()
+                    .await,
+            )),
+            None => sdk.credentials_provider(),
+        };
+        for region in &account.regions {
+            let mut conf = sdk.to_builder().region(Region::new(region.clone()));
+            conf.set_credentials_provider(credentials.clone());
+            let conf = conf.build();
+            out.push((
+                Place {
+                    account: account.id.clone(),
+                    region: region.clone(),
+                },
+                conf,
+            ));
+        }
+    }
+    out
 }
 
 /// Counts every attempt of every AWS request by service, operation and outcome.

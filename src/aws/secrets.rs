@@ -11,7 +11,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use chrono::{DateTime, Utc};
 
-use super::AwsError;
+use super::{AwsError, Place, Targets};
 
 pub const AWSCURRENT: &str = "AWSCURRENT";
 pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
@@ -159,27 +159,96 @@ fn stalled_pagination(operation: &'static str) -> AwsError {
     }
 }
 
-/// The Secrets Manager client, restricted to what rotationd may call.
+/// The Secrets Manager clients (one per account-region), restricted to what rotationd may
+/// call. Every call on one secret goes to the client [`Targets::pick`] chooses for its id.
 #[derive(Clone, Debug)]
 pub struct SecretsManager {
-    client: Client,
+    targets: Targets<Client>,
 }
 
 impl SecretsManager {
+    /// One client for every secret (no `[[account]]` tables).
     pub fn new(client: Client) -> Self {
-        SecretsManager { client }
+        let region = client
+            .config()
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "unset".into());
+        SecretsManager {
+            targets: Targets::single(
+                Place {
+                    account: super::OWN_ACCOUNT.into(),
+                    region,
+                },
+                client,
+            ),
+        }
     }
 
-    /// The secrets matching `query` (all of them for the default query), including those
-    /// scheduled for deletion, so that a configured secret being deleted is reported as
-    /// such rather than missing; pages of 100: ceil(N/100) requests.
+    pub fn with_targets(targets: Targets<Client>) -> Self {
+        SecretsManager { targets }
+    }
+
+    /// The account-regions, in config order: what an inventory lists.
+    pub fn places(&self) -> Vec<Place> {
+        self.targets.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Whether secrets are keyed by ARN (`[[account]]` tables are configured).
+    pub fn is_routed(&self) -> bool {
+        self.targets.is_routed()
+    }
+
+    /// The account-region `id` is in, for labels: the one its calls go to, else what its
+    /// ARN says, else the first.
+    pub fn place_of(&self, id: &str) -> Place {
+        match self.targets.pick(id, "route") {
+            Ok((place, _)) => place.clone(),
+            Err(_) => super::arn_place(id)
+                .or_else(|| self.places().into_iter().next())
+                .unwrap_or_else(|| Place {
+                    account: super::OWN_ACCOUNT.into(),
+                    region: "unset".into(),
+                }),
+        }
+    }
+
+    fn client(&self, id: &str, operation: &'static str) -> Result<&Client, AwsError> {
+        Ok(&self.targets.pick(id, operation)?.1)
+    }
+
+    /// [`SecretsManager::list_in`] on the first (or only) account-region.
     pub async fn list(&self, query: &ListQuery) -> Result<Vec<SecretInfo>, AwsError> {
+        let place = self.places().into_iter().next();
+        match place {
+            Some(p) => self.list_in(&p, query).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The secrets in `place` matching `query` (all of them for the default query),
+    /// including those scheduled for deletion, so that a configured secret being deleted is
+    /// reported as such rather than missing; pages of 100: ceil(N/100) requests.
+    pub async fn list_in(
+        &self,
+        place: &Place,
+        query: &ListQuery,
+    ) -> Result<Vec<SecretInfo>, AwsError> {
         const OPERATION: &str = "ListSecrets";
+        let Some((_, client)) = self.targets.iter().find(|(p, _)| p == place) else {
+            return Err(AwsError {
+                operation: OPERATION,
+                code: None,
+                message: format!(
+                    "{place} is not configured; this is a bug in rotationd, please report it"
+                ),
+                retryable: false,
+            });
+        };
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut req = self
-                .client
+            let mut req = client
                 .list_secrets()
                 .max_results(100)
                 .include_planned_deletion(true)
@@ -224,7 +293,7 @@ impl SecretsManager {
 
     pub async fn describe(&self, id: &str) -> Result<SecretInfo, AwsError> {
         let d = self
-            .client
+            .client(id, "DescribeSecret")?
             .describe_secret()
             .secret_id(id)
             .send()
@@ -240,7 +309,7 @@ impl SecretsManager {
         let mut token: Option<String> = None;
         loop {
             let page = self
-                .client
+                .client(id, OPERATION)?
                 .list_secret_version_ids()
                 .secret_id(id)
                 .max_results(100)
@@ -280,7 +349,7 @@ impl SecretsManager {
         lambda_arn: Option<&str>,
     ) -> Result<Option<String>, AwsError> {
         let out = self
-            .client
+            .client(id, "RotateSecret")?
             .rotate_secret()
             .secret_id(id)
             .client_request_token(token)
@@ -303,7 +372,7 @@ impl SecretsManager {
         lambda_arn: Option<&str>,
         rules: &crate::drift::AwsRules,
     ) -> Result<(), AwsError> {
-        self.client
+        self.client(id, "RotateSecret")?
             .rotate_secret()
             .secret_id(id)
             .set_rotation_lambda_arn(lambda_arn.map(str::to_string))
@@ -324,7 +393,7 @@ impl SecretsManager {
     /// cancels a rotation in progress, which can leave the staging labels half moved, so
     /// callers only call this when no AWSPENDING exists and no attempt is running.
     pub async fn cancel_rotation(&self, id: &str) -> Result<(), AwsError> {
-        self.client
+        self.client(id, "CancelRotateSecret")?
             .cancel_rotate_secret()
             .secret_id(id)
             .send()
@@ -342,7 +411,7 @@ impl SecretsManager {
         to_version: &str,
         from_version: &str,
     ) -> Result<(), AwsError> {
-        self.client
+        self.client(id, "UpdateSecretVersionStage")?
             .update_secret_version_stage()
             .secret_id(id)
             .version_stage(label)

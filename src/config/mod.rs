@@ -2,8 +2,8 @@
 //!
 //! Two stages, as in vector's config compiler:
 //! 1. [`raw`] mirrors the file with serde (`deny_unknown_fields`, every field optional and
-//!    spanned). Each section and each `[[secret]]`/`[[selector]]`/`[[group]]`/`[[dependent]]`
-//!    entry is deserialized on its own, and when one fails each of its keys is retried
+//!    spanned). Each section and each `[[secret]]`/`[[selector]]`/`[[group]]`/`[[dependent]]`/
+//!    `[[account]]` entry is deserialized on its own, and when one fails each of its keys is retried
 //!    alone, so one run reports every mistake instead of the first.
 //! 2. [`build`] turns the raw structs into real types (`Duration`, `NonZeroU32`, parsed
 //!    [`Schedule`], `SocketAddr`) and runs the cross-field checks (duplicate ids, unknown
@@ -39,6 +39,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/rotationd/rotationd.toml";
 pub struct Config {
     pub path: PathBuf,
     pub aws: AwsConfig,
+    /// The `[[account]]`s, in file order. Empty when the file has none: rotationd then works
+    /// on one implicit account, with its own credentials and `[aws] region`.
+    pub accounts: Vec<Account>,
     pub daemon: DaemonConfig,
     pub alerts: AlertsConfig,
     pub events: Option<EventsConfig>,
@@ -56,6 +59,25 @@ pub struct AwsConfig {
     pub region: Option<String>,
     pub profile: Option<String>,
     pub endpoint_url: Option<String>,
+}
+
+/// An `[[account]]`: an AWS account whose secrets rotationd manages, and the regions it
+/// looks in there.
+///
+/// The role, when set, is assumed with STS from the daemon's own credentials (`[aws]
+/// profile` or the default chain). Secrets named by name are looked up in every
+/// account-region listed; a `[[secret]]` given by ARN must point at an account and region
+/// listed here (checked by validation). SNS, SQS and EventBridge stay where they were: in
+/// `[aws] region` of the daemon's own account, which still matters when accounts are given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The 12-digit account id (leading zeros included).
+    pub id: String,
+    /// The IAM role to assume in that account (`arn:PARTITION:iam::ID:role/NAME`); `None`:
+    /// the daemon's own credentials reach it as they are.
+    pub role_arn: Option<String>,
+    /// Regions whose secrets rotationd manages in this account: at least one, no repeats.
+    pub regions: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -737,6 +759,7 @@ fn array_items<'i>(
 
 const SECTIONS: &[&str] = &[
     "aws",
+    "account",
     "daemon",
     "alerts",
     "events",
@@ -750,6 +773,7 @@ const SECTIONS: &[&str] = &[
 
 struct RawDocument<'i> {
     aws: RawAws,
+    accounts: Vec<Spanned<DeValue<'i>>>,
     daemon: RawDaemon,
     alerts: Option<(Range<usize>, RawAlerts)>,
     events: Option<(Range<usize>, RawEvents)>,
@@ -771,6 +795,7 @@ fn parse_document<'i>(source: &'i str, diags: &mut Diagnostics) -> Option<RawDoc
     };
     let mut doc = RawDocument {
         aws: RawAws::default(),
+        accounts: Vec::new(),
         daemon: RawDaemon::default(),
         alerts: None,
         events: None,
@@ -790,6 +815,7 @@ fn parse_document<'i>(source: &'i str, diags: &mut Diagnostics) -> Option<RawDoc
             "alerts" => doc.alerts = de_table(&value, name, diags).map(|t| (key.span(), t)),
             "events" => doc.events = de_events(&value, diags).map(|t| (key.span(), t)),
             "requests" => doc.requests = de_table(&value, name, diags).map(|t| (key.span(), t)),
+            "account" => doc.accounts = array_items(value, name, diags),
             "group" => doc.groups = array_items(value, name, diags),
             "dependent" => doc.dependents = array_items(value, name, diags),
             "secret" => doc.secrets = array_items(value, name, diags),
@@ -1000,6 +1026,66 @@ pub fn check_arn(arn: &str, service: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks an IAM role ARN, `arn:PARTITION:iam::ACCOUNT:role/NAME` (the name may have a
+/// path: `role/team/NAME`); returns its account id, or a description of what is wrong.
+fn check_role_arn(arn: &str) -> Result<&str, String> {
+    const SHAPE: &str = "write it as arn:aws:iam::ACCOUNT:role/NAME";
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let &[prefix, partition, service, region, account, resource] = parts.as_slice() else {
+        return Err(format!("malformed role ARN `{arn}`; {SHAPE}"));
+    };
+    if prefix != "arn" {
+        return Err(format!("malformed role ARN `{arn}`; {SHAPE}"));
+    }
+    if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") {
+        return Err(format!(
+            "malformed role ARN `{arn}`: unknown partition `{partition}`; use aws, aws-cn or aws-us-gov"
+        ));
+    }
+    if service != "iam" {
+        return Err(format!(
+            "malformed role ARN `{arn}`: expected service `iam`, found `{service}`; {SHAPE}"
+        ));
+    }
+    if !region.is_empty() {
+        return Err(format!(
+            "malformed role ARN `{arn}`: IAM ARNs name no region, found `{region}`; {SHAPE}"
+        ));
+    }
+    if !is_account_id(account) {
+        return Err(format!(
+            "malformed role ARN `{arn}`: account id `{account}` must be 12 digits; {SHAPE}"
+        ));
+    }
+    let Some(path_name) = resource.strip_prefix("role/") else {
+        return Err(format!(
+            "malformed role ARN `{arn}`: `{resource}` is not a role; {SHAPE}"
+        ));
+    };
+    let (path, name) = path_name.rsplit_once('/').unwrap_or(("", path_name));
+    let name_ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+    if !name_ok {
+        return Err(format!(
+            "malformed role ARN `{arn}`: role name `{name}` must be 1 to 64 letters, digits or +=,.@_-; {SHAPE}"
+        ));
+    }
+    if let Some(c) = path.chars().find(|c| !('!'..='~').contains(c)) {
+        return Err(format!(
+            "malformed role ARN `{arn}`: the role path contains {c:?}; a path holds printable ASCII without spaces"
+        ));
+    }
+    Ok(account)
+}
+
+/// The region and account of an ARN already checked by [`check_arn`].
+fn arn_region_account(arn: &str) -> Option<(&str, &str)> {
+    let mut parts = arn.splitn(6, ':').skip(3);
+    Some((parts.next()?, parts.next()?))
 }
 
 /// Secret names: 1-512 characters of ASCII letters, digits and `/_+=.@-`.
@@ -1517,6 +1603,130 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             u.get_ref().clone()
         }),
     };
+
+    // [[account]]
+    let any_accounts = !doc.accounts.is_empty();
+    let mut accounts = Vec::new();
+    // Id -> where it was first declared, and the regions listed for it as written (`None`
+    // when `regions` is missing or empty, already an error): what a secret ARN is checked
+    // against, also when the table has errors, so that one mistake is reported once.
+    let mut account_regions: HashMap<String, (usize, Option<HashSet<String>>)> = HashMap::new();
+    for item in doc.accounts {
+        let span = item.span();
+        // A key written with a wrong type is reported as such, not also as missing.
+        let written: Vec<String> = match item.get_ref() {
+            DeValue::Table(t) => t.keys().map(|k| k.get_ref().to_string()).collect(),
+            _ => Vec::new(),
+        };
+        let Some(a) = de_table::<RawAccount>(&item, "account", diags) else {
+            continue;
+        };
+        drop(item);
+        let id = match &a.id {
+            None => {
+                if !written.iter().any(|k| k == "id") {
+                    diags.error(
+                        span.clone(),
+                        "[[account]] is missing `id`; set the 12-digit id of the AWS account",
+                    );
+                }
+                None
+            }
+            Some(id) => {
+                let text = id.get_ref();
+                if !is_account_id(text) {
+                    diags.error(
+                        id.span(),
+                        format!(
+                            "account id `{text}` must be exactly 12 digits; write the AWS account id with its leading zeros, like \"012345678901\""
+                        ),
+                    );
+                } else if let Some((first, _)) = account_regions.get(text) {
+                    let (line, _) = diags.position(*first);
+                    diags.error(
+                        id.span(),
+                        format!(
+                            "duplicate [[account]] `{text}` (first declared on line {line}); merge the two"
+                        ),
+                    );
+                }
+                Some(text.clone())
+            }
+        };
+        let what = id
+            .as_deref()
+            .map_or("[[account]]".to_string(), |i| format!("[[account]] `{i}`"));
+        let role_arn = a.role_arn.as_ref().map(|r| {
+            let text = r.get_ref();
+            match check_role_arn(text) {
+                Err(e) => diags.error(r.span(), e),
+                Ok(owner) => {
+                    if let Some(id) = id.as_deref().filter(|i| is_account_id(i))
+                        && owner != id
+                    {
+                        diags.error(
+                            r.span(),
+                            format!(
+                                "role_arn is a role in account {owner}, not in this [[account]] ({id}); name the role rotationd assumes in account {id}"
+                            ),
+                        );
+                    }
+                }
+            }
+            text.clone()
+        });
+        let mut regions: Vec<String> = Vec::new();
+        match &a.regions {
+            None if written.iter().any(|k| k == "regions") => {}
+            None => diags.error(
+                span.clone(),
+                format!(
+                    "{what} is missing `regions`; list the regions whose secrets rotationd manages in it, like regions = [\"us-east-1\"]"
+                ),
+            ),
+            Some(list) if list.get_ref().is_empty() => diags.error(
+                list.span(),
+                format!(
+                    "{what} has no regions; list at least one region whose secrets rotationd manages in it, like [\"us-east-1\"]"
+                ),
+            ),
+            Some(list) => {
+                for r in list.get_ref() {
+                    let text = r.get_ref();
+                    if !is_region(text) {
+                        diags.error(
+                            r.span(),
+                            format!("`{text}` is not an AWS region (like us-east-1)"),
+                        );
+                    } else if regions.contains(text) {
+                        diags.error(
+                            r.span(),
+                            format!("region `{text}` is listed twice for {what}; remove one"),
+                        );
+                        continue;
+                    }
+                    regions.push(text.clone());
+                }
+            }
+        }
+        if let Some(id) = &id {
+            let start = a.id.as_ref().map_or(span.start, |i| i.span().start);
+            let known = &mut account_regions
+                .entry(id.clone())
+                .or_insert_with(|| (start, Some(HashSet::new())))
+                .1;
+            match known {
+                Some(set) if !regions.is_empty() => set.extend(regions.iter().cloned()),
+                // Regions unknown: any region passes the secret check.
+                _ => *known = None,
+            }
+        }
+        accounts.push(Account {
+            id: id.unwrap_or_default(),
+            role_arn,
+            regions,
+        });
+    }
 
     // [daemon]
     let d = &doc.daemon;
@@ -2048,7 +2258,11 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
 
     // [[secret]]
     let mut secrets = Vec::new();
+    // Names (and, without [[account]]s, ARNs by their name) -> where first declared.
     let mut seen_ids: HashMap<String, Range<usize>> = HashMap::new();
+    // With [[account]]s: ARNs by (account, region, name), and the first ARN of each name.
+    let mut seen_arns: HashMap<(String, String, String), Range<usize>> = HashMap::new();
+    let mut arn_names: HashMap<String, Range<usize>> = HashMap::new();
     for item in doc.secrets {
         let span = item.span();
         let Some(s) = de_table::<RawSecret>(&item, "secret", diags) else {
@@ -2070,12 +2284,47 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                 } else {
                     check_secret_name(text)
                 };
-                if let Err(e) = check {
-                    diags.error(id.span(), e);
+                let arn = text.starts_with("arn:");
+                if let Err(e) = &check {
+                    diags.error(id.span(), e.clone());
+                } else if arn
+                    && any_accounts
+                    && let Some((region, account)) = arn_region_account(text)
+                {
+                    match account_regions.get(account) {
+                        None => diags.error(
+                            id.span(),
+                            format!(
+                                "secret `{text}` is in account {account}, which no [[account]] lists; add an [[account]] with id = \"{account}\" and regions = [\"{region}\"]"
+                            ),
+                        ),
+                        Some((at, Some(regions))) if !regions.contains(region) => {
+                            let (line, _) = diags.position(*at);
+                            diags.error(
+                                id.span(),
+                                format!(
+                                    "secret `{text}` is in region {region}, which [[account]] `{account}` (line {line}) does not list; add \"{region}\" to its regions"
+                                ),
+                            );
+                        }
+                        Some(_) => {}
+                    }
                 }
-                // A secret named once by name and once by ARN is the same secret twice.
+                // A secret named once by name and once by ARN is the same secret twice. With
+                // [[account]]s names repeat across accounts: two ARNs are the same secret
+                // only in the same account and region, while a name (looked up in every
+                // account-region) still covers every ARN of that name.
                 let name = crate::inventory::name_from_arn(text).unwrap_or(text);
-                if let Some(first) = seen_ids.get(name) {
+                let place = arn_region_account(text)
+                    .filter(|_| any_accounts && name != text)
+                    .map(|(region, account)| {
+                        (account.to_string(), region.to_string(), name.to_string())
+                    });
+                let first = match &place {
+                    None => seen_ids.get(name).or_else(|| arn_names.get(name)),
+                    Some(key) => seen_ids.get(name).or_else(|| seen_arns.get(key)),
+                };
+                if let Some(first) = first {
                     let (line, _) = diags.position(first.start);
                     diags.error(
                         id.span(),
@@ -2087,6 +2336,9 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
                             )
                         },
                     );
+                } else if let Some(key) = place {
+                    arn_names.entry(name.to_string()).or_insert(id.span());
+                    seen_arns.insert(key, id.span());
                 } else {
                     seen_ids.insert(name.to_string(), id.span());
                 }
@@ -2290,6 +2542,7 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
     Some(Config {
         path: PathBuf::new(),
         aws,
+        accounts,
         daemon,
         alerts: alerts?,
         events,
@@ -2638,5 +2891,327 @@ custodians = ["carol", "group:dba"]
         assert!(check_arn("arn:aws:sns:us-east-1:12345:topic", "sns").is_err());
         assert!(check_arn("arn:aws:sqs:us-east-1:123456789012:topic", "sns").is_err());
         assert!(check_arn("not-an-arn", "sns").is_err());
+    }
+
+    const ACCOUNTS: &str = r#"
+[aws]
+region = "eu-west-1"
+
+[alerts]
+security_topic_arn = "arn:aws:sns:eu-west-1:111111111111:security"
+
+[policy]
+max_age = "93d"
+
+[[account]]
+id = "111111111111"
+role_arn = "arn:aws:iam::111111111111:role/ops/rotationd"
+regions = ["eu-west-1", "us-east-1"]
+
+[[account]]
+id = "022222222222"
+regions = ["ap-southeast-2"]
+
+[[secret]]
+id = "prod/payments/db"
+strategy = "single-user"
+change_ticket = "CHG-1"
+
+[[secret]]
+id = "arn:aws:secretsmanager:us-east-1:111111111111:secret:prod/vendor/stripe-AbC123"
+strategy = "single-user"
+change_ticket = "CHG-2"
+
+[[secret]]
+id = "arn:aws:secretsmanager:ap-southeast-2:022222222222:secret:prod/vendor/stripe-XyZ789"
+strategy = "single-user"
+change_ticket = "CHG-3"
+"#;
+
+    #[test]
+    fn accounts_parse_in_file_order() {
+        let (cfg, warnings) = Config::from_source(Path::new("t.toml"), ACCOUNTS).unwrap();
+        assert_eq!(
+            cfg.accounts,
+            vec![
+                Account {
+                    id: "111111111111".into(),
+                    role_arn: Some("arn:aws:iam::111111111111:role/ops/rotationd".into()),
+                    regions: vec!["eu-west-1".into(), "us-east-1".into()],
+                },
+                Account {
+                    id: "022222222222".into(),
+                    role_arn: None,
+                    regions: vec!["ap-southeast-2".into()],
+                },
+            ]
+        );
+        // The same name in two accounts, by ARN, is two secrets.
+        assert_eq!(cfg.secrets.len(), 3);
+        assert_eq!(cfg.aws.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(warnings.warnings().count(), 0);
+    }
+
+    #[test]
+    fn no_account_tables_means_no_accounts() {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), MINIMAL).unwrap();
+        assert!(cfg.accounts.is_empty());
+        // Without [[account]], a secret ARN in any account is accepted, as before.
+        let src = MINIMAL.replace(
+            "\"prod/payments/db\"",
+            "\"arn:aws:secretsmanager:us-west-2:333333333333:secret:prod/db-AbC123\"",
+        );
+        assert_eq!(errors(&src), Vec::<String>::new());
+    }
+
+    /// MINIMAL (8 lines) then an `[[account]]` header on line 10 with `keys` from line 11.
+    fn account(keys: &str) -> String {
+        format!("{MINIMAL}\n[[account]]\n{keys}\n")
+    }
+
+    #[test]
+    fn account_ids_are_twelve_digits() {
+        assert_eq!(
+            errors(&account("id = \"11111111111\"\nregions = [\"eu-west-1\"]")),
+            vec![
+                "t.toml:11:6: error: account id `11111111111` must be exactly 12 digits; write the AWS account id with its leading zeros, like \"012345678901\""
+            ]
+        );
+        for bad in [
+            "1111111111111",
+            "1111-1111-11",
+            "11111111111a",
+            "１１１１１１１１１１１１",
+            "",
+        ] {
+            let errs = errors(&account(&format!(
+                "id = \"{bad}\"\nregions = [\"eu-west-1\"]"
+            )));
+            assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+            assert!(errs[0].contains("must be exactly 12 digits"), "{errs:?}");
+        }
+        assert_eq!(
+            errors(&account("regions = [\"eu-west-1\"]")),
+            vec![
+                "t.toml:10:1: error: [[account]] is missing `id`; set the 12-digit id of the AWS account"
+            ]
+        );
+        // A wrong type is reported once, not also as a missing key.
+        let errs = errors(&account("id = 111111111111\nregions = [\"eu-west-1\"]"));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("t.toml:11:6: error: `id`: invalid type"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn a_role_must_be_in_its_account() {
+        let src = account(
+            "id = \"111111111111\"\nrole_arn = \"arn:aws:iam::222222222222:role/rotationd\"\nregions = [\"eu-west-1\"]",
+        );
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:12:12: error: role_arn is a role in account 222222222222, not in this [[account]] (111111111111); name the role rotationd assumes in account 111111111111"
+            ]
+        );
+        // With the id itself wrong, only the id is reported.
+        let src = account(
+            "id = \"1111\"\nrole_arn = \"arn:aws:iam::222222222222:role/rotationd\"\nregions = [\"eu-west-1\"]",
+        );
+        assert_eq!(errors(&src).len(), 1);
+    }
+
+    #[test]
+    fn role_arn_shapes() {
+        for good in [
+            "arn:aws:iam::111111111111:role/rotationd",
+            "arn:aws:iam::111111111111:role/ops/security/rotationd",
+            "arn:aws-cn:iam::111111111111:role/rotationd",
+            "arn:aws-us-gov:iam::111111111111:role/Rotation+Daemon=1,a.b@c_d-e",
+        ] {
+            assert_eq!(check_role_arn(good), Ok("111111111111"), "{good}");
+        }
+        for (bad, why) in [
+            ("rotationd", "write it as arn:aws:iam::ACCOUNT:role/NAME"),
+            ("arn:aws:iam::111111111111", "write it as"),
+            (
+                "arn:aws-iso:iam::111111111111:role/r",
+                "unknown partition `aws-iso`",
+            ),
+            ("arn:aws:sts::111111111111:role/r", "expected service `iam`"),
+            (
+                "arn:aws:iam:eu-west-1:111111111111:role/r",
+                "IAM ARNs name no region",
+            ),
+            (
+                "arn:aws:iam::1111:role/r",
+                "account id `1111` must be 12 digits",
+            ),
+            ("arn:aws:iam::111111111111:user/r", "`user/r` is not a role"),
+            (
+                "arn:aws:iam::111111111111:role/",
+                "role name `` must be 1 to 64",
+            ),
+            (
+                "arn:aws:iam::111111111111:role/ops/",
+                "role name `` must be 1 to 64",
+            ),
+            (
+                "arn:aws:iam::111111111111:role/two words",
+                "role name `two words`",
+            ),
+            (
+                "arn:aws:iam::111111111111:role/my team/r",
+                "the role path contains ' '",
+            ),
+        ] {
+            let err = check_role_arn(bad).unwrap_err();
+            assert!(
+                err.starts_with(&format!("malformed role ARN `{bad}`")),
+                "{err}"
+            );
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        let long = format!("arn:aws:iam::111111111111:role/{}", "r".repeat(65));
+        assert!(check_role_arn(&long).is_err());
+        // Located at role_arn, one error.
+        let src = account(
+            "id = \"111111111111\"\nrole_arn = \"arn:aws:iam::111111111111:user/rotationd\"\nregions = [\"eu-west-1\"]",
+        );
+        let errs = errors(&src);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("t.toml:12:12: error: malformed role ARN"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn account_regions_are_regions_listed_once() {
+        let src = account(
+            "id = \"111111111111\"\nregions = [\"eu-west1\", \"us-east-1\", \"US-EAST-1\", \"us-east-1\", \"us-gov-west-1\"]",
+        );
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:12:12: error: `eu-west1` is not an AWS region (like us-east-1)",
+                "t.toml:12:37: error: `US-EAST-1` is not an AWS region (like us-east-1)",
+                "t.toml:12:50: error: region `us-east-1` is listed twice for [[account]] `111111111111`; remove one",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_account_needs_regions() {
+        assert_eq!(
+            errors(&account("id = \"111111111111\"\nregions = []")),
+            vec![
+                "t.toml:12:11: error: [[account]] `111111111111` has no regions; list at least one region whose secrets rotationd manages in it, like [\"us-east-1\"]"
+            ]
+        );
+        assert_eq!(
+            errors(&account("id = \"111111111111\"")),
+            vec![
+                "t.toml:10:1: error: [[account]] `111111111111` is missing `regions`; list the regions whose secrets rotationd manages in it, like regions = [\"us-east-1\"]"
+            ]
+        );
+        // A misspelt key: unknown, and then `regions` is missing.
+        let errs = errors(&account("id = \"111111111111\"\nregion = \"eu-west-1\""));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[1].starts_with("t.toml:12:1: error: unknown field `region`, expected one of `id`, `role_arn`, `regions`"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn an_account_is_declared_once() {
+        let src = account(
+            "id = \"111111111111\"\nregions = [\"eu-west-1\"]\n\n[[account]]\nid = \"111111111111\"\nregions = [\"us-east-1\"]",
+        );
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:15:6: error: duplicate [[account]] `111111111111` (first declared on line 11); merge the two"
+            ]
+        );
+        // `account` is an array of tables.
+        let errs = errors(&format!("{MINIMAL}\n[account]\nid = \"111111111111\"\n"));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].contains("`account` must be an array of tables (`[[account]]`)"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn secret_arns_must_be_in_a_listed_account_and_region() {
+        let arn = |region: &str, account: &str| {
+            format!("arn:aws:secretsmanager:{region}:{account}:secret:prod/db-AbC123")
+        };
+        let with = |id: &str| {
+            account("id = \"111111111111\"\nregions = [\"eu-west-1\"]")
+                .replace("\"prod/payments/db\"", &format!("\"{id}\""))
+        };
+        assert_eq!(
+            errors(&with(&arn("eu-west-1", "111111111111"))),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            errors(&with(&arn("eu-west-1", "333333333333"))),
+            vec![format!(
+                "t.toml:6:6: error: secret `{}` is in account 333333333333, which no [[account]] lists; add an [[account]] with id = \"333333333333\" and regions = [\"eu-west-1\"]",
+                arn("eu-west-1", "333333333333")
+            )]
+        );
+        assert_eq!(
+            errors(&with(&arn("us-east-1", "111111111111"))),
+            vec![format!(
+                "t.toml:6:6: error: secret `{}` is in region us-east-1, which [[account]] `111111111111` (line 11) does not list; add \"us-east-1\" to its regions",
+                arn("us-east-1", "111111111111")
+            )]
+        );
+        // A malformed ARN is reported as such, not also as unlisted.
+        let errs = errors(&with(
+            "arn:aws:secretsmanager:us-east-1:1111:secret:prod/db-AbC123",
+        ));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("malformed ARN"), "{errs:?}");
+    }
+
+    #[test]
+    fn duplicate_secrets_with_accounts() {
+        let arn = "arn:aws:secretsmanager:eu-west-1:111111111111:secret:prod/payments/db-AbC123";
+        let base = account("id = \"111111111111\"\nregions = [\"eu-west-1\"]");
+        let second = |id: &str| {
+            format!(
+                "{base}\n[[secret]]\nid = \"{id}\"\nstrategy = \"single-user\"\nchange_ticket = \"CHG-2\"\n"
+            )
+        };
+        // A name covers every account-region, so the same name by ARN is still a duplicate.
+        let errs = errors(&second(arn));
+        assert_eq!(
+            errs,
+            vec![format!(
+                "t.toml:15:6: error: duplicate secret id `{arn}` (the secret `prod/payments/db` is first declared on line 6)"
+            )]
+        );
+        // The same ARN twice, and an ARN then the name.
+        let twice = base.replace("\"prod/payments/db\"", &format!("\"{arn}\""));
+        let errs = errors(&format!(
+            "{twice}\n[[secret]]\nid = \"{arn}\"\nstrategy = \"single-user\"\nchange_ticket = \"CHG-2\"\n"
+        ));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("duplicate secret id"), "{errs:?}");
+        let errs = errors(&format!(
+            "{twice}\n[[secret]]\nid = \"prod/payments/db\"\nstrategy = \"single-user\"\nchange_ticket = \"CHG-2\"\n"
+        ));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("t.toml:15:6: error: duplicate secret id `prod/payments/db`"),
+            "{errs:?}"
+        );
     }
 }

@@ -21,6 +21,15 @@ pub struct RawAws {
     pub endpoint_url: S<String>,
 }
 
+/// An `[[account]]`: an AWS account whose secrets rotationd manages, and how to reach it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccount {
+    pub id: S<String>,
+    pub role_arn: S<String>,
+    pub regions: S<Vec<Spanned<String>>>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::{EventSink, normalize};
-use crate::aws::AwsError;
+use crate::aws::{AwsError, Place};
 
 /// The event names rotationd acts on (IAM and Identity Center share `DeleteUser`).
 pub const EVENT_NAMES: &[&str] = &[
@@ -35,11 +35,26 @@ pub const OVERLAP: chrono::Duration = chrono::Duration::minutes(15);
 pub const HISTORY: chrono::Duration = chrono::Duration::days(90);
 /// 2 requests per second per account and region, with a margin for jitter.
 pub const REQUEST_SPACING: Duration = Duration::from_millis(550);
-/// The cursor's name in the state store.
+/// The cursor's name in the state store (without `[[account]]`).
 pub const CURSOR: &str = "cloudtrail";
 
+/// The cursor of one account-region: [`CURSOR`] for the implicit one (so an upgrade keeps
+/// its place), `cloudtrail:<account>:<region>` with `[[account]]` tables.
+pub fn cursor_name(place: &Place, routed: bool) -> String {
+    if routed {
+        format!("{CURSOR}:{}:{}", place.account, place.region)
+    } else {
+        CURSOR.to_string()
+    }
+}
+
+/// One poller per account-region: CloudTrail's 2 requests/s is per account and region,
+/// so each paces itself, and one failing account does not hold back the others.
 pub struct Poller {
     pub client: aws_sdk_cloudtrail::Client,
+    pub place: Place,
+    /// Where this poller keeps its place ([`cursor_name`]).
+    pub cursor: String,
     pub sink: Arc<EventSink>,
     pub lookback: chrono::Duration,
     pub interval: Duration,
@@ -52,7 +67,7 @@ impl Poller {
                 match self.sweep(&cancel).await {
                     Ok(n) => tracing::debug!(events = n, "cloudtrail sweep done"),
                     Err(e) => {
-                        tracing::warn!(error = %e, "cloudtrail sweep failed; the next one starts from the same cursor")
+                        tracing::warn!(account = %self.place.account, region = %self.place.region, error = %e, "cloudtrail sweep failed; the next one starts from the same cursor")
                     }
                 }
             }
@@ -77,10 +92,11 @@ impl Poller {
     /// One sweep over every event name; returns how many records were handled.
     pub async fn sweep(&self, cancel: &CancellationToken) -> Result<usize, SweepError> {
         let now = self.sink.clock.now();
+        let name = self.cursor.clone();
         let cursor = self
             .sink
             .store
-            .call(|s| s.db().get_cursor(CURSOR))
+            .call(move |s| s.db().get_cursor(&name))
             .await?
             .and_then(|c| DateTime::parse_from_rfc3339(&c.value).ok())
             .map(|t| t.with_timezone(&Utc));
@@ -149,13 +165,15 @@ impl Poller {
         }
         let value = now.to_rfc3339();
         let at = self.sink.clock.now();
+        let name = self.cursor.clone();
         self.sink
             .store
-            .call(move |s| s.db().set_cursor(CURSOR, &value, at))
+            .call(move |s| s.db().set_cursor(&name, &value, at))
             .await?;
         self.sink
             .metrics
             .cloudtrail_cursor_timestamp_seconds
+            .with_label_values(&[&self.place.account, &self.place.region])
             .set(now.timestamp() as f64);
         Ok(handled)
     }

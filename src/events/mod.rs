@@ -76,9 +76,13 @@ pub fn find_secret<'a>(fleet: &'a Fleet, id: &str) -> Option<&'a FleetEntry> {
     if let Some(e) = fleet.find(id) {
         return Some(e);
     }
-    // The same secret under another random suffix: match by name.
+    // The same secret under another random suffix: match by name (and, with `[[account]]`
+    // tables, in the same account and region: names repeat across accounts).
     let name = crate::inventory::name_from_arn(id)?;
-    fleet.entries.iter().find(|e| e.info.name == name)
+    let place = crate::aws::arn_place(id);
+    fleet.entries.iter().find(|e| {
+        e.info.name == name && (!fleet.by_arn || crate::aws::arn_place(&e.info.arn) == place)
+    })
 }
 
 /// The secrets `user` could reach: those naming the user or one of the user's groups as a

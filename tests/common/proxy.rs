@@ -34,6 +34,8 @@ pub enum Outcome {
     Forwarded,
     Throttled,
     ServerError,
+    /// Refused with `AccessDenied` (a [`Proxy::deny`] rule matched).
+    Denied,
 }
 
 struct Shared {
@@ -42,6 +44,8 @@ struct Shared {
     throttle_permille: AtomicU64,
     error_permille: AtomicU64,
     seq: AtomicU64,
+    /// Body substrings whose requests are refused with AccessDenied.
+    deny: Mutex<Vec<String>>,
     /// (operation, outcome) -> count
     stats: Mutex<BTreeMap<(String, Outcome), usize>>,
 }
@@ -75,6 +79,7 @@ impl Proxy {
                 throttle_permille: AtomicU64::new(0),
                 error_permille: AtomicU64::new(0),
                 seq: AtomicU64::new(0),
+                deny: Mutex::new(Vec::new()),
                 stats: Mutex::new(BTreeMap::new()),
             }),
             runtime: Some(runtime),
@@ -103,6 +108,13 @@ impl Proxy {
         self.shared
             .error_permille
             .store(error_permille, Ordering::SeqCst);
+    }
+
+    /// Refuse every request whose body contains `needle` with HTTP 403 `AccessDenied`, as
+    /// IAM does: e.g. an `AssumeRole` of a role whose trust policy does not name the
+    /// caller (the form-encoded `RoleArn=arn%3Aaws%3Aiam%3A%3A<account>...`).
+    pub fn deny(&self, needle: &str) {
+        self.shared.deny.lock().unwrap().push(needle.to_string());
     }
 
     pub fn set_upstream(&self, port: u16) {
@@ -273,7 +285,16 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         let error = shared.error_permille.load(Ordering::SeqCst);
         // Spread the faulty sequence numbers evenly over each block of 1000 requests.
         let slot = (n * 617) % 1000;
-        let outcome = if slot < throttle {
+        let body = String::from_utf8_lossy(&request.body);
+        let denied = shared
+            .deny
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|needle| body.contains(needle.as_str()));
+        let outcome = if denied {
+            Outcome::Denied
+        } else if slot < throttle {
             Outcome::Throttled
         } else if slot < throttle + error {
             Outcome::ServerError
@@ -288,7 +309,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                     None => return,
                 }
             }
-            Outcome::Throttled | Outcome::ServerError => fault(&request, outcome),
+            Outcome::Throttled | Outcome::ServerError | Outcome::Denied => fault(&request, outcome),
         };
         *shared
             .stats
@@ -344,6 +365,11 @@ async fn forward(request: &Request, upstream: u16) -> Option<Vec<u8>> {
 fn fault(request: &Request, outcome: Outcome) -> Vec<u8> {
     let (status, code, message) = match outcome {
         Outcome::Throttled => ("400 Bad Request", "ThrottlingException", "Rate exceeded"),
+        Outcome::Denied => (
+            "403 Forbidden",
+            "AccessDenied",
+            "User is not authorized to perform: sts:AssumeRole (denied by the test proxy)",
+        ),
         _ => (
             "500 Internal Server Error",
             "InternalFailure",

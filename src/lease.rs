@@ -32,8 +32,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType,
-    Put, ReturnValue, ScalarAttributeType, TransactWriteItem,
+    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem,
 };
 
 use crate::aws::AwsError;
@@ -69,43 +68,14 @@ pub struct Lease {
     token: Option<u64>,
 }
 
-/// The partition key attribute of rotationd's DynamoDB table.
-pub const PK: &str = "pk";
+/// The key attributes of rotationd's DynamoDB table (the state log's table).
+pub use crate::store::journal::{PK, SK};
+/// The lease item's sort key.
+pub const LEASE_SK: &str = "lease";
 
-/// Creates the table (`pk` string key, on-demand) if it does not exist; for tests and
-/// first-time setup.
+/// Creates the table if it does not exist ([`crate::store::journal::ensure_table`]).
 pub async fn ensure_table(client: &Client, table: &str) -> Result<(), AwsError> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(_) => return Ok(()),
-        Err(e) => {
-            let e = AwsError::from_sdk("DescribeTable", e);
-            if !e.is_code("ResourceNotFoundException") {
-                return Err(e);
-            }
-        }
-    }
-    client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name(PK)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .map_err(build_error)?,
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(PK)
-                .key_type(KeyType::Hash)
-                .build()
-                .map_err(build_error)?,
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("CreateTable", e))?;
-    Ok(())
+    crate::store::journal::ensure_table(client, table).await
 }
 
 fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> AwsError {
@@ -167,6 +137,7 @@ impl Lease {
                 .update_item()
                 .table_name(&self.table)
                 .key(PK, s(&self.key))
+                .key(SK, s(LEASE_SK))
                 .update_expression("SET expires_at = :until")
                 .condition_expression("holder = :me AND #t = :token")
                 .expression_attribute_names("#t", "token")
@@ -197,6 +168,7 @@ impl Lease {
             .update_item()
             .table_name(&self.table)
             .key(PK, s(&self.key))
+            .key(SK, s(LEASE_SK))
             .update_expression("SET holder = :me, expires_at = :until ADD #t :one")
             .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
             .expression_attribute_names("#t", "token")
@@ -233,6 +205,7 @@ impl Lease {
                     .get_item()
                     .table_name(&self.table)
                     .key(PK, s(&self.key))
+                    .key(SK, s(LEASE_SK))
                     .consistent_read(true)
                     .send()
                     .await
@@ -257,6 +230,7 @@ impl Lease {
         ConditionCheck::builder()
             .table_name(&self.table)
             .key(PK, s(&self.key))
+            .key(SK, s(LEASE_SK))
             .condition_expression("holder = :me AND #t = :token")
             .expression_attribute_names("#t", "token")
             .expression_attribute_values(":me", s(&self.holder))
@@ -265,7 +239,45 @@ impl Lease {
             .ok()
     }
 
-    /// Writes `item` (which must carry `pk`) only if we still hold the lease, in one
+    /// The fence for the state log's appends ([`crate::store::journal::Fence`]); `None`
+    /// when we do not hold the lease.
+    pub fn journal_fence(&self) -> Option<crate::store::journal::Fence> {
+        Some(crate::store::journal::Fence {
+            key: self.key.clone(),
+            holder: self.holder.clone(),
+            token: self.token?,
+        })
+    }
+
+    /// Forgets the lease without waiting for it to expire (a clean shutdown): another
+    /// instance can take over at once. Only if we still hold it.
+    pub async fn release(&mut self) -> Result<(), AwsError> {
+        let Some(token) = self.token.take() else {
+            return Ok(());
+        };
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(&self.key))
+            .key(SK, s(LEASE_SK))
+            .update_expression("SET expires_at = :zero")
+            .condition_expression("holder = :me AND #t = :token")
+            .expression_attribute_names("#t", "token")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":me", s(&self.holder))
+            .expression_attribute_values(":token", n(token))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateItem", e));
+        match released {
+            Ok(_) => Ok(()),
+            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `item` (which must carry `pk` and `sk`) only if we still hold the lease, in one
     /// transaction with the fence. `Ok(false)`: refused because the lease is someone
     /// else's (or we never held it).
     pub async fn fenced_put(

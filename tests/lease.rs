@@ -19,6 +19,7 @@ fn now_ms() -> i64 {
 fn item(pk: &str, writer: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("pk".to_string(), AttributeValue::S(pk.to_string())),
+        ("sk".to_string(), AttributeValue::S("-".to_string())),
         ("writer".to_string(), AttributeValue::S(writer.to_string())),
     ])
 }
@@ -28,6 +29,7 @@ async fn writer_of(client: &aws_sdk_dynamodb::Client, table: &str, pk: &str) -> 
         .get_item()
         .table_name(table)
         .key("pk", AttributeValue::S(pk.to_string()))
+        .key("sk", AttributeValue::S("-".to_string()))
         .consistent_read(true)
         .send()
         .await

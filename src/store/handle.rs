@@ -58,7 +58,9 @@ impl StoreHandle {
     ) -> Result<R, StoreError> {
         let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move |store| {
-            let out = catch_unwind(AssertUnwindSafe(|| f(store)))
+            // With the DynamoDB backend the job first reads what other instances wrote,
+            // and its writes reach the shared log before it returns (Store::job).
+            let out = catch_unwind(AssertUnwindSafe(|| store.job(f)))
                 .unwrap_or_else(|panic| Err(StoreError::Panicked(panic_message(&*panic))));
             // The caller may have stopped waiting (its task was cancelled);
             // the work is done either way.

@@ -58,6 +58,7 @@ mod attempts;
 mod audit;
 mod events;
 mod handle;
+pub mod journal;
 mod requests;
 mod schema;
 mod triggers;
@@ -179,6 +180,15 @@ pub enum StoreError {
 
     #[error("the state store has shut down; restart rotationd")]
     Closed,
+
+    /// The DynamoDB state backend ([`journal`]) refused or could not take a write, or its
+    /// log cannot be read. `retryable`: the same work may succeed on the next pass.
+    #[error("state log: cannot {op}: {message}")]
+    Journal {
+        op: &'static str,
+        message: String,
+        retryable: bool,
+    },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -353,6 +363,8 @@ fn count(n: i64) -> u64 {
 pub struct Store {
     conn: Connection,
     path: Option<PathBuf>,
+    /// The DynamoDB log this replica follows (`[state] backend = "dynamodb"`).
+    journal: Option<journal::Journal>,
 }
 
 impl Store {
@@ -421,6 +433,7 @@ impl Store {
         Ok(Store {
             conn,
             path: Some(path.to_path_buf()),
+            journal: None,
         })
     }
 
@@ -436,7 +449,94 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
         schema::migrate(&mut conn)?;
-        Ok(Store { conn, path: None })
+        Ok(Store {
+            conn,
+            path: None,
+            journal: None,
+        })
+    }
+
+    /// A replica of the shared DynamoDB log (`[state] backend = "dynamodb"`): an
+    /// in-memory database with the current schema, caught up with every entry of the log.
+    /// Every commit on it is appended to the log first (see [`journal`]). Call it off the
+    /// async runtime's workers (`spawn_blocking`, or the store thread): it blocks on
+    /// DynamoDB.
+    pub fn open_replicated(journal: journal::Journal) -> StoreResult<Store> {
+        let path = PathBuf::from(":memory:");
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open_in_memory().map_err(open_err)?;
+        configure(&conn).map_err(open_err)?;
+        schema::migrate(&mut conn)?;
+        journal.install(&mut conn)?;
+        journal.catch_up(&conn)?;
+        Ok(Store {
+            conn,
+            path: None,
+            journal: Some(journal),
+        })
+    }
+
+    /// Every row of every table as text, with its rowid, tables by name and rows by rowid:
+    /// what two replicas must agree on (and what the backend tests compare).
+    pub fn dump(&self) -> StoreResult<std::collections::BTreeMap<String, Vec<String>>> {
+        let op = "dump the tables";
+        let mut out = std::collections::BTreeMap::new();
+        let tables: Vec<String> = self
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(query(op))?;
+        for t in tables {
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT rowid, * FROM \"{t}\" ORDER BY rowid"))
+                .map_err(query(op))?;
+            let n = stmt.column_count();
+            let rows: Vec<String> = stmt
+                .query_map([], |r| {
+                    let cells: Vec<String> = (0..n)
+                        .map(|i| r.get_ref(i).map(|v| format!("{v:?}")))
+                        .collect::<rusqlite::Result<_>>()?;
+                    Ok(cells.join(" | "))
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(query(op))?;
+            out.insert(t, rows);
+        }
+        Ok(out)
+    }
+
+    /// The log this replica follows, if any.
+    pub fn journal(&self) -> Option<&journal::Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Applies what other instances appended to the log since the last call; a no-op
+    /// for the SQLite backend. ([`Store::job`] does it first.)
+    pub fn catch_up(&self) -> StoreResult<usize> {
+        match &self.journal {
+            Some(j) => j.catch_up(&self.conn),
+            None => Ok(0),
+        }
+    }
+
+    /// Runs `f` as one unit of work. With the DynamoDB backend that is one local
+    /// transaction whose writes are appended to the shared log before it commits
+    /// ([`journal`]): if the log refuses them, nothing of `f` stays and the error says
+    /// why (it replaces `f`'s result). With SQLite it is just `f`. The store thread runs
+    /// every [`StoreHandle::call`] this way.
+    pub fn job<R>(&mut self, f: impl FnOnce(&mut Store) -> StoreResult<R>) -> StoreResult<R> {
+        let Some(journal) = self.journal.clone() else {
+            return f(self);
+        };
+        journal.catch_up(&self.conn)?;
+        journal.begin_job(&self.conn)?;
+        let out = f(self);
+        journal.end_job(&self.conn)?;
+        out
     }
 
     /// The database file, or `None` for an in-memory store.
@@ -465,6 +565,16 @@ impl Store {
     where
         E: From<StoreError>,
     {
+        if !self.conn.is_autocommit() {
+            // Inside a store job of the DynamoDB backend (SQLite has no nested BEGIN).
+            let sp = self
+                .conn
+                .savepoint()
+                .map_err(query("begin a transaction"))?;
+            let out = f(Db { conn: &sp })?;
+            sp.commit().map_err(query("commit a transaction"))?;
+            return Ok(out);
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -39,6 +39,20 @@ pub struct RawDaemon {
     pub max_rotations_per_minute: S<i64>,
 }
 
+/// `[state]`: where the daemon keeps its state, the embedded SQLite file (`[daemon]
+/// state_path`) or a DynamoDB table shared by an active and standby instances.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub backend: S<String>,
+    pub table: S<String>,
+    pub lease: S<String>,
+    /// The keys written, set by `super::parse_document`: a key written with a wrong type is
+    /// reported as such, and does not also count as missing (or as another backend).
+    #[serde(skip)]
+    pub written: Vec<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerts {

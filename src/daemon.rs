@@ -65,22 +65,89 @@ pub struct App {
     /// One CloudTrail client per account-region (its own 2 requests/s budget each).
     pub cloudtrail: Vec<(aws::Place, aws_sdk_cloudtrail::Client)>,
     pub clock: Clock,
+    /// With `[state] backend = "dynamodb"`: the shared log this process's replica follows
+    /// (the daemon sets its fence while it leads) and the DynamoDB client for the lease.
+    pub shared_state: Option<SharedState>,
+    /// This process, in the log's entries and the lease: host, pid and a random suffix.
+    pub instance: String,
+}
+
+/// The DynamoDB side of the state, for the leader election.
+#[derive(Clone)]
+pub struct SharedState {
+    pub journal: crate::store::journal::Journal,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+/// This process's name in the lease and the log: unique per process, so that a
+/// restarted process never inherits the lease of the one before it.
+pub fn instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
 }
 
 impl App {
     pub async fn build(cfg: Config) -> anyhow::Result<App> {
-        App::build_with(cfg, Arc::new(Metrics::new())).await
+        App::build_with(cfg, Arc::new(Metrics::new()), &instance_id()).await
     }
 
-    /// Like [`App::build`], recording into `metrics` (kept across config reloads).
-    pub async fn build_with(cfg: Config, metrics: Arc<Metrics>) -> anyhow::Result<App> {
+    /// Like [`App::build`], recording into `metrics` (kept across config reloads), as
+    /// `instance` (kept too: the lease names it).
+    pub async fn build_with(
+        cfg: Config,
+        metrics: Arc<Metrics>,
+        instance: &str,
+    ) -> anyhow::Result<App> {
         let cfg = Arc::new(cfg);
-        let path = cfg.daemon.state_path.clone();
-        let store = tokio::task::spawn_blocking(move || StoreHandle::open(&path))
-            .await
-            .context("state store thread")??;
         let sdk = aws::load_sdk_config(&cfg.aws).await;
         let counter = RequestCounter::new(metrics.clone());
+        let (store, shared_state) = match &cfg.state.backend {
+            crate::config::StateBackend::Sqlite => {
+                let path = cfg.daemon.state_path.clone();
+                let store = tokio::task::spawn_blocking(move || StoreHandle::open(&path))
+                    .await
+                    .context("state store thread")??;
+                (store, None)
+            }
+            crate::config::StateBackend::Dynamodb { table } => {
+                let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+                    aws_sdk_dynamodb::config::Builder::from(&sdk)
+                        .interceptor(counter.clone())
+                        .build(),
+                );
+                crate::store::journal::ensure_table(&dynamodb, table)
+                    .await
+                    .with_context(|| format!("the DynamoDB state table {table} ([state] table)"))?;
+                let journal = crate::store::journal::Journal::new(
+                    dynamodb.clone(),
+                    table,
+                    tokio::runtime::Handle::current(),
+                    instance,
+                );
+                let j = journal.clone();
+                // Replays the shared log into this process's replica: off the workers.
+                let store = tokio::task::spawn_blocking(move || {
+                    StoreHandle::spawn(crate::store::Store::open_replicated(j)?)
+                })
+                .await
+                .context("state store thread")?
+                .with_context(|| format!("the DynamoDB state table {table} ([state] table)"))?;
+                (
+                    store,
+                    Some(SharedState {
+                        journal,
+                        dynamodb,
+                        table: table.clone(),
+                    }),
+                )
+            }
+        };
         // SNS, SQS and EventBridge live in the daemon's own account and `[aws] region`.
         let sns = aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(&sdk)
@@ -169,6 +236,8 @@ impl App {
             eventbridge,
             cloudtrail,
             clock,
+            shared_state,
+            instance: instance.to_string(),
         })
     }
 }
@@ -189,6 +258,9 @@ struct Shared {
 pub struct Health {
     pub metrics: Arc<Metrics>,
     ready: AtomicBool,
+    /// Standby (`[state] backend = "dynamodb"` and another instance holds the lease): and
+    /// who leads, for `/readyz`.
+    standby: std::sync::Mutex<Option<String>>,
     beats: std::sync::Mutex<HashMap<&'static str, tokio::time::Instant>>,
 }
 
@@ -197,6 +269,7 @@ impl Health {
         Health {
             metrics,
             ready: AtomicBool::new(false),
+            standby: std::sync::Mutex::new(None),
             beats: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -204,6 +277,22 @@ impl Health {
     fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
         self.metrics.ready.set(i64::from(ready));
+    }
+
+    /// Leader (`None`, also the SQLite backend's only role) or standby behind `holder`.
+    fn set_standby(&self, holder: Option<String>) {
+        self.metrics.leader.set(i64::from(holder.is_none()));
+        if let Ok(mut s) = self.standby.lock() {
+            *s = holder;
+        }
+    }
+
+    /// Forgets the loops of the previous role: a standby runs none of the leader's loops,
+    /// and their old beats must not starve the watchdog.
+    fn reset_beats(&self) {
+        if let Ok(mut b) = self.beats.lock() {
+            b.clear();
+        }
     }
 
     /// A main loop is alive.
@@ -266,12 +355,65 @@ pub async fn run(
         outer.spawn(watchdog(health.clone(), interval, cancel.clone()));
     }
     let mut cfg = cfg;
+    let instance = instance_id();
+    health.set_standby(None);
+    // With the DynamoDB backend: the leader lease, kept across reloads (same holder).
+    let mut lease: Option<crate::lease::Lease> = None;
     'generations: loop {
         let listen_now = cfg.daemon.metrics_listen;
-        let app = App::build_with(cfg.clone(), metrics.clone()).await?;
+        let app = App::build_with(cfg.clone(), metrics.clone(), &instance).await?;
+        if let Some(shared_state) = app.shared_state.clone() {
+            let lease = lease.get_or_insert_with(|| {
+                crate::lease::Lease::new(
+                    shared_state.dynamodb.clone(),
+                    &shared_state.table,
+                    crate::lease::LEASE_NAME,
+                    &instance,
+                    cfg.state.lease,
+                )
+            });
+            match standby(lease, &health, &cancel, &reload).await {
+                Standby::Lead => {
+                    shared_state.journal.set_fence(lease.journal_fence());
+                    health.set_standby(None);
+                    tracing::info!(instance = %instance, "leading: planning, rotating and publishing");
+                }
+                Standby::Stop => {
+                    app.store.shutdown().await.ok();
+                    break 'generations;
+                }
+                Standby::Reload => {
+                    app.store.shutdown().await.ok();
+                    match Config::load(&path) {
+                        Ok((new, _)) => {
+                            metrics
+                                .config_reloads_total
+                                .with_label_values(&["success"])
+                                .inc();
+                            tracing::info!(config = %path.display(), "configuration reloaded (standby)");
+                            cfg = new;
+                        }
+                        Err(e) => {
+                            metrics
+                                .config_reloads_total
+                                .with_label_values(&["failure"])
+                                .inc();
+                            tracing::error!(error = %e, "reload failed; the previous configuration stays in force");
+                        }
+                    }
+                    continue 'generations;
+                }
+            }
+        }
+        let leading = app.shared_state.clone();
+        health.reset_beats();
         let generation = cancel.child_token();
         let (tracker, store) = start(app, health.clone(), generation.clone());
-        tracing::info!(metrics = %listen, state = %cfg.daemon.state_path.display(), "rotationd running");
+        let state = match &cfg.state.backend {
+            crate::config::StateBackend::Sqlite => cfg.daemon.state_path.display().to_string(),
+            crate::config::StateBackend::Dynamodb { table } => format!("dynamodb:{table}"),
+        };
+        tracing::info!(metrics = %listen, state = %state, "rotationd running");
         notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status("running: reconciling and rotating"),
@@ -282,9 +424,26 @@ pub async fn run(
                     notify(&[sd_notify::NotifyState::Stopping, sd_notify::NotifyState::Status("stopping")]);
                     tracing::info!("shutting down: no new work, in-flight attempts stop at their next step");
                     stop(tracker, generation, store).await;
+                    if let Some(lease) = lease.as_mut() {
+                        // Let a standby take over now rather than at the lease's expiry.
+                        if let Err(e) = lease.release().await {
+                            tracing::warn!(error = %e, "cannot release the leader lease; a standby takes over when it expires");
+                        }
+                    }
                     break 'generations;
                 }
                 _ = reload.notified() => {}
+                kept = keep_lease(lease.as_mut()), if leading.is_some() => {
+                    if kept {
+                        continue;
+                    }
+                    // Lost (or cannot be confirmed before it expires): stop every loop now;
+                    // the fence refuses whatever write was still on its way.
+                    tracing::warn!(instance = %instance, "lost the leader lease; stopping the loops and standing by");
+                    stop(tracker, generation, store).await;
+                    health.set_ready(false);
+                    continue 'generations;
+                }
             }
             let mut states = vec![sd_notify::NotifyState::Reloading];
             if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
@@ -349,6 +508,79 @@ pub async fn run(
     outer.close();
     outer.wait().await;
     Ok(())
+}
+
+/// How the standby phase ended.
+enum Standby {
+    Lead,
+    Stop,
+    Reload,
+}
+
+/// Waits, as a standby, until this instance holds the lease (or shutdown or a reload):
+/// tries to take it every third of the lease, feeds the watchdog every second meanwhile
+/// (a standby is healthy), and says who leads on `/readyz` and `rotationd_leader`.
+async fn standby(
+    lease: &mut crate::lease::Lease,
+    health: &Health,
+    cancel: &CancellationToken,
+    reload: &tokio::sync::Notify,
+) -> Standby {
+    health.reset_beats();
+    let mut next_try = tokio::time::Instant::now();
+    let mut announced: Option<Option<String>> = None;
+    loop {
+        health.beat("lease");
+        if tokio::time::Instant::now() >= next_try {
+            next_try = tokio::time::Instant::now() + lease.renew_every();
+            match lease.tick(Utc::now().timestamp_millis()).await {
+                Ok(crate::lease::Role::Leader { .. }) => return Standby::Lead,
+                Ok(crate::lease::Role::Standby { holder, .. }) => {
+                    if announced.as_ref() != Some(&holder) {
+                        tracing::info!(
+                            leader = holder.as_deref().unwrap_or("unknown"),
+                            "standby: another instance leads"
+                        );
+                        notify(&[
+                            sd_notify::NotifyState::Ready,
+                            sd_notify::NotifyState::Status("standby"),
+                        ]);
+                        announced = Some(holder.clone());
+                    }
+                    health.set_standby(Some(holder.unwrap_or_else(|| "another instance".into())));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot reach the lease in DynamoDB; retrying");
+                    health.set_standby(Some("unknown (DynamoDB unreachable)".into()));
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Standby::Stop,
+            _ = reload.notified() => return Standby::Reload,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// One renewal, a third of the lease after the last: `false` once the lease is lost, or
+/// cannot be confirmed and has expired by this host's clock.
+async fn keep_lease(lease: Option<&mut crate::lease::Lease>) -> bool {
+    let Some(lease) = lease else {
+        return std::future::pending().await;
+    };
+    tokio::time::sleep(lease.renew_every()).await;
+    match lease.tick(Utc::now().timestamp_millis()).await {
+        Ok(crate::lease::Role::Leader { .. }) => true,
+        Ok(crate::lease::Role::Standby { .. }) => false,
+        Err(e) => {
+            let held = lease
+                .held_until_ms()
+                .is_some_and(|u| Utc::now().timestamp_millis() < u);
+            tracing::warn!(error = %e, still_held = held, "cannot renew the leader lease");
+            held
+        }
+    }
 }
 
 /// Starts one generation's loops; returns their tracker and the store to close.
@@ -474,12 +706,19 @@ async fn serve_http(
         .route(
             "/readyz",
             get(move || async move {
-                if s2.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready\n")
+                let standby = s2.standby.lock().ok().and_then(|s| s.clone());
+                if let Some(holder) = standby {
+                    // Ready for its role: following the log, ready to take over.
+                    (
+                        StatusCode::OK,
+                        format!("standby: {holder} leads; this instance takes over if it stops\n"),
+                    )
+                } else if s2.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready: leader\n".to_string())
                 } else {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "not ready: waiting for a successful reconcile with AWS\n",
+                        "not ready: waiting for a successful reconcile with AWS\n".to_string(),
                     )
                 }
             }),

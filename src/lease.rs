@@ -58,6 +58,9 @@ impl Role {
     }
 }
 
+/// The lease's name: one leader per state table.
+pub const LEASE_NAME: &str = "rotationd";
+
 /// One instance's handle on the lease.
 pub struct Lease {
     client: Client,
@@ -66,6 +69,8 @@ pub struct Lease {
     holder: String,
     duration: Duration,
     token: Option<u64>,
+    /// Until when (ms, this host's clock) the last successful renewal holds it.
+    until_ms: Option<i64>,
 }
 
 /// The key attributes of rotationd's DynamoDB table (the state log's table).
@@ -114,7 +119,14 @@ impl Lease {
             holder: holder.to_string(),
             duration,
             token: None,
+            until_ms: None,
         }
+    }
+
+    /// Until when (ms since the epoch) the last acquire or renewal holds the lease; `None`
+    /// when not held.
+    pub fn held_until_ms(&self) -> Option<i64> {
+        self.token.and(self.until_ms)
     }
 
     pub fn holder(&self) -> &str {
@@ -149,6 +161,7 @@ impl Lease {
                 .map_err(|e| AwsError::from_sdk("UpdateItem", e));
             match renewed {
                 Ok(_) => {
+                    self.until_ms = Some(until);
                     return Ok(Role::Leader {
                         token,
                         until_ms: until,
@@ -194,6 +207,7 @@ impl Lease {
                     })?;
                 tracing::info!(holder = %self.holder, token, "took the lease: leader");
                 self.token = Some(token);
+                self.until_ms = Some(until);
                 Ok(Role::Leader {
                     token,
                     until_ms: until,

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub account_up: IntGaugeVec,
     pub config_reloads_total: IntCounterVec,
     pub ready: IntGauge,
+    pub leader: IntGauge,
     pub validations_total: IntCounterVec,
     pub validations_in_flight: IntGauge,
     pub native_schedule_drift: IntGauge,
@@ -166,6 +167,14 @@ impl Metrics {
                 IntGauge::new(
                     "rotationd_ready",
                     "1 when ready (config, state store, AWS reachable)",
+                )
+                .expect("valid metric"),
+            ),
+            leader: reg(
+                &registry,
+                IntGauge::new(
+                    "rotationd_leader",
+                    "1 while this instance leads (always with the SQLite backend), 0 while it is a standby",
                 )
                 .expect("valid metric"),
             ),

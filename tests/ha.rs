@@ -1,0 +1,331 @@
+//! Active/standby on the DynamoDB state backend, with the real binary on moto: two
+//! `rotationd run` processes share one state table (a 3 s lease, to keep the tests short).
+//!
+//! - The leader is killed (SIGKILL) right after its RotateSecret; the standby takes the
+//!   lease once it expires, resumes the attempt from the shared state and completes it:
+//!   exactly one RotateSecret reached AWS.
+//! - The leader is paused (SIGSTOP) past its lease; the standby takes over; when the old
+//!   leader wakes it steps down, and nothing it writes after the takeover lands in the
+//!   shared log (its appends carry a fence with its old token).
+//!
+//! The failover time is a benchmark (`scripts/bench-failover.sh`), not asserted here.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{Timelike, Utc};
+use common::moto;
+use common::rotationd::{Daemon, Env, free_port, http_get};
+
+static RECORDING: Once = Once::new();
+
+fn recording() {
+    RECORDING.call_once(|| moto::shared().start_recording());
+}
+
+/// One `rotationd run` with its own metrics port and log, sharing `env`'s config otherwise.
+struct Node {
+    daemon: Daemon,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Node {
+    fn start(env: &Env, name: &str, envs: &[(&str, &str)]) -> Node {
+        let port = free_port();
+        let text = std::fs::read_to_string(&env.config).unwrap().replace(
+            &format!("127.0.0.1:{}", env.metrics_port),
+            &format!("127.0.0.1:{port}"),
+        );
+        let config = env.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let log = env.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_rotationd"));
+        c.arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("ROTATIOND_TEST_FAILPOINT")
+            .env("NO_COLOR", "1");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        let daemon = Daemon(c.stdout(Stdio::null()).stderr(file).spawn().unwrap());
+        Node { daemon, port, log }
+    }
+
+    fn leads(&self) -> bool {
+        http_get(self.port, "/metrics").is_some_and(|(_, m)| m.contains("\nrotationd_leader 1"))
+    }
+
+    fn stands_by(&self) -> bool {
+        http_get(self.port, "/readyz").is_some_and(|(s, b)| s == 200 && b.starts_with("standby"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.daemon.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+/// The config body: the DynamoDB backend on `table`, and one secret whose daily window
+/// opened two minutes before rotationd's (shifted) clock.
+fn body(table: &str, secret: &str, offset: chrono::Duration) -> String {
+    let open = Utc::now() + offset - chrono::Duration::minutes(2);
+    format!(
+        r#"
+[state]
+backend = "dynamodb"
+table = "{table}"
+lease = "3s"
+
+[policy]
+max_age = "93d"
+
+[[secret]]
+id = "{secret}"
+schedule = "{} {} * * *"
+window = "1h"
+strategy = "single-user"
+change_ticket = "CHG-400"
+"#,
+        open.minute(),
+        open.hour()
+    )
+}
+
+/// The log entries in `table`: (seq, writer), in order.
+async fn log_writers(table: &str) -> Vec<(u64, String)> {
+    let m = moto::shared();
+    let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config(&m.endpoint()));
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :log")
+            .expression_attribute_values(":log", AttributeValue::S("log".into()))
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap();
+        for item in page.items() {
+            let seq = item["seq"].as_n().unwrap().parse().unwrap();
+            let writer = item["writer"].as_s().unwrap().clone();
+            if out.last().map(|(s, _)| *s) != Some(seq) {
+                out.push((seq, writer));
+            }
+        }
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return out,
+        }
+    }
+}
+
+/// The state of the last finished attempt of `secret`, read from a replica of the log.
+async fn last_attempt(table: &str, secret: &str) -> Option<String> {
+    let m = moto::shared();
+    let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config(&m.endpoint()));
+    let journal = rotationd::store::journal::Journal::new(
+        client,
+        table,
+        tokio::runtime::Handle::current(),
+        "test-reader",
+    );
+    let secret = secret.to_string();
+    tokio::task::spawn_blocking(move || {
+        let store = rotationd::store::Store::open_replicated(journal).ok()?;
+        let a = store.db().last_finished_attempt(&secret).ok()??;
+        Some(a.state.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_standby_completes_the_killed_leaders_rotation_exactly_once() {
+    recording();
+    let offset = chrono::Duration::hours(1);
+    let secret = moto::unique_name("ha/kill");
+    let table = moto::unique_name("ha-kill").replace('/', "-");
+    let env = Env::new("ha-kill", &body(&table, &secret, offset)).await;
+    env.rotatable_secret(&secret).await;
+    let shift = offset.num_seconds().to_string();
+
+    // A leads and pauses for good right after its RotateSecret; B stands by.
+    let a = Node::start(
+        &env,
+        "a",
+        &[
+            ("ROTATIOND_TEST_CLOCK_OFFSET", &shift),
+            ("ROTATIOND_TEST_FAILPOINT", "after-rotate"),
+        ],
+    );
+    assert!(
+        env.eventually(Duration::from_secs(30), || a.leads().then_some(()))
+            .await
+            .is_some(),
+        "a did not lead:\n{}",
+        a.log()
+    );
+    let b = Node::start(&env, "b", &[("ROTATIOND_TEST_CLOCK_OFFSET", &shift)]);
+    assert!(
+        env.eventually(Duration::from_secs(30), || b.stands_by().then_some(()))
+            .await
+            .is_some(),
+        "b did not stand by:\n{}",
+        b.log()
+    );
+    assert!(
+        env.eventually(Duration::from_secs(60), || {
+            (env.rotations_by_rotationd(&secret) == 1 && a.log().contains("failpoint after-rotate"))
+                .then_some(())
+        })
+        .await
+        .is_some(),
+        "a did not reach its RotateSecret:\n{}",
+        a.log()
+    );
+
+    // Kill the leader mid-rotation.
+    a.signal("-KILL");
+    assert!(
+        env.eventually(Duration::from_secs(30), || b.leads().then_some(()))
+            .await
+            .is_some(),
+        "b did not take over:\n{}",
+        b.log()
+    );
+    let done = env
+        .eventually(Duration::from_secs(60), || {
+            let b_log = b.log();
+            b_log.contains("rotation succeeded").then_some(b_log)
+        })
+        .await;
+    assert!(
+        done.is_some(),
+        "b did not complete the rotation:\n{}",
+        b.log()
+    );
+    let b_log = b.log();
+    // b picked the attempt up where a left it (after RotateSecret) and did not start over.
+    assert!(b_log.contains("resuming unfinished attempt"), "{b_log}");
+    assert!(
+        !b_log.contains("rotate: RotateSecret (ClientRequestToken"),
+        "{b_log}"
+    );
+    // Exactly one RotateSecret reached AWS, and the shared state says succeeded.
+    assert_eq!(env.rotations_by_rotationd(&secret), 1);
+    assert_eq!(
+        last_attempt(&table, &secret).await.as_deref(),
+        Some("succeeded")
+    );
+    // Both wrote to the log: a before the kill, b after.
+    let writers = log_writers(&table).await;
+    assert!(
+        writers
+            .iter()
+            .any(|(_, w)| w.contains(&format!("-{}-", a.daemon.id())))
+    );
+    assert!(
+        writers
+            .iter()
+            .any(|(_, w)| w.contains(&format!("-{}-", b.daemon.id())))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_leader_steps_down_and_writes_nothing_after_the_takeover() {
+    recording();
+    let offset = chrono::Duration::hours(1);
+    let secret = moto::unique_name("ha/pause");
+    let table = moto::unique_name("ha-pause").replace('/', "-");
+    let env = Env::new("ha-pause", &body(&table, &secret, offset)).await;
+    env.rotatable_secret(&secret).await;
+    let shift = offset.num_seconds().to_string();
+
+    let a = Node::start(&env, "a", &[("ROTATIOND_TEST_CLOCK_OFFSET", &shift)]);
+    assert!(
+        env.eventually(Duration::from_secs(30), || a.leads().then_some(()))
+            .await
+            .is_some(),
+        "a did not lead:\n{}",
+        a.log()
+    );
+    // a rotates the secret in its window; then b joins as standby.
+    assert!(
+        env.eventually(Duration::from_secs(60), || a
+            .log()
+            .contains("rotation succeeded")
+            .then_some(()))
+            .await
+            .is_some(),
+        "{}",
+        a.log()
+    );
+    let b = Node::start(&env, "b", &[("ROTATIOND_TEST_CLOCK_OFFSET", &shift)]);
+    assert!(
+        env.eventually(Duration::from_secs(30), || b.stands_by().then_some(()))
+            .await
+            .is_some(),
+        "b did not stand by:\n{}",
+        b.log()
+    );
+
+    // Pause the leader past its lease: b takes over.
+    a.signal("-STOP");
+    let took_over = env
+        .eventually(Duration::from_secs(30), || b.leads().then_some(()))
+        .await;
+    let before_wake = log_writers(&table).await.len();
+    a.signal("-CONT");
+    assert!(took_over.is_some(), "b did not take over:\n{}", b.log());
+
+    // a wakes believing it leads, finds out, and stands by.
+    assert!(
+        env.eventually(Duration::from_secs(30), || a.stands_by().then_some(()))
+            .await
+            .is_some(),
+        "a did not step down:\n{}",
+        a.log()
+    );
+    assert!(a.log().contains("lost the leader lease"), "{}", a.log());
+    assert!(b.leads() && !a.leads());
+    // Nothing a wrote after b's takeover is in the shared log: every entry after the
+    // first one b wrote is b's.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let writers = log_writers(&table).await;
+    let a_id = format!("-{}-", a.daemon.id());
+    let b_id = format!("-{}-", b.daemon.id());
+    let first_b = writers
+        .iter()
+        .position(|(_, w)| w.contains(&b_id))
+        .unwrap_or(writers.len());
+    assert!(
+        writers[first_b..].iter().all(|(_, w)| !w.contains(&a_id)),
+        "a wrote after b took over: {writers:?}"
+    );
+    assert!(writers.len() >= before_wake);
+    // The rotation happened once, by a, before the pause.
+    assert_eq!(env.rotations_by_rotationd(&secret), 1);
+}

@@ -258,8 +258,8 @@ struct Shared {
 pub struct Health {
     pub metrics: Arc<Metrics>,
     ready: AtomicBool,
-    /// Standby (`[state] backend = "dynamodb"` and another instance holds the lease): and
-    /// who leads, for `/readyz`.
+    /// Standby (`[state] backend = "dynamodb"` and the lease is not ours), with what
+    /// `/readyz` says about it (who leads).
     standby: std::sync::Mutex<Option<String>>,
     beats: std::sync::Mutex<HashMap<&'static str, tokio::time::Instant>>,
 }
@@ -356,7 +356,14 @@ pub async fn run(
     }
     let mut cfg = cfg;
     let instance = instance_id();
-    health.set_standby(None);
+    // Leader from the start with SQLite (nobody to share with); with DynamoDB only once
+    // the lease is ours.
+    health.set_standby(match cfg.state.backend {
+        crate::config::StateBackend::Sqlite => None,
+        crate::config::StateBackend::Dynamodb { .. } => {
+            Some("not elected yet; reading the shared state".into())
+        }
+    });
     // With the DynamoDB backend: the leader lease, kept across reloads (same holder).
     let mut lease: Option<crate::lease::Lease> = None;
     'generations: loop {
@@ -547,11 +554,14 @@ async fn standby(
                         ]);
                         announced = Some(holder.clone());
                     }
-                    health.set_standby(Some(holder.unwrap_or_else(|| "another instance".into())));
+                    health.set_standby(Some(format!(
+                        "{} leads; this instance takes over if it stops",
+                        holder.as_deref().unwrap_or("another instance")
+                    )));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot reach the lease in DynamoDB; retrying");
-                    health.set_standby(Some("unknown (DynamoDB unreachable)".into()));
+                    health.set_standby(Some("cannot reach the lease in DynamoDB; retrying".into()));
                 }
             }
         }
@@ -709,10 +719,7 @@ async fn serve_http(
                 let standby = s2.standby.lock().ok().and_then(|s| s.clone());
                 if let Some(holder) = standby {
                     // Ready for its role: following the log, ready to take over.
-                    (
-                        StatusCode::OK,
-                        format!("standby: {holder} leads; this instance takes over if it stops\n"),
-                    )
+                    (StatusCode::OK, format!("standby: {holder}\n"))
                 } else if s2.ready.load(Ordering::Relaxed) {
                     (StatusCode::OK, "ready: leader\n".to_string())
                 } else {

@@ -3,7 +3,9 @@
 //! Auditors and on-call engineers need to answer "who rotated or rolled back what, under
 //! which ticket, and why" without `sqlite3`, AWS credentials or a running daemon, so this
 //! reads only the state database named by `[daemon] state_path` and never builds the
-//! AWS-facing [`crate::daemon::App`]. `--verify` recomputes the chain that
+//! AWS-facing [`crate::daemon::App`]. (With `[state] backend = "dynamodb"` the state is
+//! the shared log, so it reads a replica of it, which does take the daemon's AWS
+//! credentials and `dynamodb:Query`.) `--verify` recomputes the chain that
 //! [`crate::store::Db::verify_audit`] documents; its last hash is worth recording off the
 //! host, because removing the newest rows is only detectable against such a record.
 
@@ -50,23 +52,10 @@ pub fn audit(
             return EXIT_INVALID;
         }
     };
-    let path = &cfg.daemon.state_path;
-    // Opening would create an empty database, and a read-only command run as another
-    // user (sudo) must not leave a file the daemon's user then cannot open.
-    let store = if path.exists() {
-        match Store::open(path) {
-            Ok(store) => Some(store),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return EXIT_FAILURE;
-            }
-        }
-    } else {
-        eprintln!(
-            "warning: there is no state database at {} yet, so the audit log is empty; check [daemon] state_path if rotationd has run",
-            path.display()
-        );
-        None
+    // The runtime (DynamoDB backend) lives as long as the replica may call out.
+    let (store, _runtime) = match open_state(&cfg) {
+        Ok(opened) => opened,
+        Err(code) => return code,
     };
     if verify {
         let result = match &store {
@@ -171,6 +160,55 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String>
                 "invalid --since `{s}`: use RFC 3339 like 2026-11-01T00:00:00Z or a duration ago like 7d or 24h"
             )
         })
+}
+
+/// The state to read: the SQLite file (never created by this read-only command: a run as
+/// another user must not leave a file the daemon's user cannot open), or with
+/// `[state] backend = "dynamodb"` a replica of the shared log (which needs the AWS
+/// credentials of the daemon's own account and `dynamodb:Query`).
+fn open_state(
+    cfg: &crate::config::Config,
+) -> Result<(Option<Store>, Option<tokio::runtime::Runtime>), u8> {
+    match &cfg.state.backend {
+        crate::config::StateBackend::Sqlite => {
+            let path = &cfg.daemon.state_path;
+            if !path.exists() {
+                eprintln!(
+                    "warning: there is no state database at {} yet, so the audit log is empty; check [daemon] state_path if rotationd has run",
+                    path.display()
+                );
+                return Ok((None, None));
+            }
+            Store::open(path).map(|s| (Some(s), None)).map_err(|e| {
+                eprintln!("error: {e}");
+                EXIT_FAILURE
+            })
+        }
+        crate::config::StateBackend::Dynamodb { table } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    EXIT_FAILURE
+                })?;
+            let sdk = rt.block_on(crate::aws::load_sdk_config(&cfg.aws));
+            let client = aws_sdk_dynamodb::Client::new(&sdk);
+            let journal = crate::store::journal::Journal::new(
+                client,
+                table,
+                rt.handle().clone(),
+                &format!("audit-{}", crate::daemon::instance_id()),
+            );
+            // This thread is not one of the runtime's workers: the replica may block on it.
+            let store = Store::open_replicated(journal).map_err(|e| {
+                eprintln!("error: cannot read the shared state in DynamoDB table {table}: {e}");
+                EXIT_FAILURE
+            })?;
+            Ok((Some(store), Some(rt)))
+        }
+    }
 }
 
 /// A failure while streaming entries: reading the store, or writing stdout.

@@ -240,6 +240,20 @@ async fn the_standby_completes_the_killed_leaders_rotation_exactly_once() {
         last_attempt(&table, &secret).await.as_deref(),
         Some("succeeded")
     );
+    // `rotationd audit --verify` reads the shared log: the chain both wrote is intact.
+    let audit = Command::new(env!("CARGO_BIN_EXE_rotationd"))
+        .args(["--config"])
+        .arg(env.dir.path().join("b.toml"))
+        .args(["audit", "--verify"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&audit.stdout).to_string()
+        + &String::from_utf8_lossy(&audit.stderr);
+    assert!(audit.status.success(), "{out}");
+    assert!(out.contains("audit log OK"), "{out}");
     // Both wrote to the log: a before the kill, b after.
     let writers = log_writers(&table).await;
     assert!(

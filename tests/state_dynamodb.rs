@@ -313,6 +313,7 @@ fn a_write_decided_on_stale_state_is_refused_and_rolled_back() {
         go_tx.send(()).unwrap();
         a
     });
+    b.catch_up().unwrap();
     let result = b.job(|s| {
         assert_eq!(s.db().get_cursor("c")?.unwrap().value, "from-a-1");
         started_tx.send(()).unwrap();

@@ -45,9 +45,12 @@
 //! # How a replica catches up
 //!
 //! [`Journal::catch_up`] reads the entries after `seq` (a strongly consistent `Query`) and
-//! applies them in order, each in one local transaction, with recording off. The store
-//! thread catches up before each job, so reads see every write committed before the job
-//! started. A replica is rebuilt from the whole log when the process starts.
+//! applies them in order, each in one local transaction, with recording off. Each job
+//! catches up first unless the replica did within [`FRESH_FOR`] (half a second): the
+//! leader is nearly the only writer, and a `Query` per store call would double its
+//! latency. So reads may trail another instance's write by that much; writes cannot, since
+//! an append at a position already taken is refused (and the next job catches up). A
+//! replica is rebuilt from the whole log when the process starts.
 //!
 //! # Limits (written down, not hidden)
 //!
@@ -176,7 +179,15 @@ struct State {
     seq: u64,
     /// Column names of each table, for the replay.
     columns: HashMap<String, Vec<String>>,
+    /// When this replica last read the log's tail; `None` forces the next job to.
+    caught_up_at: Option<std::time::Instant>,
 }
+
+/// A job reads the log's tail first unless the replica did so this recently: the leader,
+/// nearly the only writer, would otherwise pay a `Query` per store call. Writes stay safe
+/// either way (an append at a taken position is refused); reads may lag another
+/// instance's write (a CLI's) by this much.
+pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// This replica's link to the shared log. Cheap to clone; every clone shares the state.
 #[derive(Clone)]
@@ -426,6 +437,10 @@ impl Journal {
             .runtime
             .block_on(self.append(seq, &changes, fence.as_ref()))
         {
+            // Whatever happened, the next job reads the log first.
+            if let Ok(mut s) = self.state.lock() {
+                s.caught_up_at = None;
+            }
             return rollback(e);
         }
         // In the log now: the local commit only catches up with it. Should it fail, the
@@ -521,12 +536,26 @@ impl Journal {
     /// Applies the entries after this replica's position, in order; returns how many.
     pub fn catch_up(&self, conn: &Connection) -> StoreResult<usize> {
         let from = self.seq() + 1;
+        let started = std::time::Instant::now();
         let entries = self.runtime.block_on(self.read_from(from))?;
         let n = entries.len();
         for (seq, changes) in entries {
             self.apply(conn, seq, &changes)?;
         }
+        self.state.lock().map_err(|_| poisoned())?.caught_up_at = Some(started);
         Ok(n)
+    }
+
+    /// [`Journal::catch_up`] unless the replica read the log's tail within [`FRESH_FOR`]
+    /// (and no append of its own was refused since).
+    pub(super) fn catch_up_if_stale(&self, conn: &Connection) -> StoreResult<usize> {
+        let fresh = self
+            .state
+            .lock()
+            .map_err(|_| poisoned())?
+            .caught_up_at
+            .is_some_and(|t| t.elapsed() < FRESH_FOR);
+        if fresh { Ok(0) } else { self.catch_up(conn) }
     }
 
     fn apply(&self, conn: &Connection, seq: u64, changes: &[Change]) -> StoreResult<()> {

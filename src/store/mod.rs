@@ -524,7 +524,8 @@ impl Store {
     }
 
     /// Runs `f` as one unit of work. With the DynamoDB backend that is one local
-    /// transaction whose writes are appended to the shared log before it commits
+    /// transaction, on a replica at most [`journal::FRESH_FOR`] behind the log, whose
+    /// writes are appended to the shared log before it commits
     /// ([`journal`]): if the log refuses them, nothing of `f` stays and the error says
     /// why (it replaces `f`'s result). With SQLite it is just `f`. The store thread runs
     /// every [`StoreHandle::call`] this way.
@@ -532,7 +533,7 @@ impl Store {
         let Some(journal) = self.journal.clone() else {
             return f(self);
         };
-        journal.catch_up(&self.conn)?;
+        journal.catch_up_if_stale(&self.conn)?;
         journal.begin_job(&self.conn)?;
         let out = f(self);
         journal.end_job(&self.conn)?;

@@ -1,12 +1,12 @@
-//! A leader lease on DynamoDB, with a fencing token: groundwork for active/standby (F8).
-//! Not wired into the daemon yet: with the SQLite state store every instance has its own
-//! state, so there is nothing to share a leader over. The DynamoDB state backend that
-//! needs it is the next step (see ARCHITECTURE.md, "Beyond one machine").
+//! The leader lease on DynamoDB, with a fencing token: who of the instances sharing a
+//! `[state] backend = "dynamodb"` table leads (`daemon::run` waits as a standby until
+//! [`Lease::tick`] says leader, and steps down when a renewal fails). It lives in the state
+//! table itself, next to the log ([`crate::store::journal`]).
 //!
 //! Why DynamoDB and not a home-made protocol: a conditional write is a compare-and-set
 //! that AWS makes durable and linearizable per item, which is all a lease needs.
 //!
-//! The lease is one item, `pk = "lease#<name>"`, with `holder` (the instance id),
+//! The lease is one item, `pk = "lease#<name>"`, `sk = "lease"`, with `holder` (the instance id),
 //! `expires_at` (milliseconds since the epoch) and `token` (a number that grows by one at
 //! every change of holder):
 //!
@@ -20,8 +20,9 @@
 //! - **fence**: every write the leader makes to shared state goes in a
 //!   `TransactWriteItems` together with a `ConditionCheck` on the lease item (`holder`
 //!   and `token` ours). A leader that was paused past its lease and wakes up believing it
-//!   still leads has every write refused, whatever it believes ([`Lease::fence`],
-//!   [`Lease::fenced_put`]).
+//!   still leads has every write refused, whatever it believes ([`Lease::journal_fence`]
+//!   for the state log's appends; [`Lease::fence`] and [`Lease::fenced_put`] for a
+//!   single item).
 //!
 //! Expiry is judged on the clock of the instance that tries to acquire: keep the hosts'
 //! clocks in sync (NTP); a skew of a few seconds against a 30 s lease only delays a

@@ -10,9 +10,12 @@
 //! - [`schedule`]: crontab expressions and `@quarterly`-style aliases, in UTC.
 //! - [`planner`]: pure planning: windows, compliance status, staggered starts.
 //! - [`store`]: the SQLite state store (triggers, attempts, audit log, outbox), run on its
-//!   own thread.
-//! - [`aws`]: SDK configuration, request counting, retryable/fatal errors, and the only
-//!   Secrets Manager wrapper (no call that reads or writes a value exists).
+//!   own thread; with `[state] backend = "dynamodb"` a replica of a log shared through
+//!   DynamoDB ([`store::journal`]).
+//! - [`lease`]: the DynamoDB leader lease and its fencing token (active/standby).
+//! - [`aws`]: SDK configuration, one client per account-region (`[[account]]`, roles
+//!   assumed through STS), request counting, retryable/fatal errors, and the only Secrets
+//!   Manager wrapper (no call that reads or writes a value exists).
 //! - [`inventory`]: the fleet from filtered `ListSecrets` pages, and the facts per secret.
 //! - [`engine`]: one rotation attempt as a persisted state machine (checklist, RotateSecret,
 //!   monitoring of the four stages, validation).
@@ -26,7 +29,8 @@
 //!   approval policy, answered on the bus.
 //! - [`alerts`]: SNS escalations and notices through an outbox, with the guide's runbooks.
 //! - [`metrics`]: every Prometheus metric, in one place.
-//! - [`daemon`]: `rotationd run`: the loops, systemd notify/watchdog, reload.
+//! - [`daemon`]: `rotationd run`: the loops, systemd notify/watchdog, reload, and the
+//!   leader/standby roles on the DynamoDB backend.
 //! - [`commands`]: the CLI commands as functions returning exit codes.
 //! - [`history`]: `rotationd audit`: the audit log as table, JSON or CSV, and its hash
 //!   chain verified, from the state database alone.

@@ -1,5 +1,5 @@
-//! The cost of the DynamoDB state backend's log: appending N store jobs, and a new
-//! replica replaying all of them (what every start does, since the log is not compacted).
+//! The cost of the DynamoDB state backend's log: appending N store jobs, a new replica
+//! replaying all of them, a snapshot, and a new replica starting from that snapshot.
 //!
 //! Usage: `replay_log ENDPOINT N` against a DynamoDB-compatible endpoint (moto in
 //! `scripts/bench.sh`); prints the append rate and the replay time.
@@ -53,6 +53,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "a new replica replayed {seq} entries in {:.2} s ({:.0} entries/s)",
         replay.as_secs_f64(),
         seq as f64 / replay.as_secs_f64()
+    );
+
+    // What the leader does every SNAPSHOT_EVERY entries, and what a start then costs.
+    let started = Instant::now();
+    let at = writer.write_snapshot()?.ok_or("no snapshot position")?;
+    println!(
+        "a snapshot at entry {at} written in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let from_snapshot = Store::open_replicated(journal("reader-2"))?;
+    let j = from_snapshot.journal().ok_or("no journal")?;
+    assert_eq!(j.snapshot_seq(), at);
+    println!(
+        "a new replica opened from the snapshot in {:.2} s (replayed {} entries after it)",
+        started.elapsed().as_secs_f64(),
+        j.replayed_at_open()
     );
     Ok(())
 }

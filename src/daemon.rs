@@ -747,6 +747,7 @@ async fn reconcile_loop(shared: Arc<Shared>, cancel: CancellationToken) {
         let delay = match reconcile(&shared, &mut cache).await {
             Ok(()) => {
                 failing_since = None;
+                snapshot_if_due(&shared).await;
                 interval
             }
             Err(e) => {
@@ -772,6 +773,25 @@ async fn reconcile_loop(shared: Arc<Shared>, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// With the DynamoDB backend, the leader writes a snapshot of the shared state once the
+/// log has grown `SNAPSHOT_EVERY` entries past the last one, so that a start (a standby's
+/// too) replays a bounded tail. A failure is retried at the next reconcile.
+async fn snapshot_if_due(shared: &Shared) {
+    let Some(state) = &shared.app.shared_state else {
+        return;
+    };
+    if !state.journal.snapshot_due() {
+        return;
+    }
+    match shared.app.store.call(|s| s.write_snapshot()).await {
+        Ok(Some(seq)) => tracing::info!(seq, "state snapshot written"),
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write the state snapshot; retrying at the next reconcile")
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - Two replicas that decide on the same state: the second append is refused (the
 //!   conditional write on the log position), its local changes are rolled back, and after
 //!   catching up it sees the first one's write.
+//! - A snapshot: a new replica loads it and replays only the entries after it, and ends
+//!   in the same rows.
 //! - A leader's writes carry the lease: once another instance has taken the lease over,
 //!   the old leader's write is refused by the fence and leaves nothing behind.
 
@@ -392,4 +394,39 @@ fn a_deposed_leaders_write_is_refused_by_the_fence() {
             .value,
         "host-b"
     );
+}
+
+#[test]
+fn a_new_replica_starts_from_the_latest_snapshot_and_replays_only_the_tail() {
+    let d = Dynamo::new("snapshot");
+    let mut a = d.replica("host-a");
+    scenario(&mut a);
+    let at = a
+        .job(|s| s.write_snapshot())
+        .unwrap()
+        .expect("a snapshot position");
+    assert_eq!(at, a.journal().unwrap().seq());
+    for i in 0..5 {
+        a.job(|s| s.db().set_cursor(&format!("after-{i}"), "x", t(100 + i)))
+            .unwrap();
+    }
+    let b = d.replica("host-b");
+    let j = b.journal().unwrap();
+    assert_eq!(j.snapshot_seq(), at, "b started from the snapshot");
+    assert_eq!(
+        j.replayed_at_open(),
+        5,
+        "and replayed only the entries after it"
+    );
+    assert_eq!(j.seq(), at + 5);
+    assert_eq!(b.dump().unwrap(), a.dump().unwrap());
+    assert!(b.db().verify_audit().unwrap().is_intact());
+    // A stale snapshot never replaces a newer one.
+    let older = d.replica("host-c");
+    a.job(|s| s.db().set_cursor("later", "y", t(200))).unwrap();
+    let newer = a.job(|s| s.write_snapshot()).unwrap().unwrap();
+    older.write_snapshot().unwrap();
+    let d2 = d.replica("host-d");
+    assert_eq!(d2.journal().unwrap().snapshot_seq(), newer);
+    assert_eq!(d2.dump().unwrap(), a.dump().unwrap());
 }

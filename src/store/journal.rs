@@ -17,6 +17,8 @@
 //! |---|---|---|---|
 //! | log entry (chunk) | `log` | `<seq, 20 digits>#<chunk, 4 digits>` | `seq`, `chunk`, `chunks`, `schema`, `writer`, `at` (ms), `body` (JSON of the changes) |
 //! | leader lease | `lease#<name>` | `lease` | `holder`, `expires_at` (ms), `token` ([`crate::lease`]) |
+//! | snapshot chunk | `snapshot#<seq, 20 digits>` | `<chunk, 6 digits>` | `body` (every row, JSON) |
+//! | latest snapshot | `snapshot` | `latest` | `seq`, `chunks`, `schema`, `writer` |
 //!
 //! An entry larger than one item (about 300 KB of JSON per chunk) is split into chunks
 //! written in the same `TransactWriteItems`, so it appears whole or not at all; the limit
@@ -52,10 +54,18 @@
 //! an append at a position already taken is refused (and the next job catches up). A
 //! replica is rebuilt from the whole log when the process starts.
 //!
+//! # Snapshots
+//!
+//! Every [`SNAPSHOT_EVERY`] entries the leader writes its replica's whole state as a
+//! snapshot at its log position (`pk = snapshot#<seq>`, one item per chunk) and then moves
+//! the pointer `pk = snapshot, sk = latest` to it (conditional: only forward). A replica
+//! opens by loading the latest snapshot and replaying the log after it, so a start costs
+//! one snapshot plus at most about [`SNAPSHOT_EVERY`] entries, however old the table is.
+//! The entries before a snapshot stay in the table (they are the history; DynamoDB's
+//! storage is the only cost), and a snapshot of another schema version is skipped.
+//!
 //! # Limits (written down, not hidden)
 //!
-//! * The log is never compacted: a start replays it from the beginning. Pruning keeps the
-//!   replica small, not the log. Snapshots are the next step.
 //! * Writes must run inside [`Store::job`](super::Store::job) (the store thread does it
 //!   for every call); a write outside one cannot be sent and is refused at the next job.
 //! * All instances must run the same schema version: an entry written by a newer schema
@@ -181,7 +191,17 @@ struct State {
     columns: HashMap<String, Vec<String>>,
     /// When this replica last read the log's tail; `None` forces the next job to.
     caught_up_at: Option<std::time::Instant>,
+    /// The log position of the snapshot this replica started from, or of the last one it
+    /// wrote; and how many log entries it replayed when it opened.
+    snapshot_seq: u64,
+    replayed_at_open: usize,
 }
+
+/// The leader writes a snapshot once the log has grown this many entries past the last
+/// one, so a start replays at most about this many entries after loading it.
+pub const SNAPSHOT_EVERY: u64 = 1000;
+/// The partition of the pointer to the latest snapshot (`sk = "latest"`).
+pub const SNAPSHOT_PK: &str = "snapshot";
 
 /// A job reads the log's tail first unless the replica did so this recently: the leader,
 /// nearly the only writer, would otherwise pay a `Query` per store call. Writes stay safe
@@ -326,6 +346,229 @@ impl Journal {
     /// The last log position this replica has applied.
     pub fn seq(&self) -> u64 {
         self.state.lock().map(|s| s.seq).unwrap_or(0)
+    }
+
+    /// The log position of the snapshot this replica started from (or last wrote); 0 for
+    /// none.
+    pub fn snapshot_seq(&self) -> u64 {
+        self.state.lock().map(|s| s.snapshot_seq).unwrap_or(0)
+    }
+
+    /// How many log entries this replica replayed when it opened (after its snapshot).
+    pub fn replayed_at_open(&self) -> usize {
+        self.state.lock().map(|s| s.replayed_at_open).unwrap_or(0)
+    }
+
+    /// Whether the log has grown [`SNAPSHOT_EVERY`] entries past the last snapshot.
+    pub fn snapshot_due(&self) -> bool {
+        self.state
+            .lock()
+            .map(|s| s.seq >= s.snapshot_seq + SNAPSHOT_EVERY)
+            .unwrap_or(false)
+    }
+
+    /// Opening: the latest snapshot (if any, and of this schema), then the log after it.
+    pub(super) fn open(&self, conn: &Connection) -> StoreResult<()> {
+        self.load_snapshot(conn)?;
+        let n = self.catch_up(conn)?;
+        self.state.lock().map_err(|_| poisoned())?.replayed_at_open = n;
+        Ok(())
+    }
+
+    /// Writes this replica's whole state as the snapshot at its log position, outside any
+    /// transaction (call it between jobs: it reads a consistent state because nothing
+    /// else uses the connection meanwhile). The chunks go first, the `latest` pointer
+    /// last and only if it moves forward, so a reader never follows a pointer to a
+    /// snapshot that is not all there. Returns the position.
+    pub fn write_snapshot(&self, conn: &Connection) -> StoreResult<u64> {
+        let seq = self.seq();
+        let columns = self.state.lock().map_err(|_| poisoned())?.columns.clone();
+        let mut rows = Vec::new();
+        let mut tables: Vec<&String> = columns.keys().collect();
+        tables.sort();
+        for t in tables {
+            let mut stmt = conn
+                .prepare(&format!("SELECT rowid, * FROM {} ORDER BY rowid", quote(t)))
+                .map_err(|source| StoreError::Query {
+                    op: "read the state for a snapshot",
+                    source,
+                })?;
+            let n = stmt.column_count();
+            let read = stmt
+                .query_map([], |row| {
+                    let r: i64 = row.get(0)?;
+                    let v = (1..n)
+                        .map(|i| row.get_ref(i).map(Val::from))
+                        .collect::<rusqlite::Result<Vec<Val>>>()?;
+                    Ok(Change::Write { t: t.clone(), r, v })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Change>>>())
+                .map_err(|source| StoreError::Query {
+                    op: "read the state for a snapshot",
+                    source,
+                })?;
+            rows.extend(read);
+        }
+        let body = serde_json::to_string(&rows).map_err(|source| StoreError::Encode {
+            what: "snapshot",
+            source,
+        })?;
+        let chunks = split(&body, CHUNK_BYTES);
+        self.runtime.block_on(async {
+            let key = format!("{SNAPSHOT_PK}#{seq:020}");
+            for (i, chunk) in chunks.iter().enumerate() {
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .item(PK, AttributeValue::S(key.clone()))
+                    .item(SK, AttributeValue::S(format!("{i:06}")))
+                    .item("body", AttributeValue::S((*chunk).to_string()))
+                    .send()
+                    .await
+                    .map_err(|e| aws_journal_error(AwsError::from_sdk("PutItem", e)))?;
+            }
+            let moved = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item(PK, AttributeValue::S(SNAPSHOT_PK.into()))
+                .item(SK, AttributeValue::S("latest".into()))
+                .item("seq", AttributeValue::N(seq.to_string()))
+                .item("chunks", AttributeValue::N(chunks.len().to_string()))
+                .item("schema", AttributeValue::N(SCHEMA_VERSION.to_string()))
+                .item("writer", AttributeValue::S(self.writer.clone()))
+                .condition_expression("attribute_not_exists(pk) OR seq < :seq")
+                .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
+                .send()
+                .await;
+            match moved {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let e = AwsError::from_sdk("PutItem", e);
+                    // A newer snapshot is already there: nothing to do.
+                    if e.is_code("ConditionalCheckFailedException") {
+                        Ok(())
+                    } else {
+                        Err(aws_journal_error(e))
+                    }
+                }
+            }
+        })?;
+        self.state.lock().map_err(|_| poisoned())?.snapshot_seq = seq;
+        Ok(seq)
+    }
+
+    /// Loads the latest snapshot into an empty replica, if there is one of this schema
+    /// (one of another schema is skipped: the log alone rebuilds the state).
+    fn load_snapshot(&self, conn: &Connection) -> StoreResult<()> {
+        let (seq, chunks, rows) = match self.runtime.block_on(self.read_snapshot())? {
+            Some(found) => found,
+            None => return Ok(()),
+        };
+        let columns = {
+            let mut s = self.state.lock().map_err(|_| poisoned())?;
+            s.applying = true;
+            s.columns.clone()
+        };
+        let result = (|| -> rusqlite::Result<()> {
+            conn.execute_batch("BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON")?;
+            for c in &rows {
+                if let Err(e) = apply_change(conn, &columns, c) {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        let mut s = self.state.lock().map_err(|_| poisoned())?;
+        s.applying = false;
+        result.map_err(|source| {
+            journal_error(
+                "load the state snapshot",
+                format!(
+                    "snapshot {seq} ({chunks} chunks) does not load ({source}); check that every instance runs the same version"
+                ),
+                false,
+            )
+        })?;
+        s.seq = seq;
+        s.snapshot_seq = seq;
+        Ok(())
+    }
+
+    async fn read_snapshot(&self) -> StoreResult<Option<(u64, u64, Vec<Change>)>> {
+        let latest = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(SNAPSHOT_PK.into()))
+            .key(SK, AttributeValue::S("latest".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_journal_error(AwsError::from_sdk("GetItem", e)))?;
+        let Some(item) = latest.item() else {
+            return Ok(None);
+        };
+        let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
+        let (Some(seq), Some(chunks), Some(schema)) = (num("seq"), num("chunks"), num("schema"))
+        else {
+            return Ok(None);
+        };
+        if schema != u64::from(SCHEMA_VERSION) {
+            tracing::info!(
+                snapshot = seq,
+                schema,
+                "the latest snapshot is of another schema version; replaying the whole log instead"
+            );
+            return Ok(None);
+        }
+        let key = format!("{SNAPSHOT_PK}#{seq:020}");
+        let mut body = String::new();
+        let mut got = 0;
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :k")
+                .expression_attribute_values(":k", AttributeValue::S(key.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| aws_journal_error(AwsError::from_sdk("Query", e)))?;
+            for item in page.items() {
+                body.push_str(
+                    item.get("body")
+                        .and_then(|b| b.as_s().ok())
+                        .map_or("", |v| v),
+                );
+                got += 1;
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        if got != chunks {
+            return Err(journal_error(
+                "load the state snapshot",
+                format!(
+                    "snapshot {seq} has {got} of its {chunks} chunks; restore the table from a backup"
+                ),
+                false,
+            ));
+        }
+        let rows = serde_json::from_str(&body).map_err(|e| {
+            journal_error(
+                "load the state snapshot",
+                format!("snapshot {seq} is not readable ({e}); restore the table from a backup"),
+                false,
+            )
+        })?;
+        Ok(Some((seq, chunks, rows)))
     }
 
     /// Reads the tables' layout and installs the update hook on `conn` (after the schema

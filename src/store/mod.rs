@@ -471,7 +471,7 @@ impl Store {
         configure(&conn).map_err(open_err)?;
         schema::migrate(&mut conn)?;
         journal.install(&mut conn)?;
-        journal.catch_up(&conn)?;
+        journal.open(&conn)?;
         Ok(Store {
             conn,
             path: None,
@@ -507,6 +507,15 @@ impl Store {
             out.insert(t, rows);
         }
         Ok(out)
+    }
+
+    /// Writes a snapshot of this replica to the shared table (DynamoDB backend; a no-op
+    /// returning `None` with SQLite). The leader calls it when [`journal::Journal::snapshot_due`].
+    pub fn write_snapshot(&self) -> StoreResult<Option<u64>> {
+        match &self.journal {
+            Some(j) => j.write_snapshot(&self.conn).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The log this replica follows, if any.

@@ -1,5 +1,5 @@
 //! Active/standby on the DynamoDB state backend, with the real binary on moto: two
-//! `rotationd run` processes share one state table (a 3 s lease, to keep the tests short).
+//! `rotationd run` processes share one state table (a 6 s lease, to keep the tests short).
 //!
 //! - The leader is killed (SIGKILL) right after its RotateSecret; the standby takes the
 //!   lease once it expires, resumes the attempt from the shared state and completes it:
@@ -94,7 +94,7 @@ fn body(table: &str, secret: &str, offset: chrono::Duration) -> String {
 [state]
 backend = "dynamodb"
 table = "{table}"
-lease = "3s"
+lease = "6s"
 
 [policy]
 max_age = "93d"

@@ -37,6 +37,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::aws::AwsError;
+use crate::store::journal::build_error;
 
 /// Where an instance stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,15 +83,6 @@ pub const LEASE_SK: &str = "lease";
 /// Creates the table if it does not exist ([`crate::store::journal::ensure_table`]).
 pub async fn ensure_table(client: &Client, table: &str) -> Result<(), AwsError> {
     crate::store::journal::ensure_table(client, table).await
-}
-
-fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> AwsError {
-    AwsError {
-        operation: "DynamoDB",
-        code: None,
-        message: e.to_string(),
-        retryable: false,
-    }
 }
 
 fn s(v: &str) -> AttributeValue {

@@ -85,6 +85,15 @@ impl Node {
     }
 }
 
+/// Waits up to `secs` for `pred`, failing with `what` and `node`'s log.
+async fn until(env: &Env, secs: u64, node: &Node, what: &str, pred: impl Fn() -> bool) {
+    let ok = env
+        .eventually(Duration::from_secs(secs), || pred().then_some(()))
+        .await
+        .is_some();
+    assert!(ok, "{what}:\n{}", node.log());
+}
+
 /// The config body: the DynamoDB backend on `table`, and one secret whose daily window
 /// opened two minutes before rotationd's (shifted) clock.
 fn body(table: &str, secret: &str, offset: chrono::Duration) -> String {
@@ -181,21 +190,9 @@ async fn the_standby_completes_the_killed_leaders_rotation_exactly_once() {
             ("ROTATIOND_TEST_FAILPOINT", "after-rotate"),
         ],
     );
-    assert!(
-        env.eventually(Duration::from_secs(30), || a.leads().then_some(()))
-            .await
-            .is_some(),
-        "a did not lead:\n{}",
-        a.log()
-    );
+    until(&env, 30, &a, "a did not lead", || a.leads()).await;
     let b = Node::start(&env, "b", &[("ROTATIOND_TEST_CLOCK_OFFSET", &shift)]);
-    assert!(
-        env.eventually(Duration::from_secs(30), || b.stands_by().then_some(()))
-            .await
-            .is_some(),
-        "b did not stand by:\n{}",
-        b.log()
-    );
+    until(&env, 30, &b, "b did not stand by", || b.stands_by()).await;
     assert!(
         env.eventually(Duration::from_secs(60), || {
             (env.rotations_by_rotationd(&secret) == 1 && a.log().contains("failpoint after-rotate"))
@@ -209,13 +206,7 @@ async fn the_standby_completes_the_killed_leaders_rotation_exactly_once() {
 
     // Kill the leader mid-rotation.
     a.signal("-KILL");
-    assert!(
-        env.eventually(Duration::from_secs(30), || b.leads().then_some(()))
-            .await
-            .is_some(),
-        "b did not take over:\n{}",
-        b.log()
-    );
+    until(&env, 30, &b, "b did not take over", || b.leads()).await;
     let done = env
         .eventually(Duration::from_secs(60), || {
             let b_log = b.log();
@@ -279,13 +270,7 @@ async fn a_paused_leader_steps_down_and_writes_nothing_after_the_takeover() {
     let shift = offset.num_seconds().to_string();
 
     let a = Node::start(&env, "a", &[("ROTATIOND_TEST_CLOCK_OFFSET", &shift)]);
-    assert!(
-        env.eventually(Duration::from_secs(30), || a.leads().then_some(()))
-            .await
-            .is_some(),
-        "a did not lead:\n{}",
-        a.log()
-    );
+    until(&env, 30, &a, "a did not lead", || a.leads()).await;
     // a rotates the secret in its window; then b joins as standby.
     assert!(
         env.eventually(Duration::from_secs(60), || a
@@ -298,13 +283,7 @@ async fn a_paused_leader_steps_down_and_writes_nothing_after_the_takeover() {
         a.log()
     );
     let b = Node::start(&env, "b", &[("ROTATIOND_TEST_CLOCK_OFFSET", &shift)]);
-    assert!(
-        env.eventually(Duration::from_secs(30), || b.stands_by().then_some(()))
-            .await
-            .is_some(),
-        "b did not stand by:\n{}",
-        b.log()
-    );
+    until(&env, 30, &b, "b did not stand by", || b.stands_by()).await;
 
     // Pause the leader past its lease: b takes over.
     a.signal("-STOP");
@@ -316,13 +295,7 @@ async fn a_paused_leader_steps_down_and_writes_nothing_after_the_takeover() {
     assert!(took_over.is_some(), "b did not take over:\n{}", b.log());
 
     // a wakes believing it leads, finds out, and stands by.
-    assert!(
-        env.eventually(Duration::from_secs(30), || a.stands_by().then_some(()))
-            .await
-            .is_some(),
-        "a did not step down:\n{}",
-        a.log()
-    );
+    until(&env, 30, &a, "a did not step down", || a.stands_by()).await;
     assert!(a.log().contains("lost the leader lease"), "{}", a.log());
     assert!(b.leads() && !a.leads());
     // Nothing a wrote after b's takeover is in the shared log: every entry after the

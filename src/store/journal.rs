@@ -229,7 +229,8 @@ impl std::fmt::Debug for Journal {
     }
 }
 
-fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> AwsError {
+/// A DynamoDB request builder refused its input (a bug: every input is built here).
+pub(crate) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> AwsError {
     AwsError {
         operation: "DynamoDB",
         code: None,
@@ -465,23 +466,8 @@ impl Journal {
             Some(found) => found,
             None => return Ok(()),
         };
-        let columns = {
-            let mut s = self.state.lock().map_err(|_| poisoned())?;
-            s.applying = true;
-            s.columns.clone()
-        };
-        let result = (|| -> rusqlite::Result<()> {
-            conn.execute_batch("BEGIN IMMEDIATE; PRAGMA defer_foreign_keys = ON")?;
-            for c in &rows {
-                if let Err(e) = apply_change(conn, &columns, c) {
-                    let _ = conn.execute_batch("ROLLBACK");
-                    return Err(e);
-                }
-            }
-            conn.execute_batch("COMMIT")
-        })();
+        let result = self.apply_rows(conn, &rows)?;
         let mut s = self.state.lock().map_err(|_| poisoned())?;
-        s.applying = false;
         result.map_err(|source| {
             journal_error(
                 "load the state snapshot",
@@ -801,7 +787,14 @@ impl Journal {
         if fresh { Ok(0) } else { self.catch_up(conn) }
     }
 
-    fn apply(&self, conn: &Connection, seq: u64, changes: &[Change]) -> StoreResult<()> {
+    /// Applies rows already in the shared table (an entry, a snapshot) in one local
+    /// transaction, without recording them. The outer error is the journal's own; the
+    /// inner one is SQLite refusing a row.
+    fn apply_rows(
+        &self,
+        conn: &Connection,
+        changes: &[Change],
+    ) -> StoreResult<rusqlite::Result<()>> {
         let columns = {
             let mut s = self.state.lock().map_err(|_| poisoned())?;
             s.applying = true;
@@ -820,8 +813,13 @@ impl Journal {
             }
             conn.execute_batch("COMMIT")
         })();
+        self.state.lock().map_err(|_| poisoned())?.applying = false;
+        Ok(result)
+    }
+
+    fn apply(&self, conn: &Connection, seq: u64, changes: &[Change]) -> StoreResult<()> {
+        let result = self.apply_rows(conn, changes)?;
         let mut s = self.state.lock().map_err(|_| poisoned())?;
-        s.applying = false;
         match result {
             Ok(()) => {
                 s.seq = seq;

@@ -1,8 +1,8 @@
 //! Active/standby on the DynamoDB state backend, with the real binary on moto: two
 //! `rotationd run` processes share one state table (a 6 s lease, to keep the tests short).
 //!
-//! - The leader is killed (SIGKILL) right after its RotateSecret; the standby takes the
-//!   lease once it expires, resumes the attempt from the shared state and completes it:
+//! - The leader is killed (SIGKILL) right after its RotateSecret; the standby (which meanwhile
+//!   tells systemd it is ready and feeds its watchdog) takes the lease once it expires, resumes the attempt from the shared state and completes it:
 //!   exactly one RotateSecret reached AWS.
 //! - The leader is paused (SIGSTOP) past its lease; the standby takes over; when the old
 //!   leader wakes it steps down, and nothing it writes after the takeover lands in the
@@ -191,8 +191,39 @@ async fn the_standby_completes_the_killed_leaders_rotation_exactly_once() {
         ],
     );
     until(&env, 30, &a, "a did not lead", || a.leads()).await;
-    let b = Node::start(&env, "b", &[("ROTATIOND_TEST_CLOCK_OFFSET", &shift)]);
+    // b runs under a (test) systemd: a standby is ready and feeds the watchdog too.
+    let sock_path = env.dir.path().join("b-notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let notify = sock_path.to_str().unwrap();
+    let b = Node::start(
+        &env,
+        "b",
+        &[
+            ("ROTATIOND_TEST_CLOCK_OFFSET", &shift),
+            ("NOTIFY_SOCKET", notify),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
     until(&env, 30, &b, "b did not stand by", || b.stands_by()).await;
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < deadline {
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    let count = |needle: &str| {
+        seen.iter()
+            .filter(|m| m.lines().any(|l| l == needle))
+            .count()
+    };
+    assert!(count("READY=1") >= 1, "{seen:?}");
+    assert!(count("STATUS=standby") >= 1, "{seen:?}");
+    // WATCHDOG_USEC 2 s: one WATCHDOG=1 a second, so at least 3 in 5 s of standing by.
+    assert!(count("WATCHDOG=1") >= 3, "{seen:?}");
     assert!(
         env.eventually(Duration::from_secs(60), || {
             (env.rotations_by_rotationd(&secret) == 1 && a.log().contains("failpoint after-rotate"))

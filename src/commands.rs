@@ -445,6 +445,10 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
     let now = app.clock.now();
     let mut cache = inventory::AgeCache::default();
     let inv = inventory::scan(&app.engine.sm, cfg, &mut cache).await?;
+    for (place, error) in &inv.unreachable {
+        // The other accounts are listed; say which are not, and why.
+        eprintln!("warning: {place}: cannot list its secrets, so they are missing below: {error}");
+    }
     let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;
     let last = app.store.call(|s| s.db().last_finished_attempts()).await?;
     let pending = app.store.call(|s| s.db().pending_triggers()).await?;

@@ -275,4 +275,21 @@ async fn three_accounts_two_regions_and_a_role_that_cannot_be_assumed() {
         !read_log().contains("seeded-by-the-test"),
         "a secret value reached the log"
     );
+
+    // `rotationd status` lists the reachable account-regions' secrets by ARN and says
+    // which account-regions it could not list.
+    let out = env.cli(&["status"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = common::rotationd::stderr(&out);
+    for (account, region, arn) in &arns {
+        assert_eq!(
+            stdout.contains(arn.as_str()),
+            *account != REFUSED,
+            "{account} {region}:\n{stdout}\n{stderr}"
+        );
+    }
+    for region in REGIONS {
+        let line = format!("warning: account {REFUSED} region {region}: cannot list its secrets");
+        assert!(stderr.contains(&line), "{stderr}");
+    }
 }

@@ -55,17 +55,8 @@ pub struct CloudWatch {
 
 impl CloudWatch {
     pub fn new(client: Client) -> Self {
-        let region = client
-            .config()
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "unset".into());
-        let place = Place {
-            account: super::OWN_ACCOUNT.into(),
-            region,
-        };
         CloudWatch {
-            targets: Targets::single(place, client.clone()),
+            targets: Targets::single(Place::own(client.config().region()), client.clone()),
             client,
         }
     }
@@ -94,10 +85,7 @@ impl CloudWatch {
             .iter()
             .next()
             .map(|(p, _)| p.clone())
-            .unwrap_or_else(|| Place {
-                account: super::OWN_ACCOUNT.into(),
-                region: "unset".into(),
-            })
+            .unwrap_or_else(|| Place::own(None))
     }
 
     /// The states of the named alarms (metric and composite). Names CloudWatch does not

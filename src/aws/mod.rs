@@ -83,6 +83,17 @@ pub struct Place {
 /// The `account` label when no `[[account]]` is configured: the daemon's own credentials.
 pub const OWN_ACCOUNT: &str = "self";
 
+impl Place {
+    /// The daemon's own account in `region` (a client's configured region; `unset` when it
+    /// has none): the one place without `[[account]]`.
+    pub fn own(region: Option<&Region>) -> Place {
+        Place {
+            account: OWN_ACCOUNT.into(),
+            region: region.map_or_else(|| "unset".into(), |r| r.to_string()),
+        }
+    }
+}
+
 impl std::fmt::Display for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "account {} region {}", self.account, self.region)
@@ -212,17 +223,7 @@ pub async fn place_configs(
     accounts: &[crate::config::Account],
 ) -> Vec<(Place, SdkConfig)> {
     if accounts.is_empty() {
-        let region = sdk
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "unset".into());
-        return vec![(
-            Place {
-                account: OWN_ACCOUNT.into(),
-                region,
-            },
-            sdk.clone(),
-        )];
+        return vec![(Place::own(sdk.region()), sdk.clone())];
     }
     let mut out = Vec::new();
     for account in accounts {

@@ -169,19 +169,8 @@ pub struct SecretsManager {
 impl SecretsManager {
     /// One client for every secret (no `[[account]]` tables).
     pub fn new(client: Client) -> Self {
-        let region = client
-            .config()
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "unset".into());
         SecretsManager {
-            targets: Targets::single(
-                Place {
-                    account: super::OWN_ACCOUNT.into(),
-                    region,
-                },
-                client,
-            ),
+            targets: Targets::single(Place::own(client.config().region()), client),
         }
     }
 
@@ -206,10 +195,7 @@ impl SecretsManager {
             Ok((place, _)) => place.clone(),
             Err(_) => super::arn_place(id)
                 .or_else(|| self.places().into_iter().next())
-                .unwrap_or_else(|| Place {
-                    account: super::OWN_ACCOUNT.into(),
-                    region: "unset".into(),
-                }),
+                .unwrap_or_else(|| Place::own(None)),
         }
     }
 

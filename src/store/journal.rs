@@ -509,35 +509,11 @@ impl Journal {
             );
             return Ok(None);
         }
-        let key = format!("{SNAPSHOT_PK}#{seq:020}");
-        let mut body = String::new();
-        let mut got = 0;
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :k")
-                .expression_attribute_values(":k", AttributeValue::S(key.clone()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| aws_journal_error(AwsError::from_sdk("Query", e)))?;
-            for item in page.items() {
-                body.push_str(
-                    item.get("body")
-                        .and_then(|b| b.as_s().ok())
-                        .map_or("", |v| v),
-                );
-                got += 1;
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
+        let items = self
+            .query_partition(&format!("{SNAPSHOT_PK}#{seq:020}"), None)
+            .await?;
+        let got = items.len() as u64;
+        let body: String = items.iter().map(body_of).collect();
         if got != chunks {
             return Err(journal_error(
                 "load the state snapshot",
@@ -835,62 +811,77 @@ impl Journal {
         }
     }
 
+    /// Every item of partition `pk` (from sort key `from_sk` on), in sort key order,
+    /// strongly consistent, all pages.
+    async fn query_partition(
+        &self,
+        pk: &str,
+        from_sk: Option<&str>,
+    ) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            q = match from_sk {
+                Some(from) => q
+                    .key_condition_expression("pk = :pk AND sk >= :from")
+                    .expression_attribute_values(":from", AttributeValue::S(from.into())),
+                None => q.key_condition_expression("pk = :pk"),
+            };
+            let page = q
+                .send()
+                .await
+                .map_err(|e| aws_journal_error(AwsError::from_sdk("Query", e)))?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// The entries from `from` on, whole (their chunks joined), in order.
     async fn read_from(&self, from: u64) -> StoreResult<Vec<(u64, Vec<Change>)>> {
         let mut out: Vec<(u64, Vec<Change>)> = Vec::new();
         let mut current: Option<(u64, usize, String)> = None;
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :log AND sk >= :from")
-                .expression_attribute_values(":log", AttributeValue::S(LOG_PK.into()))
-                .expression_attribute_values(":from", AttributeValue::S(format!("{from:020}")))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| aws_journal_error(AwsError::from_sdk("Query", e)))?;
-            for item in page.items() {
-                let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
-                let (Some(seq), Some(chunks), Some(schema)) =
-                    (num("seq"), num("chunks"), num("schema"))
-                else {
-                    return Err(journal_error(
+        let items = self
+            .query_partition(LOG_PK, Some(&format!("{from:020}")))
+            .await?;
+        for item in &items {
+            let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
+            let (Some(seq), Some(chunks), Some(schema)) =
+                (num("seq"), num("chunks"), num("schema"))
+            else {
+                return Err(journal_error(
                         "read the state log",
                         "a log item lacks seq, chunks or schema; the table holds something rotationd did not write: use a table of its own".into(),
                         false,
                     ));
-                };
-                if schema > u64::from(SCHEMA_VERSION) {
-                    return Err(journal_error(
-                        "read the state log",
-                        format!(
-                            "entry {seq} was written by a newer rotationd (schema {schema}, this one knows {SCHEMA_VERSION}); upgrade this instance"
-                        ),
-                        false,
-                    ));
-                }
-                let body = item
-                    .get("body")
-                    .and_then(|b| b.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                match current.as_mut() {
-                    Some((s, _, text)) if *s == seq => text.push_str(&body),
-                    _ => {
-                        if let Some(done) = current.take() {
-                            out.push(finish(done)?);
-                        }
-                        current = Some((seq, usize::try_from(chunks).unwrap_or(1), body));
-                    }
-                }
+            };
+            if schema > u64::from(SCHEMA_VERSION) {
+                return Err(journal_error(
+                    "read the state log",
+                    format!(
+                        "entry {seq} was written by a newer rotationd (schema {schema}, this one knows {SCHEMA_VERSION}); upgrade this instance"
+                    ),
+                    false,
+                ));
             }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+            let body = body_of(item).to_string();
+            match current.as_mut() {
+                Some((s, _, text)) if *s == seq => text.push_str(&body),
+                _ => {
+                    if let Some(done) = current.take() {
+                        out.push(finish(done)?);
+                    }
+                    current = Some((seq, usize::try_from(chunks).unwrap_or(1), body));
+                }
             }
         }
         if let Some(done) = current.take() {
@@ -922,6 +913,13 @@ fn finish((seq, _chunks, text): (u64, usize, String)) -> StoreResult<(u64, Vec<C
         )
     })?;
     Ok((seq, changes))
+}
+
+/// A log or snapshot chunk's text.
+fn body_of(item: &HashMap<String, AttributeValue>) -> &str {
+    item.get("body")
+        .and_then(|b| b.as_s().ok())
+        .map_or("", |v| v.as_str())
 }
 
 fn poisoned() -> StoreError {

@@ -122,10 +122,6 @@ impl Lease {
         self.token.and(self.until_ms)
     }
 
-    pub fn holder(&self) -> &str {
-        &self.holder
-    }
-
     /// How often to call [`Lease::tick`]: a third of the lease, so two renewals can fail
     /// before it expires.
     pub fn renew_every(&self) -> Duration {
@@ -233,17 +229,7 @@ impl Lease {
     /// The condition every leader write carries: the lease item still names us with our
     /// token. `None` when we do not hold the lease (then do not write at all).
     pub fn fence(&self) -> Option<ConditionCheck> {
-        let token = self.token?;
-        ConditionCheck::builder()
-            .table_name(&self.table)
-            .key(PK, s(&self.key))
-            .key(SK, s(LEASE_SK))
-            .condition_expression("holder = :me AND #t = :token")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":me", s(&self.holder))
-            .expression_attribute_values(":token", n(token))
-            .build()
-            .ok()
+        self.journal_fence()?.condition(&self.table).ok()
     }
 
     /// The fence for the state log's appends ([`crate::store::journal::Fence`]); `None`

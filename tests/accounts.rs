@@ -16,11 +16,10 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_secretsmanager::types::RotationRulesType;
 use chrono::{Timelike, Utc};
 use common::moto;
 use common::proxy::{Outcome, Proxy};
-use common::rotationd::{Env, rows, terminate};
+use common::rotationd::{Env, rotatable_secret_in, rows, terminate};
 
 const ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "333333333333"];
 const REFUSED: &str = "333333333333";
@@ -59,31 +58,6 @@ async fn client_in(account: &str, region: &str) -> aws_sdk_secretsmanager::Clien
     aws_sdk_secretsmanager::Client::new(&conf)
 }
 
-/// A secret with rotation configured (moto rotates it once at once), in one account-region;
-/// returns its ARN.
-async fn seed(sm: &aws_sdk_secretsmanager::Client, name: &str) -> String {
-    let arn = sm
-        .create_secret()
-        .name(name)
-        .secret_string("seeded-by-the-test")
-        .send()
-        .await
-        .unwrap()
-        .arn
-        .unwrap();
-    sm.rotate_secret()
-        .secret_id(&arn)
-        .rotation_rules(
-            RotationRulesType::builder()
-                .automatically_after_days(90)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    arn
-}
-
 /// How many RotateSecret calls rotationd made on `arn` (moto's request log).
 fn rotations_of(arn: &str) -> usize {
     moto::shared()
@@ -105,7 +79,12 @@ async fn three_accounts_two_regions_and_a_role_that_cannot_be_assumed() {
     let mut arns = Vec::new();
     for account in ACCOUNTS {
         for region in REGIONS {
-            let arn = seed(&client_in(account, region).await, &name).await;
+            let arn = rotatable_secret_in(
+                &client_in(account, region).await,
+                &name,
+                "seeded-by-the-test",
+            )
+            .await;
             assert!(arn.contains(&format!(":{region}:{account}:")), "{arn}");
             arns.push((account, region, arn));
         }

@@ -165,14 +165,6 @@ impl<C> Targets<C> {
         self.list.iter()
     }
 
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     /// The target that serves `id` (a name or an ARN).
     pub fn pick(&self, id: &str, operation: &'static str) -> Result<&(Place, C), AwsError> {
         if !self.routed {

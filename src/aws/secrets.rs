@@ -203,15 +203,6 @@ impl SecretsManager {
         Ok(&self.targets.pick(id, operation)?.1)
     }
 
-    /// [`SecretsManager::list_in`] on the first (or only) account-region.
-    pub async fn list(&self, query: &ListQuery) -> Result<Vec<SecretInfo>, AwsError> {
-        let place = self.places().into_iter().next();
-        match place {
-            Some(p) => self.list_in(&p, query).await,
-            None => Ok(Vec::new()),
-        }
-    }
-
     /// The secrets in `place` matching `query` (all of them for the default query),
     /// including those scheduled for deletion, so that a configured secret being deleted is
     /// reported as such rather than missing; pages of 100: ceil(N/100) requests.

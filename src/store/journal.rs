@@ -160,7 +160,8 @@ pub struct Fence {
 }
 
 impl Fence {
-    fn condition(&self, table: &str) -> Result<ConditionCheck, AwsError> {
+    /// The `ConditionCheck` on the lease item in `table`.
+    pub(crate) fn condition(&self, table: &str) -> Result<ConditionCheck, AwsError> {
         ConditionCheck::builder()
             .table_name(table)
             .key(PK, AttributeValue::S(self.key.clone()))
@@ -331,10 +332,6 @@ impl Journal {
             state: Arc::new(Mutex::new(State::default())),
             fence: Arc::new(Mutex::new(None)),
         }
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
     }
 
     /// Sets (leader) or clears (standby, CLI) the condition every append carries.

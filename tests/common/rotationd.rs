@@ -26,6 +26,35 @@ pub struct Env {
     pub metrics_port: u16,
 }
 
+/// [`Env::rotatable_secret`] through any client (another account or region); returns the
+/// secret's ARN.
+pub async fn rotatable_secret_in(
+    sm: &aws_sdk_secretsmanager::Client,
+    name: &str,
+    value: &str,
+) -> String {
+    let arn = sm
+        .create_secret()
+        .name(name)
+        .secret_string(value)
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+    sm.rotate_secret()
+        .secret_id(&arn)
+        .rotation_rules(
+            RotationRulesType::builder()
+                .automatically_after_days(90)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    arn
+}
+
 /// An SNS topic with an SQS queue subscribed to it: (topic ARN, queue URL).
 /// A new SQS queue: (URL, ARN).
 pub async fn queue_with_arn(sqs: &aws_sdk_sqs::Client, name: &str) -> (String, String) {
@@ -248,24 +277,7 @@ notify_topic_arn = "{notify_topic}"
     /// [`Env::rotatable_secret`] with a chosen initial value (written by the test, never
     /// by rotationd).
     pub async fn rotatable_secret_with(&self, name: &str, value: &str) {
-        self.sm
-            .create_secret()
-            .name(name)
-            .secret_string(value)
-            .send()
-            .await
-            .unwrap();
-        self.sm
-            .rotate_secret()
-            .secret_id(name)
-            .rotation_rules(
-                RotationRulesType::builder()
-                    .automatically_after_days(90)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        rotatable_secret_in(&self.sm, name, value).await;
     }
 
     /// Leaves a rotation half done, as a rotation function that died after createSecret

@@ -286,15 +286,23 @@ impl Moto {
         let text = fs::read_to_string(&self.recording_path).unwrap_or_else(|e| {
             panic!("read moto recording {}: {e}", self.recording_path.display())
         });
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|line| {
-                let v: serde_json::Value = serde_json::from_str(line)
-                    .unwrap_or_else(|e| panic!("corrupt line in moto recording ({e}): {line}"));
-                parse_entry(&v)
-            })
-            .filter(|r| !url_path(&r.url).starts_with("/moto-api/"))
-            .collect()
+        // moto's threaded server writes each record and its newline in two writes, so two
+        // requests recorded at once can share a line ("{...}{...}\n\n"), and the record
+        // being written while we read can be cut short at the end. Read a stream of JSON
+        // values rather than lines, and stop at a truncated last one.
+        let mut out = Vec::new();
+        for v in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
+            match v {
+                Ok(v) => out.push(parse_entry(&v)),
+                Err(e) if e.is_eof() => break,
+                Err(e) => panic!(
+                    "corrupt moto recording {} ({e})",
+                    self.recording_path.display()
+                ),
+            }
+        }
+        out.retain(|r| !url_path(&r.url).starts_with("/moto-api/"));
+        out
     }
 
     /// Operation names in order, e.g. `["CreateSecret", "RotateSecret"]`.

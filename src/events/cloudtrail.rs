@@ -142,7 +142,9 @@ impl Poller {
                         "event_name": event.event_name(),
                         "bytes": record.len(),
                     });
-                    self.sink.accept(normalized, "cloudtrail", detail).await?;
+                    self.sink
+                        .accept(normalized, "cloudtrail", event.event_id(), detail)
+                        .await?;
                     handled += 1;
                 }
                 let next = out

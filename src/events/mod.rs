@@ -421,29 +421,39 @@ pub struct EventSink {
 impl EventSink {
     /// Handles one normalized event (or rejection). `Err`: nothing was committed, so the
     /// caller must not acknowledge the event.
+    ///
+    /// `delivery` names the delivery itself (the SQS message id, the CloudTrail record id):
+    /// a rejected body has no event id to collapse on, and both sources deliver the same
+    /// thing more than once (SQS is at-least-once; CloudTrail sweeps overlap), so a
+    /// rejection is recorded and counted once per delivery id.
     pub async fn accept(
         &self,
         normalized: Result<Normalized, Rejection>,
         source: &str,
+        delivery: Option<&str>,
         detail: serde_json::Value,
     ) -> Result<Disposition, StoreError> {
         let now = self.clock.now();
         match normalized {
             Err(rejection) => {
                 let reason = rejection.reason();
-                self.metrics
-                    .events_rejected_total
-                    .with_label_values(&[reason])
-                    .inc();
-                audit_rejection(
+                let new = audit_rejection(
                     &self.store,
                     source,
+                    delivery,
                     reason,
                     rejection.to_string(),
                     detail,
                     now,
                 )
                 .await?;
+                if !new {
+                    return Ok(Disposition::Duplicate);
+                }
+                self.metrics
+                    .events_rejected_total
+                    .with_label_values(&[reason])
+                    .inc();
                 Ok(Disposition::Rejected(reason))
             }
             Ok(Normalized::Request(r)) => {
@@ -500,15 +510,25 @@ impl EventSink {
     }
 }
 
-/// Records a rejected event in the audit log (the reason, never the body).
+/// The `seen_events` key of a rejected delivery; its own namespace, apart from event ids.
+pub fn rejected_delivery_key(source: &str, delivery: &str) -> String {
+    format!("rejected:{source}:{delivery}")
+}
+
+/// Records a rejected event in the audit log (the reason, never the body). With a
+/// `delivery` id, only its first rejection is recorded: `false` for a redelivery, which
+/// writes nothing.
 pub async fn audit_rejection(
     store: &StoreHandle,
     source: &str,
+    delivery: Option<&str>,
     reason: &str,
     message: String,
     detail: serde_json::Value,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    let key = delivery.map(|d| rejected_delivery_key(source, d));
+    let source = source.to_string();
     let entry = NewAuditEntry {
         at: now,
         actor: format!("event:{source}"),
@@ -520,7 +540,17 @@ pub async fn audit_rejection(
         detail: Some(detail),
     };
     store
-        .call(move |s| s.db().append_audit(&entry).map(|_| ()))
+        .call(move |s| {
+            s.transaction(|db| {
+                if let Some(key) = &key
+                    && !db.mark_event_seen(key, &source, now)?
+                {
+                    return Ok(false);
+                }
+                db.append_audit(&entry)?;
+                Ok(true)
+            })
+        })
         .await
 }
 
@@ -691,5 +721,40 @@ custodians = ["carol"]
         let plan = plan_event(&cfg, &fleet, &ev, "sqs", t(10, 0));
         assert!(plan.triggers.is_empty() && plan.alerts.is_empty());
         assert_eq!(plan.audit.outcome, "unknown_secret");
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_rejection_is_recorded_once_and_another_delivery_again() {
+        let store = StoreHandle::spawn(crate::store::Store::open_in_memory().unwrap()).unwrap();
+        let record = |delivery: Option<&'static str>| {
+            let store = store.clone();
+            async move {
+                audit_rejection(
+                    &store,
+                    "sqs",
+                    delivery,
+                    "not_json",
+                    "not json".into(),
+                    serde_json::json!({ "bytes": 3 }),
+                    t(9, 0),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        assert!(record(Some("m-1")).await, "first delivery");
+        assert!(!record(Some("m-1")).await, "the same message again");
+        assert!(record(Some("m-2")).await, "another message");
+        // Without a delivery id there is nothing to collapse on: each is recorded.
+        assert!(record(None).await);
+        assert!(record(None).await);
+        let rejected = store
+            .call(|s| s.db().audit_entries(None, 100))
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "event_rejected")
+            .count();
+        assert_eq!(rejected, 4);
     }
 }

@@ -6,7 +6,8 @@
 //! duplicates collapsing on the event id. A bad message (not JSON, unknown shape, missing
 //! fields, oversized, foreign account, unconfigured source) is audited with its reason,
 //! counted in `rotationd_events_rejected_total{reason}` and deleted: it never stops the
-//! consumer and never triggers a rotation. When the store cannot be written, nothing is
+//! consumer and never triggers a rotation; a redelivered bad message (same message id) is
+//! not audited or counted again. When the store cannot be written, nothing is
 //! deleted and the message comes back after its visibility timeout. While a batch is being
 //! handled its visibility is extended, so a slow store does not hand the same message to
 //! another worker.
@@ -157,7 +158,9 @@ impl Consumer {
         let body = m.body.as_deref().unwrap_or_default();
         let normalized = normalize::normalize_sqs_body(body, &self.sink.normalize);
         let detail = serde_json::json!({ "message_id": m.message_id, "bytes": body.len() });
-        self.sink.accept(normalized, "sqs", detail).await
+        self.sink
+            .accept(normalized, "sqs", m.message_id.as_deref(), detail)
+            .await
     }
 }
 

@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use rotationd::store::Store;
-use rotationd::store::journal::{Journal, ensure_table};
+use rotationd::store::dynamodb::ensure_table;
+use rotationd::store::journal::Journal;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -23,7 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let table = format!("rotationd-replay-{}", std::process::id());
     runtime.block_on(ensure_table(&client, &table))?;
-    let journal = |who: &str| Journal::new(client.clone(), &table, runtime.handle().clone(), who);
+    let journal =
+        |who: &str| Journal::dynamodb(client.clone(), &table, runtime.handle().clone(), who);
 
     let mut writer = Store::open_replicated(journal("writer"))?;
     let started = Instant::now();

@@ -121,10 +121,10 @@ impl App {
                         .interceptor(counter.clone())
                         .build(),
                 );
-                crate::store::journal::ensure_table(&dynamodb, table)
+                crate::store::dynamodb::ensure_table(&dynamodb, table)
                     .await
                     .with_context(|| format!("the DynamoDB state table {table} ([state] table)"))?;
-                let journal = crate::store::journal::Journal::new(
+                let journal = crate::store::journal::Journal::dynamodb(
                     dynamodb.clone(),
                     table,
                     tokio::runtime::Handle::current(),

@@ -195,7 +195,7 @@ fn open_state(
                 })?;
             let sdk = rt.block_on(crate::aws::load_sdk_config(&cfg.aws));
             let client = aws_sdk_dynamodb::Client::new(&sdk);
-            let journal = crate::store::journal::Journal::new(
+            let journal = crate::store::journal::Journal::dynamodb(
                 client,
                 table,
                 rt.handle().clone(),

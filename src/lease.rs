@@ -37,7 +37,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::aws::AwsError;
-use crate::store::journal::build_error;
+use crate::store::dynamodb::build_error;
 
 /// Where an instance stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,13 +76,13 @@ pub struct Lease {
 }
 
 /// The key attributes of rotationd's DynamoDB table (the state log's table).
-pub use crate::store::journal::{PK, SK};
+pub use crate::store::dynamodb::{PK, SK};
 /// The lease item's sort key.
 pub const LEASE_SK: &str = "lease";
 
-/// Creates the table if it does not exist ([`crate::store::journal::ensure_table`]).
+/// Creates the table if it does not exist ([`crate::store::dynamodb::ensure_table`]).
 pub async fn ensure_table(client: &Client, table: &str) -> Result<(), AwsError> {
-    crate::store::journal::ensure_table(client, table).await
+    crate::store::dynamodb::ensure_table(client, table).await
 }
 
 fn s(v: &str) -> AttributeValue {

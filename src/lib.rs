@@ -11,7 +11,7 @@
 //! - [`planner`]: pure planning: windows, compliance status, staggered starts.
 //! - [`store`]: the SQLite state store (triggers, attempts, audit log, outbox), run on its
 //!   own thread; with `[state] backend = "dynamodb"` a replica of a log shared through
-//!   DynamoDB ([`store::journal`]).
+//!   DynamoDB ([`store::journal`], behind the [`store::shared_log::SharedLog`] trait).
 //! - [`lease`]: the DynamoDB leader lease and its fencing token (active/standby).
 //! - [`aws`]: SDK configuration, one client per account-region (`[[account]]`, roles
 //!   assumed through STS), request counting, retryable/fatal errors, and the only Secrets

@@ -155,7 +155,7 @@ async fn log_writers(table: &str) -> Vec<(u64, String)> {
 async fn last_attempt(table: &str, secret: &str) -> Option<String> {
     let m = moto::shared();
     let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config(&m.endpoint()));
-    let journal = rotationd::store::journal::Journal::new(
+    let journal = rotationd::store::journal::Journal::dynamodb(
         client,
         table,
         tokio::runtime::Handle::current(),

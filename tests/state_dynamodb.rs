@@ -1,9 +1,11 @@
-//! The DynamoDB state backend (`src/store/journal.rs`) against moto's DynamoDB.
+//! The DynamoDB state backend (`src/store/journal.rs` over `src/store/dynamodb.rs`)
+//! against moto's DynamoDB.
 //!
 //! - The same store behaviour (triggers and their dedupe, an attempt's life, the hash-
 //!   chained audit, deduplicated alerts, seen events, cursors, pruning) runs on the SQLite
-//!   backend and on a DynamoDB replica; both end in the same rows, and a second replica
-//!   built from the log alone has them too (and an intact audit chain).
+//!   backend, on a DynamoDB replica and on a replica over the in-memory `SharedLog`; all
+//!   end in the same rows, and a second replica built from the DynamoDB log alone has
+//!   them too (and an intact audit chain).
 //! - Two replicas that decide on the same state: the second append is refused (the
 //!   conditional write on the log position), its local changes are rolled back, and after
 //!   catching up it sees the first one's write.
@@ -20,7 +22,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use common::moto;
 use rotationd::lease::{Lease, Role};
-use rotationd::store::journal::{Journal, ensure_table};
+use rotationd::store::dynamodb::ensure_table;
+use rotationd::store::journal::Journal;
+use rotationd::store::shared_log::MemoryLog;
 use rotationd::store::{
     AttemptState, AttemptUpdate, NewAlert, NewAttempt, NewAuditEntry, NewTrigger, Store,
     StoreError, TriggerKind, TriggerStatus,
@@ -264,7 +268,7 @@ impl Dynamo {
     }
 
     fn journal(&self, writer: &str) -> Journal {
-        Journal::new(
+        Journal::dynamodb(
             self.client.clone(),
             &self.table,
             self.runtime.handle().clone(),
@@ -292,6 +296,12 @@ fn the_same_behaviour_on_sqlite_and_on_dynamodb_and_a_new_replica_agrees() {
 
     let want = sqlite.dump().unwrap();
     assert_eq!(a.dump().unwrap(), want, "the replica that wrote");
+    // The same scenario over the in-memory log (the unit tests' backend) agrees too.
+    let memory = std::sync::Arc::new(MemoryLog::new());
+    let mut m = Store::open_replicated(Journal::new(memory.clone(), "host-m")).unwrap();
+    scenario(&mut m);
+    assert_eq!(m.dump().unwrap(), want, "a replica over the in-memory log");
+    assert_eq!(memory.len() as u64, a.journal().unwrap().seq());
     // A replica built from the log alone.
     let b = d.replica("host-b");
     assert_eq!(b.dump().unwrap(), want, "a replica rebuilt from the log");
@@ -429,4 +439,46 @@ fn a_new_replica_starts_from_the_latest_snapshot_and_replays_only_the_tail() {
     let d2 = d.replica("host-d");
     assert_eq!(d2.journal().unwrap().snapshot_seq(), newer);
     assert_eq!(d2.dump().unwrap(), a.dump().unwrap());
+}
+
+#[test]
+fn an_entry_and_a_snapshot_larger_than_an_item_are_split_and_read_whole() {
+    let d = Dynamo::new("chunks");
+    let mut a = d.replica("host-a");
+    // Three cursors of 250 KB in one job: about 750 KB of JSON, three log items (300 KB
+    // each at most) in one transaction. Multi-byte characters straddle the cuts.
+    let big = |c: char| c.to_string().repeat(125_000);
+    a.job(|s| {
+        s.transaction(|db| {
+            db.set_cursor("big-1", &big('é'), t(1))?;
+            db.set_cursor("big-2", &big('ü'), t(1))?;
+            db.set_cursor("big-3", &big('ß'), t(1))
+        })
+    })
+    .unwrap();
+    let items = d
+        .runtime
+        .block_on(
+            d.client
+                .query()
+                .table_name(&d.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(
+                    ":pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S("log".into()),
+                )
+                .send(),
+        )
+        .unwrap()
+        .count;
+    assert_eq!(items, 3, "one entry in three chunks");
+    let b = d.replica("host-b");
+    assert_eq!(b.journal().unwrap().seq(), 1);
+    assert_eq!(b.dump().unwrap(), a.dump().unwrap());
+
+    let at = a.job(|s| s.write_snapshot()).unwrap().unwrap();
+    let c = d.replica("host-c");
+    let j = c.journal().unwrap();
+    assert_eq!((j.snapshot_seq(), j.replayed_at_open()), (at, 0));
+    assert_eq!(c.db().get_cursor("big-2").unwrap().unwrap().value, big('ü'));
 }

@@ -5,7 +5,7 @@
 //!    spanned). Each section and each `[[secret]]`/`[[selector]]`/`[[group]]`/`[[dependent]]`/
 //!    `[[account]]` entry is deserialized on its own, and when one fails each of its keys is retried
 //!    alone, so one run reports every mistake instead of the first.
-//! 2. [`build`] turns the raw structs into real types (`Duration`, `NonZeroU32`, parsed
+//! 2. `build` turns the raw structs into real types (`Duration`, `NonZeroU32`, parsed
 //!    [`Schedule`], `SocketAddr`) and runs the cross-field checks (duplicate ids, unknown
 //!    groups and dependents, windows longer than the schedule's shortest gap, missing
 //!    change tickets...).

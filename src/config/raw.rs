@@ -2,7 +2,7 @@
 //!
 //! Every struct denies unknown keys and every field is optional, so that one section with a
 //! mistake does not hide the mistakes in another and so that "missing key" errors can be
-//! reported by [`super::build`] with the position of the table that lacks it. Values keep
+//! reported by `build` with the position of the table that lacks it. Values keep
 //! their source span ([`Spanned`]) for the same reason. Nothing here is validated: the
 //! stricter types live in [`super`].
 

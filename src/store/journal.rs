@@ -1,28 +1,18 @@
-//! The DynamoDB state backend (`[state] backend = "dynamodb"`): the state lives in a
-//! DynamoDB table, shared by every instance, as an ordered log of committed transactions;
-//! each instance keeps an in-memory SQLite replica of it to query.
+//! The replicated store's journal: every store job becomes an entry of a shared, ordered
+//! log, and each instance keeps an in-memory SQLite replica of that log to query. Where
+//! the log lives is behind the [`SharedLog`] trait: DynamoDB in production
+//! ([`super::dynamodb`], `[state] backend = "dynamodb"`), memory in unit tests
+//! ([`MemoryLog`](super::shared_log::MemoryLog)).
 //!
 //! # Why a log, and why SQLite stays the query engine
 //!
 //! Every query, invariant and test of the store (the ~60 methods of [`Db`](super::Db),
 //! the append-only hash-chained audit, the conditional request transitions) is written
 //! once, in SQL. Re-writing each as DynamoDB items and indexes would make two stores that
-//! drift apart. Instead, DynamoDB holds what must be shared and agreed on: the sequence of
-//! committed transactions. Agreement is DynamoDB's, not ours: an entry is appended with a
-//! conditional write, so for each position in the log exactly one writer wins.
-//!
-//! # Key design (one table, `pk` string + `sk` string)
-//!
-//! | item | `pk` | `sk` | attributes |
-//! |---|---|---|---|
-//! | log entry (chunk) | `log` | `<seq, 20 digits>#<chunk, 4 digits>` | `seq`, `chunk`, `chunks`, `schema`, `writer`, `at` (ms), `body` (JSON of the changes) |
-//! | leader lease | `lease#<name>` | `lease` | `holder`, `expires_at` (ms), `token` ([`crate::lease`]) |
-//! | snapshot chunk | `snapshot#<seq, 20 digits>` | `<chunk, 6 digits>` | `body` (every row, JSON) |
-//! | latest snapshot | `snapshot` | `latest` | `seq`, `chunks`, `schema`, `writer` |
-//!
-//! An entry larger than one item (about 300 KB of JSON per chunk) is split into chunks
-//! written in the same `TransactWriteItems`, so it appears whole or not at all; the limit
-//! is DynamoDB's 4 MB per transaction.
+//! drift apart. Instead, the distributed engine holds what must be shared and agreed on:
+//! the sequence of committed transactions. Agreement is the engine's, not ours: an entry
+//! is appended with a conditional write, so for each position in the log exactly one
+//! writer wins. The key design in DynamoDB is in [`super::dynamodb`].
 //!
 //! # How a write commits
 //!
@@ -30,39 +20,38 @@
 //! local transaction ([`Store::job`](super::Store::job)). SQLite's update hook notes which
 //! rows the job touched; before the commit, the journal reads their final values (or finds
 //! them gone) and appends them as entry `seq + 1`, where `seq` is the last entry this
-//! replica has applied, with `attribute_not_exists` on the entry. If another instance
-//! appended first, the append is refused, the local transaction is rolled back, and the
-//! caller gets [`StoreError::Journal`] (`retryable`): the job was decided on a stale
-//! replica. When this instance leads, the same `TransactWriteItems` carries the lease's
-//! `ConditionCheck` (the fence): a leader that was paused past its lease and wakes
-//! believing it still leads has every write refused.
+//! replica has applied. If another instance appended first, the append is refused
+//! ([`AppendError::Taken`]), the local transaction is rolled back, and the caller gets
+//! [`StoreError::Journal`] (`retryable`): the job was decided on a stale replica. When
+//! this instance leads, the append carries the lease's [`Fence`]: a leader that was
+//! paused past its lease and wakes believing it still leads has every write refused
+//! ([`AppendError::Fenced`], not retryable).
 //!
 //! Final values, not a record of each statement: a savepoint rolled back or a statement
 //! that failed leaves nothing behind, and rows changed twice are sent once.
 //!
-//! So a write is durable in DynamoDB before its job returns (the "durable before
+//! So a write is durable in the shared log before its job returns (the "durable before
 //! acknowledged" rule holds across machines), and two instances can never both move one
 //! attempt: both would have to append at the same position.
 //!
 //! # How a replica catches up
 //!
-//! [`Journal::catch_up`] reads the entries after `seq` (a strongly consistent `Query`) and
-//! applies them in order, each in one local transaction, with recording off. Each job
-//! catches up first unless the replica did within [`FRESH_FOR`] (half a second): the
-//! leader is nearly the only writer, and a `Query` per store call would double its
-//! latency. So reads may trail another instance's write by that much; writes cannot, since
-//! an append at a position already taken is refused (and the next job catches up). A
-//! replica is rebuilt from the whole log when the process starts.
+//! [`Journal::catch_up`] reads the entries after `seq` (strongly consistent) and applies
+//! them in order, each in one local transaction, with recording off. Each job catches up
+//! first unless the replica did within [`FRESH_FOR`] (half a second): the leader is nearly
+//! the only writer, and a read per store call would double its latency. So reads may
+//! trail another instance's write by that much; writes cannot, since an append at a
+//! position already taken is refused (and the next job catches up). A replica is rebuilt
+//! from the log when the process starts.
 //!
 //! # Snapshots
 //!
 //! Every [`SNAPSHOT_EVERY`] entries the leader writes its replica's whole state as a
-//! snapshot at its log position (`pk = snapshot#<seq>`, one item per chunk) and then moves
-//! the pointer `pk = snapshot, sk = latest` to it (conditional: only forward). A replica
-//! opens by loading the latest snapshot and replaying the log after it, so a start costs
-//! one snapshot plus at most about [`SNAPSHOT_EVERY`] entries, however old the table is.
-//! The entries before a snapshot stay in the table (they are the history; DynamoDB's
-//! storage is the only cost), and a snapshot of another schema version is skipped.
+//! snapshot at its log position, and the latest-snapshot pointer moves to it (only
+//! forward). A replica opens by loading the latest snapshot and replaying the log after
+//! it, so a start costs one snapshot plus at most about [`SNAPSHOT_EVERY`] entries,
+//! however old the log is. The entries before a snapshot stay (they are the history), and
+//! a snapshot of another schema version is skipped.
 //!
 //! # Limits (written down, not hidden)
 //!
@@ -74,29 +63,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType,
-    Put, ScalarAttributeType, TransactWriteItem,
-};
 use rusqlite::Connection;
 use rusqlite::hooks::Action;
 use rusqlite::types::{Value, ValueRef};
 use serde::{Deserialize, Serialize};
 
+use super::dynamodb::DynamoLog;
+pub use super::shared_log::Fence;
+use super::shared_log::{AppendError, Entry, SharedLog, Snapshot};
 use super::{SCHEMA_VERSION, StoreError, StoreResult};
-use crate::aws::AwsError;
-
-/// The partition key attribute.
-pub const PK: &str = "pk";
-/// The sort key attribute.
-pub const SK: &str = "sk";
-/// The partition of the log.
-pub const LOG_PK: &str = "log";
-/// At most this many bytes of JSON per log item (DynamoDB's item limit is 400 KB).
-pub const CHUNK_BYTES: usize = 300 * 1024;
-/// At most this many items per `TransactWriteItems`, the fence included.
-const MAX_TRANSACT_ITEMS: usize = 100;
 
 /// A column value, as SQLite stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,31 +125,6 @@ enum Change {
     Delete { t: String, r: i64 },
 }
 
-/// The condition the leader's writes carry: the lease item still names it with its token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fence {
-    /// The lease item's `pk` (`lease#<name>`).
-    pub key: String,
-    pub holder: String,
-    pub token: u64,
-}
-
-impl Fence {
-    /// The `ConditionCheck` on the lease item in `table`.
-    pub(crate) fn condition(&self, table: &str) -> Result<ConditionCheck, AwsError> {
-        ConditionCheck::builder()
-            .table_name(table)
-            .key(PK, AttributeValue::S(self.key.clone()))
-            .key(SK, AttributeValue::S(crate::lease::LEASE_SK.into()))
-            .condition_expression("holder = :me AND #t = :token")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":me", AttributeValue::S(self.holder.clone()))
-            .expression_attribute_values(":token", AttributeValue::N(self.token.to_string()))
-            .build()
-            .map_err(build_error)
-    }
-}
-
 #[derive(Debug, Default)]
 struct State {
     /// Rows the open job touched, in first-touch order, without repeats.
@@ -201,21 +151,16 @@ struct State {
 /// The leader writes a snapshot once the log has grown this many entries past the last
 /// one, so a start replays at most about this many entries after loading it.
 pub const SNAPSHOT_EVERY: u64 = 1000;
-/// The partition of the pointer to the latest snapshot (`sk = "latest"`).
-pub const SNAPSHOT_PK: &str = "snapshot";
 
 /// A job reads the log's tail first unless the replica did so this recently: the leader,
-/// nearly the only writer, would otherwise pay a `Query` per store call. Writes stay safe
+/// nearly the only writer, would otherwise pay a read of the log per store call. Writes stay safe
 /// either way (an append at a taken position is refused); reads may lag another
 /// instance's write (a CLI's) by this much.
 pub const FRESH_FOR: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// This replica's link to the shared log. Cheap to clone; every clone shares the state.
 #[derive(Clone)]
 pub struct Journal {
-    client: Client,
-    table: String,
-    runtime: tokio::runtime::Handle,
+    log: Arc<dyn SharedLog>,
     writer: String,
     state: Arc<Mutex<State>>,
     fence: Arc<Mutex<Option<Fence>>>,
@@ -224,23 +169,13 @@ pub struct Journal {
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Journal")
-            .field("table", &self.table)
+            .field("log", &self.log)
             .field("writer", &self.writer)
             .finish()
     }
 }
 
-/// A DynamoDB request builder refused its input (a bug: every input is built here).
-pub(crate) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> AwsError {
-    AwsError {
-        operation: "DynamoDB",
-        code: None,
-        message: e.to_string(),
-        retryable: false,
-    }
-}
-
-fn journal_error(op: &'static str, message: String, retryable: bool) -> StoreError {
+pub(super) fn journal_error(op: &'static str, message: String, retryable: bool) -> StoreError {
     StoreError::Journal {
         op,
         message,
@@ -248,90 +183,27 @@ fn journal_error(op: &'static str, message: String, retryable: bool) -> StoreErr
     }
 }
 
-/// Creates the state table (`pk` and `sk` strings, on-demand billing) if it does not
-/// exist, and waits until it is active. `rotationd setup-state` and the tests call it; the
-/// daemon only checks that the table is there.
-pub async fn ensure_table(client: &Client, table: &str) -> Result<(), AwsError> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(_) => return Ok(()),
-        Err(e) => {
-            let e = AwsError::from_sdk("DescribeTable", e);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-        }
-    }
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(build_error)
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .map_err(build_error)
-    };
-    let created = client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(attr(PK)?)
-        .attribute_definitions(attr(SK)?)
-        .key_schema(key(PK, KeyType::Hash)?)
-        .key_schema(key(SK, KeyType::Range)?)
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("CreateTable", e));
-    match created {
-        Ok(_) => {}
-        // Another instance created it at the same moment.
-        Err(e) if e.is_code("ResourceInUseException") => {}
-        Err(e) => return Err(e),
-    }
-    for _ in 0..120 {
-        let d = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("DescribeTable", e))?;
-        if d.table().and_then(|t| t.table_status()).map(|s| s.as_str()) == Some("ACTIVE") {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    Err(AwsError {
-        operation: "DescribeTable",
-        code: None,
-        message: format!(
-            "table {table} did not become ACTIVE within a minute; check it in the DynamoDB console"
-        ),
-        retryable: true,
-    })
-}
-
 impl Journal {
-    /// A journal over `table`; `writer` names this instance in the entries it appends.
-    /// `runtime` runs the DynamoDB calls: the store calls them from its own thread, which
-    /// must not be a runtime worker.
-    pub fn new(
-        client: Client,
-        table: &str,
-        runtime: tokio::runtime::Handle,
-        writer: &str,
-    ) -> Journal {
+    /// A journal over `log`; `writer` names this instance in the entries it appends.
+    pub fn new(log: Arc<dyn SharedLog>, writer: &str) -> Journal {
         Journal {
-            client,
-            table: table.to_string(),
-            runtime,
+            log,
             writer: writer.to_string(),
             state: Arc::new(Mutex::new(State::default())),
             fence: Arc::new(Mutex::new(None)),
         }
+    }
+
+    /// A journal over the DynamoDB table `table` ([`DynamoLog`]). `runtime` runs the
+    /// DynamoDB calls: the store calls them from its own thread, which must not be a
+    /// runtime worker.
+    pub fn dynamodb(
+        client: aws_sdk_dynamodb::Client,
+        table: &str,
+        runtime: tokio::runtime::Handle,
+        writer: &str,
+    ) -> Journal {
+        Journal::new(Arc::new(DynamoLog::new(client, table, runtime)), writer)
     }
 
     /// Sets (leader) or clears (standby, CLI) the condition every append carries.
@@ -375,9 +247,7 @@ impl Journal {
 
     /// Writes this replica's whole state as the snapshot at its log position, outside any
     /// transaction (call it between jobs: it reads a consistent state because nothing
-    /// else uses the connection meanwhile). The chunks go first, the `latest` pointer
-    /// last and only if it moves forward, so a reader never follows a pointer to a
-    /// snapshot that is not all there. Returns the position.
+    /// else uses the connection meanwhile). Returns the position.
     pub fn write_snapshot(&self, conn: &Connection) -> StoreResult<u64> {
         let seq = self.seq();
         let columns = self.state.lock().map_err(|_| poisoned())?.columns.clone();
@@ -411,46 +281,11 @@ impl Journal {
             what: "snapshot",
             source,
         })?;
-        let chunks = split(&body, CHUNK_BYTES);
-        self.runtime.block_on(async {
-            let key = format!("{SNAPSHOT_PK}#{seq:020}");
-            for (i, chunk) in chunks.iter().enumerate() {
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .item(PK, AttributeValue::S(key.clone()))
-                    .item(SK, AttributeValue::S(format!("{i:06}")))
-                    .item("body", AttributeValue::S((*chunk).to_string()))
-                    .send()
-                    .await
-                    .map_err(|e| aws_journal_error(AwsError::from_sdk("PutItem", e)))?;
-            }
-            let moved = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item(PK, AttributeValue::S(SNAPSHOT_PK.into()))
-                .item(SK, AttributeValue::S("latest".into()))
-                .item("seq", AttributeValue::N(seq.to_string()))
-                .item("chunks", AttributeValue::N(chunks.len().to_string()))
-                .item("schema", AttributeValue::N(SCHEMA_VERSION.to_string()))
-                .item("writer", AttributeValue::S(self.writer.clone()))
-                .condition_expression("attribute_not_exists(pk) OR seq < :seq")
-                .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
-                .send()
-                .await;
-            match moved {
-                Ok(_) => Ok(()),
-                Err(e) => {
-                    let e = AwsError::from_sdk("PutItem", e);
-                    // A newer snapshot is already there: nothing to do.
-                    if e.is_code("ConditionalCheckFailedException") {
-                        Ok(())
-                    } else {
-                        Err(aws_journal_error(e))
-                    }
-                }
-            }
+        self.log.put_snapshot(&Snapshot {
+            seq,
+            schema: SCHEMA_VERSION,
+            writer: self.writer.clone(),
+            body,
         })?;
         self.state.lock().map_err(|_| poisoned())?.snapshot_seq = seq;
         Ok(seq)
@@ -459,17 +294,32 @@ impl Journal {
     /// Loads the latest snapshot into an empty replica, if there is one of this schema
     /// (one of another schema is skipped: the log alone rebuilds the state).
     fn load_snapshot(&self, conn: &Connection) -> StoreResult<()> {
-        let (seq, chunks, rows) = match self.runtime.block_on(self.read_snapshot())? {
-            Some(found) => found,
-            None => return Ok(()),
+        let Some(snapshot) = self.log.latest_snapshot()? else {
+            return Ok(());
         };
+        let seq = snapshot.seq;
+        if snapshot.schema != SCHEMA_VERSION {
+            tracing::info!(
+                snapshot = seq,
+                schema = snapshot.schema,
+                "the latest snapshot is of another schema version; replaying the whole log instead"
+            );
+            return Ok(());
+        }
+        let rows: Vec<Change> = serde_json::from_str(&snapshot.body).map_err(|e| {
+            journal_error(
+                "load the state snapshot",
+                format!("snapshot {seq} is not readable ({e}); restore the table from a backup"),
+                false,
+            )
+        })?;
         let result = self.apply_rows(conn, &rows)?;
         let mut s = self.state.lock().map_err(|_| poisoned())?;
         result.map_err(|source| {
             journal_error(
                 "load the state snapshot",
                 format!(
-                    "snapshot {seq} ({chunks} chunks) does not load ({source}); check that every instance runs the same version"
+                    "snapshot {seq} does not load ({source}); check that every instance runs the same version"
                 ),
                 false,
             )
@@ -477,57 +327,6 @@ impl Journal {
         s.seq = seq;
         s.snapshot_seq = seq;
         Ok(())
-    }
-
-    async fn read_snapshot(&self) -> StoreResult<Option<(u64, u64, Vec<Change>)>> {
-        let latest = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, AttributeValue::S(SNAPSHOT_PK.into()))
-            .key(SK, AttributeValue::S("latest".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws_journal_error(AwsError::from_sdk("GetItem", e)))?;
-        let Some(item) = latest.item() else {
-            return Ok(None);
-        };
-        let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
-        let (Some(seq), Some(chunks), Some(schema)) = (num("seq"), num("chunks"), num("schema"))
-        else {
-            return Ok(None);
-        };
-        if schema != u64::from(SCHEMA_VERSION) {
-            tracing::info!(
-                snapshot = seq,
-                schema,
-                "the latest snapshot is of another schema version; replaying the whole log instead"
-            );
-            return Ok(None);
-        }
-        let items = self
-            .query_partition(&format!("{SNAPSHOT_PK}#{seq:020}"), None)
-            .await?;
-        let got = items.len() as u64;
-        let body: String = items.iter().map(body_of).collect();
-        if got != chunks {
-            return Err(journal_error(
-                "load the state snapshot",
-                format!(
-                    "snapshot {seq} has {got} of its {chunks} chunks; restore the table from a backup"
-                ),
-                false,
-            ));
-        }
-        let rows = serde_json::from_str(&body).map_err(|e| {
-            journal_error(
-                "load the state snapshot",
-                format!("snapshot {seq} is not readable ({e}); restore the table from a backup"),
-                false,
-            )
-        })?;
-        Ok(Some((seq, chunks, rows)))
     }
 
     /// Reads the tables' layout and installs the update hook on `conn` (after the schema
@@ -634,11 +433,7 @@ impl Journal {
             }
         };
         let seq = self.seq() + 1;
-        let fence = self.fence.lock().ok().and_then(|f| f.clone());
-        if let Err(e) = self
-            .runtime
-            .block_on(self.append(seq, &changes, fence.as_ref()))
-        {
+        if let Err(e) = self.append(seq, &changes) {
             // Whatever happened, the next job reads the log first.
             if let Ok(mut s) = self.state.lock() {
                 s.caught_up_at = None;
@@ -659,79 +454,35 @@ impl Journal {
         })
     }
 
-    async fn append(&self, seq: u64, changes: &[Change], fence: Option<&Fence>) -> StoreResult<()> {
+    /// Appends `changes` as entry `seq`, with the fence when this instance leads; says
+    /// why when the log refuses.
+    fn append(&self, seq: u64, changes: &[Change]) -> StoreResult<()> {
         let body = serde_json::to_string(changes).map_err(|source| StoreError::Encode {
             what: "log entry",
             source,
         })?;
-        let chunks = split(&body, CHUNK_BYTES);
-        let items = chunks.len() + usize::from(fence.is_some());
-        if items > MAX_TRANSACT_ITEMS || body.len() > 3_900_000 {
-            return Err(journal_error(
+        let fence = self.fence.lock().ok().and_then(|f| f.clone());
+        let entry = Entry {
+            seq,
+            schema: SCHEMA_VERSION,
+            writer: self.writer.clone(),
+            body,
+        };
+        match self.log.append(&entry, fence.as_ref()) {
+            Ok(()) => Ok(()),
+            Err(AppendError::Fenced) => Err(journal_error(
+                "append to the state log",
+                "this instance no longer holds the leader lease (another instance took over); the write was refused".into(),
+                false,
+            )),
+            Err(AppendError::Taken(_)) => Err(journal_error(
                 "append to the state log",
                 format!(
-                    "one transaction of {} bytes is more than the DynamoDB state backend can write at once (4 MB); this is a bug in rotationd, please report it",
-                    body.len()
+                    "another instance wrote entry {seq} first, so this write was decided on old state and was refused; it is retried after catching up"
                 ),
-                false,
-            ));
-        }
-        let mut request = self.client.transact_write_items();
-        if let Some(f) = fence {
-            let check = f.condition(&self.table).map_err(aws_journal_error)?;
-            request =
-                request.transact_items(TransactWriteItem::builder().condition_check(check).build());
-        }
-        let at = chrono::Utc::now().timestamp_millis();
-        for (i, chunk) in chunks.iter().enumerate() {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .item(PK, AttributeValue::S(LOG_PK.into()))
-                .item(SK, AttributeValue::S(format!("{seq:020}#{i:04}")))
-                .item("seq", AttributeValue::N(seq.to_string()))
-                .item("chunk", AttributeValue::N(i.to_string()))
-                .item("chunks", AttributeValue::N(chunks.len().to_string()))
-                .item("schema", AttributeValue::N(SCHEMA_VERSION.to_string()))
-                .item("writer", AttributeValue::S(self.writer.clone()))
-                .item("at", AttributeValue::N(at.to_string()))
-                .item("body", AttributeValue::S((*chunk).to_string()))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| aws_journal_error(build_error(e)))?;
-            request = request.transact_items(TransactWriteItem::builder().put(put).build());
-        }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
-                    e.as_service_error()
-                {
-                    let failed: Vec<bool> = c
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                        .collect();
-                    if fence.is_some() && failed.first() == Some(&true) {
-                        return Err(journal_error(
-                            "append to the state log",
-                            "this instance no longer holds the leader lease (another instance took over); the write was refused".into(),
-                            false,
-                        ));
-                    }
-                    return Err(journal_error(
-                        "append to the state log",
-                        format!(
-                            "another instance wrote entry {seq} first, so this write was decided on old state and was refused; it is retried after catching up"
-                        ),
-                        true,
-                    ));
-                }
-                Err(aws_journal_error(AwsError::from_sdk(
-                    "TransactWriteItems",
-                    e,
-                )))
-            }
+                true,
+            )),
+            Err(AppendError::Failed(e)) => Err(e),
         }
     }
 
@@ -739,10 +490,39 @@ impl Journal {
     pub fn catch_up(&self, conn: &Connection) -> StoreResult<usize> {
         let from = self.seq() + 1;
         let started = std::time::Instant::now();
-        let entries = self.runtime.block_on(self.read_from(from))?;
+        let entries = self.log.read_from(from)?;
         let n = entries.len();
-        for (seq, changes) in entries {
-            self.apply(conn, seq, &changes)?;
+        for (i, entry) in entries.into_iter().enumerate() {
+            // The log has no holes: a gap means an entry was removed by hand.
+            let want = from + i as u64;
+            if entry.seq != want {
+                return Err(journal_error(
+                    "read the state log",
+                    format!(
+                        "entry {want} is missing from the state log (found {}); it was removed by hand: restore the table from a backup",
+                        entry.seq
+                    ),
+                    false,
+                ));
+            }
+            if entry.schema > SCHEMA_VERSION {
+                return Err(journal_error(
+                    "read the state log",
+                    format!(
+                        "entry {want} was written by a newer rotationd (schema {}, this one knows {SCHEMA_VERSION}); upgrade this instance",
+                        entry.schema
+                    ),
+                    false,
+                ));
+            }
+            let changes: Vec<Change> = serde_json::from_str(&entry.body).map_err(|e| {
+                journal_error(
+                    "read the state log",
+                    format!("entry {want} is not readable ({e}); it was changed by hand: restore the table from a backup"),
+                    false,
+                )
+            })?;
+            self.apply(conn, entry.seq, &changes)?;
         }
         self.state.lock().map_err(|_| poisoned())?.caught_up_at = Some(started);
         Ok(n)
@@ -807,142 +587,10 @@ impl Journal {
             )),
         }
     }
-
-    /// Every item of partition `pk` (from sort key `from_sk` on), in sort key order,
-    /// strongly consistent, all pages.
-    async fn query_partition(
-        &self,
-        pk: &str,
-        from_sk: Option<&str>,
-    ) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            q = match from_sk {
-                Some(from) => q
-                    .key_condition_expression("pk = :pk AND sk >= :from")
-                    .expression_attribute_values(":from", AttributeValue::S(from.into())),
-                None => q.key_condition_expression("pk = :pk"),
-            };
-            let page = q
-                .send()
-                .await
-                .map_err(|e| aws_journal_error(AwsError::from_sdk("Query", e)))?;
-            out.extend(page.items().iter().cloned());
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    /// The entries from `from` on, whole (their chunks joined), in order.
-    async fn read_from(&self, from: u64) -> StoreResult<Vec<(u64, Vec<Change>)>> {
-        let mut out: Vec<(u64, Vec<Change>)> = Vec::new();
-        let mut current: Option<(u64, usize, String)> = None;
-        let items = self
-            .query_partition(LOG_PK, Some(&format!("{from:020}")))
-            .await?;
-        for item in &items {
-            let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
-            let (Some(seq), Some(chunks), Some(schema)) =
-                (num("seq"), num("chunks"), num("schema"))
-            else {
-                return Err(journal_error(
-                        "read the state log",
-                        "a log item lacks seq, chunks or schema; the table holds something rotationd did not write: use a table of its own".into(),
-                        false,
-                    ));
-            };
-            if schema > u64::from(SCHEMA_VERSION) {
-                return Err(journal_error(
-                    "read the state log",
-                    format!(
-                        "entry {seq} was written by a newer rotationd (schema {schema}, this one knows {SCHEMA_VERSION}); upgrade this instance"
-                    ),
-                    false,
-                ));
-            }
-            let body = body_of(item).to_string();
-            match current.as_mut() {
-                Some((s, _, text)) if *s == seq => text.push_str(&body),
-                _ => {
-                    if let Some(done) = current.take() {
-                        out.push(finish(done)?);
-                    }
-                    current = Some((seq, usize::try_from(chunks).unwrap_or(1), body));
-                }
-            }
-        }
-        if let Some(done) = current.take() {
-            out.push(finish(done)?);
-        }
-        // The log has no holes: a gap means an entry was removed by hand.
-        for (i, (seq, _)) in out.iter().enumerate() {
-            if *seq != from + i as u64 {
-                return Err(journal_error(
-                    "read the state log",
-                    format!(
-                        "entry {} is missing from the state log (found {seq}); it was removed by hand: restore the table from a backup",
-                        from + i as u64
-                    ),
-                    false,
-                ));
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn finish((seq, _chunks, text): (u64, usize, String)) -> StoreResult<(u64, Vec<Change>)> {
-    let changes = serde_json::from_str(&text).map_err(|e| {
-        journal_error(
-            "read the state log",
-            format!("entry {seq} is not readable ({e}); it was changed by hand: restore the table from a backup"),
-            false,
-        )
-    })?;
-    Ok((seq, changes))
-}
-
-/// A log or snapshot chunk's text.
-fn body_of(item: &HashMap<String, AttributeValue>) -> &str {
-    item.get("body")
-        .and_then(|b| b.as_s().ok())
-        .map_or("", |v| v.as_str())
 }
 
 fn poisoned() -> StoreError {
     StoreError::Panicked("the journal state lock is poisoned".into())
-}
-
-fn aws_journal_error(e: AwsError) -> StoreError {
-    let retryable = e.retryable;
-    journal_error("reach the DynamoDB state table", e.to_string(), retryable)
-}
-
-/// Splits `text` into pieces of at most `max` bytes, on character boundaries.
-fn split(text: &str, max: usize) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while rest.len() > max {
-        let mut cut = max;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let (head, tail) = rest.split_at(cut);
-        out.push(head);
-        rest = tail;
-    }
-    out.push(rest);
-    out
 }
 
 fn table_columns(conn: &Connection) -> rusqlite::Result<HashMap<String, Vec<String>>> {
@@ -1061,15 +709,35 @@ fn apply_change(
 
 #[cfg(test)]
 mod tests {
+    //! The journal's own behaviour over [`MemoryLog`]: no server, so every refusal is
+    //! exact. `tests/state_dynamodb.rs` runs the same rules over DynamoDB (moto).
     use super::*;
+    use crate::store::Store;
+    use crate::store::shared_log::MemoryLog;
+    use chrono::{DateTime, TimeZone, Utc};
 
-    #[test]
-    fn split_keeps_characters_whole() {
-        let text = "ééééé"; // 2 bytes each
-        let parts = split(text, 3);
-        assert_eq!(parts.concat(), text);
-        assert!(parts.iter().all(|p| p.len() <= 3 && !p.is_empty()));
-        assert_eq!(split("abc", 10), vec!["abc"]);
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_767_225_600 + secs, 0).unwrap()
+    }
+
+    fn replica(log: &Arc<MemoryLog>, writer: &str) -> Store {
+        Store::open_replicated(Journal::new(log.clone(), writer)).unwrap()
+    }
+
+    fn cursor(store: &mut Store, name: &str) -> Option<String> {
+        store
+            .job(|s| s.db().get_cursor(name))
+            .unwrap()
+            .map(|c| c.value)
+    }
+
+    fn refusal(result: StoreResult<()>) -> (bool, String) {
+        match result {
+            Err(StoreError::Journal {
+                retryable, message, ..
+            }) => (retryable, message),
+            other => panic!("the write must be refused: {other:?}"),
+        }
     }
 
     #[test]
@@ -1083,6 +751,7 @@ mod tests {
                     Val::Int(1),
                     Val::Null,
                     Val::Real(0.5),
+                    Val::Blob(vec![0, 255]),
                 ],
             },
             Change::Delete {
@@ -1093,5 +762,187 @@ mod tests {
         let text = serde_json::to_string(&c).unwrap();
         let back: Vec<Change> = serde_json::from_str(&text).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn each_writing_job_is_one_entry_and_another_replica_applies_them() {
+        let log = Arc::new(MemoryLog::new());
+        let mut a = replica(&log, "a");
+        a.job(|s| s.db().set_cursor("c", "1", t(1))).unwrap();
+        a.job(|s| s.db().set_cursor("d", "2", t(2))).unwrap();
+        // A job that only reads appends nothing.
+        assert_eq!(cursor(&mut a, "c").as_deref(), Some("1"));
+        assert_eq!(log.len(), 2);
+        let entries = log.read_from(1).unwrap();
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| (e.seq, e.writer.as_str(), e.schema))
+                .collect::<Vec<_>>(),
+            vec![(1, "a", SCHEMA_VERSION), (2, "a", SCHEMA_VERSION)]
+        );
+
+        let mut b = replica(&log, "b");
+        assert_eq!(b.journal().unwrap().seq(), 2);
+        assert_eq!(b.dump().unwrap(), a.dump().unwrap());
+        // A write of b's reaches a at its next catch-up.
+        b.job(|s| s.db().set_cursor("c", "from-b", t(3))).unwrap();
+        assert_eq!(a.catch_up().unwrap(), 1);
+        assert_eq!(cursor(&mut a, "c").as_deref(), Some("from-b"));
+    }
+
+    #[test]
+    fn a_stale_write_is_refused_rolled_back_and_retried_after_catching_up() {
+        let log = Arc::new(MemoryLog::new());
+        let mut a = replica(&log, "a");
+        let mut b = replica(&log, "b");
+        a.job(|s| s.db().set_cursor("c", "a-1", t(1))).unwrap();
+        b.catch_up().unwrap();
+        // a takes position 2 while b's job, decided on position 1, runs.
+        let result = b.job(|s| {
+            assert_eq!(s.db().get_cursor("c")?.unwrap().value, "a-1");
+            a.job(|s| s.db().set_cursor("c", "a-2", t(2))).unwrap();
+            s.db().set_cursor("c", "b", t(3))?;
+            s.db().set_cursor("other", "b", t(3))
+        });
+        let (retryable, message) = refusal(result);
+        assert!(retryable, "{message}");
+        assert!(
+            message.contains("another instance wrote entry 2"),
+            "{message}"
+        );
+        // Nothing of b's job stayed, and b now sees a's write.
+        assert_eq!(cursor(&mut b, "c").as_deref(), Some("a-2"));
+        assert_eq!(cursor(&mut b, "other"), None);
+        assert_eq!(log.len(), 2);
+        b.job(|s| s.db().set_cursor("c", "b", t(4))).unwrap();
+        assert_eq!(log.read_from(3).unwrap()[0].writer, "b");
+    }
+
+    #[test]
+    fn a_fenced_write_passes_while_the_lease_names_the_writer_and_not_after() {
+        let log = Arc::new(MemoryLog::new());
+        let mut a = replica(&log, "a");
+        let fence = |holder: &str, token| Fence {
+            key: "lease#rotationd".into(),
+            holder: holder.into(),
+            token,
+        };
+        log.grant("lease#rotationd", "a", 1);
+        a.journal().unwrap().set_fence(Some(fence("a", 1)));
+        a.job(|s| s.db().set_cursor("owner", "a", t(1))).unwrap();
+
+        // b takes the lease over (the token grows); a still believes it leads.
+        log.grant("lease#rotationd", "b", 2);
+        let (retryable, message) = refusal(a.job(|s| s.db().set_cursor("owner", "a again", t(2))));
+        assert!(!retryable, "{message}");
+        assert!(
+            message.contains("no longer holds the leader lease"),
+            "{message}"
+        );
+        assert_eq!(log.len(), 1);
+        assert_eq!(cursor(&mut a, "owner").as_deref(), Some("a"));
+
+        // A write without a fence (a standby's, the CLI's) is checked on position only.
+        let mut c = replica(&log, "c");
+        c.job(|s| s.db().set_cursor("note", "c", t(3))).unwrap();
+        assert_eq!(log.len(), 2);
+    }
+
+    #[test]
+    fn a_replica_opens_from_the_latest_snapshot_and_a_stale_one_never_replaces_it() {
+        let log = Arc::new(MemoryLog::new());
+        let mut a = replica(&log, "a");
+        for i in 0..7 {
+            a.job(|s| s.db().set_cursor(&format!("c{i}"), "x", t(i)))
+                .unwrap();
+        }
+        let at = a.job(|s| s.write_snapshot()).unwrap().unwrap();
+        assert_eq!(at, 7);
+        a.job(|s| s.db().set_cursor("after", "y", t(8))).unwrap();
+        a.job(|s| s.db().set_cursor("c0", "changed", t(9))).unwrap();
+
+        let b = replica(&log, "b");
+        let j = b.journal().unwrap();
+        assert_eq!((j.snapshot_seq(), j.replayed_at_open(), j.seq()), (7, 2, 9));
+        assert_eq!(b.dump().unwrap(), a.dump().unwrap());
+
+        // An older snapshot arriving late (a slow former leader) leaves the pointer alone.
+        log.put_snapshot(&Snapshot {
+            seq: 3,
+            schema: SCHEMA_VERSION,
+            writer: "old".into(),
+            body: "[]".into(),
+        })
+        .unwrap();
+        assert_eq!(log.latest_snapshot().unwrap().unwrap().seq, 7);
+        // A snapshot of another schema is skipped: the log alone rebuilds the state.
+        log.put_snapshot(&Snapshot {
+            seq: 8,
+            schema: SCHEMA_VERSION + 1,
+            writer: "future".into(),
+            body: "not even json".into(),
+        })
+        .unwrap();
+        let c = replica(&log, "c");
+        let j = c.journal().unwrap();
+        assert_eq!((j.snapshot_seq(), j.replayed_at_open()), (0, 9));
+        assert_eq!(c.dump().unwrap(), a.dump().unwrap());
+    }
+
+    #[test]
+    fn a_hole_a_newer_schema_or_an_unreadable_entry_stops_the_replica_with_what_to_do() {
+        let entry = |seq, schema, body: &str| Entry {
+            seq,
+            schema,
+            writer: "hand".into(),
+            body: body.into(),
+        };
+        let open = |log: &Arc<MemoryLog>| {
+            Store::open_replicated(Journal::new(log.clone(), "r"))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+
+        let hole = Arc::new(MemoryLog::new());
+        hole.append(&entry(1, SCHEMA_VERSION, "[]"), None).unwrap();
+        hole.append(&entry(3, SCHEMA_VERSION, "[]"), None).unwrap();
+        let e = open(&hole);
+        assert!(
+            e.contains("entry 2 is missing") && e.contains("restore"),
+            "{e}"
+        );
+
+        let newer = Arc::new(MemoryLog::new());
+        newer
+            .append(&entry(1, SCHEMA_VERSION + 1, "[]"), None)
+            .unwrap();
+        let e = open(&newer);
+        assert!(
+            e.contains("newer rotationd") && e.contains("upgrade"),
+            "{e}"
+        );
+
+        let garbled = Arc::new(MemoryLog::new());
+        garbled
+            .append(&entry(1, SCHEMA_VERSION, "{\"op\""), None)
+            .unwrap();
+        let e = open(&garbled);
+        assert!(e.contains("entry 1 is not readable"), "{e}");
+    }
+
+    #[test]
+    fn an_unreachable_log_refuses_writes_retryably_and_keeps_nothing() {
+        let log = Arc::new(MemoryLog::new());
+        let mut a = replica(&log, "a");
+        a.job(|s| s.db().set_cursor("c", "1", t(1))).unwrap();
+        log.set_down(Some("connection refused"));
+        let (retryable, message) = refusal(a.job(|s| s.db().set_cursor("c", "2", t(2))));
+        assert!(retryable, "{message}");
+        log.set_down(None);
+        assert_eq!(cursor(&mut a, "c").as_deref(), Some("1"));
+        a.job(|s| s.db().set_cursor("c", "2", t(2))).unwrap();
+        assert_eq!(replica(&log, "b").dump().unwrap(), a.dump().unwrap());
     }
 }

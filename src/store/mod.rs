@@ -27,6 +27,12 @@
 //! * Times are whole Unix seconds (UTC) in `INTEGER` columns; the API speaks
 //!   `chrono::DateTime<Utc>` and truncates sub-second parts. Enumerations are
 //!   stored as their lowercase text so the file stays readable with `sqlite3`.
+//! * Two backends behind one API. `[state] backend = "sqlite"` is the file above.
+//!   `"dynamodb"` is an in-memory SQLite replica of a shared log
+//!   ([`Store::open_replicated`], [`journal`]); where that log lives is the
+//!   [`shared_log::SharedLog`] trait, implemented by [`dynamodb::DynamoLog`] and, for
+//!   tests, [`shared_log::MemoryLog`]. The rest of rotationd calls the same
+//!   [`StoreHandle`] either way.
 //!
 //! # Invariants
 //!
@@ -56,11 +62,13 @@
 mod alerts;
 mod attempts;
 mod audit;
+pub mod dynamodb;
 mod events;
 mod handle;
 pub mod journal;
 mod requests;
 mod schema;
+pub mod shared_log;
 mod triggers;
 
 #[cfg(test)]

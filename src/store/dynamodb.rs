@@ -1,0 +1,482 @@
+//! The DynamoDB [`SharedLog`]: what `[state] backend = "dynamodb"` stores, and how.
+//!
+//! # Key design (one table, `pk` string + `sk` string)
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | log entry (chunk) | `log` | `<seq, 20 digits>#<chunk, 4 digits>` | `seq`, `chunk`, `chunks`, `schema`, `writer`, `at` (ms), `body` (JSON of the changes) |
+//! | leader lease | `lease#<name>` | `lease` | `holder`, `expires_at` (ms), `token` ([`crate::lease`]) |
+//! | snapshot chunk | `snapshot#<seq, 20 digits>` | `<chunk, 6 digits>` | `body` (every row, JSON) |
+//! | latest snapshot | `snapshot` | `latest` | `seq`, `chunks`, `schema`, `writer` |
+//!
+//! # How the promises of [`SharedLog`] are kept
+//!
+//! * **One winner per position, all or nothing**: an entry's items are put in one
+//!   `TransactWriteItems`, each with `attribute_not_exists(pk)`. An entry larger than one
+//!   item (about 300 KB of JSON per chunk) is split into chunks in that same transaction;
+//!   the limit is DynamoDB's 4 MB per transaction.
+//! * **The fence**: the leader's transaction also carries a `ConditionCheck` on the lease
+//!   item (`holder = :me AND token = :token`). `CancellationReasons` come back in item
+//!   order, so a refused fence (the first item) is told apart from a taken position.
+//! * **Consistent, ordered reads**: a strongly consistent `Query` on `pk = log` from the
+//!   position's sort key, all pages (sort keys are zero-padded, so string order is
+//!   position order).
+//! * **The pointer moves forward only**: snapshot chunks are put first, then the `latest`
+//!   pointer with `attribute_not_exists(pk) OR seq < :seq`, so a reader never follows a
+//!   pointer to a snapshot that is not all there, and a stale snapshot never replaces a
+//!   newer one.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType,
+    Put, ScalarAttributeType, TransactWriteItem,
+};
+
+use super::journal::journal_error;
+use super::shared_log::{AppendError, Entry, Fence, SharedLog, Snapshot};
+use super::{StoreError, StoreResult};
+use crate::aws::AwsError;
+
+/// The partition key attribute.
+pub const PK: &str = "pk";
+/// The sort key attribute.
+pub const SK: &str = "sk";
+/// The partition of the log.
+pub const LOG_PK: &str = "log";
+/// The partition of the pointer to the latest snapshot (`sk = "latest"`).
+pub const SNAPSHOT_PK: &str = "snapshot";
+/// At most this many bytes of JSON per log item (DynamoDB's item limit is 400 KB).
+pub const CHUNK_BYTES: usize = 300 * 1024;
+/// At most this many items per `TransactWriteItems`, the fence included.
+const MAX_TRANSACT_ITEMS: usize = 100;
+/// DynamoDB's 4 MB per transaction, with room for the attributes around the bodies.
+const MAX_TRANSACT_BYTES: usize = 3_900_000;
+
+/// A DynamoDB request builder refused its input (a bug: every input is built here).
+pub(crate) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> AwsError {
+    AwsError {
+        operation: "DynamoDB",
+        code: None,
+        message: e.to_string(),
+        retryable: false,
+    }
+}
+
+fn aws_journal_error(e: AwsError) -> StoreError {
+    let retryable = e.retryable;
+    journal_error("reach the DynamoDB state table", e.to_string(), retryable)
+}
+
+impl Fence {
+    /// The `ConditionCheck` on the lease item in `table`.
+    pub(crate) fn condition(&self, table: &str) -> Result<ConditionCheck, AwsError> {
+        ConditionCheck::builder()
+            .table_name(table)
+            .key(PK, AttributeValue::S(self.key.clone()))
+            .key(SK, AttributeValue::S(crate::lease::LEASE_SK.into()))
+            .condition_expression("holder = :me AND #t = :token")
+            .expression_attribute_names("#t", "token")
+            .expression_attribute_values(":me", AttributeValue::S(self.holder.clone()))
+            .expression_attribute_values(":token", AttributeValue::N(self.token.to_string()))
+            .build()
+            .map_err(build_error)
+    }
+}
+
+/// Creates the state table (`pk` and `sk` strings, on-demand billing) if it does not
+/// exist, and waits until it is active. The daemon calls it at start.
+pub async fn ensure_table(client: &Client, table: &str) -> Result<(), AwsError> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(_) => return Ok(()),
+        Err(e) => {
+            let e = AwsError::from_sdk("DescribeTable", e);
+            if !e.is_not_found() {
+                return Err(e);
+            }
+        }
+    }
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(build_error)
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(build_error)
+    };
+    let created = client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attr(PK)?)
+        .attribute_definitions(attr(SK)?)
+        .key_schema(key(PK, KeyType::Hash)?)
+        .key_schema(key(SK, KeyType::Range)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk("CreateTable", e));
+    match created {
+        Ok(_) => {}
+        // Another instance created it at the same moment.
+        Err(e) if e.is_code("ResourceInUseException") => {}
+        Err(e) => return Err(e),
+    }
+    for _ in 0..120 {
+        let d = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeTable", e))?;
+        if d.table().and_then(|t| t.table_status()).map(|s| s.as_str()) == Some("ACTIVE") {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Err(AwsError {
+        operation: "DescribeTable",
+        code: None,
+        message: format!(
+            "table {table} did not become ACTIVE within a minute; check it in the DynamoDB console"
+        ),
+        retryable: true,
+    })
+}
+
+/// The shared log in a DynamoDB table (see the module doc for the items).
+#[derive(Clone)]
+pub struct DynamoLog {
+    client: Client,
+    table: String,
+    /// Runs the calls: the store calls the log from its own thread, which must not be a
+    /// runtime worker.
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for DynamoLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoLog")
+            .field("table", &self.table)
+            .finish()
+    }
+}
+
+impl DynamoLog {
+    pub fn new(client: Client, table: &str, runtime: tokio::runtime::Handle) -> DynamoLog {
+        DynamoLog {
+            client,
+            table: table.to_string(),
+            runtime,
+        }
+    }
+
+    async fn append_async(&self, entry: &Entry, fence: Option<&Fence>) -> Result<(), AppendError> {
+        let chunks = split(&entry.body, CHUNK_BYTES);
+        let items = chunks.len() + usize::from(fence.is_some());
+        if items > MAX_TRANSACT_ITEMS || entry.body.len() > MAX_TRANSACT_BYTES {
+            return Err(journal_error(
+                "append to the state log",
+                format!(
+                    "one transaction of {} bytes is more than the DynamoDB state backend can write at once (4 MB); this is a bug in rotationd, please report it",
+                    entry.body.len()
+                ),
+                false,
+            )
+            .into());
+        }
+        let seq = entry.seq;
+        let mut request = self.client.transact_write_items();
+        if let Some(f) = fence {
+            let check = f.condition(&self.table).map_err(aws_journal_error)?;
+            request =
+                request.transact_items(TransactWriteItem::builder().condition_check(check).build());
+        }
+        let at = chrono::Utc::now().timestamp_millis();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .item(PK, AttributeValue::S(LOG_PK.into()))
+                .item(SK, AttributeValue::S(format!("{seq:020}#{i:04}")))
+                .item("seq", AttributeValue::N(seq.to_string()))
+                .item("chunk", AttributeValue::N(i.to_string()))
+                .item("chunks", AttributeValue::N(chunks.len().to_string()))
+                .item("schema", AttributeValue::N(entry.schema.to_string()))
+                .item("writer", AttributeValue::S(entry.writer.clone()))
+                .item("at", AttributeValue::N(at.to_string()))
+                .item("body", AttributeValue::S((*chunk).to_string()))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| aws_journal_error(build_error(e)))?;
+            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+                    e.as_service_error()
+                {
+                    // In item order: the fence, when there is one, is the first.
+                    let fenced = fence.is_some()
+                        && c.cancellation_reasons().first().and_then(|r| r.code())
+                            == Some("ConditionalCheckFailed");
+                    return Err(if fenced {
+                        AppendError::Fenced
+                    } else {
+                        AppendError::Taken(seq)
+                    });
+                }
+                Err(aws_journal_error(AwsError::from_sdk("TransactWriteItems", e)).into())
+            }
+        }
+    }
+
+    /// Every item of partition `pk` (from sort key `from_sk` on), in sort key order,
+    /// strongly consistent, all pages.
+    async fn query_partition(
+        &self,
+        pk: &str,
+        from_sk: Option<&str>,
+    ) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            q = match from_sk {
+                Some(from) => q
+                    .key_condition_expression("pk = :pk AND sk >= :from")
+                    .expression_attribute_values(":from", AttributeValue::S(from.into())),
+                None => q.key_condition_expression("pk = :pk"),
+            };
+            let page = q
+                .send()
+                .await
+                .map_err(|e| aws_journal_error(AwsError::from_sdk("Query", e)))?;
+            out.extend(page.items().iter().cloned());
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    async fn read_from_async(&self, from: u64) -> StoreResult<Vec<Entry>> {
+        let items = self
+            .query_partition(LOG_PK, Some(&format!("{from:020}")))
+            .await?;
+        let mut out: Vec<Entry> = Vec::new();
+        // The entry being joined, and how many chunks it should have and has.
+        let mut current: Option<(Entry, u64, u64)> = None;
+        for item in &items {
+            let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
+            let (Some(seq), Some(chunks), Some(schema)) =
+                (num("seq"), num("chunks"), num("schema"))
+            else {
+                return Err(journal_error(
+                    "read the state log",
+                    "a log item lacks seq, chunks or schema; the table holds something rotationd did not write: use a table of its own".into(),
+                    false,
+                ));
+            };
+            let body = body_of(item);
+            match current.as_mut() {
+                Some((e, _, got)) if e.seq == seq => {
+                    e.body.push_str(body);
+                    *got += 1;
+                }
+                _ => {
+                    if let Some(done) = current.take() {
+                        out.push(whole(done)?);
+                    }
+                    let entry = Entry {
+                        seq,
+                        schema: u32::try_from(schema).unwrap_or(u32::MAX),
+                        writer: item
+                            .get("writer")
+                            .and_then(|w| w.as_s().ok())
+                            .cloned()
+                            .unwrap_or_default(),
+                        body: body.to_string(),
+                    };
+                    current = Some((entry, chunks, 1));
+                }
+            }
+        }
+        if let Some(done) = current.take() {
+            out.push(whole(done)?);
+        }
+        Ok(out)
+    }
+
+    async fn latest_snapshot_async(&self) -> StoreResult<Option<Snapshot>> {
+        let latest = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, AttributeValue::S(SNAPSHOT_PK.into()))
+            .key(SK, AttributeValue::S("latest".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_journal_error(AwsError::from_sdk("GetItem", e)))?;
+        let Some(item) = latest.item() else {
+            return Ok(None);
+        };
+        let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
+        let (Some(seq), Some(chunks), Some(schema)) = (num("seq"), num("chunks"), num("schema"))
+        else {
+            return Ok(None);
+        };
+        let items = self
+            .query_partition(&format!("{SNAPSHOT_PK}#{seq:020}"), None)
+            .await?;
+        let got = items.len() as u64;
+        if got != chunks {
+            return Err(journal_error(
+                "load the state snapshot",
+                format!(
+                    "snapshot {seq} has {got} of its {chunks} chunks; restore the table from a backup"
+                ),
+                false,
+            ));
+        }
+        Ok(Some(Snapshot {
+            seq,
+            schema: u32::try_from(schema).unwrap_or(u32::MAX),
+            writer: item
+                .get("writer")
+                .and_then(|w| w.as_s().ok())
+                .cloned()
+                .unwrap_or_default(),
+            body: items.iter().map(body_of).collect(),
+        }))
+    }
+
+    async fn put_snapshot_async(&self, snapshot: &Snapshot) -> StoreResult<()> {
+        let seq = snapshot.seq;
+        let chunks = split(&snapshot.body, CHUNK_BYTES);
+        let key = format!("{SNAPSHOT_PK}#{seq:020}");
+        for (i, chunk) in chunks.iter().enumerate() {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item(PK, AttributeValue::S(key.clone()))
+                .item(SK, AttributeValue::S(format!("{i:06}")))
+                .item("body", AttributeValue::S((*chunk).to_string()))
+                .send()
+                .await
+                .map_err(|e| aws_journal_error(AwsError::from_sdk("PutItem", e)))?;
+        }
+        let moved = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, AttributeValue::S(SNAPSHOT_PK.into()))
+            .item(SK, AttributeValue::S("latest".into()))
+            .item("seq", AttributeValue::N(seq.to_string()))
+            .item("chunks", AttributeValue::N(chunks.len().to_string()))
+            .item("schema", AttributeValue::N(snapshot.schema.to_string()))
+            .item("writer", AttributeValue::S(snapshot.writer.clone()))
+            .condition_expression("attribute_not_exists(pk) OR seq < :seq")
+            .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
+            .send()
+            .await;
+        match moved {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = AwsError::from_sdk("PutItem", e);
+                // A newer snapshot is already there: nothing to do.
+                if e.is_code("ConditionalCheckFailedException") {
+                    Ok(())
+                } else {
+                    Err(aws_journal_error(e))
+                }
+            }
+        }
+    }
+}
+
+impl SharedLog for DynamoLog {
+    fn append(&self, entry: &Entry, fence: Option<&Fence>) -> Result<(), AppendError> {
+        self.runtime.block_on(self.append_async(entry, fence))
+    }
+
+    fn read_from(&self, from: u64) -> StoreResult<Vec<Entry>> {
+        self.runtime.block_on(self.read_from_async(from))
+    }
+
+    fn put_snapshot(&self, snapshot: &Snapshot) -> StoreResult<()> {
+        self.runtime.block_on(self.put_snapshot_async(snapshot))
+    }
+
+    fn latest_snapshot(&self) -> StoreResult<Option<Snapshot>> {
+        self.runtime.block_on(self.latest_snapshot_async())
+    }
+}
+
+/// An entry whose chunks were all read (a transaction writes them together, so fewer
+/// means the table was changed by hand).
+fn whole((entry, chunks, got): (Entry, u64, u64)) -> StoreResult<Entry> {
+    if got != chunks {
+        return Err(journal_error(
+            "read the state log",
+            format!(
+                "entry {} has {got} of its {chunks} chunks; it was changed by hand: restore the table from a backup",
+                entry.seq
+            ),
+            false,
+        ));
+    }
+    Ok(entry)
+}
+
+/// A log or snapshot chunk's text.
+fn body_of(item: &HashMap<String, AttributeValue>) -> &str {
+    item.get("body")
+        .and_then(|b| b.as_s().ok())
+        .map_or("", |v| v.as_str())
+}
+
+/// Splits `text` into pieces of at most `max` bytes, on character boundaries.
+fn split(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        out.push(head);
+        rest = tail;
+    }
+    out.push(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_keeps_characters_whole() {
+        let text = "ééééé"; // 2 bytes each
+        let parts = split(text, 3);
+        assert_eq!(parts.concat(), text);
+        assert!(parts.iter().all(|p| p.len() <= 3 && !p.is_empty()));
+        assert_eq!(split("abc", 10), vec!["abc"]);
+    }
+}

@@ -361,17 +361,26 @@ pub async fn scan(
     let mut seen = std::collections::HashSet::new();
     let mut all = Vec::new();
     let mut unreachable: Vec<(Place, AwsError)> = Vec::new();
-    'places: for place in &places {
+    // Account-regions are listed at the same time: each has its own API limits, and a slow
+    // or failing one (SDK retries, timeouts) must not hold the others' scan back. The
+    // queries of one place stay sequential, within its ListSecrets budget. Results are
+    // merged in place order, so the fleet does not depend on which answered first.
+    let listed_by_place = futures_util::future::join_all(places.iter().map(|place| async {
         let mut listed = Vec::new();
         for query in queries(cfg) {
-            match sm.list_in(place, &query).await {
-                Ok(infos) => listed.extend(infos),
-                Err(e) => {
-                    unreachable.push((place.clone(), e));
-                    continue 'places;
-                }
-            }
+            listed.extend(sm.list_in(place, &query).await?);
         }
+        Ok::<_, AwsError>(listed)
+    }))
+    .await;
+    for (place, listed) in places.iter().zip(listed_by_place) {
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                unreachable.push((place.clone(), e));
+                continue;
+            }
+        };
         for info in listed {
             // Queries may overlap (a listed secret a selector also matches).
             if seen.insert(info.arn.clone()) {

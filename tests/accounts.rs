@@ -9,8 +9,9 @@
 //!
 //! The daemon must rotate, in their open window, the secrets of the four reachable
 //! account-regions (the same name in each, so they are keyed by ARN), and none of the
-//! refused account's; report that account once however many reconciles fail; and label
-//! its metrics with `account` and `region`.
+//! refused account's; report that account once however many reconciles fail; label
+//! its metrics with `account` and `region`; and list the account-regions at the same time
+//! (one region's ListSecrets is held a second by the proxy; the others go on meanwhile).
 
 mod common;
 
@@ -112,6 +113,12 @@ async fn three_accounts_two_regions_and_a_role_that_cannot_be_assumed() {
     }
     let env = Env::new("accounts", &body).await;
     env.use_endpoint(&proxy.endpoint());
+    // One region answers ListSecrets slowly: the others' listings go on meanwhile.
+    proxy.hold(
+        "ListSecrets",
+        &format!("/{}/secretsmanager/", REGIONS[1]),
+        Duration::from_secs(1),
+    );
     // Reconcile often, and report an unreachable account after one second: several
     // reconciles fail on the refused account while the test runs.
     let text = std::fs::read_to_string(&env.config).unwrap();
@@ -178,6 +185,14 @@ async fn three_accounts_two_regions_and_a_role_that_cannot_be_assumed() {
     let mut want: Vec<String> = reachable.iter().map(|(_, _, a)| a.clone()).collect();
     want.sort();
     assert_eq!(keys, want);
+
+    // Account-regions are listed at the same time, not one after another behind the slow
+    // region (the daemon is the only ListSecrets client here).
+    assert!(
+        proxy.max_in_flight("ListSecrets") >= 2,
+        "{:?}",
+        proxy.stats()
+    );
 
     // The refused role was asked for (and refused), through STS, with session `rotationd`.
     assert!(proxy.count("AssumeRole", Outcome::Denied) >= 1);

@@ -48,6 +48,10 @@ struct Shared {
     deny: Mutex<Vec<String>>,
     /// (operation, outcome) -> count
     stats: Mutex<BTreeMap<(String, Outcome), usize>>,
+    /// (operation, header substring, delay): matching requests wait before forwarding.
+    holds: Mutex<Vec<(String, String, std::time::Duration)>>,
+    /// operation -> (forwarded requests in flight now, the most ever at once)
+    in_flight: Mutex<BTreeMap<String, (usize, usize)>>,
 }
 
 pub struct Proxy {
@@ -81,6 +85,8 @@ impl Proxy {
                 seq: AtomicU64::new(0),
                 deny: Mutex::new(Vec::new()),
                 stats: Mutex::new(BTreeMap::new()),
+                holds: Mutex::new(Vec::new()),
+                in_flight: Mutex::new(BTreeMap::new()),
             }),
             runtime: Some(runtime),
             serving: Mutex::new(None),
@@ -115,6 +121,28 @@ impl Proxy {
     /// caller (the form-encoded `RoleArn=arn%3Aaws%3Aiam%3A%3A<account>...`).
     pub fn deny(&self, needle: &str) {
         self.shared.deny.lock().unwrap().push(needle.to_string());
+    }
+
+    /// Hold each forwarded `operation` request whose head (request line and headers, e.g.
+    /// the SigV4 scope `/us-east-2/secretsmanager/` in `Authorization`) contains `needle`
+    /// for `delay` before forwarding it: a slow account-region.
+    pub fn hold(&self, operation: &str, needle: &str, delay: std::time::Duration) {
+        self.shared
+            .holds
+            .lock()
+            .unwrap()
+            .push((operation.to_string(), needle.to_string(), delay));
+    }
+
+    /// The most `operation` requests the proxy has had in flight (forwarded, unanswered)
+    /// at once: 1 when the client sends them one after another.
+    pub fn max_in_flight(&self, operation: &str) -> usize {
+        self.shared
+            .in_flight
+            .lock()
+            .unwrap()
+            .get(operation)
+            .map_or(0, |(_, max)| *max)
     }
 
     pub fn set_upstream(&self, port: u16) {
@@ -303,7 +331,28 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
         };
         let response = match outcome {
             Outcome::Forwarded => {
-                match forward(&request, shared.upstream.load(Ordering::SeqCst)).await {
+                {
+                    let mut f = shared.in_flight.lock().unwrap();
+                    let (now, max) = f.entry(operation.clone()).or_default();
+                    *now += 1;
+                    *max = (*max).max(*now);
+                }
+                let head = request.head.join("\n");
+                let hold = shared
+                    .holds
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(op, needle, _)| *op == operation && head.contains(needle.as_str()))
+                    .map(|(_, _, delay)| *delay);
+                if let Some(delay) = hold {
+                    tokio::time::sleep(delay).await;
+                }
+                let forwarded = forward(&request, shared.upstream.load(Ordering::SeqCst)).await;
+                if let Some((now, _)) = shared.in_flight.lock().unwrap().get_mut(&operation) {
+                    *now -= 1;
+                }
+                match forwarded {
                     Some(r) => r,
                     // The emulator is gone: behave like it, cut the connection.
                     None => return,

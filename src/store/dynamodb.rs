@@ -281,9 +281,12 @@ impl DynamoLog {
         // The entry being joined, and how many chunks it should have and has.
         let mut current: Option<(Entry, u64, u64)> = None;
         for item in &items {
-            let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
-            let (Some(seq), Some(chunks), Some(schema)) =
-                (num("seq"), num("chunks"), num("schema"))
+            let Some(Header {
+                seq,
+                chunks,
+                schema,
+                writer,
+            }) = header(item)
             else {
                 return Err(journal_error(
                     "read the state log",
@@ -303,12 +306,8 @@ impl DynamoLog {
                     }
                     let entry = Entry {
                         seq,
-                        schema: u32::try_from(schema).unwrap_or(u32::MAX),
-                        writer: item
-                            .get("writer")
-                            .and_then(|w| w.as_s().ok())
-                            .cloned()
-                            .unwrap_or_default(),
+                        schema,
+                        writer,
                         body: body.to_string(),
                     };
                     current = Some((entry, chunks, 1));
@@ -335,11 +334,10 @@ impl DynamoLog {
         let Some(item) = latest.item() else {
             return Ok(None);
         };
-        let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
-        let (Some(seq), Some(chunks), Some(schema)) = (num("seq"), num("chunks"), num("schema"))
-        else {
+        let Some(h) = header(item) else {
             return Ok(None);
         };
+        let (seq, chunks) = (h.seq, h.chunks);
         let items = self
             .query_partition(&format!("{SNAPSHOT_PK}#{seq:020}"), None)
             .await?;
@@ -355,12 +353,8 @@ impl DynamoLog {
         }
         Ok(Some(Snapshot {
             seq,
-            schema: u32::try_from(schema).unwrap_or(u32::MAX),
-            writer: item
-                .get("writer")
-                .and_then(|w| w.as_s().ok())
-                .cloned()
-                .unwrap_or_default(),
+            schema: h.schema,
+            writer: h.writer,
             body: items.iter().map(body_of).collect(),
         }))
     }
@@ -441,6 +435,29 @@ fn whole((entry, chunks, got): (Entry, u64, u64)) -> StoreResult<Entry> {
         ));
     }
     Ok(entry)
+}
+
+/// What a log item and the snapshot pointer say about their entry or snapshot.
+struct Header {
+    seq: u64,
+    chunks: u64,
+    schema: u32,
+    writer: String,
+}
+
+/// `None` when a number is missing: not an item rotationd wrote.
+fn header(item: &HashMap<String, AttributeValue>) -> Option<Header> {
+    let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
+    Some(Header {
+        seq: num("seq")?,
+        chunks: num("chunks")?,
+        schema: u32::try_from(num("schema")?).unwrap_or(u32::MAX),
+        writer: item
+            .get("writer")
+            .and_then(|w| w.as_s().ok())
+            .cloned()
+            .unwrap_or_default(),
+    })
 }
 
 /// A log or snapshot chunk's text.

@@ -379,17 +379,29 @@ pub async fn run(
                     cfg.state.lease,
                 )
             });
-            match standby(lease, &health, &cancel, &reload).await {
+            // While standing by, this instance still records what arrives on the queue.
+            let recording = cancel.child_token();
+            let recorder = record_events(&app, recording.clone());
+            let outcome = standby(lease, &health, &cancel, &reload).await;
+            recording.cancel();
+            recorder.close();
+            match outcome {
                 Standby::Lead => {
                     shared_state.journal.set_fence(lease.journal_fence());
                     health.set_standby(None);
                     tracing::info!(instance = %instance, "leading: planning, rotating and publishing");
+                    // The recorder's consumers finish their long poll (at most 20 s) and
+                    // what it brought, beside the leader's own: not awaited, so the
+                    // takeover does not wait for them; the process's end does.
+                    outer.spawn(async move { recorder.wait().await });
                 }
                 Standby::Stop => {
+                    stop_recorder(recorder).await;
                     app.store.shutdown().await.ok();
                     break 'generations;
                 }
                 Standby::Reload => {
+                    stop_recorder(recorder).await;
                     app.store.shutdown().await.ok();
                     match Config::load(&path) {
                         Ok((new, _)) => {
@@ -570,6 +582,82 @@ async fn standby(
             _ = reload.notified() => return Standby::Reload,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
+    }
+}
+
+/// A standby's work besides waiting for the lease: it consumes the SQS queue and records
+/// each event's triggers, alerts and audit (idempotent on the event id, like the
+/// leader's consumers; the log orders both instances' writes, and a job that lost the race
+/// for a position runs again). So an event is recorded while the leader is busy, paused or
+/// dying, and the new leader finds its triggers. It does not plan, rotate, publish or poll
+/// CloudTrail. Events are planned against the standby's own inventory, refreshed every
+/// `reconcile_interval` (the consumers wait for the first one, as the leader's do).
+fn record_events(app: &App, cancel: CancellationToken) -> TaskTracker {
+    let tracker = TaskTracker::new();
+    let Some(events) = &app.cfg.events else {
+        return tracker;
+    };
+    let inventory: Arc<RwLock<Option<Inventory>>> = Arc::new(RwLock::new(None));
+    let sink = Arc::new(EventSink {
+        cfg: app.cfg.clone(),
+        normalize: crate::events::normalize_config(events, app.cfg.requests.as_ref()),
+        store: app.store.clone(),
+        metrics: app.metrics.clone(),
+        clock: app.clock,
+        inventory: inventory.clone(),
+        // Nothing to wake: the leader's executor finds the triggers at its next pass.
+        wake: Arc::new(tokio::sync::Notify::new()),
+        alerts: app.engine.alerts.clone(),
+    });
+    let consumer = Arc::new(Consumer {
+        sqs: app.sqs.clone(),
+        queue_url: events.queue_url.clone(),
+        sink,
+    });
+    for _ in 0..events.workers.get() {
+        tracker.spawn(consumer.clone().run(cancel.clone()));
+    }
+    let sm = app.engine.sm.clone();
+    let cfg = app.cfg.clone();
+    tracker.spawn(async move {
+        let mut cache = AgeCache::default();
+        loop {
+            let delay = match inventory::scan(&sm, &cfg, &mut cache).await {
+                Ok(inv) => {
+                    let first = inventory.read().await.is_none();
+                    if first {
+                        tracing::info!(
+                            secrets = inv.fleet.entries.len(),
+                            "standby: recording events from the queue"
+                        );
+                    }
+                    *inventory.write().await = Some(inv);
+                    cfg.daemon.reconcile_interval
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "standby: cannot list the fleet for recording events; retrying");
+                    cfg.daemon.reconcile_interval.min(Duration::from_secs(15))
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    });
+    tracker
+}
+
+/// Waits for the standby's recorder to finish (its consumers end their long poll and
+/// record what it brought), within the shutdown deadline.
+async fn stop_recorder(recorder: TaskTracker) {
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, recorder.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the standby's event consumers did not stop within {SHUTDOWN_DEADLINE:?}; going on (what they recorded is committed)"
+        );
     }
 }
 

@@ -475,7 +475,7 @@ impl Watcher {
                     let moved = db.update_validation(&id, &[from], to, Some(&ev), now)?;
                     if moved {
                         db.append_audit(&audit)?;
-                        if let Some(p) = alert {
+                        if let Some(p) = &alert {
                             db.enqueue_alert_deduped(&p.alert, p.at, p.realert)?;
                         }
                     }

@@ -8,6 +8,10 @@
 //!   leader wakes it steps down, and nothing it writes after the takeover lands in the
 //!   shared log (its appends carry a fence with its old token).
 //!
+//! - The standby consumes the SQS queue too: a departure that only the standby can take
+//!   (the leader runs without `[events]`) is recorded by it in the shared log, deleted
+//!   from the queue, and rotated once by the leader.
+//!
 //! The failover time is a benchmark (`scripts/bench-failover.sh`), not asserted here.
 
 mod common;
@@ -19,6 +23,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Timelike, Utc};
+use common::events::{ALLOW_ACCOUNT, add_events, iam_delete_user, queue_and_bus, send};
 use common::moto;
 use common::rotationd::{Daemon, Env, free_port, http_get};
 
@@ -122,9 +127,18 @@ change_ticket = "CHG-400"
 
 /// The log entries in `table`: (seq, writer), in order.
 async fn log_writers(table: &str) -> Vec<(u64, String)> {
+    log_entries(table)
+        .await
+        .into_iter()
+        .map(|(seq, writer, _)| (seq, writer))
+        .collect()
+}
+
+/// The log entries in `table`: (seq, writer, body), in order, chunks joined.
+async fn log_entries(table: &str) -> Vec<(u64, String, String)> {
     let m = moto::shared();
     let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config(&m.endpoint()));
-    let mut out = Vec::new();
+    let mut out: Vec<(u64, String, String)> = Vec::new();
     let mut start = None;
     loop {
         let page = client
@@ -140,8 +154,10 @@ async fn log_writers(table: &str) -> Vec<(u64, String)> {
         for item in page.items() {
             let seq = item["seq"].as_n().unwrap().parse().unwrap();
             let writer = item["writer"].as_s().unwrap().clone();
-            if out.last().map(|(s, _)| *s) != Some(seq) {
-                out.push((seq, writer));
+            let body = item["body"].as_s().unwrap();
+            match out.last_mut() {
+                Some((s, _, text)) if *s == seq => text.push_str(body),
+                _ => out.push((seq, writer, body.clone())),
             }
         }
         match page.last_evaluated_key() {
@@ -346,4 +362,106 @@ async fn a_paused_leader_steps_down_and_writes_nothing_after_the_takeover() {
     assert!(writers.len() >= before_wake);
     // The rotation happened once, by a, before the pause.
     assert_eq!(env.rotations_by_rotationd(&secret), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_standby_records_a_departure_and_the_leader_rotates_it_once() {
+    recording();
+    let secret = moto::unique_name("ha/departure");
+    let table = moto::unique_name("ha-departure").replace('/', "-");
+    // No window today (the quarterly default): the departure alone makes it rotate, at
+    // once, since no window opens before its 24-hour deadline.
+    let body = format!(
+        r#"
+[state]
+backend = "dynamodb"
+table = "{table}"
+lease = "6s"
+
+[policy]
+max_age = "93d"
+require_change_ticket = false
+
+[[secret]]
+id = "{secret}"
+strategy = "single-user"
+custodians = ["leaver-ha"]
+"#
+    );
+    let env = Env::new("ha-departure", &body).await;
+    env.rotatable_secret(&secret).await;
+
+    // a leads without an [events] section: it never reads the queue.
+    let a = Node::start(&env, "a", &[]);
+    until(&env, 30, &a, "a did not lead", || a.leads()).await;
+    let (queue_url, bus) = queue_and_bus(&env, "ha-departure").await;
+    add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
+    let b = Node::start(&env, "b", &[]);
+    until(&env, 30, &b, "b did not stand by", || b.stands_by()).await;
+    until(&env, 30, &b, "b does not record events", || {
+        b.log().contains("standby: recording events from the queue")
+    })
+    .await;
+
+    send(
+        &env,
+        &queue_url,
+        &iam_delete_user("leaver-ha", "ha-departure-1"),
+    )
+    .await;
+    let rotated = env
+        .eventually(Duration::from_secs(60), || {
+            (env.rotations_by_rotationd(&secret) == 1 && a.log().contains("rotation succeeded"))
+                .then_some(())
+        })
+        .await;
+    assert!(
+        rotated.is_some(),
+        "a did not rotate after b recorded the departure:\na:\n{}\nb:\n{}",
+        a.log(),
+        b.log()
+    );
+
+    // b, still the standby, recorded the departure's trigger in the shared log; a, still
+    // the leader, rotated it: one RotateSecret, one attempt, succeeded.
+    assert!(b.stands_by() && a.leads());
+    let b_id = format!("-{}-", b.daemon.id());
+    let entries = log_entries(&table).await;
+    assert!(
+        entries.iter().any(|(_, w, body)| w.contains(&b_id)
+            && body.contains("\"t\":\"triggers\"")
+            && body.contains("departure")),
+        "no trigger written by b: {:?}",
+        entries.iter().map(|(s, w, _)| (s, w)).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        last_attempt(&table, &secret).await.as_deref(),
+        Some("succeeded")
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.rotations_by_rotationd(&secret), 1);
+    // b deleted the message once recorded: nothing waits or hides on the queue.
+    let attrs = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let attr = |name: aws_sdk_sqs::types::QueueAttributeName| {
+        attrs
+            .attributes()
+            .and_then(|a| a.get(&name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        attr(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+        "0"
+    );
+    assert_eq!(
+        attr(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        "0"
+    );
 }

@@ -334,11 +334,11 @@ fn a_write_decided_on_stale_state_is_refused_and_rolled_back() {
     });
     let a = writer.join().unwrap();
     match result {
-        Err(StoreError::Journal {
-            retryable, message, ..
-        }) => {
-            assert!(retryable, "{message}");
-            assert!(message.contains("another instance wrote"), "{message}");
+        Err(e @ StoreError::Stale { .. }) => {
+            assert!(
+                e.to_string().contains("another instance wrote entry 2"),
+                "{e}"
+            );
         }
         other => panic!("b's stale write must be refused: {other:?}"),
     }

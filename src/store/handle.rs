@@ -11,6 +11,11 @@ use super::{Store, StoreError, StoreResult};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
 
+/// How often [`StoreHandle::call`] runs a job again that lost the race for a log
+/// position: each loss means another instance's write landed, so a few suffice unless
+/// something writes without pause.
+pub const STALE_RETRIES: u32 = 5;
+
 enum Message {
     Run(Job),
     Shutdown(oneshot::Sender<StoreResult<()>>),
@@ -52,16 +57,36 @@ impl StoreHandle {
     /// Runs `f` on the store thread and returns its result. A panic in `f`
     /// comes back as [`StoreError::Panicked`] (an open transaction is rolled
     /// back) and the store keeps serving.
+    ///
+    /// With the DynamoDB backend, a job refused because another instance appended
+    /// first ([`StoreError::Stale`]: nothing of it stayed) is run again on the
+    /// caught-up replica, up to [`STALE_RETRIES`] times: `f` must be store work only,
+    /// with no effect outside the store, which is why it is `Fn`.
     pub async fn call<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+        f: impl Fn(&mut Store) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (reply, result) = oneshot::channel();
         let job: Job = Box::new(move |store| {
             // With the DynamoDB backend the job first reads what other instances wrote,
             // and its writes reach the shared log before it returns (Store::job).
-            let out = catch_unwind(AssertUnwindSafe(|| store.job(f)))
-                .unwrap_or_else(|panic| Err(StoreError::Panicked(panic_message(&*panic))));
+            let mut tries = 0;
+            let out = loop {
+                let out = catch_unwind(AssertUnwindSafe(|| store.job(&f)))
+                    .unwrap_or_else(|panic| Err(StoreError::Panicked(panic_message(&*panic))));
+                match out {
+                    Err(StoreError::Stale { seq }) if tries < STALE_RETRIES => {
+                        tries += 1;
+                        tracing::debug!(
+                            seq,
+                            tries,
+                            "another instance wrote first; running the store job again"
+                        );
+                        store.reset_if_in_transaction();
+                    }
+                    out => break out,
+                }
+            };
             // The caller may have stopped waiting (its task was cancelled);
             // the work is done either way.
             let _ = reply.send(out);

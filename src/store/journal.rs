@@ -21,8 +21,10 @@
 //! rows the job touched; before the commit, the journal reads their final values (or finds
 //! them gone) and appends them as entry `seq + 1`, where `seq` is the last entry this
 //! replica has applied. If another instance appended first, the append is refused
-//! ([`AppendError::Taken`]), the local transaction is rolled back, and the caller gets
-//! [`StoreError::Journal`] (`retryable`): the job was decided on a stale replica. When
+//! ([`AppendError::Taken`]), the local transaction is rolled back, and the job ends with
+//! [`StoreError::Stale`]: it was decided on a stale replica.
+//! [`StoreHandle::call`](super::StoreHandle::call) runs it again after catching up, so callers see a lost race
+//! only if it is lost again and again. When
 //! this instance leads, the append carries the lease's [`Fence`]: a leader that was
 //! paused past its lease and wakes believing it still leads has every write refused
 //! ([`AppendError::Fenced`], not retryable).
@@ -475,13 +477,7 @@ impl Journal {
                 "this instance no longer holds the leader lease (another instance took over); the write was refused".into(),
                 false,
             )),
-            Err(AppendError::Taken(_)) => Err(journal_error(
-                "append to the state log",
-                format!(
-                    "another instance wrote entry {seq} first, so this write was decided on old state and was refused; it is retried after catching up"
-                ),
-                true,
-            )),
+            Err(AppendError::Taken(_)) => Err(StoreError::Stale { seq }),
             Err(AppendError::Failed(e)) => Err(e),
         }
     }
@@ -736,6 +732,7 @@ mod tests {
             Err(StoreError::Journal {
                 retryable, message, ..
             }) => (retryable, message),
+            Err(e @ StoreError::Stale { .. }) => (true, e.to_string()),
             other => panic!("the write must be refused: {other:?}"),
         }
     }

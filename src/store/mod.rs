@@ -80,7 +80,7 @@ pub use audit::{
     AuditBreak, AuditEntry, AuditFault, AuditFilter, AuditVerification, GENESIS_HASH, NewAuditEntry,
 };
 pub use events::Cursor;
-pub use handle::StoreHandle;
+pub use handle::{STALE_RETRIES, StoreHandle};
 pub use requests::{BusUpdate, Request, RequestState};
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 pub use triggers::{NewTrigger, Trigger, TriggerInsert, TriggerKind, TriggerStatus};
@@ -197,6 +197,13 @@ pub enum StoreError {
         message: String,
         retryable: bool,
     },
+    /// Another instance appended to the shared log first: this job was decided on state
+    /// that was no longer the latest, and nothing of it stayed. [`StoreHandle::call`] runs
+    /// it again on the caught-up replica.
+    #[error(
+        "state log: another instance wrote entry {seq} first, so this write was decided on old state and was refused; it is retried after catching up"
+    )]
+    Stale { seq: u64 },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

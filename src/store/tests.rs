@@ -1792,3 +1792,58 @@ fn audit_log_filters_by_secret_and_since_in_id_order() {
     assert!(matches!(err, StoreError::Closed));
     assert_eq!(calls, 1);
 }
+
+/// A replica's handle whose closure lets another replica (`rival`) write first on each
+/// of its first `losses` runs: a lost race for the log position, `losses` times.
+async fn race(losses: usize) -> (StoreResult<()>, usize, Store) {
+    use crate::store::journal::Journal;
+    use crate::store::shared_log::MemoryLog;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let log = Arc::new(MemoryLog::new());
+    let rival = Arc::new(Mutex::new(
+        Store::open_replicated(Journal::new(log.clone(), "rival")).expect("rival"),
+    ));
+    let handle =
+        StoreHandle::spawn(Store::open_replicated(Journal::new(log.clone(), "me")).expect("me"))
+            .expect("spawn");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (r, c) = (rival.clone(), runs.clone());
+    let out = handle
+        .call(move |store| {
+            let run = c.fetch_add(1, Ordering::SeqCst);
+            if run < losses {
+                r.lock()
+                    .unwrap()
+                    .job(|s| s.db().set_cursor("rival", &run.to_string(), t(0)))
+                    .expect("rival writes");
+            }
+            store.db().set_cursor("mine", "done", t(1))
+        })
+        .await;
+    handle.shutdown().await.expect("shutdown");
+    let check = Store::open_replicated(Journal::new(log, "check")).expect("check");
+    (out, runs.load(Ordering::SeqCst), check)
+}
+
+#[tokio::test]
+async fn a_job_that_lost_the_race_for_the_log_runs_again_on_the_caught_up_replica() {
+    let (out, runs, check) = race(2).await;
+    out.expect("the third run lands");
+    assert_eq!(runs, 3);
+    let db = check.db();
+    assert_eq!(db.get_cursor("rival").unwrap().unwrap().value, "1");
+    assert_eq!(db.get_cursor("mine").unwrap().unwrap().value, "done");
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_losing_the_race_gives_up_with_the_reason() {
+    let tries = super::STALE_RETRIES as usize + 1;
+    let (out, runs, check) = race(usize::MAX).await;
+    let err = out.expect_err("never lands");
+    assert!(matches!(err, StoreError::Stale { .. }), "{err:?}");
+    assert!(err.to_string().contains("another instance wrote"), "{err}");
+    assert_eq!(runs, tries);
+    assert_eq!(check.db().get_cursor("mine").unwrap(), None);
+}

@@ -13,6 +13,10 @@
 //! - the **alert publisher** draining the outbox into SNS;
 //! - the **HTTP server** for `/metrics`, `/healthz` and `/readyz`.
 //!
+//! With `[state] backend = "dynamodb"` those loops run only while this instance holds
+//! the leader lease; a standby waits for it (`standby`) and meanwhile records what
+//! arrives on the SQS queue (`record_events`).
+//!
 //! On SIGTERM/SIGINT the token is cancelled: loops stop taking work, in-flight attempts
 //! stop at their next AWS call with their last state committed (they resume at the next
 //! start), and the process exits 0 once the tasks end or the deadline passes.

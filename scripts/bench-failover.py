@@ -7,7 +7,8 @@ Starts moto_server (from .venv) and, per trial, two `rotationd run` processes sh
 state table: A (waited for until it leads), then B (waited for until it stands by). After a
 random pause (so the kill lands anywhere in A's renewal cycle) A is killed with SIGKILL,
 and the time until B's /metrics says `rotationd_leader 1` is the failover time. B is then
-stopped with SIGTERM (which releases the lease) before the next trial.
+stopped with SIGTERM (which releases the lease) before the next trial. Both consume one SQS
+queue per trial (`[events]`), so the standby's event recorder runs as in production.
 
 The expected range with a lease L renewed every L/3: B takes over once A's last renewal
 has expired (up to L after the kill) at its next try (up to L/3 later), so at most 4L/3,
@@ -88,9 +89,13 @@ def main():
             aws_secret_access_key="testing",
         )
         topic = boto3.client("sns", **kw).create_topic(Name="security")["TopicArn"]
+        sqs = boto3.client("sqs", **kw)
         times = []
         for trial in range(args.trials):
             table = f"failover-{trial}"
+            # Both instances consume it: the leader's consumers and the standby's recorder
+            # run as in production.
+            queue_url = sqs.create_queue(QueueName=f"{table}-events")["QueueUrl"]
             nodes = {}
             for name in ("a", "b"):
                 port = free_port()
@@ -116,6 +121,10 @@ require_change_ticket = false
 backend = "dynamodb"
 table = "{table}"
 lease = "{args.lease}"
+
+[events]
+queue_url = "{queue_url}"
+allowed_accounts = ["123456789012"]
 
 [[selector]]
 name_prefix = "nothing-matches/"

@@ -99,10 +99,9 @@ async fn until(env: &Env, secs: u64, node: &Node, what: &str, pred: impl Fn() ->
     assert!(ok, "{what}:\n{}", node.log());
 }
 
-/// The config body: the DynamoDB backend on `table`, and one secret whose daily window
-/// opened two minutes before rotationd's (shifted) clock.
-fn body(table: &str, secret: &str, offset: chrono::Duration) -> String {
-    let open = Utc::now() + offset - chrono::Duration::minutes(2);
+/// The sections every test here shares: the DynamoDB backend on `table` with a 6 s lease,
+/// and the policy's `max_age`; `policy` adds lines to `[policy]`.
+fn shared_state(table: &str, policy: &str) -> String {
     format!(
         r#"
 [state]
@@ -112,7 +111,18 @@ lease = "6s"
 
 [policy]
 max_age = "93d"
+{policy}
+"#
+    )
+}
 
+/// The config body: the DynamoDB backend on `table`, and one secret whose daily window
+/// opened two minutes before rotationd's (shifted) clock.
+fn body(table: &str, secret: &str, offset: chrono::Duration) -> String {
+    let open = Utc::now() + offset - chrono::Duration::minutes(2);
+    shared_state(table, "")
+        + &format!(
+            r#"
 [[secret]]
 id = "{secret}"
 schedule = "{} {} * * *"
@@ -120,9 +130,9 @@ window = "1h"
 strategy = "single-user"
 change_ticket = "CHG-400"
 "#,
-        open.minute(),
-        open.hour()
-    )
+            open.minute(),
+            open.hour()
+        )
 }
 
 /// The log entries in `table`: (seq, writer), in order.
@@ -371,23 +381,15 @@ async fn the_standby_records_a_departure_and_the_leader_rotates_it_once() {
     let table = moto::unique_name("ha-departure").replace('/', "-");
     // No window today (the quarterly default): the departure alone makes it rotate, at
     // once, since no window opens before its 24-hour deadline.
-    let body = format!(
-        r#"
-[state]
-backend = "dynamodb"
-table = "{table}"
-lease = "6s"
-
-[policy]
-max_age = "93d"
-require_change_ticket = false
-
+    let body = shared_state(&table, "require_change_ticket = false")
+        + &format!(
+            r#"
 [[secret]]
 id = "{secret}"
 strategy = "single-user"
 custodians = ["leaver-ha"]
 "#
-    );
+        );
     let env = Env::new("ha-departure", &body).await;
     env.rotatable_secret(&secret).await;
 

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Timelike, Utc};
-use common::events::{ALLOW_ACCOUNT, add_events, iam_delete_user, queue_and_bus, send};
+use common::events::{
+    ALLOW_ACCOUNT, add_events, iam_delete_user, left_on_queue, queue_and_bus, send,
+};
 use common::moto;
 use common::rotationd::{Daemon, Env, free_port, http_get};
 
@@ -443,27 +445,8 @@ custodians = ["leaver-ha"]
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(env.rotations_by_rotationd(&secret), 1);
     // b deleted the message once recorded: nothing waits or hides on the queue.
-    let attrs = env
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
-        .send()
-        .await
-        .unwrap();
-    let attr = |name: aws_sdk_sqs::types::QueueAttributeName| {
-        attrs
-            .attributes()
-            .and_then(|a| a.get(&name))
-            .cloned()
-            .unwrap_or_default()
-    };
     assert_eq!(
-        attr(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
-        "0"
-    );
-    assert_eq!(
-        attr(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        "0"
+        left_on_queue(&env, &queue_url).await,
+        ("0".to_string(), "0".to_string())
     );
 }

@@ -12,7 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::events::{
-    ALLOW_ACCOUNT, add_events, count, iam_delete_user, queue_and_bus, rotation_failed, send_batch,
+    ALLOW_ACCOUNT, add_events, count, iam_delete_user, left_on_queue, queue_and_bus,
+    rotation_failed, send_batch,
 };
 use common::moto;
 use common::rotationd::{Env, rows, terminate};
@@ -263,19 +264,8 @@ async fn a_thousand_hostile_bodies_never_act_and_twenty_valid_ones_do() {
     }
 
     // Nothing is left on the queue: every body was handled and deleted.
-    let left = env
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(
-            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        )
-        .send()
-        .await
-        .unwrap();
-    let attrs = left.attributes().unwrap();
-    for (k, v) in attrs {
-        assert_eq!(v, "0", "{k:?}");
-    }
+    assert_eq!(
+        left_on_queue(&env, &queue_url).await,
+        ("0".to_string(), "0".to_string())
+    );
 }

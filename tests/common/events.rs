@@ -116,6 +116,30 @@ pub async fn send(env: &Env, queue_url: &str, body: &str) {
         .unwrap();
 }
 
+/// What is still on the queue: (visible, in flight) messages, as SQS counts them.
+pub async fn left_on_queue(env: &Env, queue_url: &str) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attr = |name: A| {
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    (
+        attr(A::ApproximateNumberOfMessages),
+        attr(A::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
 pub async fn arn_of(env: &Env, name: &str) -> String {
     env.sm
         .describe_secret()

@@ -396,6 +396,9 @@ pub struct Alerts {
     store: StoreHandle,
     realert_interval: chrono::Duration,
     notify_enabled: bool,
+    /// Wakes this process's publisher ([`publish_loop`]) once an alert is committed, so it
+    /// sleeps instead of polling the outbox. Shared by every clone.
+    outbox: Arc<tokio::sync::Notify>,
 }
 
 impl Alerts {
@@ -405,7 +408,26 @@ impl Alerts {
             realert_interval: chrono::Duration::from_std(cfg.alerts.realert_interval)
                 .unwrap_or(chrono::Duration::hours(4)),
             notify_enabled: cfg.alerts.notify_topic_arn.is_some(),
+            outbox: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// What [`publish_loop`] waits on.
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox.clone()
+    }
+
+    /// Wakes the publisher: for a caller that committed alerts with its own transaction
+    /// (`Db::enqueue_alert_deduped` after [`Alerts::prepare`]). Waking it for nothing costs
+    /// one outbox read; a wake before anyone waits is kept for the next wait.
+    pub fn wake_publisher(&self) {
+        self.outbox.notify_one();
+    }
+
+    /// [`Alerts::log_queued`], and wakes the publisher.
+    pub fn queued(&self, alert: &Alert) {
+        Alerts::log_queued(alert);
+        self.wake_publisher();
     }
 
     /// Queues `alert` unless the same incident (dedupe key) was alerted within
@@ -470,7 +492,7 @@ impl Alerts {
             .call(move |s| Ok(s.db().enqueue_alert_deduped(&new, now, realert)?.is_some()))
             .await?;
         if queued {
-            Alerts::log_queued(alert);
+            self.queued(alert);
         }
         Ok(queued)
     }
@@ -512,27 +534,85 @@ pub fn publish_backoff(attempts: u32) -> Duration {
     Duration::from_secs(secs.min(300))
 }
 
+/// How often the publisher reads the outbox when nothing woke it. Alerts queued by this
+/// process wake it ([`Alerts::wake_publisher`]), but two kinds of writer cannot: a CLI
+/// process (`rotationd rotate`, `rollback`) whose alert could not be published leaves it in
+/// the same SQLite file, and with `[state] backend = "dynamodb"` a standby records the
+/// alerts of the events it consumes in the shared log. They wait at most this long.
+pub const OUTBOX_SAFETY_POLL: Duration = Duration::from_secs(60);
+/// After a failed read of the outbox itself (the store), the next try.
+const OUTBOX_READ_RETRY: Duration = Duration::from_secs(2);
+
 /// Drains the outbox into SNS until cancelled. Publishes oldest first; a failure keeps
-/// the alert in the outbox with a backoff.
-/// `beat` is called every pass, for the systemd watchdog.
+/// the alert in the outbox with a backoff. Between passes it sleeps until `outbox` is
+/// notified (an alert was queued), the next failed alert's retry falls due, or
+/// [`OUTBOX_SAFETY_POLL`] passes: an idle daemon does not read the outbox every second.
+/// `beat` is called every pass, and every `beat_every` while it sleeps, for the systemd
+/// watchdog.
+#[allow(clippy::too_many_arguments)]
 pub async fn publish_loop(
     store: StoreHandle,
     sns: aws_sdk_sns::Client,
     cfg: Arc<Config>,
     metrics: Arc<Metrics>,
+    outbox: Arc<tokio::sync::Notify>,
     beat: impl Fn() + Send,
+    beat_every: Option<Duration>,
     cancel: CancellationToken,
 ) {
     loop {
         beat();
-        if let Err(e) = publish_due(&store, &sns, &cfg, &metrics).await {
-            tracing::warn!(error = %e, "cannot read the alert outbox; retrying");
+        let wait = match publish_due(&store, &sns, &cfg, &metrics).await {
+            Ok(published) => match next_due_in(&store).await {
+                // Still due after a pass that published nothing: SNS refused (the pass
+                // stops at the first retryable failure); not a hot loop over the rest.
+                Ok(wait) if wait.is_zero() && published == 0 => OUTBOX_READ_RETRY,
+                Ok(wait) => wait,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the alert outbox; retrying");
+                    OUTBOX_READ_RETRY
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the alert outbox; retrying");
+                OUTBOX_READ_RETRY
+            }
+        };
+        if wait.is_zero() {
+            // More than one pass's worth was due, and the last one made progress.
+            continue;
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let beat_at = beat_every.map_or(until, |b| until.min(tokio::time::Instant::now() + b));
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = outbox.notified() => break,
+                _ = tokio::time::sleep_until(beat_at) => {
+                    if beat_at >= until {
+                        break;
+                    }
+                    beat();
+                }
+            }
         }
     }
+}
+
+/// How long until the next unpublished alert is due: zero when one is due now, at most
+/// [`OUTBOX_SAFETY_POLL`].
+async fn next_due_in(store: &StoreHandle) -> Result<Duration, StoreError> {
+    let now = Utc::now();
+    let horizon = now
+        + chrono::Duration::from_std(OUTBOX_SAFETY_POLL).unwrap_or(chrono::Duration::minutes(1));
+    let soon = store.call(move |s| s.db().due_alerts(horizon, 50)).await?;
+    Ok(soon
+        .iter()
+        .map(|a| a.next_attempt_at)
+        .min()
+        .map_or(OUTBOX_SAFETY_POLL, |next| {
+            (next - now).to_std().unwrap_or(Duration::ZERO)
+        }))
 }
 
 /// One pass over the due alerts.

@@ -602,7 +602,7 @@ impl Watcher {
             )
             .await?;
         if moved {
-            Alerts::log_queued(&alert);
+            self.alerts.queued(&alert);
             self.metrics
                 .validations_total
                 .with_label_values(&[Validation::ValidatedUnhealthy.as_str()])

@@ -142,9 +142,14 @@ impl Poller {
                         "event_name": event.event_name(),
                         "bytes": record.len(),
                     });
-                    self.sink
+                    let disposition = self
+                        .sink
                         .accept(normalized, "cloudtrail", event.event_id(), detail)
                         .await?;
+                    if disposition == super::Disposition::Acted {
+                        // What it committed may include alerts (RotationFailed, compromise).
+                        self.sink.alerts.wake_publisher();
+                    }
                     handled += 1;
                 }
                 let next = out

@@ -11,6 +11,12 @@
 //! deleted and the message comes back after its visibility timeout. While a batch is being
 //! handled its visibility is extended, so a slow store does not hand the same message to
 //! another worker.
+//!
+//! Shutdown does not wait for the long poll: it is dropped at once, so SIGTERM ends the
+//! process in a second or two rather than up to [`WAIT_SECONDS`] later. A poll dropped in
+//! flight may still have taken messages off the queue; nothing deletes them, so they come
+//! back after [`VISIBILITY_SECONDS`] to this or another instance (at-least-once holds, and
+//! a duplicate collapses on the event id). A batch already received is handled to the end.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,13 +53,16 @@ impl Consumer {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             }
-            if cancel.is_cancelled() {
-                return;
-            }
-            // Not raced against shutdown: a long poll dropped mid-flight can still take
-            // messages off the queue, hidden for the visibility timeout. Finishing it
-            // (at most WAIT_SECONDS) and handling what it brought is cheaper.
-            let received = self.receive().await;
+            // Raced against shutdown (see the module doc): what an abandoned poll took
+            // comes back after the visibility timeout; a stop must not wait 20 s for it.
+            let received = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    tracing::debug!(queue = %self.queue_url, "shutdown: long poll abandoned");
+                    return;
+                }
+                received = self.receive() => received,
+            };
             match received {
                 Ok(messages) => {
                     backoff = Duration::from_secs(1);
@@ -158,9 +167,15 @@ impl Consumer {
         let body = m.body.as_deref().unwrap_or_default();
         let normalized = normalize::normalize_sqs_body(body, &self.sink.normalize);
         let detail = serde_json::json!({ "message_id": m.message_id, "bytes": body.len() });
-        self.sink
+        let disposition = self
+            .sink
             .accept(normalized, "sqs", m.message_id.as_deref(), detail)
-            .await
+            .await?;
+        if disposition == Disposition::Acted {
+            // What it committed may include alerts (RotationFailed, compromise, approvals).
+            self.sink.alerts.wake_publisher();
+        }
+        Ok(disposition)
     }
 }
 

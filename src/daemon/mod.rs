@@ -1,0 +1,502 @@
+//! `rotationd run`: the long-running daemon, and the wiring the CLI commands share.
+//!
+//! [`run`] is a state machine over the process's role:
+//!
+//! - **Standby** (`[state] backend = "dynamodb"`, the lease is another instance's): try
+//!   the lease every third of it, and record what arrives on the SQS queue
+//!   ([`standby`]);
+//! - **Leading** (always with SQLite; with DynamoDB while the lease is ours): one
+//!   *generation* of loops built from the current config, under a child cancellation
+//!   token, tracked so that stopping waits for them:
+//!   - the **reconciler** ([`reconcile`]): inventory, compliance, planned triggers, drift;
+//!   - the **executor** ([`executor`]): due triggers into attempts, driven with a bounded
+//!     concurrency, with the storm guard and the departure SLA watch ([`policy`]);
+//!   - the **alert publisher** draining the outbox into SNS;
+//!   - the event consumers, the CloudTrail pollers, the watcher of dependents and the
+//!     request loop;
+//! - **Stopping**: SIGTERM/SIGINT; STOPPING=1, the role's loops stopped, the lease
+//!   released.
+//!
+//! SIGHUP takes the **one** reload path whatever the role ([`Daemon::reload`]): the file is
+//! re-read; an invalid config is logged and counted and the role goes on; a valid one
+//! stops the role's loops and enters the role again with it. In-flight attempts stop at a
+//! committed step and the next executor resumes them.
+//!
+//! The metrics listener, the registry, readiness and the watchdog ([`health`]) outlive
+//! roles and generations.
+
+mod app;
+mod drift;
+pub mod executor;
+pub mod health;
+pub mod policy;
+pub mod reconcile;
+mod standby;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{Notify, RwLock};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use app::{App, SharedState, instance_id};
+pub use drift::native_schedules;
+pub use executor::{MAX_CONCURRENT_ATTEMPTS, ORPHAN_AFTER, RETRY_AFTER};
+pub use health::Health;
+pub use policy::storm::{EVENT_KINDS, STORM_CURSOR, STORM_RESUMED_CURSOR};
+pub use reconcile::{carry_over, report_places};
+
+use crate::config::{Config, StateBackend};
+use crate::engine::Clock;
+use crate::events::EventSink;
+use crate::events::cloudtrail::Poller;
+use crate::events::sqs::Consumer;
+use crate::inventory::Inventory;
+use crate::lease::{Lease, Role};
+use crate::metrics::Metrics;
+use crate::store::StoreHandle;
+use health::notify;
+use standby::Waited;
+
+/// How long stopping waits for a role's tasks before going on anyway. Every loop stops at
+/// once when cancelled (the SQS long poll included), so this only bounds a call hung on an
+/// AWS endpoint that does not answer; what was committed stays committed. Kept, with
+/// [`LEASE_RELEASE_DEADLINE`], below the unit's `TimeoutStopSec` (20 s).
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the leader waits for DynamoDB to take the lease back at shutdown; without
+/// it, a standby takes over when the lease expires.
+const LEASE_RELEASE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// State shared by one generation's loops.
+pub(crate) struct Shared {
+    pub(crate) app: App,
+    /// The latest inventory (the reconciler writes it; events and the executor read it).
+    pub(crate) inventory: Arc<RwLock<Option<Inventory>>>,
+    pub(crate) health: Arc<Health>,
+    /// Secrets with an attempt being driven by this process.
+    pub(crate) claims: executor::Claims,
+    /// Wakes the executor: a trigger was committed or a drive ended.
+    pub(crate) wake: Arc<Notify>,
+}
+
+/// The process's role: the state of [`run`].
+enum State {
+    Standby(Standby),
+    Leading(Generation),
+    Stopping,
+}
+
+/// A standby: its `App` (a replica of the shared log) and the event recorder.
+struct Standby {
+    app: App,
+    recording: CancellationToken,
+    recorder: TaskTracker,
+}
+
+/// One generation of the leader's loops.
+struct Generation {
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    store: StoreHandle,
+    /// Holds the DynamoDB lease, which must be renewed.
+    fenced: bool,
+}
+
+impl State {
+    /// Stops what the role runs and closes its store.
+    async fn stop(self) {
+        match self {
+            State::Standby(s) => {
+                s.recording.cancel();
+                s.recorder.close();
+                wait_or_warn(&s.recorder, "the standby's event consumers").await;
+                s.app.store.shutdown().await.ok();
+            }
+            State::Leading(g) => {
+                g.cancel.cancel();
+                g.tracker.close();
+                wait_or_warn(&g.tracker, "the leader's tasks").await;
+                g.store.shutdown().await.ok();
+            }
+            State::Stopping => {}
+        }
+    }
+}
+
+/// Waits for `tracker` within [`SHUTDOWN_DEADLINE`].
+async fn wait_or_warn(tracker: &TaskTracker, what: &str) {
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tasks = what,
+            deadline = ?SHUTDOWN_DEADLINE,
+            "tasks did not stop within the deadline; going on (state is committed)"
+        );
+    }
+}
+
+/// What [`run`] keeps across roles.
+struct Daemon {
+    path: std::path::PathBuf,
+    cfg: Config,
+    instance: String,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// Tasks that outlive roles: the HTTP server, the watchdog, a recorder finishing.
+    outer: TaskTracker,
+    cancel: CancellationToken,
+    reload: Arc<Notify>,
+    /// With the DynamoDB backend: the leader lease, kept across reloads (same holder).
+    lease: Option<Lease>,
+}
+
+/// Runs the daemon until `cancel` fires; `reload` (SIGHUP) re-reads `path`: a valid config
+/// restarts the loops with it (in-flight attempts stop at a committed step and resume), an
+/// invalid one is logged and counted and the old one stays in force.
+pub async fn run(
+    path: std::path::PathBuf,
+    cfg: Config,
+    cancel: CancellationToken,
+    reload: Arc<Notify>,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let watchdog = sd_notify::watchdog_enabled();
+    let health = Arc::new(Health::new(metrics.clone(), watchdog));
+    let listen = cfg.daemon.metrics_listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} ([daemon] metrics_listen)"))?;
+    let outer = TaskTracker::new();
+    outer.spawn(health::serve_http(listener, health.clone(), cancel.clone()));
+    if let Some(interval) = watchdog {
+        outer.spawn(health::watchdog(health.clone(), interval, cancel.clone()));
+    }
+    // Leader from the start with SQLite (nobody to share with); with DynamoDB only once
+    // the lease is ours.
+    health.set_standby(match cfg.state.backend {
+        StateBackend::Sqlite => None,
+        StateBackend::Dynamodb { .. } => Some("not elected yet; reading the shared state".into()),
+    });
+    let mut daemon = Daemon {
+        path,
+        cfg,
+        instance: instance_id(),
+        metrics,
+        health,
+        outer,
+        cancel,
+        reload,
+        lease: None,
+    };
+    let mut state = daemon.enter().await?;
+    loop {
+        state = match state {
+            State::Standby(s) => daemon.stand_by(s).await?,
+            State::Leading(g) => daemon.lead(g).await?,
+            State::Stopping => break,
+        };
+    }
+    daemon.outer.close();
+    wait_or_warn(&daemon.outer, "the HTTP server and the watchdog").await;
+    Ok(())
+}
+
+impl Daemon {
+    /// Builds an `App` from the current config and takes the role it allows: standby on
+    /// the DynamoDB backend (until the lease is ours), leading otherwise.
+    async fn enter(&mut self) -> anyhow::Result<State> {
+        let app = App::build_with(self.cfg.clone(), self.metrics.clone(), &self.instance).await?;
+        let Some(shared) = app.shared_state.clone() else {
+            return Ok(State::Leading(self.start(app)));
+        };
+        self.lease.get_or_insert_with(|| {
+            Lease::new(
+                shared.dynamodb.clone(),
+                &shared.table,
+                crate::lease::LEASE_NAME,
+                &self.instance,
+                self.cfg.state.lease,
+            )
+        });
+        // While standing by, this instance still records what arrives on the queue.
+        let recording = self.cancel.child_token();
+        let recorder = standby::record_events(&app, recording.clone());
+        Ok(State::Standby(Standby {
+            app,
+            recording,
+            recorder,
+        }))
+    }
+
+    /// Standby until elected, stopped or reloaded.
+    async fn stand_by(&mut self, s: Standby) -> anyhow::Result<State> {
+        let Some(lease) = self.lease.as_mut() else {
+            anyhow::bail!("standing by without a lease");
+        };
+        match standby::wait_for_lease(lease, &self.health, &self.cancel, &self.reload).await {
+            Waited::Elected => {
+                if let Some(shared) = &s.app.shared_state {
+                    shared.journal.set_fence(lease.journal_fence());
+                }
+                self.health.set_standby(None);
+                tracing::info!(instance = %self.instance, "leading: planning, rotating and publishing");
+                // The recorder's consumers stop at once (what a poll they abandon took
+                // comes back to the queue) and finish the batch in hand: not awaited, so
+                // the takeover does not wait for them; the process's end does.
+                s.recording.cancel();
+                s.recorder.close();
+                let recorder = s.recorder;
+                self.outer.spawn(async move { recorder.wait().await });
+                Ok(State::Leading(self.start(s.app)))
+            }
+            Waited::Stop => self.stop(State::Standby(s)).await,
+            Waited::Reload => self.reload(State::Standby(s)).await,
+        }
+    }
+
+    /// Leads until stopped, reloaded or deposed.
+    async fn lead(&mut self, g: Generation) -> anyhow::Result<State> {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return self.stop(State::Leading(g)).await,
+                _ = self.reload.notified() => return self.reload(State::Leading(g)).await,
+                kept = keep_lease(self.lease.as_mut()), if g.fenced => {
+                    if kept {
+                        continue;
+                    }
+                    // Lost (or cannot be confirmed before it expires): stop every loop now;
+                    // the fence refuses whatever write was still on its way.
+                    tracing::warn!(instance = %self.instance, "lost the leader lease; stopping the loops and standing by");
+                    State::Leading(g).stop().await;
+                    self.health.set_ready(false);
+                    return self.enter().await;
+                }
+            }
+        }
+    }
+
+    /// SIGTERM in any role: STOPPING=1, the role's loops stopped, the lease released.
+    async fn stop(&mut self, role: State) -> anyhow::Result<State> {
+        notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("stopping"),
+        ]);
+        tracing::info!("shutting down: no new work, in-flight attempts stop at their next step");
+        let leading = matches!(&role, State::Leading(g) if g.fenced);
+        role.stop().await;
+        if let (true, Some(lease)) = (leading, self.lease.as_mut()) {
+            // Let a standby take over now rather than at the lease's expiry.
+            match tokio::time::timeout(LEASE_RELEASE_DEADLINE, lease.release()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot release the leader lease; a standby takes over when it expires")
+                }
+                Err(_) => {
+                    tracing::warn!(deadline = ?LEASE_RELEASE_DEADLINE, "releasing the leader lease timed out; a standby takes over when it expires")
+                }
+            }
+        }
+        Ok(State::Stopping)
+    }
+
+    /// The one reload path, whatever the role: RELOADING=1 and the file re-read. An
+    /// invalid config is logged and counted, and `role` goes on with the old one (READY=1
+    /// again). A valid one stops the role's loops and enters the role afresh with it; a
+    /// leader's reload also lifts a storm-guard pause (what an operator resumes with).
+    async fn reload(&mut self, role: State) -> anyhow::Result<State> {
+        health::notify_reloading();
+        let Some(new) = self.load() else {
+            notify(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status("running; the last reload failed, see the log"),
+            ]);
+            return Ok(role);
+        };
+        if let State::Leading(g) = &role {
+            let now = Clock::from_env().now();
+            if let Err(e) = policy::storm::lift_pause(&g.store, now).await {
+                tracing::warn!(error = %format!("{e:#}"), "cannot lift the storm guard's pause on reload");
+            }
+        }
+        role.stop().await;
+        self.cfg = new;
+        self.enter().await
+    }
+
+    /// Reads and validates the config file again: the new config, or `None` (every
+    /// problem logged, the failure counted).
+    fn load(&self) -> Option<Config> {
+        match Config::load(&self.path) {
+            Ok((new, warnings)) => {
+                for w in warnings.warnings() {
+                    tracing::warn!("{w}");
+                }
+                if new.daemon.metrics_listen != self.cfg.daemon.metrics_listen {
+                    tracing::warn!(
+                        "[daemon] metrics_listen changed; it takes effect at the next restart"
+                    );
+                }
+                self.metrics
+                    .config_reloads_total
+                    .with_label_values(&["success"])
+                    .inc();
+                tracing::info!(config = %self.path.display(), "configuration reloaded; restarting the loops with it");
+                Some(new)
+            }
+            Err(e) => {
+                self.metrics
+                    .config_reloads_total
+                    .with_label_values(&["failure"])
+                    .inc();
+                match &e {
+                    crate::config::ConfigError::Invalid(d) => {
+                        for (_, line) in d.lines() {
+                            tracing::error!("{line}");
+                        }
+                    }
+                    other => tracing::error!(error = %other, "cannot reload the configuration"),
+                }
+                tracing::error!("reload failed; the previous configuration stays in force");
+                None
+            }
+        }
+    }
+
+    /// Starts one generation of the leader's loops with `app`.
+    fn start(&self, app: App) -> Generation {
+        self.health.reset_beats();
+        let cancel = self.cancel.child_token();
+        let fenced = app.shared_state.is_some();
+        let state = match &self.cfg.state.backend {
+            StateBackend::Sqlite => self.cfg.daemon.state_path.display().to_string(),
+            StateBackend::Dynamodb { table } => format!("dynamodb:{table}"),
+        };
+        let (tracker, store) = spawn_loops(app, self.health.clone(), cancel.clone());
+        tracing::info!(metrics = %self.cfg.daemon.metrics_listen, state = %state, "rotationd running");
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("running: reconciling and rotating"),
+        ]);
+        Generation {
+            tracker,
+            cancel,
+            store,
+            fenced,
+        }
+    }
+}
+
+/// One renewal, a third of the lease after the last: `false` once the lease is lost, or
+/// cannot be confirmed and has expired by this host's clock.
+async fn keep_lease(lease: Option<&mut Lease>) -> bool {
+    let Some(lease) = lease else {
+        return std::future::pending().await;
+    };
+    tokio::time::sleep(lease.renew_every()).await;
+    let now_ms = || chrono::Utc::now().timestamp_millis();
+    match lease.tick(now_ms()).await {
+        Ok(Role::Leader { .. }) => true,
+        Ok(Role::Standby { .. }) => false,
+        Err(e) => {
+            let held = lease.held_until_ms().is_some_and(|u| now_ms() < u);
+            tracing::warn!(error = %e, still_held = held, "cannot renew the leader lease");
+            held
+        }
+    }
+}
+
+/// Spawns one generation's loops; returns their tracker and the store to close.
+fn spawn_loops(
+    app: App,
+    health: Arc<Health>,
+    cancel: CancellationToken,
+) -> (TaskTracker, StoreHandle) {
+    let shared = Arc::new(Shared {
+        app,
+        inventory: Arc::new(RwLock::new(None)),
+        health,
+        claims: executor::Claims::default(),
+        wake: Arc::new(Notify::new()),
+    });
+    let app = &shared.app;
+    let tracker = TaskTracker::new();
+    let h = shared.health.clone();
+    tracker.spawn(crate::alerts::publish_loop(
+        app.store.clone(),
+        app.sns.clone(),
+        app.cfg.clone(),
+        app.metrics.clone(),
+        app.engine.alerts.outbox_signal(),
+        move || h.beat("publisher"),
+        shared.health.beat_every(),
+        cancel.clone(),
+    ));
+    tracker.spawn(reconcile::reconcile_loop(shared.clone(), cancel.clone()));
+    if let Some(events) = &app.cfg.events {
+        let sink = Arc::new(EventSink {
+            cfg: app.cfg.clone(),
+            normalize: crate::events::normalize_config(events, app.cfg.requests.as_ref()),
+            store: app.store.clone(),
+            metrics: app.metrics.clone(),
+            clock: app.clock,
+            inventory: shared.inventory.clone(),
+            wake: shared.wake.clone(),
+            alerts: app.engine.alerts.clone(),
+        });
+        let consumer = Arc::new(Consumer {
+            sqs: app.sqs.clone(),
+            queue_url: events.queue_url.clone(),
+            sink: sink.clone(),
+        });
+        for _ in 0..events.workers.get() {
+            tracker.spawn(consumer.clone().run(cancel.clone()));
+        }
+        if events.cloudtrail.enabled {
+            let routed = app.engine.sm.is_routed();
+            for (place, client) in &app.cloudtrail {
+                let poller = Poller {
+                    client: client.clone(),
+                    place: place.clone(),
+                    cursor: crate::events::cloudtrail::cursor_name(place, routed),
+                    sink: sink.clone(),
+                    lookback: chrono::Duration::from_std(events.cloudtrail.lookback)
+                        .unwrap_or(chrono::Duration::hours(24)),
+                    interval: events.cloudtrail.poll_interval,
+                };
+                tracker.spawn(poller.run(cancel.clone()));
+            }
+        }
+    }
+    tracker.spawn(
+        crate::validation::Watcher {
+            cfg: app.cfg.clone(),
+            store: app.store.clone(),
+            alerts: app.engine.alerts.clone(),
+            metrics: app.metrics.clone(),
+            cw: app.engine.cw.clone(),
+            sm: app.engine.sm.clone(),
+            clock: app.clock,
+        }
+        .run(cancel.clone()),
+    );
+    if app.cfg.requests.is_some() {
+        tracker.spawn(
+            crate::requests::RequestLoop {
+                cfg: app.cfg.clone(),
+                store: app.store.clone(),
+                alerts: app.engine.alerts.clone(),
+                sm: app.engine.sm.clone(),
+                eventbridge: app.eventbridge.clone(),
+                clock: app.clock,
+            }
+            .run(cancel.clone()),
+        );
+    }
+    let store = app.store.clone();
+    tracker.spawn(executor::run(shared.clone(), tracker.clone(), cancel));
+    (tracker, store)
+}

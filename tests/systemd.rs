@@ -198,3 +198,61 @@ async fn a_hung_loop_stops_feeding_the_watchdog() {
         "it was fed while the loops were alive: {seen:?}"
     );
 }
+
+/// SIGTERM while every event consumer is inside a 20 s SQS long poll: the poll is
+/// abandoned (what it took comes back after the visibility timeout), the daemon says
+/// STOPPING=1 and exits 0 at once, not when the poll ends. `TimeoutStopSec` in
+/// `systemd/rotationd.service` counts on it.
+#[tokio::test]
+async fn sigterm_cancels_the_sqs_long_poll_and_exits_promptly() {
+    use common::events::{ALLOW_ACCOUNT, add_events, queue_and_bus};
+    let env = Env::new(
+        "sigterm",
+        "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n",
+    )
+    .await;
+    let (queue_url, bus) = queue_and_bus(&env, "sigterm").await;
+    add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
+    let sock_path = env.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let mut daemon = Daemon(
+        env.command(&["run"])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut seen = Vec::new();
+    assert!(
+        wait_for(&sock, &mut seen, Duration::from_secs(30), |s| has(
+            s, "READY=1"
+        ) >= 1),
+        "no READY=1: {seen:?}"
+    );
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    // The consumers start polling within a second of the first reconcile (they wait for
+    // its inventory); three seconds in, both are inside a 20 s long poll on the empty
+    // queue, none of which has come back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !env.metrics().contains("operation=\"ReceiveMessage\""),
+        "a long poll already ended: the test would not measure a poll in flight"
+    );
+    let started = Instant::now();
+    let status = terminate(&mut daemon, Duration::from_secs(30));
+    let took = started.elapsed();
+    println!("SIGTERM with an SQS long poll in flight: exited after {took:?}");
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "exit status");
+    assert!(
+        took <= Duration::from_secs(5),
+        "SIGTERM took {took:?} with a long poll in flight; it must not wait for the poll"
+    );
+    assert!(
+        wait_for(&sock, &mut seen, Duration::from_secs(2), |s| has(
+            s,
+            "STOPPING=1"
+        ) >= 1),
+        "{seen:?}"
+    );
+}

@@ -32,6 +32,33 @@ fn wait_for(
     pred(seen)
 }
 
+/// `rotationd run` with NOTIFY_SOCKET on a socket the test owns (returned, bound) and
+/// `envs`; waits for its first READY=1 and returns what was seen until then.
+fn start_notified(env: &Env, envs: &[(&str, &str)]) -> (Daemon, UnixDatagram, Vec<String>) {
+    let sock_path = env.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let mut command = env.command(&["run"]);
+    command.env("NOTIFY_SOCKET", &sock_path);
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let daemon = Daemon(
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut seen = Vec::new();
+    assert!(
+        wait_for(&sock, &mut seen, Duration::from_secs(30), |s| has(
+            s, "READY=1"
+        ) >= 1),
+        "no READY=1: {seen:?}"
+    );
+    (daemon, sock, seen)
+}
+
 fn has(seen: &[String], needle: &str) -> usize {
     seen.iter()
         .filter(|m| m.lines().any(|l| l == needle))
@@ -50,24 +77,12 @@ async fn ready_watchdog_reload_and_stop_follow_the_notify_protocol() {
     let added = moto::unique_name("sd/added");
     env.rotatable_secret(&added).await;
 
-    let sock_path = env.dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let mut daemon = Daemon(
-        env.command(&["run"])
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("WATCHDOG_USEC", "2000000")
-            .env("ROTATIOND_TEST_CLOCK_OFFSET", "3600")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut seen = Vec::new();
-    assert!(
-        wait_for(&sock, &mut seen, Duration::from_secs(30), |s| has(
-            s, "READY=1"
-        ) >= 1),
-        "no READY=1: {seen:?}"
+    let (mut daemon, sock, mut seen) = start_notified(
+        &env,
+        &[
+            ("WATCHDOG_USEC", "2000000"),
+            ("ROTATIOND_TEST_CLOCK_OFFSET", "3600"),
+        ],
     );
     // WATCHDOG=1 at about half of WATCHDOG_USEC (2 s): at least 3 in 4 s.
     let before = has(&seen, "WATCHDOG=1");
@@ -164,22 +179,13 @@ async fn a_hung_loop_stops_feeding_the_watchdog() {
         "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n",
     )
     .await;
-    let sock_path = env.dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let mut daemon = Daemon(
-        env.command(&["run"])
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("WATCHDOG_USEC", "2000000")
-            .env("ROTATIOND_TEST_FAILPOINT", "hang-executor")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (mut daemon, sock, mut seen) = start_notified(
+        &env,
+        &[
+            ("WATCHDOG_USEC", "2000000"),
+            ("ROTATIOND_TEST_FAILPOINT", "hang-executor"),
+        ],
     );
-    let mut seen = Vec::new();
-    assert!(wait_for(&sock, &mut seen, Duration::from_secs(30), |s| {
-        has(s, "READY=1") >= 1
-    }));
     // The executor hangs after 3 ticks; a few seconds later the pings stop for good.
     wait_for(&sock, &mut seen, Duration::from_secs(6), |_| false);
     let mut quiet = Vec::new();
@@ -213,23 +219,7 @@ async fn sigterm_cancels_the_sqs_long_poll_and_exits_promptly() {
     .await;
     let (queue_url, bus) = queue_and_bus(&env, "sigterm").await;
     add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
-    let sock_path = env.dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let mut daemon = Daemon(
-        env.command(&["run"])
-            .env("NOTIFY_SOCKET", &sock_path)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut seen = Vec::new();
-    assert!(
-        wait_for(&sock, &mut seen, Duration::from_secs(30), |s| has(
-            s, "READY=1"
-        ) >= 1),
-        "no READY=1: {seen:?}"
-    );
+    let (mut daemon, sock, mut seen) = start_notified(&env, &[]);
     assert!(env.wait_ready(Duration::from_secs(30)).await);
     // The consumers start polling within a second of the first reconcile (they wait for
     // its inventory); three seconds in, both are inside a 20 s long poll on the empty

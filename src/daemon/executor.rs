@@ -441,20 +441,61 @@ async fn window_missed(
 mod tests {
     use super::*;
 
-    fn slot(
-        claims: &Claims,
-        permits: &Arc<Semaphore>,
-        wake: &Arc<Notify>,
-    ) -> (Slot, Shelf<HashMap<String, Instant>>) {
-        let retry_at: Shelf<HashMap<String, Instant>> = Arc::default();
-        let slot = Slot {
-            claim: Some(claims.try_claim("prod/db").expect("free")),
-            permit: Some(permits.clone().try_acquire_owned().expect("a slot")),
-            attempt: "att-1".into(),
-            retry_at: retry_at.clone(),
-            wake: wake.clone(),
-        };
-        (slot, retry_at)
+    /// One drive of attempt `att-1` on secret `prod/db` through [`spawn_attempt`], with
+    /// everything it touches kept for the assertions.
+    struct Harness {
+        claims: Claims,
+        permits: Arc<Semaphore>,
+        wake: Arc<Notify>,
+        publisher: Arc<Notify>,
+        retry_at: Shelf<HashMap<String, Instant>>,
+        owned: Shelf<HashSet<String>>,
+    }
+
+    impl Harness {
+        /// Runs `drive` to its end (a panic included) as the executor would.
+        async fn drive<F>(drive: F) -> Harness
+        where
+            F: Future<Output = Result<Outcome, EngineError>> + Send + 'static,
+        {
+            let h = Harness {
+                claims: Claims::default(),
+                permits: Arc::new(Semaphore::new(1)),
+                wake: Arc::new(Notify::new()),
+                publisher: Arc::new(Notify::new()),
+                retry_at: Arc::default(),
+                owned: Arc::default(),
+            };
+            lock(&h.owned).insert("att-1".into());
+            let slot = Slot {
+                claim: Some(h.claims.try_claim("prod/db").expect("free")),
+                permit: Some(h.permits.clone().try_acquire_owned().expect("a slot")),
+                attempt: "att-1".into(),
+                retry_at: h.retry_at.clone(),
+                wake: h.wake.clone(),
+            };
+            assert!(h.claims.is_claimed("prod/db"));
+            assert_eq!(h.permits.available_permits(), 0);
+            let tracker = TaskTracker::new();
+            spawn_attempt(
+                &tracker,
+                slot,
+                "prod/db".into(),
+                h.owned.clone(),
+                h.publisher.clone(),
+                drive,
+            );
+            tracker.close();
+            tracker.wait().await;
+            h
+        }
+
+        /// The executor was woken (the wake is kept for its next wait).
+        async fn executor_woken(&self) -> bool {
+            tokio::time::timeout(Duration::from_secs(1), self.wake.notified())
+                .await
+                .is_ok()
+        }
     }
 
     #[test]
@@ -473,76 +514,59 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_drive_releases_its_claim_and_slot_and_wakes_the_executor() {
-        let claims = Claims::default();
-        let permits = Arc::new(Semaphore::new(1));
-        let wake = Arc::new(Notify::new());
-        let (slot, retry_at) = slot(&claims, &permits, &wake);
-        let owned: Shelf<HashSet<String>> = Arc::default();
-        lock(&owned).insert("att-1".into());
-        let tracker = TaskTracker::new();
-        spawn_attempt(
-            &tracker,
-            slot,
-            "prod/db".into(),
-            owned.clone(),
-            Arc::new(Notify::new()),
-            async { panic!("drive exploded") },
-        );
-        tracker.close();
-        tracker.wait().await;
-        assert!(!claims.is_claimed("prod/db"), "the secret stayed claimed");
+        let h = Harness::drive(async { panic!("drive exploded") }).await;
+        assert!(!h.claims.is_claimed("prod/db"), "the secret stayed claimed");
         assert_eq!(
-            permits.available_permits(),
+            h.permits.available_permits(),
             1,
             "the slot was not given back"
         );
         assert!(
-            lock(&retry_at)
+            lock(&h.retry_at)
                 .get("att-1")
                 .is_some_and(|t| *t > Instant::now()),
             "a panicked attempt is held back before it is driven again"
         );
-        assert!(lock(&owned).contains("att-1"), "still ours, to retry");
-        // The wake was stored for the executor's next wait.
-        tokio::time::timeout(Duration::from_secs(1), wake.notified())
-            .await
-            .expect("the executor was not woken");
-        assert!(claims.try_claim("prod/db").is_some());
+        assert!(lock(&h.owned).contains("att-1"), "still ours, to retry");
+        assert!(h.executor_woken().await, "the executor was not woken");
+        assert!(h.claims.try_claim("prod/db").is_some());
     }
 
     #[tokio::test]
     async fn a_finished_drive_wakes_the_executor_and_the_publisher() {
-        let claims = Claims::default();
-        let permits = Arc::new(Semaphore::new(1));
-        let wake = Arc::new(Notify::new());
-        let publisher = Arc::new(Notify::new());
-        let (slot, retry_at) = slot(&claims, &permits, &wake);
-        let owned: Shelf<HashSet<String>> = Arc::default();
-        lock(&owned).insert("att-1".into());
-        let tracker = TaskTracker::new();
-        spawn_attempt(
-            &tracker,
-            slot,
-            "prod/db".into(),
-            owned.clone(),
-            publisher.clone(),
-            async {
-                Ok(Outcome::Succeeded {
-                    new_version: "v2".into(),
-                })
-            },
+        let h = Harness::drive(async {
+            Ok(Outcome::Succeeded {
+                new_version: "v2".into(),
+            })
+        })
+        .await;
+        assert!(!h.claims.is_claimed("prod/db"));
+        assert_eq!(h.permits.available_permits(), 1);
+        assert!(
+            !lock(&h.owned).contains("att-1"),
+            "finished: no longer ours"
         );
-        tracker.close();
-        tracker.wait().await;
-        assert!(!claims.is_claimed("prod/db"));
-        assert!(!lock(&owned).contains("att-1"), "finished: no longer ours");
-        assert!(lock(&retry_at).is_empty(), "no hold-back without a panic");
-        tokio::time::timeout(Duration::from_secs(1), wake.notified())
-            .await
-            .expect("the executor was not woken");
-        tokio::time::timeout(Duration::from_secs(1), publisher.notified())
+        assert!(lock(&h.retry_at).is_empty(), "no hold-back without a panic");
+        assert!(h.executor_woken().await, "the executor was not woken");
+        tokio::time::timeout(Duration::from_secs(1), h.publisher.notified())
             .await
             .expect("the publisher was not woken");
+    }
+
+    #[tokio::test]
+    async fn a_paused_drive_stays_ours_for_the_retry() {
+        let h = Harness::drive(async {
+            Err(EngineError::Retryable(crate::aws::AwsError {
+                operation: "DescribeSecret",
+                code: Some("ThrottlingException".into()),
+                message: "rate exceeded".into(),
+                retryable: true,
+            }))
+        })
+        .await;
+        assert!(!h.claims.is_claimed("prod/db"));
+        assert!(lock(&h.owned).contains("att-1"), "resumed by the next pass");
+        assert!(h.executor_woken().await);
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,7 +4,7 @@
 //!
 //! - **Standby** (`[state] backend = "dynamodb"`, the lease is another instance's): try
 //!   the lease every third of it, and record what arrives on the SQS queue
-//!   ([`standby`]);
+//!   (`standby.rs`);
 //! - **Leading** (always with SQLite; with DynamoDB while the lease is ours): one
 //!   *generation* of loops built from the current config, under a child cancellation
 //!   token, tracked so that stopping waits for them:
@@ -17,7 +17,7 @@
 //! - **Stopping**: SIGTERM/SIGINT; STOPPING=1, the role's loops stopped, the lease
 //!   released.
 //!
-//! SIGHUP takes the **one** reload path whatever the role ([`Daemon::reload`]): the file is
+//! SIGHUP takes the **one** reload path whatever the role (`Daemon::reload`): the file is
 //! re-read; an invalid config is logged and counted and the role goes on; a valid one
 //! stops the role's loops and enters the role again with it. In-flight attempts stop at a
 //! committed step and the next executor resumes them.
@@ -390,6 +390,38 @@ impl Daemon {
     }
 }
 
+/// With `[events]`: the sink events go to (planned against `inventory`, waking `wake`
+/// when they commit triggers) and its SQS consumers, `[events] workers` of them on
+/// `tracker`. The leader's and the standby's alike.
+fn consume_events<'a>(
+    app: &'a App,
+    inventory: Arc<RwLock<Option<Inventory>>>,
+    wake: Arc<Notify>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> Option<(&'a crate::config::EventsConfig, Arc<EventSink>)> {
+    let events = app.cfg.events.as_ref()?;
+    let sink = Arc::new(EventSink {
+        cfg: app.cfg.clone(),
+        normalize: crate::events::normalize_config(events, app.cfg.requests.as_ref()),
+        store: app.store.clone(),
+        metrics: app.metrics.clone(),
+        clock: app.clock,
+        inventory,
+        wake,
+        alerts: app.engine.alerts.clone(),
+    });
+    let consumer = Arc::new(Consumer {
+        sqs: app.sqs.clone(),
+        queue_url: events.queue_url.clone(),
+        sink: sink.clone(),
+    });
+    for _ in 0..events.workers.get() {
+        tracker.spawn(consumer.clone().run(cancel.clone()));
+    }
+    Some((events, sink))
+}
+
 /// One renewal, a third of the lease after the last: `false` once the lease is lost, or
 /// cannot be confirmed and has expired by this host's clock.
 async fn keep_lease(lease: Option<&mut Lease>) -> bool {
@@ -436,25 +468,13 @@ fn spawn_loops(
         cancel.clone(),
     ));
     tracker.spawn(reconcile::reconcile_loop(shared.clone(), cancel.clone()));
-    if let Some(events) = &app.cfg.events {
-        let sink = Arc::new(EventSink {
-            cfg: app.cfg.clone(),
-            normalize: crate::events::normalize_config(events, app.cfg.requests.as_ref()),
-            store: app.store.clone(),
-            metrics: app.metrics.clone(),
-            clock: app.clock,
-            inventory: shared.inventory.clone(),
-            wake: shared.wake.clone(),
-            alerts: app.engine.alerts.clone(),
-        });
-        let consumer = Arc::new(Consumer {
-            sqs: app.sqs.clone(),
-            queue_url: events.queue_url.clone(),
-            sink: sink.clone(),
-        });
-        for _ in 0..events.workers.get() {
-            tracker.spawn(consumer.clone().run(cancel.clone()));
-        }
+    if let Some((events, sink)) = consume_events(
+        app,
+        shared.inventory.clone(),
+        shared.wake.clone(),
+        &tracker,
+        &cancel,
+    ) {
         if events.cloudtrail.enabled {
             let routed = app.engine.sm.is_routed();
             for (place, client) in &app.cloudtrail {

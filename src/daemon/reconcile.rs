@@ -4,8 +4,8 @@
 //!
 //! Split in two: [`plan`] is pure (the fleet, what was observed about it, the config and
 //! the clock in; triggers, alerts and statuses out) and unit-tested on a fixed clock;
-//! [`reconcile`] is the I/O around it (the scan, the store, the metrics, the drift
-//! application in [`super::drift`]). Trigger dedupe keys make a pass idempotent
+//! `reconcile` is the I/O around it (the scan, the store, the metrics, the drift
+//! application in `daemon/drift.rs`). Trigger dedupe keys make a pass idempotent
 //! (ARCHITECTURE.md, "Triggers and the plan"): `plan:ARN:WINDOW_START` for a window (also a
 //! never-rotated secret's first one), `overdue:ARN:VERSION` for an overdue secret, one per
 //! AWSCURRENT version.

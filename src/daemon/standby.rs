@@ -13,8 +13,6 @@ use tokio_util::task::TaskTracker;
 
 use super::App;
 use super::health::{Health, notify};
-use crate::events::EventSink;
-use crate::events::sqs::Consumer;
 use crate::inventory::{self, AgeCache, Inventory};
 use crate::lease::{Lease, Role};
 
@@ -92,29 +90,12 @@ pub(super) async fn wait_for_lease(
 /// one, as the leader's do).
 pub(super) fn record_events(app: &App, cancel: CancellationToken) -> TaskTracker {
     let tracker = TaskTracker::new();
-    let Some(events) = &app.cfg.events else {
-        return tracker;
-    };
     let inventory: Arc<RwLock<Option<Inventory>>> = Arc::new(RwLock::new(None));
-    let sink = Arc::new(EventSink {
-        cfg: app.cfg.clone(),
-        normalize: crate::events::normalize_config(events, app.cfg.requests.as_ref()),
-        store: app.store.clone(),
-        metrics: app.metrics.clone(),
-        clock: app.clock,
-        inventory: inventory.clone(),
-        // Nothing to wake here: the leader's executor and publisher are another process's
-        // and find what this one records at their safety poll.
-        wake: Arc::new(tokio::sync::Notify::new()),
-        alerts: app.engine.alerts.clone(),
-    });
-    let consumer = Arc::new(Consumer {
-        sqs: app.sqs.clone(),
-        queue_url: events.queue_url.clone(),
-        sink,
-    });
-    for _ in 0..events.workers.get() {
-        tracker.spawn(consumer.clone().run(cancel.clone()));
+    // Nothing to wake: the leader's executor and publisher are another process's, and
+    // find what this one records at their safety poll.
+    let nobody = Arc::new(tokio::sync::Notify::new());
+    if super::consume_events(app, inventory.clone(), nobody, &tracker, &cancel).is_none() {
+        return tracker;
     }
     let sm = app.engine.sm.clone();
     let cfg = app.cfg.clone();

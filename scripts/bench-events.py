@@ -9,7 +9,14 @@ Usage: bench-events.py --endpoint URL --rotationd PATH --workdir DIR
 3. A burst of 1,000 events, 30 % of them duplicates (the same envelope sent again, as SQS
    redelivery does): time until every trigger is done; every secret must rotate exactly
    once (no duplicate rotation, no lost trigger).
-Before 2, the daemon idles for --idle-seconds (60): its CPU time and RSS are read from /proc.
+Before 2, the daemon idles for --idle-seconds (60): its CPU time and RSS are read from /proc,
+from 3 s after /readyz first answers 200 (the first reconcile is done, the consumers are in
+their long poll, nothing is due). Its loops wait on notifications and due times rather than
+ticking, so this is the floor: SQS long polls, and the executor's and the outbox's safety polls.
+
+--idle-only stops after the idle figure (about 80 s), e.g. to compare two builds:
+    bench-events.py --idle-only --rotationd target/release/rotationd ...
+    bench-events.py --idle-only --rotationd /tmp/rotationd-before ...
 
 Runs with the moto virtualenv's Python (boto3 comes with moto).
 """
@@ -32,6 +39,8 @@ ap.add_argument("--workdir", required=True)
 ap.add_argument("--sequential", type=int, default=200)
 ap.add_argument("--burst", type=int, default=1000)
 ap.add_argument("--idle-seconds", type=int, default=60)
+ap.add_argument("--idle-only", action="store_true",
+                help="measure the idle daemon only (no latency or burst runs)")
 args = ap.parse_args()
 
 import boto3  # noqa: E402
@@ -54,13 +63,28 @@ def queue(name):
     return url, arn
 
 
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def ready(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 # 1. moto's floor.
+floor = []
 floor_url, floor_arn = queue("bench-floor")
 eb.create_event_bus(Name="bench-floor")
 eb.put_rule(Name="floor", EventBusName="bench-floor", EventPattern=json.dumps({"source": ["bench.floor"]}))
 eb.put_targets(Rule="floor", EventBusName="bench-floor", Targets=[{"Id": "q", "Arn": floor_arn}])
-floor = []
-for i in range(50):
+for i in range(0 if args.idle_only else 50):
     t0 = time.monotonic()
     eb.put_events(Entries=[{"EventBusName": "bench-floor", "Source": "bench.floor",
                             "DetailType": "x", "Detail": json.dumps({"i": i})}])
@@ -80,13 +104,14 @@ for i in range(users):
 events_url, _ = queue("rotationd-bench-events")
 eb.create_event_bus(Name="bench-bus")
 cfg = os.path.join(args.workdir, "events-bench.toml")
+metrics_port = free_port()
 with open(cfg, "w") as f:
     f.write(f"""[aws]
 region = "us-east-1"
 endpoint_url = "{args.endpoint}"
 [daemon]
 state_path = "{args.workdir}/events-state.db"
-metrics_listen = "127.0.0.1:0"
+metrics_listen = "127.0.0.1:{metrics_port}"
 max_rotations_per_minute = 100000
 [alerts]
 security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
@@ -148,10 +173,13 @@ def depart(i):
 
 
 try:
-    # Ready once the first reconcile has the fleet (the consumer waits for it).
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not os.path.exists(f"{args.workdir}/events-state.db"):
+    # Ready once the first reconcile has the fleet (the consumers wait for it); then a few
+    # seconds for the consumers to enter their long poll and the first passes to settle.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not ready(metrics_port):
         time.sleep(0.2)
+    if not ready(metrics_port):
+        sys.exit("rotationd did not get ready within 180 s")
     time.sleep(3)
 
     # Idle: the fleet reconciled, the consumer long-polling an empty queue, nothing due.
@@ -160,6 +188,12 @@ try:
     idle_cpu = cpu_seconds(daemon.pid) - cpu0
     idle_wall = time.monotonic() - t_idle
     idle_rss = rss_mb(daemon.pid)
+    idle_line = (f"idle {idle_wall:.0f} s ({users} secrets, events queue long-polled): "
+                 f"CPU {idle_cpu:.2f} s ({100 * idle_cpu / idle_wall:.2f} % of one core), "
+                 f"RSS {idle_rss:.1f} MB")
+    if args.idle_only:
+        print(idle_line)
+        raise SystemExit(0)  # the daemon is stopped on the way out
 
     # 2. One at a time.
     latencies = []
@@ -201,8 +235,7 @@ finally:
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(timeout=60)
 
-print(f"idle {idle_wall:.0f} s ({users} secrets, events queue long-polled): CPU {idle_cpu:.2f} s "
-      f"({100 * idle_cpu / idle_wall:.2f} % of one core), RSS {idle_rss:.1f} MB")
+print(idle_line)
 print(f"moto floor put_events->receive (50): median {statistics.median(floor)*1000:.0f} ms, "
       f"p99 {pct(floor, 99)*1000:.0f} ms")
 print(f"departure put_events->rotated ({len(latencies)} one at a time): median "

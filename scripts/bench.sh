@@ -2,8 +2,34 @@
 # One-command benchmarks. Figures go to stdout; README.md quotes them.
 #   scripts/bench.sh            planner figures (fast)
 #   scripts/bench.sh --criterion  also the criterion planner benchmark (minutes)
+#   scripts/bench.sh --idle [BINARY]  only the idle daemon's CPU over 60 s (900 secrets,
+#                                 events queue long-polled) of BINARY (default: the release
+#                                 build), e.g. to compare a build before and after a change
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+start_moto() { # sets $port, $work, $moto_pid; stops moto and removes $work on exit
+  scripts/install-moto.sh >/dev/null
+  work=$(mktemp -d)
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  MOTO_RECORDER_FILEPATH="$work/recording" .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+  moto_pid=$!
+  trap 'kill $moto_pid 2>/dev/null; rm -rf "$work"' EXIT
+  for _ in $(seq 100); do
+    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/data.json')" 2>/dev/null && break
+    sleep 0.2
+  done
+}
+
+if [ "${1:-}" = "--idle" ]; then
+  binary=${2:-target/release/rotationd}
+  [ -n "${2:-}" ] || cargo build --release --quiet --bin rotationd
+  start_moto
+  echo "== idle: $binary, 60 s after the first reconcile"
+  .venv/bin/python scripts/bench-events.py --idle-only --endpoint "http://127.0.0.1:$port" \
+    --rotationd "$binary" --workdir "$work"
+  exit 0
+fi
 
 measure() { # label, command...: wall time and peak RSS from GNU time
   local label=$1; shift
@@ -34,16 +60,7 @@ measure "rotationd plan --days 365 --format json (100k)" \
 rm -f "$cfg"
 
 echo "== inventory: one reconcile of 10,000 quiet secrets on moto (rotationd status)"
-scripts/install-moto.sh >/dev/null
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-MOTO_RECORDER_FILEPATH="$work/recording" .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
-moto_pid=$!
-trap 'kill $moto_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-  python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/data.json')" 2>/dev/null && break
-  sleep 0.2
-done
+start_moto
 .venv/bin/python scripts/seed-fleet.py --endpoint "http://127.0.0.1:$port" --count 10000 --prefix bench/
 cat >"$work/bench.toml" <<TOML
 [aws]

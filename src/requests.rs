@@ -527,8 +527,17 @@ pub async fn accept(
     Ok(decided.is_some())
 }
 
+/// How long the request loop sleeps when nothing it knows of falls due. This process wakes
+/// it (`RequestLoop::wake`: a request accepted, a trigger committed, an attempt ended), but
+/// with `[state] backend = "dynamodb"` a standby records requests in the shared log
+/// without waking it; they are answered at most this late.
+pub const REQUESTS_SAFETY_POLL: Duration = Duration::from_secs(15);
+/// After a failed pass, or a rollback AWS did not answer, the next try.
+const REQUESTS_RETRY: Duration = Duration::from_secs(2);
+
 /// The request loop: expiry, emergency reminders, rollbacks, attempt outcomes, and the bus
-/// outbox.
+/// outbox. It sleeps until `wake` is notified or its next due time (an expiry, a reminder,
+/// a bus retry), at most [`REQUESTS_SAFETY_POLL`]: it does not tick.
 pub struct RequestLoop {
     pub cfg: Arc<Config>,
     pub store: StoreHandle,
@@ -536,28 +545,53 @@ pub struct RequestLoop {
     pub sm: SecretsManager,
     pub eventbridge: aws_sdk_eventbridge::Client,
     pub clock: Clock,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// The sooner of two waits.
+fn sooner(a: Option<Duration>, b: Duration) -> Option<Duration> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+/// The wait from `now` until `at` (zero when past), on one clock.
+fn wait_until(now: DateTime<Utc>, at: DateTime<Utc>) -> Duration {
+    (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
 impl RequestLoop {
     pub async fn run(self, cancel: CancellationToken) {
         loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "request loop pass failed; retrying");
-            }
+            let wait = match self.pass_due().await {
+                Ok(next) => next.map_or(REQUESTS_SAFETY_POLL, |n| n.min(REQUESTS_SAFETY_POLL)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "request loop pass failed; retrying");
+                    REQUESTS_RETRY
+                }
+            };
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
     /// One pass; public for tests.
     pub async fn pass(&self) -> Result<(), StoreError> {
+        self.pass_due().await.map(|_| ())
+    }
+
+    /// One pass; returns how soon the next known work falls due.
+    async fn pass_due(&self) -> Result<Option<Duration>, StoreError> {
         let Some(rc) = self.cfg.requests.clone() else {
-            return Ok(());
+            return Ok(None);
         };
         let now = self.clock.now();
+        let mut next: Option<Duration> = None;
         for r in self.store.call(|s| s.db().awaiting_requests()).await? {
+            if let Some(e) = r.expires_at.filter(|e| now < *e) {
+                next = sooner(next, wait_until(now, e));
+            }
             if r.expires_at.is_some_and(|e| now >= e) {
                 let timeout = if r.emergency {
                     rc.emergency_approval_timeout
@@ -580,7 +614,9 @@ impl RequestLoop {
             } else if r.emergency && r.reminded_at.is_none() {
                 let half = chrono::Duration::from_std(rc.emergency_approval_timeout / 2)
                     .unwrap_or(chrono::Duration::minutes(30));
-                if now >= r.created_at + half {
+                if now < r.created_at + half {
+                    next = sooner(next, wait_until(now, r.created_at + half));
+                } else {
                     let mut a = Alert::new(AlertKind::ApprovalOverdue, Some(&r.secret), now);
                     a.ticket = r.ticket.clone();
                     a.reason = Some(r.reason.clone());
@@ -611,7 +647,8 @@ impl RequestLoop {
                     .await?
                 }
                 Err(e) if e.retryable => {
-                    tracing::warn!(request = %r.id, error = %e, "rollback request: AWS did not answer; retrying")
+                    tracing::warn!(request = %r.id, error = %e, "rollback request: AWS did not answer; retrying");
+                    next = sooner(next, REQUESTS_RETRY);
                 }
                 Err(e) => {
                     let why = format!("rollback failed: {e}");
@@ -658,7 +695,10 @@ impl RequestLoop {
             )
             .await?;
         }
-        self.publish().await
+        Ok(match self.publish().await? {
+            Some(retry) => sooner(next, retry),
+            None => next,
+        })
     }
 
     /// The attempt that served request `r`'s trigger, and the request's end state.
@@ -782,16 +822,20 @@ impl RequestLoop {
         }
     }
 
-    /// Puts due `Rotation Request Updated` events on the bus, ten per PutEvents.
-    async fn publish(&self) -> Result<(), StoreError> {
+    /// Puts due `Rotation Request Updated` events on the bus, ten per PutEvents. Returns
+    /// how soon to come back: at the earliest retry after a failure, at once when a full
+    /// batch went out (more may be due).
+    async fn publish(&self) -> Result<Option<Duration>, StoreError> {
+        const BATCH: u32 = 50;
         let Some(rc) = &self.cfg.requests else {
-            return Ok(());
+            return Ok(None);
         };
         let now = Utc::now();
         let due = self
             .store
-            .call(move |s| s.db().due_bus_updates(now, 50))
+            .call(move |s| s.db().due_bus_updates(now, BATCH))
             .await?;
+        let mut again = (due.len() == BATCH as usize).then_some(Duration::ZERO);
         for chunk in due.chunks(10) {
             let mut req = self.eventbridge.put_events();
             for u in chunk {
@@ -840,6 +884,8 @@ impl RequestLoop {
                             ))
                             .unwrap_or(chrono::Duration::minutes(5));
                         tracing::warn!(error = %msg, "cannot put a request update on the bus; it stays queued");
+                        again =
+                            sooner(again.filter(|a| !a.is_zero()), wait_until(Utc::now(), next));
                         let msg = msg.clone();
                         self.store
                             .call(move |s| s.db().mark_bus_failed(id, &msg, next))
@@ -852,7 +898,7 @@ impl RequestLoop {
                 break;
             }
         }
-        Ok(())
+        Ok(again)
     }
 }
 

@@ -204,6 +204,9 @@ pub(super) async fn run(shared: Arc<Shared>, tracker: TaskTracker, cancel: Cance
     loop {
         ex.beat().await;
         let next = ex.pass().await;
+        // What woke this pass (a request accepted, an attempt ended) and what it did (an
+        // attempt started for a request's trigger) is the request loop's business too.
+        ex.shared.requests_wake.notify_one();
         let until = next.map_or(Instant::now() + EXECUTOR_SAFETY_POLL, |n| {
             n.min(Instant::now() + EXECUTOR_SAFETY_POLL)
         });

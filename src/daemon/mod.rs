@@ -79,6 +79,9 @@ pub(crate) struct Shared {
     pub(crate) claims: executor::Claims,
     /// Wakes the executor: a trigger was committed or a drive ended.
     pub(crate) wake: Arc<Notify>,
+    /// Wakes the request loop: the executor passes on each of its wakes (a request
+    /// accepted commits through the same sink, an attempt's end closes its request).
+    pub(crate) requests_wake: Arc<Notify>,
 }
 
 /// The process's role: the state of [`run`].
@@ -453,6 +456,7 @@ fn spawn_loops(
         health,
         claims: executor::Claims::default(),
         wake: Arc::new(Notify::new()),
+        requests_wake: Arc::new(Notify::new()),
     });
     let app = &shared.app;
     let tracker = TaskTracker::new();
@@ -468,27 +472,28 @@ fn spawn_loops(
         cancel.clone(),
     ));
     tracker.spawn(reconcile::reconcile_loop(shared.clone(), cancel.clone()));
-    if let Some((events, sink)) = consume_events(
+    let consuming = consume_events(
         app,
         shared.inventory.clone(),
         shared.wake.clone(),
         &tracker,
         &cancel,
-    ) {
-        if events.cloudtrail.enabled {
-            let routed = app.engine.sm.is_routed();
-            for (place, client) in &app.cloudtrail {
-                let poller = Poller {
-                    client: client.clone(),
-                    place: place.clone(),
-                    cursor: crate::events::cloudtrail::cursor_name(place, routed),
-                    sink: sink.clone(),
-                    lookback: chrono::Duration::from_std(events.cloudtrail.lookback)
-                        .unwrap_or(chrono::Duration::hours(24)),
-                    interval: events.cloudtrail.poll_interval,
-                };
-                tracker.spawn(poller.run(cancel.clone()));
-            }
+    );
+    if let Some((events, sink)) = consuming
+        && events.cloudtrail.enabled
+    {
+        let routed = app.engine.sm.is_routed();
+        for (place, client) in &app.cloudtrail {
+            let poller = Poller {
+                client: client.clone(),
+                place: place.clone(),
+                cursor: crate::events::cloudtrail::cursor_name(place, routed),
+                sink: sink.clone(),
+                lookback: chrono::Duration::from_std(events.cloudtrail.lookback)
+                    .unwrap_or(chrono::Duration::hours(24)),
+                interval: events.cloudtrail.poll_interval,
+            };
+            tracker.spawn(poller.run(cancel.clone()));
         }
     }
     tracker.spawn(
@@ -512,6 +517,7 @@ fn spawn_loops(
                 sm: app.engine.sm.clone(),
                 eventbridge: app.eventbridge.clone(),
                 clock: app.clock,
+                wake: shared.requests_wake.clone(),
             }
             .run(cancel.clone()),
         );

@@ -13,10 +13,14 @@
 //! another worker.
 //!
 //! Shutdown does not wait for the long poll: it is dropped at once, so SIGTERM ends the
-//! process in a second or two rather than up to [`WAIT_SECONDS`] later. A poll dropped in
-//! flight may still have taken messages off the queue; nothing deletes them, so they come
-//! back after [`VISIBILITY_SECONDS`] to this or another instance (at-least-once holds, and
-//! a duplicate collapses on the event id). A batch already received is handled to the end.
+//! process in a second or two rather than up to [`WAIT_SECONDS`] later. SQS does not see
+//! the client go: the abandoned poll goes on for the rest of its wait and may still take a
+//! message that arrives meanwhile (for a restart, often the first one after it). Nothing
+//! deletes it, so it comes back to this or another instance (at-least-once holds, and a
+//! duplicate collapses on the event id) once its visibility runs out: that is why a
+//! message is received hidden for [`RECEIVE_VISIBILITY_SECONDS`] only, about as long as a
+//! stop used to wait for the poll, and the heartbeat extends it to [`VISIBILITY_SECONDS`]
+//! while it is handled. A batch already received is handled to the end.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +36,10 @@ use crate::aws::AwsError;
 
 /// Long-poll wait; SQS's maximum.
 pub const WAIT_SECONDS: i32 = 20;
-/// How long a received message stays invisible to other workers; extended while handled.
+/// How long a received message stays invisible to other workers at first: short, so that
+/// a message a poll abandoned at shutdown took comes back soon (see the module doc).
+pub const RECEIVE_VISIBILITY_SECONDS: i32 = 20;
+/// How long a message being handled stays invisible, renewed by the heartbeat.
 pub const VISIBILITY_SECONDS: i32 = 60;
 
 pub struct Consumer {
@@ -92,7 +99,7 @@ impl Consumer {
             .queue_url(&self.queue_url)
             .max_number_of_messages(10)
             .wait_time_seconds(WAIT_SECONDS)
-            .visibility_timeout(VISIBILITY_SECONDS)
+            .visibility_timeout(RECEIVE_VISIBILITY_SECONDS)
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("ReceiveMessage", e))?;
@@ -186,11 +193,14 @@ async fn extend_visibility(
     handles: Vec<String>,
     done: CancellationToken,
 ) {
+    // First at half the receive visibility, then at half the extended one.
+    let mut wait = Duration::from_secs(RECEIVE_VISIBILITY_SECONDS as u64 / 2);
     loop {
         tokio::select! {
             _ = done.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(VISIBILITY_SECONDS as u64 / 2)) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
+        wait = Duration::from_secs(VISIBILITY_SECONDS as u64 / 2);
         let entries: Vec<_> = handles
             .iter()
             .enumerate()

@@ -105,6 +105,9 @@ struct Generation {
     store: StoreHandle,
     /// Holds the DynamoDB lease, which must be renewed.
     fenced: bool,
+    /// The next renewal: kept here so that a reload that fails (the generation goes on)
+    /// does not push it back.
+    renew_at: tokio::time::Instant,
 }
 
 impl State {
@@ -262,13 +265,14 @@ impl Daemon {
     }
 
     /// Leads until stopped, reloaded or deposed.
-    async fn lead(&mut self, g: Generation) -> anyhow::Result<State> {
+    async fn lead(&mut self, mut g: Generation) -> anyhow::Result<State> {
         loop {
             tokio::select! {
                 _ = self.cancel.cancelled() => return self.stop(State::Leading(g)).await,
                 _ = self.reload.notified() => return self.reload(State::Leading(g)).await,
-                kept = keep_lease(self.lease.as_mut()), if g.fenced => {
-                    if kept {
+                kept = keep_lease(self.lease.as_mut(), g.renew_at), if g.fenced => {
+                    if let Some(lease) = self.lease.as_ref().filter(|_| kept) {
+                        g.renew_at = tokio::time::Instant::now() + lease.renew_every();
                         continue;
                     }
                     // Lost (or cannot be confirmed before it expires): stop every loop now;
@@ -374,6 +378,11 @@ impl Daemon {
         self.health.reset_beats();
         let cancel = self.cancel.child_token();
         let fenced = app.shared_state.is_some();
+        let renew_at = tokio::time::Instant::now()
+            + self
+                .lease
+                .as_ref()
+                .map_or(Duration::ZERO, |l| l.renew_every());
         let state = match &self.cfg.state.backend {
             StateBackend::Sqlite => self.cfg.daemon.state_path.display().to_string(),
             StateBackend::Dynamodb { table } => format!("dynamodb:{table}"),
@@ -389,6 +398,7 @@ impl Daemon {
             cancel,
             store,
             fenced,
+            renew_at,
         }
     }
 }
@@ -425,13 +435,13 @@ fn consume_events<'a>(
     Some((events, sink))
 }
 
-/// One renewal, a third of the lease after the last: `false` once the lease is lost, or
-/// cannot be confirmed and has expired by this host's clock.
-async fn keep_lease(lease: Option<&mut Lease>) -> bool {
+/// One renewal at `at` (a third of the lease after the last): `false` once the lease is
+/// lost, or cannot be confirmed and has expired by this host's clock.
+async fn keep_lease(lease: Option<&mut Lease>, at: tokio::time::Instant) -> bool {
     let Some(lease) = lease else {
         return std::future::pending().await;
     };
-    tokio::time::sleep(lease.renew_every()).await;
+    tokio::time::sleep_until(at).await;
     let now_ms = || chrono::Utc::now().timestamp_millis();
     match lease.tick(now_ms()).await {
         Ok(Role::Leader { .. }) => true,

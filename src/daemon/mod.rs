@@ -42,11 +42,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use app::{App, SharedState, instance_id};
-pub use drift::native_schedules;
 pub use executor::{MAX_CONCURRENT_ATTEMPTS, ORPHAN_AFTER, RETRY_AFTER};
 pub use health::Health;
 pub use policy::storm::{EVENT_KINDS, STORM_CURSOR, STORM_RESUMED_CURSOR};
-pub use reconcile::{carry_over, report_places};
 
 use crate::config::{Config, StateBackend};
 use crate::engine::Clock;

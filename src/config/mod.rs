@@ -248,6 +248,9 @@ pub struct PolicyConfig {
     pub validation_interval: Duration,
     /// What to do about Secrets Manager's own rotation schedule.
     pub native_schedule: NativeSchedule,
+    /// How long the rotation function's four steps may take, from the attempt's start,
+    /// before the attempt fails (and a dangling AWSPENDING counts as stuck).
+    pub rotation_timeout: Duration,
 }
 
 /// A `[[dependent]]`: a service that uses secrets. It is notified around a rotation and,
@@ -1507,6 +1510,20 @@ fn settings(
     let auto_rollback = raw.auto_rollback.as_ref().is_some_and(|b| *b.get_ref());
     if let Some(b) = raw.auto_rollback
         && *b.get_ref()
+        && strategy == Some(Strategy::SingleUser)
+    {
+        // Rollback moves labels only. After a single-user rotation's setSecret the
+        // database no longer accepts the old password, so moving AWSCURRENT back would
+        // hand every client a password the database refuses.
+        diags.error(
+            b.span(),
+            format!(
+                "{what} has auto_rollback = true with strategy \"single-user\": a rollback moves AWSCURRENT back to a password the database no longer accepts after setSecret; use strategy \"alternating-users\" (the old user keeps working) or remove auto_rollback"
+            ),
+        );
+        ok = false;
+    } else if let Some(b) = raw.auto_rollback
+        && *b.get_ref()
         && !watched
     {
         diags.warning(
@@ -2263,6 +2280,15 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
             }
         },
     };
+    let rotation_timeout = duration(diags, &p.rotation_timeout, "rotation_timeout", minutes(15));
+    if let Some(v) = &p.rotation_timeout
+        && !(Duration::from_secs(5)..=hours(24)).contains(&rotation_timeout)
+    {
+        diags.error(
+            v.span(),
+            "rotation_timeout must be between 5s and 24h; 15m is the default (a rotation function's four steps, cold start included)",
+        );
+    }
     let policy = PolicyConfig {
         max_age: duration(diags, &p.max_age, "max_age", hours(90 * 24)),
         default_schedule: default_schedule.clone().unwrap_or_else(quarterly),
@@ -2274,6 +2300,7 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         validation_period,
         validation_interval,
         native_schedule,
+        rotation_timeout,
     };
     if let (Some(sched), win, Some(spanned)) =
         (&default_schedule, default_window, &p.default_window)
@@ -2818,7 +2845,7 @@ name = "ledger"
 
 [[secret]]
 id = "prod/payments/db"
-strategy = "single-user"
+strategy = "alternating-users"
 change_ticket = "CHG-10421"
 dependents = ["payments-api", "ledger"]
 auto_rollback = true
@@ -2911,7 +2938,7 @@ dependents = ["ledger"]
     fn auto_rollback_without_a_watched_dependent_warns() {
         let src = MINIMAL.replace(
             "strategy = \"single-user\"",
-            "strategy = \"single-user\"\nauto_rollback = true",
+            "strategy = \"alternating-users\"\nauto_rollback = true",
         );
         let (cfg, warnings) = Config::from_source(Path::new("t.toml"), &src).unwrap();
         assert!(cfg.secrets[0].settings.auto_rollback);
@@ -2925,6 +2952,39 @@ dependents = ["ledger"]
                 "t.toml:8:17: warning: [[secret]] `prod/payments/db` has auto_rollback = true"
             ),
             "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn auto_rollback_is_refused_for_single_user() {
+        // Rolling a single-user secret back hands out a password the database refuses.
+        let src = MINIMAL.replace(
+            "strategy = \"single-user\"",
+            "strategy = \"single-user\"\nauto_rollback = true",
+        );
+        let errors = errors(&src);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with(
+                "t.toml:8:17: error: [[secret]] `prod/payments/db` has auto_rollback = true with strategy \"single-user\""
+            ),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn rotation_timeout_defaults_to_15m_and_is_bounded() {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(cfg.policy.rotation_timeout, Duration::from_secs(15 * 60));
+        let src = format!("{MINIMAL}\n[policy]\nrotation_timeout = \"90s\"\n");
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), &src).unwrap();
+        assert_eq!(cfg.policy.rotation_timeout, Duration::from_secs(90));
+        let src = format!("{MINIMAL}\n[policy]\nrotation_timeout = \"1s\"\n");
+        let errors = errors(&src);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains("rotation_timeout must be between 5s and 24h"),
+            "{errors:?}"
         );
     }
 

@@ -111,6 +111,7 @@ pub struct RawPolicy {
     pub validation_period: S<String>,
     pub validation_interval: S<String>,
     pub native_schedule: S<String>,
+    pub rotation_timeout: S<String>,
 }
 
 /// A `[[dependent]]`: a service that uses secrets, notified and watched around rotations.

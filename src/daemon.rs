@@ -917,6 +917,9 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
         .filter(|a| matches!(a.state, AttemptState::Failed | AttemptState::Stuck))
         .map(|a| a.secret.clone())
         .collect();
+    // Secrets whose dangling AWSPENDING a failed attempt of ours left: stuck, and already
+    // escalated by that attempt's rotation_failed.
+    let mut escalated: HashSet<String> = HashSet::new();
     let stuck_after = chrono::Duration::from_std(app.engine.opts.monitor_timeout)
         .unwrap_or(chrono::Duration::minutes(15));
     let mut targets = Vec::with_capacity(inv.fleet.entries.len());
@@ -935,11 +938,16 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
         }
         places.insert(e.key.clone(), place);
         let settings = inventory::settings(cfg, e.origin);
+        let left = inventory::left_by_failure(&e.info, last.iter().find(|a| a.secret == e.key));
+        if left {
+            escalated.insert(e.key.clone());
+        }
         let f = inventory::facts(
             &e.info,
             inv.versions.get(&e.info.arn).map(Vec::as_slice),
             cache,
             active.contains(&e.key),
+            left,
             now,
             stuck_after,
         );
@@ -959,6 +967,7 @@ async fn reconcile(shared: &Shared, cache: &mut AgeCache) -> anyhow::Result<()> 
             .unwrap_or_else(|| app.engine.sm.place_of(&t.id));
         *counts.entry((place, status)).or_default() += 1;
         match c {
+            Compliance::Stuck if escalated.contains(&t.id) => {}
             Compliance::Stuck => {
                 let mut a = Alert::new(AlertKind::RotationStuck, Some(&t.id), now);
                 a.secret_arn = arns.get(&t.id).cloned();

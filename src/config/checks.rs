@@ -428,8 +428,40 @@ pub(super) fn quarterly() -> Schedule {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use crate::config::testing::{account, errors};
+
+    /// The messages `in_range` records for `value` against `range`, and what it returns.
+    fn range_check(value: u32, range: impl RangeBounds<u32>) -> (Option<u32>, Vec<String>) {
+        let mut diags = Diagnostics::new(Path::new("x"), "key = 1\n");
+        let got = in_range(&mut diags, 6..7, value, range, |side| format!("{side:?}"));
+        let lines = diags.lines().into_iter().map(|(_, l)| l).collect();
+        (got, lines)
+    }
+
+    #[test]
+    fn in_range_says_which_end_was_crossed() {
+        assert_eq!(range_check(3, 3..=10), (Some(3), vec![]));
+        assert_eq!(range_check(10, 3..=10), (Some(10), vec![]));
+        assert_eq!(
+            range_check(2, 3..=10),
+            (None, vec!["x:1:7: error: Below".into()])
+        );
+        assert_eq!(
+            range_check(11, 3..=10),
+            (None, vec!["x:1:7: error: Above".into()])
+        );
+        assert_eq!(
+            range_check(10, ..10),
+            (None, vec!["x:1:7: error: Above".into()])
+        );
+        assert_eq!(
+            range_check(0, 1..),
+            (None, vec!["x:1:7: error: Below".into()])
+        );
+    }
 
     #[test]
     fn durations_render_in_days_at_most() {

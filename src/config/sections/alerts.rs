@@ -42,3 +42,31 @@ pub(crate) fn alerts(
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::errors;
+
+    const SECRET: &str =
+        "\n[[secret]]\nid = \"a\"\nstrategy = \"single-user\"\nchange_ticket = \"CHG-1\"\n";
+
+    #[test]
+    fn alerts_need_the_security_topic() {
+        assert_eq!(
+            errors(SECRET),
+            vec![
+                "t.toml:1:1: error: missing [alerts] section; set security_topic_arn to the SNS topic Security subscribes to"
+            ]
+        );
+        let src = format!(
+            "\n[alerts]\nnotify_topic_arn = \"arn:aws:sns:us-east-1:1234:notices\"\n{SECRET}"
+        );
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:2:2: error: [alerts] is missing `security_topic_arn`; escalations need the SNS topic Security subscribes to",
+                "t.toml:3:20: error: malformed ARN `arn:aws:sns:us-east-1:1234:notices`: account id `1234` must be 12 digits",
+            ]
+        );
+    }
+}

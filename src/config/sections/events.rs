@@ -200,3 +200,67 @@ fn custom_sources(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::Config;
+    use crate::config::testing::{MINIMAL, errors};
+
+    /// MINIMAL (8 lines), an `[events]` header on line 10 and its queue on line 11, then
+    /// `keys` from line 12.
+    fn events_section(keys: &str) -> String {
+        format!(
+            "{MINIMAL}\n[events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/123456789012/q\"\n{keys}\n"
+        )
+    }
+
+    #[test]
+    fn event_limits_out_of_range_are_errors() {
+        let src = events_section(
+            "workers = 65\nmax_event_rotations_per_hour = 0\nmax_retry_attempts = 186\nmax_event_age = \"30s\"\nsla_warning = \"24h\"\n\n[events.cloudtrail]\nlookback = \"91d\"",
+        );
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:12:11: error: workers must be between 1 and 64, found 65",
+                "t.toml:13:32: error: max_event_rotations_per_hour must be between 1 and 100000, found 0",
+                "t.toml:14:22: error: max_retry_attempts must be between 0 and 185, found 186",
+                "t.toml:15:17: error: max_event_age must be between 1m and 24h (EventBridge's limits)",
+                "t.toml:16:15: error: sla_warning (1d) must be shorter than departure_sla (1d)",
+                "t.toml:19:12: error: lookback may not exceed 90d, the CloudTrail event history",
+            ]
+        );
+        let src = events_section("max_retry_attempts = -1\nmax_event_age = \"24h 1s\"");
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:12:22: error: max_retry_attempts must be between 0 and 185, found -1",
+                "t.toml:13:17: error: max_event_age must be between 1m and 24h (EventBridge's limits)",
+            ]
+        );
+    }
+
+    #[test]
+    fn event_limits_themselves_are_accepted() {
+        let src = events_section(
+            "workers = 64\nmax_event_rotations_per_hour = 100000\nmax_retry_attempts = 0\nmax_event_age = \"24h\"\nsla_warning = \"23h\"\n\n[events.cloudtrail]\nlookback = \"90d\"",
+        );
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), &src).unwrap();
+        let events = cfg.events.unwrap();
+        assert_eq!(events.workers.get(), 64);
+        assert_eq!(events.max_event_rotations_per_hour.get(), 100_000);
+        assert_eq!(events.max_retry_attempts, 0);
+        assert_eq!(events.max_event_age, Duration::from_secs(24 * 3600));
+        assert_eq!(events.cloudtrail.lookback, Duration::from_secs(90 * 86400));
+        // The defaults.
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), &events_section("")).unwrap();
+        let events = cfg.events.unwrap();
+        assert_eq!(events.workers.get(), 4);
+        assert_eq!(events.max_event_rotations_per_hour.get(), 50);
+        assert_eq!(events.max_retry_attempts, 185);
+        assert_eq!(events.event_bus, "default");
+    }
+}

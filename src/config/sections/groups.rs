@@ -59,3 +59,24 @@ pub(crate) fn groups(
     }
     (groups, names)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::testing::{MINIMAL, errors};
+
+    #[test]
+    fn groups_are_flat_and_declared_once() {
+        let src = format!(
+            "{MINIMAL}custodians = [\"group:dba\", \"group:ops\"]\n\n[[group]]\nname = \"dba\"\nmembers = [\"alice\", \"group:ops\", \"\"]\n\n[[group]]\nname = \"dba\"\nmembers = [\"bob\"]\n"
+        );
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:9:28: error: custodian `group:ops` names no [[group]]; declare a [[group]] with name = \"ops\"",
+                "t.toml:13:21: error: groups do not nest: list the members of `group:ops` here instead",
+                "t.toml:13:34: error: a group member may not be empty",
+                "t.toml:16:8: error: duplicate group `dba`",
+            ]
+        );
+    }
+}

@@ -86,3 +86,40 @@ pub(crate) fn requests(
         event_bus,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::testing::{MINIMAL, errors};
+    use crate::config::{Config, Level};
+
+    #[test]
+    fn requests_need_events_and_known_levels() {
+        let src = format!("{MINIMAL}\n[requests]\nlevels = {{ alice = \"L3\", bob = \"L4\" }}\n");
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:10:2: error: [requests] needs an [events] section: requests arrive on its queue_url",
+                "t.toml:11:32: error: unknown level `L4` for `bob`: use \"L1\", \"L2\" or \"L3\" (identities not listed are L1)",
+            ]
+        );
+    }
+
+    #[test]
+    fn requests_answer_on_the_events_bus_by_default() {
+        let src = format!(
+            "{MINIMAL}\n[events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/123456789012/q\"\nevent_bus = \"ops\"\n\n[requests]\nlevels = {{ alice = \"L3\", \"arn:aws:iam::123456789012:role/x\" = \"L2\" }}\n"
+        );
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), &src).unwrap();
+        let requests = cfg.requests.unwrap();
+        assert_eq!(requests.source, "commandbridge");
+        assert_eq!(requests.event_bus, "ops");
+        assert_eq!(requests.level_of("alice"), Level::L3);
+        assert_eq!(
+            requests.level_of("arn:aws:iam::123456789012:role/x"),
+            Level::L2
+        );
+        assert_eq!(requests.level_of("carol"), Level::L1);
+    }
+}

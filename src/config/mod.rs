@@ -1,14 +1,14 @@
 //! Configuration: the TOML file parsed into a stricter, validated [`Config`].
 //!
 //! Two stages, as in vector's config compiler:
-//! 1. [`parse`] reads the file into the [`raw`] structs, which mirror it with serde
+//! 1. `parse` reads the file into the [`raw`] structs, which mirror it with serde
 //!    (`deny_unknown_fields`, every field optional and spanned). Each section and each
 //!    `[[secret]]`/`[[selector]]`/`[[group]]`/`[[dependent]]`/`[[account]]` entry is
 //!    deserialized on its own, and when one fails each of its keys is retried alone, so one
 //!    run reports every mistake instead of the first.
-//! 2. `build` hands each section to its module in [`sections`], which turns the raw structs
+//! 2. `build` hands each section to its module in `sections`, which turns the raw structs
 //!    into real types (`Duration`, `NonZeroU32`, parsed [`Schedule`], `SocketAddr`) with the
-//!    shared checks of [`checks`], and runs the cross-field checks against what the earlier
+//!    shared checks of `checks`, and runs the cross-field checks against what the earlier
 //!    sections declared (duplicate ids, unknown groups and dependents, windows longer than
 //!    the schedule's shortest gap, missing change tickets...).
 //!

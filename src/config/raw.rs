@@ -2,8 +2,8 @@
 //!
 //! Every struct denies unknown keys and every field is optional, so that one section with a
 //! mistake does not hide the mistakes in another and so that "missing key" errors can be
-//! reported by `build` with the position of the table that lacks it. Values keep
-//! their source span ([`Spanned`]) for the same reason. Nothing here is validated: the
+//! reported by the section that checks it (`super::sections`), at the position of the table
+//! that lacks it. Values keep their source span ([`Spanned`]) for the same reason. Nothing here is validated: the
 //! stricter types live in [`super`].
 //!
 //! The tables with required keys also carry the keys written in them ([`Written`]): a

@@ -1,6 +1,8 @@
 //! One module per part of the file, each turning its raw tables into the validated types
-//! and reporting its own mistakes. They run in file-independent order (see `build` in
-//! [`super`]): a later section is checked against what the earlier ones declared.
+//! and reporting its own mistakes. `build` in [`super`] calls them in a fixed order, the
+//! same whatever the order of the file, so that a section can be checked against what the
+//! ones before it declared (`[[secret]]` against `[[account]]`, `[[group]]` and
+//! `[[dependent]]`; `[requests]` against `[events]`).
 
 pub(super) mod accounts;
 pub(super) mod alerts;

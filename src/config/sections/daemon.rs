@@ -45,6 +45,18 @@ pub(crate) fn daemon(diags: &mut Diagnostics, d: &RawDaemon) -> DaemonConfig {
         u32::MAX,
         30,
     );
+    if let Some(p) = &d.state_path {
+        // A relative path would depend on the working directory (`/` under systemd).
+        if p.get_ref().is_empty() || !std::path::Path::new(p.get_ref()).is_absolute() {
+            diags.error(
+                p.span(),
+                format!(
+                    "state_path `{}` must be an absolute path, like /var/lib/rotationd/state.db",
+                    p.get_ref()
+                ),
+            );
+        }
+    }
     let reconcile_interval = duration(
         diags,
         &d.reconcile_interval,
@@ -60,18 +72,6 @@ pub(crate) fn daemon(diags: &mut Diagnostics, d: &RawDaemon) -> DaemonConfig {
             "reconcile_interval must be at least 1s (each reconcile lists the fleet); 15m is the default".into()
         },
     );
-    if let Some(p) = &d.state_path {
-        // A relative path would depend on the working directory (`/` under systemd).
-        if p.get_ref().is_empty() || !std::path::Path::new(p.get_ref()).is_absolute() {
-            diags.error(
-                p.span(),
-                format!(
-                    "state_path `{}` must be an absolute path, like /var/lib/rotationd/state.db",
-                    p.get_ref()
-                ),
-            );
-        }
-    }
     DaemonConfig {
         state_path: d.state_path.as_ref().map_or_else(
             || PathBuf::from("/var/lib/rotationd/state.db"),

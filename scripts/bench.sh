@@ -87,6 +87,9 @@ echo "== events: idle CPU and RSS, put_events -> rotation latency, a burst with 
 .venv/bin/python scripts/bench-events.py --endpoint "http://127.0.0.1:$port" \
   --rotationd target/release/rotationd --workdir "$work"
 
+echo "== real rotation: departure -> password changed in PostgreSQL (rotation host, 50 departures)"
+.venv/bin/python scripts/bench-real-rotation.py --rotationd target/release/rotationd --count 50
+
 if [ "${1:-}" = "--criterion" ]; then
   cargo bench --bench planner
 fi

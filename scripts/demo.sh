@@ -17,6 +17,8 @@
 #   5. an HR departure event and a RotationFailed event put on the EventBridge bus
 #   6. the rotations performed, status after, what Security received, /metrics, and the
 #      hash-chained audit log (rotationd audit, audit --verify)
+#   7. one real rotation (scripts/demo-real.sh): a PostgreSQL password changed by a rotation
+#      function while a dependent app keeps connecting, the old password then refused
 # rotationd and moto are stopped by PID on exit, error or Ctrl-C.
 set -euo pipefail
 
@@ -27,7 +29,7 @@ KEEP="${KEEP:-0}"
 BIN="$REPO/target/release/rotationd"
 PY="$REPO/.venv/bin/python"
 SEED=(scripts/demo-seed.py)
-STEPS=9
+STEPS=10
 WORK=""
 MOTO_PID=""
 ROTATIOND_PID=""
@@ -249,3 +251,9 @@ printf '\n  %s$ rotationd audit --format csv%s (the history, last 6 of %s rows: 
 rotationd audit --format csv | tail -6 | cut -c1-150 | sed 's/^/  /'
 printf '\n  %s$ rotationd audit --verify%s (every row hash-chained to the one before)\n' "$BOLD" "$OFF"
 rotationd audit --verify | sed 's/^/  /' || die "the audit log does not verify"
+
+# ------------------------------------------------------------------------------------------
+step 10 "A real rotation: a PostgreSQL password, a rotation function, a dependent app"
+note "moto runs no rotation function; tests/rotation_host/host.py stands in front of it and plays"
+note "Secrets Manager with one attached (RotateSecret answers at once, the four steps follow)."
+scripts/demo-real.sh "$ENDPOINT" "$WORK" || die "the real rotation did not complete (see above)"

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing test dependencies (moto server in .venv)"
+step "installing test dependencies (moto server and the PostgreSQL driver in .venv)"
 scripts/install-moto.sh
 
 need_apt() { # command, Debian package: install the package when the command is missing
@@ -20,6 +20,16 @@ need_apt() { # command, Debian package: install the package when the command is 
 }
 need_apt systemd-analyze systemd
 need_apt promtool prometheus
+# The real rotations of tests/real_rotation.rs run against a PostgreSQL server the tests
+# start themselves (as the unprivileged user `nobody` when run as root).
+if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+  echo "installing postgresql (for the real rotation tests)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq >/dev/null && apt-get install -y -qq postgresql >/dev/null
+  else
+    sudo apt-get update -qq >/dev/null && sudo apt-get install -y -qq postgresql >/dev/null
+  fi
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

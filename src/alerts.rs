@@ -616,6 +616,10 @@ async fn next_due_in(store: &StoreHandle) -> Result<Duration, StoreError> {
 }
 
 /// One pass over the due alerts.
+/// How long a publisher holds an alert it is publishing (longer than an SNS call with
+/// the SDK's retries; a publisher that dies holding it delays the alert by this much).
+const PUBLISH_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
+
 pub async fn publish_due(
     store: &StoreHandle,
     sns: &aws_sdk_sns::Client,
@@ -643,6 +647,13 @@ pub async fn publish_due(
             _ => Some(cfg.alerts.security_topic_arn.as_str()),
         };
         let id = alert.id;
+        // Another process may have read the same due row: only the claimant publishes.
+        let claimed = store
+            .call(move |s| s.db().claim_alert(id, now, now + PUBLISH_CLAIM))
+            .await?;
+        if !claimed {
+            continue;
+        }
         let Some(topic) = topic else {
             // Notices queued before notify_topic_arn (or the dependent's topic) was removed:
             // nobody to tell.

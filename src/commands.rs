@@ -459,17 +459,18 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
     for e in &inv.fleet.entries {
         let settings = inventory::settings(cfg, e.origin);
         let active = unfinished.iter().any(|a| a.secret == e.key);
+        let last_attempt = last.iter().find(|a| a.secret == e.key);
         let facts = inventory::facts(
             &e.info,
             inv.versions.get(&e.info.arn).map(Vec::as_slice),
             &cache,
             active,
+            inventory::left_by_failure(&e.info, last_attempt),
             now,
             stuck_after,
         );
         let target = settings.target(e.key.clone());
         let compliance = planner::compliance(&target, &facts, now, &policy);
-        let last_attempt = last.iter().find(|a| a.secret == e.key);
         let failing = last_attempt.filter(|a| {
             matches!(
                 a.state,

@@ -233,11 +233,29 @@ pub fn needs_closer_look(info: &SecretInfo, cache: &AgeCache) -> bool {
 /// `active_attempt` says rotationd itself has an unfinished attempt on it. A dangling
 /// AWSPENDING older than `stuck_after` with no attempt of ours is stuck; younger, it is
 /// taken for a rotation in progress (AWS's own schedule, or a console click).
+/// Whether the secret's dangling AWSPENDING is the new version of `last`, rotationd's
+/// last finished attempt, which failed: that rotation is over, not in progress, and the
+/// secret is stuck until someone clears it. Its failure was escalated then; a second
+/// alert for the same version would only repeat it.
+pub fn left_by_failure(info: &SecretInfo, last: Option<&crate::store::Attempt>) -> bool {
+    use crate::store::AttemptState;
+    match (info.dangling_pending(), last) {
+        (Some(pending), Some(a)) => {
+            matches!(a.state, AttemptState::Failed | AttemptState::Stuck)
+                && a.new_version.as_deref() == Some(pending)
+        }
+        _ => false,
+    }
+}
+
+/// What the planner needs to know about one secret. `left_by_failure`: see
+/// [`left_by_failure`].
 pub fn facts(
     info: &SecretInfo,
     versions: Option<&[VersionInfo]>,
     cache: &AgeCache,
     active_attempt: bool,
+    left_by_failure: bool,
     now: DateTime<Utc>,
     stuck_after: Duration,
 ) -> Facts {
@@ -254,6 +272,8 @@ pub fn facts(
         .or(info.created);
     let rotation = if active_attempt {
         RotationState::InProgress
+    } else if left_by_failure {
+        RotationState::Stuck
     } else if info.dangling_pending().is_some() {
         match from_versions(AWSPENDING) {
             Some(created) if now - created < stuck_after => RotationState::InProgress,
@@ -323,7 +343,10 @@ pub fn status_label(
     last_attempt_failed: bool,
 ) -> &'static str {
     match compliance {
-        crate::planner::Compliance::InProgress => compliance.as_str(),
+        // Stuck says what to do (clear AWSPENDING); failing alone would not.
+        crate::planner::Compliance::InProgress | crate::planner::Compliance::Stuck => {
+            compliance.as_str()
+        }
         _ if last_attempt_failed => "failing",
         _ => compliance.as_str(),
     }
@@ -618,19 +641,40 @@ strategy = "alternating-users"
             },
         ];
         let stuck_after = Duration::minutes(15);
+        let young = t(5, 0) + Duration::minutes(5);
         let f = facts(
             &s,
             Some(&versions),
             &cache,
             false,
-            t(5, 0) + Duration::minutes(5),
+            false,
+            young,
             stuck_after,
         );
         assert_eq!(f.rotation, RotationState::InProgress);
         assert_eq!(f.current_created, Some(t(1, 0)));
-        let f = facts(&s, Some(&versions), &cache, false, t(5, 1), stuck_after);
+        let f = facts(
+            &s,
+            Some(&versions),
+            &cache,
+            false,
+            false,
+            t(5, 1),
+            stuck_after,
+        );
         assert_eq!(f.rotation, RotationState::Stuck);
-        let f = facts(&s, Some(&versions), &cache, true, t(5, 1), stuck_after);
+        let f = facts(
+            &s,
+            Some(&versions),
+            &cache,
+            true,
+            false,
+            t(5, 1),
+            stuck_after,
+        );
         assert_eq!(f.rotation, RotationState::InProgress);
+        // Left behind by our failed attempt: stuck at once, however young.
+        let f = facts(&s, Some(&versions), &cache, false, true, young, stuck_after);
+        assert_eq!(f.rotation, RotationState::Stuck);
     }
 }

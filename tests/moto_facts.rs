@@ -767,3 +767,65 @@ async fn g_move_current_back() {
         "InvalidParameterException: The parameter RemoveFromVersionId can't be empty"
     ));
 }
+
+/// What a rotation function's own calls do on moto (tests/rotation_host relies on it):
+/// createSecret's PutSecretValue with AWSPENDING, then finishSecret's
+/// UpdateSecretVersionStage. AWSPENDING stays on the promoted version (AWS documents that
+/// it may, or may be removed), AWSPREVIOUS follows AWSCURRENT, and a later PutSecretValue
+/// with AWSPENDING takes the label from it. GetSecretValue without a stage does NOT
+/// answer AWSCURRENT after the move: moto keeps a default version of its own.
+#[tokio::test]
+async fn j_a_function_s_staged_writes() {
+    let sm = client();
+    let name = moto::unique_name("facts/function");
+    let first = create(&sm, &name).await;
+    let pending = token('p');
+    sm.put_secret_value()
+        .secret_id(&name)
+        .client_request_token(&pending)
+        .secret_string("v2")
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let s = stages(&sm, &name).await;
+    assert_eq!(s[&first], ["AWSCURRENT"]);
+    assert_eq!(s[&pending], ["AWSPENDING"]);
+    sm.update_secret_version_stage()
+        .secret_id(&name)
+        .version_stage("AWSCURRENT")
+        .move_to_version_id(&pending)
+        .remove_from_version_id(&first)
+        .send()
+        .await
+        .unwrap();
+    let s = stages(&sm, &name).await;
+    assert_eq!(s[&first], ["AWSPREVIOUS"]);
+    let mut promoted = s[&pending].clone();
+    promoted.sort();
+    assert_eq!(promoted, ["AWSCURRENT", "AWSPENDING"]);
+    // The quirk: no stage named means moto's own default version, here the old one.
+    let unnamed = sm.get_secret_value().secret_id(&name).send().await.unwrap();
+    assert_eq!(unnamed.version_id(), Some(first.as_str()));
+    let current = sm
+        .get_secret_value()
+        .secret_id(&name)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(current.version_id(), Some(pending.as_str()));
+    // The next createSecret takes AWSPENDING off the current version.
+    let next = token('q');
+    sm.put_secret_value()
+        .secret_id(&name)
+        .client_request_token(&next)
+        .secret_string("v3")
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let s = stages(&sm, &name).await;
+    assert_eq!(s[&pending], ["AWSCURRENT"]);
+    assert_eq!(s[&next], ["AWSPENDING"]);
+}

@@ -281,7 +281,8 @@ async fn an_l1_request_approved_by_another_l3_rotates_and_every_step_is_answered
         more.contains(&"trigger manual request:junior".to_string()),
         "{more:?}"
     );
-    // The attempt's audit entry carries when each stage began.
+    // The attempt's audit entry carries when each stage began, and when the rotation
+    // function's createSecret and finishSecret were seen (moto: both at the first look).
     let stages = rows(
         &b.env.db(),
         "SELECT group_concat(key, ',') FROM (SELECT key FROM audit, \
@@ -289,7 +290,9 @@ async fn an_l1_request_approved_by_another_l3_rotates_and_every_step_is_answered
     );
     assert_eq!(
         stages,
-        vec!["monitoring,preflight,rotate_requested,succeeded,validating"]
+        vec![
+            "createSecret,finishSecret,monitoring,preflight,rotate_requested,succeeded,validating"
+        ]
     );
     let ticket = rows(&b.env.db(), "SELECT ticket FROM attempts");
     assert_eq!(ticket, vec!["INC-100"]);

@@ -62,7 +62,7 @@ threshold = 5
 
 [[selector]]
 name_prefix = "{prefix}"
-strategy = "single-user"
+strategy = "alternating-users"
 dependents = ["payments-api"]
 auto_rollback = {auto_rollback}
 "#

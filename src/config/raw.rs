@@ -2,9 +2,12 @@
 //!
 //! Every struct denies unknown keys and every field is optional, so that one section with a
 //! mistake does not hide the mistakes in another and so that "missing key" errors can be
-//! reported by `build` with the position of the table that lacks it. Values keep
-//! their source span ([`Spanned`]) for the same reason. Nothing here is validated: the
+//! reported by the section that checks it (`super::sections`), at the position of the table
+//! that lacks it. Values keep their source span ([`Spanned`]) for the same reason. Nothing here is validated: the
 //! stricter types live in [`super`].
+//!
+//! The tables with required keys also carry the keys written in them ([`Written`]): a
+//! required key written with a wrong type is reported as such, and not also as missing.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +15,39 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub type S<T> = Option<Spanned<T>>;
+
+/// The keys written in a table, whatever their values; set when the table is read.
+#[derive(Debug, Default)]
+pub struct Written(Vec<String>);
+
+impl Written {
+    pub fn new(keys: impl IntoIterator<Item = String>) -> Self {
+        Written(keys.into_iter().collect())
+    }
+
+    /// Whether `key` was written. A key written whose value is absent had a wrong type,
+    /// which has been reported already.
+    pub fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|k| k == key)
+    }
+}
+
+/// A table that records its [`Written`] keys.
+pub trait Keyed {
+    fn written_mut(&mut self) -> &mut Written;
+}
+
+macro_rules! keyed {
+    ($($table:ty),*) => {
+        $(impl Keyed for $table {
+            fn written_mut(&mut self) -> &mut Written {
+                &mut self.written
+            }
+        })*
+    };
+}
+
+keyed!(RawAccount, RawState, RawMetric);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +64,8 @@ pub struct RawAccount {
     pub id: S<String>,
     pub role_arn: S<String>,
     pub regions: S<Vec<Spanned<String>>>,
+    #[serde(skip)]
+    pub written: Written,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,10 +85,9 @@ pub struct RawState {
     pub backend: S<String>,
     pub table: S<String>,
     pub lease: S<String>,
-    /// The keys written, set by `super::parse_document`: a key written with a wrong type is
-    /// reported as such, and does not also count as missing (or as another backend).
+    /// A `backend` written with a wrong type does not also count as the default backend.
     #[serde(skip)]
-    pub written: Vec<String>,
+    pub written: Written,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +148,7 @@ pub struct RawPolicy {
     pub validation_period: S<String>,
     pub validation_interval: S<String>,
     pub native_schedule: S<String>,
+    pub rotation_timeout: S<String>,
 }
 
 /// A `[[dependent]]`: a service that uses secrets, notified and watched around rotations.
@@ -134,10 +172,8 @@ pub struct RawMetric {
     /// A TOML integer or float (serde's `f64` accepts both).
     pub threshold: S<f64>,
     pub period: S<String>,
-    /// The keys written, set by `super::de_dependent`: a required key that was written
-    /// with a bad value is reported as such, not also as missing.
     #[serde(skip)]
-    pub written: Vec<String>,
+    pub written: Written,
 }
 
 #[derive(Debug, Default, Deserialize)]

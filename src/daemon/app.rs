@@ -188,7 +188,10 @@ impl App {
             alerts,
             metrics: metrics.clone(),
             clock,
-            opts: EngineOptions::default(),
+            opts: EngineOptions {
+                monitor_timeout: cfg.policy.rotation_timeout,
+                ..EngineOptions::default()
+            },
             limiter: RateLimiter::new(cfg.daemon.max_rotations_per_minute.get()),
         });
         Ok(App {

@@ -43,6 +43,10 @@ pub struct Observed {
     pub facts: HashMap<String, Facts>,
     /// Secrets whose last finished attempt failed or got stuck (status `failing`).
     pub failing: HashSet<String>,
+    /// Stuck secrets whose dangling AWSPENDING a failed attempt of ours left
+    /// (`inventory::left_by_failure`): that attempt's `rotation_failed` escalated it
+    /// already, so no `rotation_stuck` repeats it.
+    pub escalated: HashSet<String>,
 }
 
 /// How often an alert may repeat.
@@ -120,6 +124,7 @@ pub fn plan(fleet: &Fleet, observed: &Observed, cfg: &Config, now: DateTime<Utc>
             a
         };
         match c {
+            Compliance::Stuck if observed.escalated.contains(&t.id) => {}
             Compliance::Stuck => {
                 let mut a = alert(AlertKind::RotationStuck);
                 a.error = Some("AWSPENDING sits on a version without AWSCURRENT for longer than the rotation timeout".into());
@@ -293,11 +298,16 @@ async fn reconcile(
         ..Observed::default()
     };
     for e in inv.fleet.entries.iter().filter(|e| !stale.contains(&e.key)) {
+        let left = inventory::left_by_failure(&e.info, last.iter().find(|a| a.secret == e.key));
+        if left {
+            observed.escalated.insert(e.key.clone());
+        }
         let f = inventory::facts(
             &e.info,
             inv.versions.get(&e.info.arn).map(Vec::as_slice),
             cache,
             active.contains(&e.key),
+            left,
             now,
             stuck_after,
         );
@@ -790,6 +800,21 @@ strategy = "single-user"
                 .iter()
                 .any(|t| t.secret == "prod/stuck" || t.secret == "prod/far")
         );
+    }
+
+    #[test]
+    fn a_stuck_secret_our_failed_attempt_left_is_not_escalated_twice() {
+        let (cfg, fleet, mut observed) = fixture();
+        observed.escalated.insert("prod/stuck".into());
+        let p = plan(&fleet, &observed, &cfg, now());
+        assert!(
+            !p.alerts
+                .iter()
+                .any(|(a, _)| a.kind == AlertKind::RotationStuck),
+            "rotation_failed escalated it already"
+        );
+        let stuck = p.statuses.iter().find(|s| s.key == "prod/stuck").unwrap();
+        assert_eq!(stuck.label, "stuck", "still shown stuck");
     }
 
     #[test]

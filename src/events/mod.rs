@@ -39,8 +39,8 @@ use crate::engine::Clock;
 use crate::inventory::{Fleet, FleetEntry, Inventory};
 use crate::metrics::Metrics;
 use crate::store::{
-    AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError, StoreHandle,
-    TriggerKind,
+    Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
+    StoreHandle, TriggerKind,
 };
 use normalize::{
     CompromiseEvent, CustomSource, DepartureEvent, NormalizeConfig, Normalized, Rejection,
@@ -132,6 +132,56 @@ pub struct EventPlan {
     pub failed_attempt: Option<(NewAttempt, String)>,
     /// An external rotation that succeeded (RotationSucceeded), recorded likewise.
     pub succeeded_attempt: Option<NewAttempt>,
+    /// A RotationFailed or RotationSucceeded of a managed secret: [`commit`] checks
+    /// whether it reports on rotationd's own attempt ([`reports_on`]) and then ties it
+    /// to that attempt instead of recording it as an external rotation.
+    pub report: Option<RotationReport>,
+}
+
+/// What a Secrets Manager rotation event says about a managed secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationReport {
+    pub secret: String,
+    pub kind: RotationKind,
+    pub event_id: String,
+    pub time: DateTime<Utc>,
+    pub error: Option<String>,
+}
+
+/// How long after one of rotationd's attempts ended a rotation event may still report on
+/// it: CloudTrail delivers within about 5 minutes, not guaranteed, and the catch-up
+/// poller can bring it later still.
+pub const REPORT_WINDOW: Duration = Duration::minutes(15);
+
+/// Whether a rotation event of `kind` at `event_time` reports on `attempt`, rotationd's
+/// latest RotateSecret of the same secret (pure). It does when it came after the request
+/// (a minute of clock skew allowed) and the attempt is still running, or ended the same
+/// way at most [`REPORT_WINDOW`] before. A RotationFailed after a success, or long after
+/// a failure, is another rotation (Secrets Manager's own schedule, a console click).
+pub fn reports_on(attempt: &Attempt, kind: RotationKind, event_time: DateTime<Utc>) -> bool {
+    if attempt.started_at > event_time + Duration::minutes(1) {
+        return false;
+    }
+    let Some(finished) = attempt.finished_at else {
+        return true;
+    };
+    let same_end = match kind {
+        RotationKind::Failed => {
+            matches!(attempt.state, AttemptState::Failed | AttemptState::Stuck)
+        }
+        RotationKind::Succeeded => attempt.state == AttemptState::Succeeded,
+        RotationKind::Started | RotationKind::Abandoned => false,
+    };
+    same_end && event_time <= finished + REPORT_WINDOW
+}
+
+/// The stage a RotationFailed names. AWS writes "Error when executing lambda ARN during
+/// STEP step" in the event's `errorMessage`.
+pub fn failed_stage(error: &str) -> Option<&'static str> {
+    const STEPS: [&str; 4] = ["createSecret", "setSecret", "testSecret", "finishSecret"];
+    let (_, after) = error.rsplit_once("during ")?;
+    let word = after.split_whitespace().next()?;
+    STEPS.iter().copied().find(|s| *s == word)
 }
 
 /// Decides what `ev` does. `source` is `sqs` or `cloudtrail` (for the audit log).
@@ -159,6 +209,7 @@ pub fn plan_event(
         },
         failed_attempt: None,
         succeeded_attempt: None,
+        report: None,
     };
     match ev {
         Normalized::Rotation(r) => plan_rotation_event(cfg, fleet, r, now, &mut plan),
@@ -193,6 +244,15 @@ fn plan_rotation_event(
         return;
     };
     plan.audit.secret = Some(entry.key.clone());
+    if matches!(r.kind, RotationKind::Failed | RotationKind::Succeeded) {
+        plan.report = Some(RotationReport {
+            secret: entry.key.clone(),
+            kind: r.kind,
+            event_id: r.event_id.clone(),
+            time: r.time,
+            error: r.error_message.clone(),
+        });
+    }
     let alert = |kind: AlertKind| {
         let mut a = Alert::new(kind, Some(&entry.key), r.time);
         a.secret_arn = Some(entry.info.arn.clone());
@@ -359,10 +419,45 @@ pub async fn commit(
                 if !db.mark_event_seen(&plan.event_id, &source, now)? {
                     return Ok(false);
                 }
+                // A rotation event about rotationd's own attempt is that attempt's news,
+                // not an external rotation: the attempt takes the failure (its driver ends
+                // it and escalates once), and nothing else is recorded or alerted.
+                let tied = match &plan.report {
+                    Some(r) => db
+                        .latest_own_attempt(&r.secret)?
+                        .filter(|a| reports_on(a, r.kind, r.time))
+                        .map(|a| (a, r)),
+                    None => None,
+                };
+                let mut audit = plan.audit.clone();
+                if let Some((attempt, r)) = &tied {
+                    let recorded = r.kind == RotationKind::Failed
+                        && db.set_function_error(
+                            &attempt.id,
+                            &format!(
+                                "{}: {}",
+                                r.event_id,
+                                r.error
+                                    .as_deref()
+                                    .unwrap_or("no error message in the event")
+                            ),
+                            now,
+                        )?;
+                    audit.outcome = "tied_to_attempt".into();
+                    audit.detail = Some(serde_json::json!({
+                        "event_id": r.event_id,
+                        "attempt": attempt.id,
+                        "attempt_state": attempt.state.as_str(),
+                        "recorded_on_attempt": recorded,
+                        "error": r.error,
+                    }));
+                }
                 for t in &plan.triggers {
                     db.insert_trigger(t)?;
                 }
-                if let Some((attempt, error)) = &plan.failed_attempt {
+                if let Some((attempt, error)) =
+                    plan.failed_attempt.as_ref().filter(|_| tied.is_none())
+                {
                     db.create_attempt(attempt)?;
                     db.update_attempt(
                         &attempt.id,
@@ -370,7 +465,7 @@ pub async fn commit(
                         now,
                     )?;
                 }
-                if let Some(attempt) = &plan.succeeded_attempt {
+                if let Some(attempt) = plan.succeeded_attempt.as_ref().filter(|_| tied.is_none()) {
                     let ours = db
                         .unfinished_attempts()?
                         .iter()
@@ -385,9 +480,13 @@ pub async fn commit(
                     }
                 }
                 for a in &plan.alerts {
+                    // The attempt's own end carries the one rotation_failed P1.
+                    if tied.is_some() && a.kind == AlertKind::RotationFailed {
+                        continue;
+                    }
                     db.enqueue_alert_deduped(&a.to_new_alert(), now, realert)?;
                 }
-                db.append_audit(&plan.audit)?;
+                db.append_audit(&audit)?;
                 Ok(true)
             })
         })
@@ -677,6 +776,71 @@ custodians = ["carol"]
         let plan = plan_event(&cfg, &fleet, &departure("zoe", t(9, 0)), "sqs", t(10, 0));
         assert!(plan.triggers.is_empty());
         assert_eq!(plan.audit.outcome, "no_secrets");
+    }
+
+    fn own_attempt(
+        state: AttemptState,
+        started: DateTime<Utc>,
+        finished: Option<DateTime<Utc>>,
+    ) -> Attempt {
+        Attempt {
+            id: "a1".into(),
+            trigger_id: None,
+            secret: "prod/daily".into(),
+            secret_arn: None,
+            trigger_kind: TriggerKind::Manual,
+            ticket: None,
+            state,
+            client_request_token: "rotationd-a1".into(),
+            previous_version: None,
+            new_version: None,
+            started_at: started,
+            updated_at: started,
+            finished_at: finished,
+            error: None,
+            rotate_calls: 1,
+            validation: None,
+            watch_until: None,
+            watch_plan: None,
+            watch_evidence: None,
+            stage_times: None,
+            function_error: None,
+        }
+    }
+
+    #[test]
+    fn a_rotation_event_reports_on_the_attempt_that_was_running() {
+        let t0 = Utc.with_ymd_and_hms(2026, 5, 1, 10, 0, 0).unwrap();
+        let m = Duration::minutes;
+        let running = own_attempt(AttemptState::Monitoring, t0, None);
+        assert!(reports_on(&running, RotationKind::Failed, t0 + m(1)));
+        assert!(reports_on(&running, RotationKind::Succeeded, t0 + m(1)));
+        // Before our RotateSecret (beyond the skew allowance): another rotation.
+        assert!(!reports_on(&running, RotationKind::Failed, t0 - m(5)));
+        // Our attempt already failed (timeout) and the event comes late: still ours.
+        let failed = own_attempt(AttemptState::Failed, t0, Some(t0 + m(15)));
+        assert!(reports_on(&failed, RotationKind::Failed, t0 + m(20)));
+        // ... but not an hour later, and never a failure after our success.
+        assert!(!reports_on(&failed, RotationKind::Failed, t0 + m(90)));
+        let ok = own_attempt(AttemptState::Succeeded, t0, Some(t0 + m(1)));
+        assert!(!reports_on(&ok, RotationKind::Failed, t0 + m(2)));
+        assert!(reports_on(&ok, RotationKind::Succeeded, t0 + m(2)));
+    }
+
+    #[test]
+    fn the_failed_step_is_read_from_aws_error_message() {
+        assert_eq!(
+            failed_stage(
+                "Error when executing lambda arn:aws:lambda:eu-west-1:1:function:f during createSecret step"
+            ),
+            Some("createSecret")
+        );
+        assert_eq!(
+            failed_stage("... during testSecret step"),
+            Some("testSecret")
+        );
+        assert_eq!(failed_stage("during lunch"), None);
+        assert_eq!(failed_stage("password authentication failed"), None);
     }
 
     #[test]

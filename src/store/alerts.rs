@@ -182,6 +182,27 @@ impl Db<'_> {
             .map_err(query("list due alerts"))
     }
 
+    /// Claims a due alert for one publisher until `until`: another process (the daemon and
+    /// a `rotationd rotate` both publish from the same outbox) then skips it. `false`
+    /// when someone else claimed or published it first. A publisher that dies holding the
+    /// claim leaves the alert due again at `until`: at least once, never lost.
+    pub fn claim_alert(
+        self,
+        id: i64,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE alert_outbox SET next_attempt_at = ?1 \
+                 WHERE id = ?2 AND published_at IS NULL AND next_attempt_at <= ?3",
+                params![ts(until), id, ts(now)],
+            )
+            .map_err(query("claim an alert for publishing"))?;
+        Ok(changed == 1)
+    }
+
     /// Marks an alert published. Publishing twice keeps the first time.
     pub fn mark_alert_published(self, id: i64, now: DateTime<Utc>) -> StoreResult<()> {
         let changed = self

@@ -109,8 +109,13 @@ pub struct Attempt {
     pub watch_plan: Option<String>,
     /// What the watch found (JSON).
     pub watch_evidence: Option<String>,
-    /// When the attempt entered each state: `{"preflight": "2026-...Z", ...}` (JSON).
+    /// When the attempt entered each state, and when each of the rotation function's
+    /// steps was first observed (`createSecret`, `finishSecret`):
+    /// `{"preflight": "2026-...Z", "createSecret": "...", ...}` (JSON).
     pub stage_times: Option<String>,
+    /// The rotation function's failure, from a RotationFailed event that reports on this
+    /// attempt (`events::commit`): `EVENT_ID: ERROR MESSAGE`.
+    pub function_error: Option<String>,
 }
 
 /// A state change for [`Db::update_attempt`]. `None` fields keep their stored
@@ -168,7 +173,7 @@ impl AttemptUpdate {
 const COLUMNS: &str = "id, trigger_id, secret, secret_arn, trigger_kind, ticket, state, \
                        client_request_token, previous_version, new_version, started_at, \
                        updated_at, finished_at, error, rotate_calls, validation, watch_until, \
-                       watch_plan, watch_evidence, stage_times";
+                       watch_plan, watch_evidence, stage_times, function_error";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
     Ok(Attempt {
@@ -192,6 +197,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
         watch_plan: row.get(17)?,
         watch_evidence: row.get(18)?,
         stage_times: row.get(19)?,
+        function_error: row.get(20)?,
     })
 }
 
@@ -277,6 +283,60 @@ impl Db<'_> {
         } else {
             Err(self.attempt_unchangeable(id))
         }
+    }
+
+    /// Records when a stage of the rotation function was first observed (`createSecret`
+    /// when the pending version appears, `finishSecret` when it holds AWSCURRENT). A
+    /// later observation of the same stage keeps the first time. Returns whether this was
+    /// the first observation.
+    pub fn observe_stage(self, id: &str, stage: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE attempts SET stage_times = json_insert(COALESCE(stage_times, '{}'), \
+                     '$.' || ?2, ?3) \
+                 WHERE id = ?1 AND finished_at IS NULL \
+                   AND json_extract(COALESCE(stage_times, '{}'), '$.' || ?2) IS NULL",
+                params![
+                    id,
+                    stage,
+                    now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ],
+            )
+            .map_err(query("record a rotation stage"))?;
+        Ok(changed == 1)
+    }
+
+    /// Records the rotation function's failure on an unfinished attempt (the first one
+    /// reported wins). Returns whether the attempt took it.
+    pub fn set_function_error(
+        self,
+        id: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE attempts SET function_error = ?2, updated_at = ?3 \
+                 WHERE id = ?1 AND finished_at IS NULL AND function_error IS NULL",
+                params![id, error, ts(now)],
+            )
+            .map_err(query("record a rotation function's failure"))?;
+        Ok(changed == 1)
+    }
+
+    /// rotationd's latest attempt on `secret` that sent RotateSecret: the rotation a
+    /// Secrets Manager rotation event most likely reports on. Attempts recorded from
+    /// events (`event-` ids) are not rotationd's.
+    pub fn latest_own_attempt(self, secret: &str) -> StoreResult<Option<Attempt>> {
+        self.attempts_where(
+            "WHERE secret = ?1 AND rotate_calls > 0 AND id NOT LIKE 'event-%' \
+             ORDER BY started_at DESC, rowid DESC LIMIT 1",
+            [secret],
+            "find the latest rotation attempt of a secret",
+        )
+        .map(|mut v| v.pop())
     }
 
     /// Counts one more RotateSecret request and returns the new count. Call

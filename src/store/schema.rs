@@ -183,6 +183,12 @@ CREATE INDEX audit_unchained ON audit (id) WHERE hash IS NULL;
     r#"
 ALTER TABLE attempts ADD COLUMN stage_times TEXT CHECK (stage_times IS NULL OR json_valid(stage_times));
 "#,
+    // 6: a RotationFailed event that reports on a running attempt (events::commit) is
+    // recorded on it, so that whoever drives the attempt ends it with the function's
+    // error, and Security hears of the failure once.
+    r#"
+ALTER TABLE attempts ADD COLUMN function_error TEXT;
+"#,
 ];
 
 /// The schema version this build writes and understands.

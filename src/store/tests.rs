@@ -1847,3 +1847,24 @@ async fn a_job_that_keeps_losing_the_race_gives_up_with_the_reason() {
     assert_eq!(runs, tries);
     assert_eq!(check.db().get_cursor("mine").unwrap(), None);
 }
+
+#[test]
+fn an_alert_is_claimed_by_one_publisher_and_due_again_if_it_dies() {
+    let store = Store::open_in_memory().expect("open");
+    let db = store.db();
+    let id = db
+        .enqueue_alert(&alert("rotation_failed:a"), t(0))
+        .expect("a");
+    // Two processes read the same due row; only the first claim wins.
+    assert!(db.claim_alert(id, t(1), t(61)).expect("claim"));
+    assert!(!db.claim_alert(id, t(1), t(61)).expect("second claim"));
+    assert!(db.due_alerts(t(60), 10).expect("due").is_empty());
+    // The claimant died without publishing: due again when the claim runs out.
+    assert_eq!(db.due_alerts(t(61), 10).expect("due").len(), 1);
+    assert!(db.claim_alert(id, t(61), t(121)).expect("reclaim"));
+    db.mark_alert_published(id, t(62)).expect("published");
+    assert!(
+        !db.claim_alert(id, t(200), t(260))
+            .expect("published is never claimed")
+    );
+}

@@ -4,5 +4,7 @@
 pub mod cloudtrail;
 pub mod events;
 pub mod moto;
+pub mod postgres;
 pub mod proxy;
+pub mod rotation_host;
 pub mod rotationd;

@@ -766,7 +766,7 @@ impl Engine {
                     }
                     self.observe(&attempt.id, STAGE_FINISH, now).await?;
                     progress(&format!(
-                        "monitor: setSecret and testSecret passed, finishSecret done: version {token} holds AWSCURRENT"
+                        "monitor: finishSecret done: version {token} holds AWSCURRENT (setSecret and testSecret passed)"
                     ));
                     self.update(&attempt.id, AttemptUpdate::to(AttemptState::Validating))
                         .await?;

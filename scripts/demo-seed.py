@@ -97,6 +97,28 @@ def serve(port):
         return run_simple(host, p, clocked, **kw)
 
     moto.server.run_simple = run_simple_with_clock
+
+    # Patch 3: moto delivers no email. With DEMO_MAIL_DIR set, an `email` subscription's
+    # body (what SNS would mail: the `email` key of a MessageStructure=json Publish) is
+    # written there, one file per message, as a mail spool would hold it.
+    mail_dir = os.environ.get("DEMO_MAIL_DIR")
+    if mail_dir:
+        from moto.sns import models as sns_models
+
+        original = sns_models.Subscription.publish
+
+        def publish(self, message, message_id, subject=None, *args, **kw):
+            if self.protocol == "email":
+                body = message
+                if kw.get("message_structure") == "json":
+                    body = self._parse_message_structure(message, "email")
+                os.makedirs(mail_dir, exist_ok=True)
+                name = f"{time.time():.6f}-{message_id}.txt"
+                with open(os.path.join(mail_dir, name), "w") as f:
+                    f.write(f"To: {self.endpoint}\nSubject: {subject}\n\n{body}")
+            return original(self, message, message_id, subject, *args, **kw)
+
+        sns_models.Subscription.publish = publish
     moto.server.main(["-H", "127.0.0.1", "-p", str(port)])
 
 
@@ -227,6 +249,10 @@ def seed(endpoint):
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
         print(f"  topic {topic}  ->  queue {PREFIX}-{audience}-inbox")
+        if audience == "security":
+            # The on-call engineer reads mail (the demo's moto spools it: serve, patch 3).
+            sns.subscribe(TopicArn=topic, Protocol="email", Endpoint="security-oncall@example.com")
+            print(f"  topic {topic}  ->  email security-oncall@example.com")
     events_url = sqs.create_queue(QueueName=f"{PREFIX}-events")["QueueUrl"]
     print(f"  events queue {events_url} (EventBridge delivers here once setup-events ran)")
     total = sum(counts.values())
@@ -434,6 +460,19 @@ def inbox(endpoint, queue, brief):
             print(f"      runbook[0]: {runbook[0]}")
 
 
+def mail(spool):
+    """The first P1 email in the spool, as the on-call engineer reads it."""
+    files = sorted(os.listdir(spool)) if os.path.isdir(spool) else []
+    for name in files:
+        text = open(os.path.join(spool, name)).read()
+        if "\nSubject: [P1] " in text:
+            for line in text.splitlines():
+                print("  | " + line)
+            print(f"  ({len(files)} email(s) in {spool})")
+            return
+    sys.exit(f"demo-seed.py: no P1 email in {spool}")
+
+
 def metrics(url):
     text = metrics_text(url)
     if not text:
@@ -474,6 +513,8 @@ def main():
     p.add_argument("--brief", action="store_true")
     p = sub.add_parser("metrics")
     p.add_argument("--url", required=True)
+    p = sub.add_parser("mail")
+    p.add_argument("--spool", required=True)
     a = ap.parse_args()
     if a.cmd == "serve":
         serve(a.port)
@@ -489,6 +530,8 @@ def main():
         inbox(a.endpoint, a.queue, a.brief)
     elif a.cmd == "metrics":
         metrics(a.url)
+    elif a.cmd == "mail":
+        mail(a.spool)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ note "$("$PY" -c 'import importlib.metadata as m; print("moto", m.version("moto"
 step 2 "Starting moto on loopback"
 MOTO_PORT="${MOTO_PORT:-$(free_port)}"
 ENDPOINT="http://127.0.0.1:$MOTO_PORT"
-"$PY" "${SEED[@]}" serve --port "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
+DEMO_MAIL_DIR="$WORK/mail" "$PY" "${SEED[@]}" serve --port "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
 MOTO_PID=$!
 wait_http "$ENDPOINT/moto-api/data.json" 30 "$MOTO_PID" || { show_log "$WORK/moto.log"; die "moto did not start on $ENDPOINT"; }
 echo "  moto server at $ENDPOINT (pid $MOTO_PID)"
@@ -237,6 +237,8 @@ echo "  after  => $(status_counts "$WORK/status-after.txt")"
 
 printf '\n  %sWhat Security received%s (SNS topic rotationd-demo-security, read back from its SQS subscription)\n' "$BOLD" "$OFF"
 "$PY" "${SEED[@]}" inbox --endpoint "$ENDPOINT" --queue rotationd-demo-security-inbox
+printf '\n  %sThe email of one P1%s (security-oncall@example.com; moto delivers no mail, so the demo spools it)\n' "$BOLD" "$OFF"
+"$PY" "${SEED[@]}" mail --spool "$WORK/mail"
 note "No page for bob's departure: its rotations ran within the 24 h SLA (departure_sla_at_risk"
 note "and departure_sla_missed are raised only when they do not); the never-rotated secret waits"
 note "for its first window, and the unmanaged secrets were never touched."

@@ -24,6 +24,8 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{NewAlert, OutboxAlert, StoreError, StoreHandle};
 
+pub mod render;
+
 /// The alert envelope's schema name; bump it when the JSON changes incompatibly.
 pub const SCHEMA: &str = "rotationd.alert.v1";
 
@@ -35,6 +37,21 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// 1 for P1 ... 3 for P3: a channel that takes "at least P2" takes ranks 1 and 2.
+    pub fn rank(self) -> u8 {
+        match self {
+            Severity::P1 => 1,
+            Severity::P2 => 2,
+            Severity::P3 => 3,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Severity> {
+        [Severity::P1, Severity::P2, Severity::P3]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::P1 => "P1",
@@ -309,33 +326,14 @@ impl Alert {
         }
     }
 
-    /// `[P1] Rotation failed: prod/payments/db`: at most 100 ASCII characters, as SNS
-    /// requires for email subjects.
+    /// `[P1] rotation_failed prod/payments/db`: severity and kind first, at most 100 ASCII
+    /// characters, as SNS requires for email subjects (see [`render::subject`]).
     pub fn subject(&self) -> String {
-        let mut s = format!(
-            "[{}] {}",
+        render::subject(
             self.kind.severity().as_str(),
-            self.kind.summary()
-        );
-        if let Some(secret) = &self.secret {
-            s.push_str(": ");
-            s.push_str(secret);
-        }
-        let ascii: String = s
-            .chars()
-            .map(|c| {
-                if c.is_ascii() && !c.is_ascii_control() {
-                    c
-                } else {
-                    '?'
-                }
-            })
-            .collect();
-        if ascii.len() > 100 {
-            format!("{}...", &ascii[..97])
-        } else {
-            ascii
-        }
+            self.kind.as_str(),
+            self.secret.as_deref(),
+        )
     }
 
     pub fn message(&self) -> serde_json::Value {
@@ -498,17 +496,25 @@ impl Alerts {
     }
 }
 
-/// Publishes one outbox alert to its topic.
+/// The outbox attribute that marks a chat copy of an alert (see [`chat_copy`]).
+const CHANNEL: &str = "channel";
+const CHAT: &str = "chat";
+
+/// Publishes one outbox alert to its topic: a body per protocol
+/// (`MessageStructure = "json"`, [`render::structured`]), or for a chat copy the chat
+/// notification as the plain message, which is what AWS's chat integration reads.
 async fn publish_one(
     sns: &aws_sdk_sns::Client,
     topic: &str,
     alert: &OutboxAlert,
 ) -> Result<(), AwsError> {
-    let mut req = sns
-        .publish()
-        .topic_arn(topic)
-        .subject(&alert.subject)
-        .message(alert.message.to_string());
+    let mut req = sns.publish().topic_arn(topic).subject(&alert.subject);
+    req = if alert.attributes.get(CHANNEL).map(String::as_str) == Some(CHAT) {
+        req.message(render::chat(&alert.message).to_string())
+    } else {
+        req.message_structure("json")
+            .message(render::structured(&alert.message))
+    };
     for (k, v) in &alert.attributes {
         let value = MessageAttributeValue::builder()
             .data_type("String")
@@ -526,6 +532,43 @@ async fn publish_one(
         .await
         .map_err(|e| AwsError::from_sdk("Publish", e))?;
     Ok(())
+}
+
+/// The chat topic an alert also goes to, if any: `[alerts] chat_topic_arn` for Security's
+/// and the notify topic's alerts, a dependent's own `chat_topic_arn` for its copies; only
+/// from the configured least severity up. Chat copies themselves are not copied again.
+fn chat_topic<'a>(cfg: &'a Config, alert: &OutboxAlert) -> Option<&'a str> {
+    if alert.attributes.contains_key(CHANNEL) {
+        return None;
+    }
+    let rank = Severity::parse(&alert.severity)?.rank();
+    let (topic, min) = match alert.attributes.get("dependent") {
+        Some(d) => {
+            let d = cfg.dependent(d)?;
+            (d.chat_topic_arn.as_deref()?, d.chat_min_severity)
+        }
+        None => (
+            cfg.alerts.chat_topic_arn.as_deref()?,
+            cfg.alerts.chat_min_severity,
+        ),
+    };
+    (rank <= min).then_some(topic)
+}
+
+/// The chat copy of a published alert, queued in the same transaction that marks the
+/// alert published: it cannot be lost, and a failing chat topic never holds back (or
+/// repeats) the alert itself.
+fn chat_copy(alert: &OutboxAlert) -> NewAlert {
+    let mut attributes = alert.attributes.clone();
+    attributes.insert(CHANNEL.into(), CHAT.into());
+    NewAlert {
+        dedupe_key: format!("{}:{CHAT}", alert.dedupe_key),
+        kind: alert.kind.clone(),
+        severity: alert.severity.clone(),
+        subject: alert.subject.clone(),
+        message: alert.message.clone(),
+        attributes,
+    }
 }
 
 /// Backoff before retrying a failed publish: 5 s doubling up to 5 min.
@@ -615,26 +658,47 @@ async fn next_due_in(store: &StoreHandle) -> Result<Duration, StoreError> {
         }))
 }
 
-/// One pass over the due alerts.
 /// How long a publisher holds an alert it is publishing (longer than an SNS call with
 /// the SDK's retries; a publisher that dies holding it delays the alert by this much).
 const PUBLISH_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
 
+/// Publishes the due alerts, and then the chat copies that publishing them queued (a
+/// copy is never copied again, so that is at most two passes). Returns how many were
+/// published.
 pub async fn publish_due(
     store: &StoreHandle,
     sns: &aws_sdk_sns::Client,
     cfg: &Config,
     metrics: &Metrics,
 ) -> Result<usize, StoreError> {
+    let (mut published, copies) = publish_pass(store, sns, cfg, metrics).await?;
+    if copies > 0 {
+        published += publish_pass(store, sns, cfg, metrics).await?.0;
+    }
+    Ok(published)
+}
+
+/// One pass over the due alerts: (published, chat copies queued).
+async fn publish_pass(
+    store: &StoreHandle,
+    sns: &aws_sdk_sns::Client,
+    cfg: &Config,
+    metrics: &Metrics,
+) -> Result<(usize, usize), StoreError> {
     let now = Utc::now();
     let due = store.call(move |s| s.db().due_alerts(now, 50)).await?;
     let mut published = 0;
+    let mut copies = 0;
     for alert in due {
         let kind = AlertKind::parse(&alert.kind);
+        let chat = alert.attributes.get(CHANNEL).map(String::as_str) == Some(CHAT);
         let topic = match (
             alert.attributes.get("dependent"),
             kind.map(AlertKind::audience),
         ) {
+            // A chat copy goes to the chat topic, as configured now.
+            (Some(d), _) if chat => cfg.dependent(d).and_then(|d| d.chat_topic_arn.as_deref()),
+            (None, _) if chat => cfg.alerts.chat_topic_arn.as_deref(),
             // A dependent's copy goes to its own topic, as configured now.
             (Some(d), _) => cfg.dependent(d).and_then(|d| d.notify_topic_arn.as_deref()),
             (None, Some(Audience::Notify)) => cfg.alerts.notify_topic_arn.as_deref(),
@@ -664,8 +728,19 @@ pub async fn publish_due(
         };
         match publish_one(sns, topic, &alert).await {
             Ok(()) => {
+                let copy = chat_topic(cfg, &alert).map(|_| chat_copy(&alert));
+                copies += usize::from(copy.is_some());
                 store
-                    .call(move |s| s.db().mark_alert_published(id, Utc::now()))
+                    .call(move |s| {
+                        s.transaction(|db| {
+                            let now = Utc::now();
+                            db.mark_alert_published(id, now)?;
+                            if let Some(copy) = &copy {
+                                db.enqueue_alert(copy, now)?;
+                            }
+                            Ok(())
+                        })
+                    })
                     .await?;
                 metrics
                     .alerts_published_total
@@ -693,7 +768,7 @@ pub async fn publish_due(
     metrics
         .alerts_outbox
         .set(i64::try_from(pending).unwrap_or(i64::MAX));
-    Ok(published)
+    Ok((published, copies))
 }
 
 #[cfg(test)]
@@ -705,13 +780,13 @@ mod tests {
     fn subject_is_short_ascii_with_severity_and_secret() {
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
         let a = Alert::new(AlertKind::RotationFailed, Some("prod/payments/db"), t);
-        assert_eq!(a.subject(), "[P1] Rotation failed: prod/payments/db");
+        assert_eq!(a.subject(), "[P1] rotation_failed prod/payments/db");
         let long = "x".repeat(200);
         let a = Alert::new(AlertKind::Overdue, Some(&format!("prod/é/{long}")), t);
         let s = a.subject();
         assert_eq!(s.len(), 100);
         assert!(s.is_ascii());
-        assert!(s.starts_with("[P2] Secret overdue for rotation: prod/?/x"));
+        assert!(s.starts_with("[P2] overdue prod/?/x"));
     }
 
     #[test]

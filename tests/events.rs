@@ -348,7 +348,7 @@ strategy = "single-user"
         .collect();
     assert_eq!(failed.len(), 1, "{messages:?}");
     let (subject, m) = failed[0];
-    assert_eq!(subject, &format!("[P1] Rotation failed: {name}"));
+    assert_eq!(subject, &format!("[P1] rotation_failed {name}"));
     assert_eq!(m["error"], "setSecret: password authentication failed");
     assert_eq!(m["secret"]["arn"], arn.as_str());
     assert!(m["runbook"].as_array().unwrap().len() >= 3);
@@ -713,17 +713,14 @@ strategy = "single-user"
         .filter(|(_, m)| m["kind"] == "rotation_abandoned")
         .collect();
     assert_eq!(abandoned.len(), 1, "{messages:?}");
-    assert_eq!(abandoned[0].0, format!("[P2] Rotation abandoned: {name}"));
+    assert_eq!(abandoned[0].0, format!("[P2] rotation_abandoned {name}"));
     assert_eq!(abandoned[0].1["severity"], "P2");
     let breach: Vec<_> = messages
         .iter()
         .filter(|(_, m)| m["kind"] == "breach_suspected")
         .collect();
     assert_eq!(breach.len(), 1, "{messages:?}");
-    assert_eq!(
-        breach[0].0,
-        format!("[P1] Credential breach suspected: {name}")
-    );
+    assert_eq!(breach[0].0, format!("[P1] breach_suspected {name}"));
     assert_eq!(breach[0].1["ticket"], "INC-9001");
     assert_eq!(breach[0].1["reason"], "key pasted in a public gist");
     let ticket: String = env
@@ -820,6 +817,6 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
         .filter(|(_, m)| m["kind"] == "rotation_storm")
         .collect();
     assert_eq!(storm.len(), 1, "{messages:?}");
-    assert_eq!(storm[0].0, "[P1] Rotation storm, event rotations paused");
+    assert_eq!(storm[0].0, "[P1] rotation_storm");
     assert!(storm[0].1["error"].as_str().unwrap().contains("limit 2"));
 }

@@ -169,10 +169,7 @@ dependents = ["lp-api"]
     overdue.sort();
     assert_eq!(
         overdue,
-        vec![
-            format!("[P2] Secret overdue for rotation: {a}"),
-            format!("[P2] Secret overdue for rotation: {b}")
-        ]
+        vec![format!("[P2] overdue {a}"), format!("[P2] overdue {b}")]
     );
     let stuck: i64 = env
         .db()

@@ -261,5 +261,5 @@ window = "1h"
         .collect();
     assert_eq!(unreachable.len(), 1, "{bodies:?}");
     let envelope: serde_json::Value = serde_json::from_str(unreachable[0]).unwrap();
-    assert_eq!(envelope["Subject"], "[P2] AWS unreachable");
+    assert_eq!(envelope["Subject"], "[P2] aws_unreachable");
 }

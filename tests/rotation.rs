@@ -112,7 +112,7 @@ async fn manual_rotation_promotes_a_new_version_and_rollback_restores_the_old_on
         "{notices:?}"
     );
     let (subject, scheduled) = &notices[0];
-    assert_eq!(subject, &format!("[P3] Rotation scheduled: {name}"));
+    assert_eq!(subject, &format!("[P3] rotation_scheduled {name}"));
     assert_eq!(scheduled["details"]["dependents"][0], "billing-api");
     assert_eq!(scheduled["details"]["strategy"], "single-user");
     assert_eq!(notices[1].1["details"]["new_version"], new.as_str());
@@ -230,7 +230,7 @@ async fn a_stuck_awspending_is_not_rotated_and_security_is_told() {
         .collect();
     assert_eq!(stuck.len(), 1, "{messages:?}");
     let (subject, m) = stuck[0];
-    assert_eq!(subject, &format!("[P1] Rotation stuck: {name}"));
+    assert_eq!(subject, &format!("[P1] rotation_stuck {name}"));
     assert_eq!(m["schema"], "rotationd.alert.v1");
     assert_eq!(m["ticket"], "INC-7");
     assert!(m["error"].as_str().unwrap().contains("AWSPENDING"));
@@ -306,7 +306,7 @@ async fn a_secret_without_rotation_configured_fails_preflight() {
     assert_eq!(env.rotations_by_rotationd(&name), 0);
     let failed = outbox(&env, "rotation_failed");
     assert_eq!(failed.len(), 1);
-    assert_eq!(failed[0].0, format!("[P1] Rotation failed: {name}"));
+    assert_eq!(failed[0].0, format!("[P1] rotation_failed {name}"));
 }
 
 #[tokio::test]
@@ -640,10 +640,7 @@ strategy = "single-user"
         .filter(|(_, m)| m["kind"] == "secret_missing")
         .collect();
     assert_eq!(missing.len(), 1, "{messages:?}");
-    assert_eq!(
-        missing[0].0,
-        format!("[P2] Configured secret missing: {absent}")
-    );
+    assert_eq!(missing[0].0, format!("[P2] secret_missing {absent}"));
 }
 
 #[tokio::test]
@@ -823,7 +820,7 @@ async fn an_alert_that_cannot_be_published_waits_in_the_outbox_and_goes_out_once
         failed.len()
     );
     let envelope: serde_json::Value = serde_json::from_str(failed[0]).unwrap();
-    assert_eq!(envelope["Subject"], format!("[P1] Rotation failed: {name}"));
+    assert_eq!(envelope["Subject"], format!("[P1] rotation_failed {name}"));
     assert_eq!(envelope["MessageAttributes"]["severity"]["Value"], "P1");
     assert_eq!(
         envelope["MessageAttributes"]["kind"]["Value"],

@@ -144,6 +144,11 @@ pub struct AlertsConfig {
     pub realert_interval: Duration,
     /// AWS failing for this long raises `aws_unreachable` (once per outage).
     pub unreachable_after: Duration,
+    /// A topic AWS's chat integration (Slack, Teams) subscribes to: it gets each alert of
+    /// at least [`AlertsConfig::chat_min_severity`] as a custom chat notification.
+    pub chat_topic_arn: Option<String>,
+    /// The least severe alert chat gets: 1 = P1 only, 2 = P1 and P2 (default), 3 = all.
+    pub chat_min_severity: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -267,6 +272,10 @@ pub struct DependentConfig {
     pub name: String,
     /// Its own SNS topic for notices, besides `[alerts] notify_topic_arn`.
     pub notify_topic_arn: Option<String>,
+    /// Its own chat topic (AWS's chat integration): its notices as chat notifications, of
+    /// at least `chat_min_severity` (1 = P1 ... 3 = every notice, the default).
+    pub chat_topic_arn: Option<String>,
+    pub chat_min_severity: u8,
     /// CloudWatch alarm names: any of them in ALARM means unhealthy.
     pub alarms: Vec<String>,
     pub metrics: Vec<MetricWatch>,

@@ -97,6 +97,8 @@ pub struct RawAlerts {
     pub notify_topic_arn: S<String>,
     pub realert_interval: S<String>,
     pub unreachable_after: S<String>,
+    pub chat_topic_arn: S<String>,
+    pub chat_min_severity: S<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -157,6 +159,8 @@ pub struct RawPolicy {
 pub struct RawDependent {
     pub name: S<String>,
     pub notify_topic_arn: S<String>,
+    pub chat_topic_arn: S<String>,
+    pub chat_min_severity: S<String>,
     pub alarms: S<Vec<Spanned<String>>>,
     pub metrics: S<Vec<Spanned<RawMetric>>>,
 }

@@ -40,7 +40,32 @@ pub(crate) fn alerts(
             "unreachable_after",
             minutes(10),
         ),
+        chat_topic_arn: a.chat_topic_arn.as_ref().map(|t| arn(diags, t, "sns")),
+        chat_min_severity: min_severity(diags, &a.chat_min_severity, 2),
     })
+}
+
+/// A `chat_min_severity` ("P1", "P2" or "P3") as its rank, or `default`.
+pub(crate) fn min_severity(
+    diags: &mut Diagnostics,
+    value: &crate::config::raw::S<String>,
+    default: u8,
+) -> u8 {
+    let Some(v) = value else {
+        return default;
+    };
+    match v.get_ref().as_str() {
+        "P1" => 1,
+        "P2" => 2,
+        "P3" => 3,
+        other => {
+            diags.error(
+                v.span(),
+                format!("unknown chat_min_severity `{other}`, expected \"P1\", \"P2\" or \"P3\""),
+            );
+            default
+        }
+    }
 }
 
 #[cfg(test)]
@@ -49,6 +74,33 @@ mod tests {
 
     const SECRET: &str =
         "\n[[secret]]\nid = \"a\"\nstrategy = \"single-user\"\nchange_ticket = \"CHG-1\"\n";
+
+    #[test]
+    fn chat_gets_p1_and_p2_unless_told_otherwise() {
+        use crate::config::Config;
+        use std::path::Path;
+        let base = "[alerts]\nsecurity_topic_arn = \"arn:aws:sns:us-east-1:123456789012:sec\"\n";
+        let (cfg, _) =
+            Config::from_source(Path::new("t.toml"), &format!("{base}{SECRET}")).unwrap();
+        assert_eq!(cfg.alerts.chat_topic_arn, None);
+        assert_eq!(cfg.alerts.chat_min_severity, 2);
+        let src = format!(
+            "{base}chat_topic_arn = \"arn:aws:sns:us-east-1:123456789012:chat\"\nchat_min_severity = \"P1\"\n{SECRET}"
+        );
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), &src).unwrap();
+        assert_eq!(
+            cfg.alerts.chat_topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:chat")
+        );
+        assert_eq!(cfg.alerts.chat_min_severity, 1);
+        let src = format!("{base}chat_min_severity = \"P4\"\n{SECRET}");
+        assert_eq!(
+            errors(&src),
+            vec![
+                "t.toml:3:21: error: unknown chat_min_severity `P4`, expected \"P1\", \"P2\" or \"P3\""
+            ]
+        );
+    }
 
     #[test]
     fn alerts_need_the_security_topic() {

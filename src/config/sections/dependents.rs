@@ -82,6 +82,9 @@ fn dependent(
     validation_period: Duration,
 ) -> DependentConfig {
     let notify_topic_arn = d.notify_topic_arn.as_ref().map(|t| arn(diags, t, "sns"));
+    let chat_topic_arn = d.chat_topic_arn.as_ref().map(|t| arn(diags, t, "sns"));
+    let chat_min_severity =
+        crate::config::sections::alerts::min_severity(diags, &d.chat_min_severity, 3);
     let mut alarms: Vec<String> = Vec::new();
     for a in d.alarms.iter().flat_map(|v| v.get_ref().iter()) {
         let text = a.get_ref();
@@ -116,6 +119,8 @@ fn dependent(
     DependentConfig {
         name: name.to_string(),
         notify_topic_arn,
+        chat_topic_arn,
+        chat_min_severity,
         alarms,
         metrics,
     }
@@ -339,6 +344,8 @@ dependents = ["ledger"]
             &DependentConfig {
                 name: "payments-api".into(),
                 notify_topic_arn: Some("arn:aws:sns:us-east-1:123456789012:payments-api".into()),
+                chat_topic_arn: None,
+                chat_min_severity: 3,
                 alarms: vec!["payments-api-5xx".into(), "payments-api-auth".into()],
                 metrics: vec![
                     MetricWatch {

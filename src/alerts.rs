@@ -776,6 +776,74 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    fn outbox(alert: &Alert) -> OutboxAlert {
+        let n = alert.to_new_alert();
+        OutboxAlert {
+            id: 1,
+            dedupe_key: n.dedupe_key,
+            kind: n.kind,
+            severity: n.severity,
+            subject: n.subject,
+            message: n.message,
+            attributes: n.attributes,
+            created_at: Utc::now(),
+            next_attempt_at: Utc::now(),
+            attempts: 0,
+            published_at: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn chat_copies_go_by_severity_to_security_s_or_the_dependent_s_chat_topic() {
+        let src = r#"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:sec"
+chat_topic_arn = "arn:aws:sns:us-east-1:123456789012:chat"
+[[dependent]]
+name = "api"
+alarms = ["api-5xx"]
+chat_topic_arn = "arn:aws:sns:us-east-1:123456789012:api-chat"
+[[dependent]]
+name = "quiet"
+alarms = ["quiet-5xx"]
+[[secret]]
+id = "a"
+strategy = "single-user"
+change_ticket = "CHG-1"
+"#;
+        let (cfg, _) = Config::from_source(std::path::Path::new("t.toml"), src).unwrap();
+        let t = Utc::now();
+        let p1 = outbox(&Alert::new(AlertKind::RotationFailed, Some("a"), t));
+        let p2 = outbox(&Alert::new(AlertKind::Overdue, Some("a"), t));
+        let p3 = outbox(&Alert::new(AlertKind::RotationCompleted, Some("a"), t));
+        // Security's chat: P1 and P2 by default.
+        assert_eq!(
+            chat_topic(&cfg, &p1),
+            Some("arn:aws:sns:us-east-1:123456789012:chat")
+        );
+        assert_eq!(
+            chat_topic(&cfg, &p2),
+            Some("arn:aws:sns:us-east-1:123456789012:chat")
+        );
+        assert_eq!(chat_topic(&cfg, &p3), None);
+        // A dependent's copy: its own chat topic, every notice by default; none without one.
+        let mut notice = Alert::new(AlertKind::RotationCompleted, Some("a"), t);
+        notice.dependent = Some("api".into());
+        assert_eq!(
+            chat_topic(&cfg, &outbox(&notice)),
+            Some("arn:aws:sns:us-east-1:123456789012:api-chat")
+        );
+        notice.dependent = Some("quiet".into());
+        assert_eq!(chat_topic(&cfg, &outbox(&notice)), None);
+        // A chat copy is never copied again.
+        let copy = chat_copy(&p1);
+        assert_eq!(copy.dedupe_key, format!("{}:chat", p1.dedupe_key));
+        let mut again = p1.clone();
+        again.attributes = copy.attributes;
+        assert_eq!(chat_topic(&cfg, &again), None);
+    }
+
     #[test]
     fn subject_is_short_ascii_with_severity_and_secret() {
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();

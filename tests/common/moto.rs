@@ -65,6 +65,16 @@ def _watch():
     finally:
         os._exit(0)
 threading.Thread(target=_watch, daemon=True).start()
+# moto's recorder appends each request from the thread serving it, through a buffered
+# file: a record over the buffer size is written in several chunks, and two threads'
+# chunks interleave (docs/moto-findings.md). One lock makes each record whole.
+from moto.moto_api._internal.recorder.models import Recorder
+_lock = threading.Lock()
+_record = Recorder._record_request
+def _locked_record(self, *args, **kwargs):
+    with _lock:
+        return _record(self, *args, **kwargs)
+Recorder._record_request = _locked_record
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 "#;

@@ -20,6 +20,7 @@ need_apt() { # command, Debian package: install the package when the command is 
 }
 need_apt systemd-analyze systemd
 need_apt promtool prometheus
+need_apt prometheus prometheus  # the server, for tests/prometheus.rs
 # The real rotations of tests/real_rotation.rs run against a PostgreSQL server the tests
 # start themselves (as the unprivileged user `nobody` when run as root).
 if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then

@@ -213,6 +213,11 @@ fn is_planned(kind: TriggerKind) -> bool {
     )
 }
 
+/// Every `trigger` label of `rotationd_rotations_total` ([`trigger_label`]).
+pub const TRIGGER_LABELS: &[&str] = &["scheduled", "departure", "compromise", "manual", "retry"];
+/// Every `outcome` label of `rotationd_rotations_total` ([`Outcome::label`]).
+pub const OUTCOME_LABELS: &[&str] = &["succeeded", "failed", "skipped"];
+
 /// The `trigger` label of `rotationd_rotations_total`: planned kinds are `scheduled`.
 pub fn trigger_label(kind: TriggerKind) -> &'static str {
     match kind {
@@ -1245,6 +1250,32 @@ mod tests {
         let t = request_token(&id);
         assert_eq!(t, request_token(&id));
         assert!((32..=64).contains(&t.len()), "{}", t.len());
+    }
+
+    #[test]
+    fn the_label_lists_hold_every_label() {
+        use TriggerKind::*;
+        for k in [
+            Scheduled,
+            Overdue,
+            NeverRotated,
+            Departure,
+            Compromise,
+            Manual,
+            Retry,
+        ] {
+            assert!(TRIGGER_LABELS.contains(&trigger_label(k)), "{k:?}");
+        }
+        for o in [
+            Outcome::Succeeded {
+                new_version: String::new(),
+            },
+            Outcome::Failed(String::new()),
+            Outcome::Stuck(String::new()),
+            Outcome::Skipped(String::new()),
+        ] {
+            assert!(OUTCOME_LABELS.contains(&o.label()), "{o:?}");
+        }
     }
 
     #[test]

@@ -33,6 +33,29 @@ pub struct Metrics {
     pub validations_in_flight: IntGauge,
     pub native_schedule_drift: IntGauge,
     pub native_schedule_changes_total: IntCounterVec,
+    pub config_max_age_seconds: Gauge,
+    pub config_sla_warning_seconds: Gauge,
+    pub config_departure_sla_seconds: Gauge,
+}
+
+/// The series of the counters that alerting rules watch, exported at 0 before anything
+/// happened ([`Metrics::export_known`]). A counter that first appears at 1 shows no
+/// `increase()`: the first failure after a start would never alert.
+pub struct KnownSeries<'a> {
+    /// `rotationd_rotations_total{trigger}` values.
+    pub triggers: &'a [&'a str],
+    /// `rotationd_rotations_total{outcome}` values.
+    pub outcomes: &'a [&'a str],
+    /// Each (account, region) rotationd manages.
+    pub places: &'a [(String, String)],
+    /// `rotationd_alerts_published_total{kind, severity}` pairs.
+    pub alerts: &'a [(&'a str, &'a str)],
+    /// `rotationd_events_rejected_total{reason}` values.
+    pub rejections: &'a [&'a str],
+    /// `rotationd_events_received_total{source, kind}`: sources (empty without `[events]`)
+    /// and kinds.
+    pub event_sources: &'a [&'a str],
+    pub event_kinds: &'a [&'a str],
 }
 
 /// The outcomes `rotationd_validations_total{outcome}` always exports.
@@ -204,6 +227,18 @@ impl Metrics {
                 "Secrets Manager schedules written (sync) or turned off (disable), by action and outcome",
                 &["action", "outcome"],
             ),
+            config_max_age_seconds: gauge(
+                "rotationd_config_max_age_seconds",
+                "[policy] max_age: a secret whose AWSCURRENT is older is overdue",
+            ),
+            config_sla_warning_seconds: gauge(
+                "rotationd_config_sla_warning_seconds",
+                "[events] sla_warning: a departure rotation not done this long before its deadline is at risk (0 without [events])",
+            ),
+            config_departure_sla_seconds: gauge(
+                "rotationd_config_departure_sla_seconds",
+                "[events] departure_sla: how long after a departure its secrets must be rotated (0 without [events])",
+            ),
             registry,
         };
         for outcome in VALIDATION_OUTCOMES {
@@ -213,6 +248,53 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
         m
+    }
+
+    /// Exports every known series of the counters alerting rules watch at 0 (a counter
+    /// that already counted keeps its value), and the configured values the rules compare
+    /// with. Called with each configuration, so a reload adds the series of a new
+    /// account-region.
+    pub fn export_known(
+        &self,
+        known: &KnownSeries<'_>,
+        max_age: std::time::Duration,
+        departure: Option<(std::time::Duration, std::time::Duration)>,
+    ) {
+        for (account, region) in known.places {
+            for trigger in known.triggers {
+                for outcome in known.outcomes {
+                    self.rotations_total
+                        .with_label_values(&[*trigger, *outcome, account.as_str(), region.as_str()])
+                        .inc_by(0);
+                }
+            }
+        }
+        for trigger in known.triggers {
+            // A histogram's series exists once its label set is named: empty buckets.
+            self.rotation_duration_seconds
+                .with_label_values(&[*trigger]);
+        }
+        for (kind, severity) in known.alerts {
+            self.alerts_published_total
+                .with_label_values(&[kind, severity])
+                .inc_by(0);
+        }
+        for source in known.event_sources {
+            for kind in known.event_kinds {
+                self.events_received_total
+                    .with_label_values(&[*source, *kind])
+                    .inc_by(0);
+            }
+        }
+        for reason in known.rejections {
+            self.events_rejected_total
+                .with_label_values(&[reason])
+                .inc_by(0);
+        }
+        self.config_max_age_seconds.set(max_age.as_secs_f64());
+        let (sla, warning) = departure.unwrap_or_default();
+        self.config_departure_sla_seconds.set(sla.as_secs_f64());
+        self.config_sla_warning_seconds.set(warning.as_secs_f64());
     }
 
     /// Sets `rotationd_secrets` for each account-region from `counts`, every status
@@ -251,6 +333,39 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_series_are_exported_at_zero_and_keep_what_they_counted() {
+        let m = Metrics::new();
+        let places = vec![("111111111111".to_string(), "eu-west-1".to_string())];
+        let known = KnownSeries {
+            triggers: &["scheduled", "departure"],
+            outcomes: &["succeeded", "failed"],
+            places: &places,
+            alerts: &[("rotation_failed", "P1")],
+            rejections: &["not_json"],
+            event_sources: &["sqs"],
+            event_kinds: &["departure"],
+        };
+        m.rotations_total
+            .with_label_values(&["departure", "failed", "111111111111", "eu-west-1"])
+            .inc();
+        let day = std::time::Duration::from_secs(86_400);
+        m.export_known(&known, 93 * day, Some((day, day / 6)));
+        let text = m.render();
+        for line in [
+            "rotationd_rotations_total{account=\"111111111111\",outcome=\"failed\",region=\"eu-west-1\",trigger=\"scheduled\"} 0",
+            "rotationd_rotations_total{account=\"111111111111\",outcome=\"failed\",region=\"eu-west-1\",trigger=\"departure\"} 1",
+            "rotationd_alerts_published_total{kind=\"rotation_failed\",severity=\"P1\"} 0",
+            "rotationd_events_rejected_total{reason=\"not_json\"} 0",
+            "rotationd_events_received_total{kind=\"departure\",source=\"sqs\"} 0",
+            "rotationd_config_max_age_seconds 8035200",
+            "rotationd_config_sla_warning_seconds 14400",
+            "rotationd_config_departure_sla_seconds 86400",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
+    }
 
     #[test]
     fn render_includes_build_info_and_zeroed_statuses() {

@@ -178,6 +178,34 @@ impl App {
                     .context("no account-region configured")?,
             )
         };
+        let places: Vec<(String, String)> = sm
+            .places()
+            .into_iter()
+            .map(|p| (p.account, p.region))
+            .collect();
+        let alert_kinds: Vec<(&str, &str)> = crate::alerts::AlertKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), k.severity().as_str()))
+            .collect();
+        metrics.export_known(
+            &crate::metrics::KnownSeries {
+                triggers: crate::engine::TRIGGER_LABELS,
+                outcomes: crate::engine::OUTCOME_LABELS,
+                places: &places,
+                alerts: &alert_kinds,
+                rejections: &crate::events::normalize::Rejection::REASONS,
+                event_sources: if cfg.events.is_some() {
+                    &["sqs", "cloudtrail"]
+                } else {
+                    &[]
+                },
+                event_kinds: &crate::events::normalize::Normalized::KIND_LABELS,
+            },
+            cfg.policy.max_age,
+            cfg.events
+                .as_ref()
+                .map(|e| (e.departure_sla, e.sla_warning)),
+        );
         let clock = Clock::from_env();
         let alerts = Alerts::new(store.clone(), &cfg);
         let engine = Arc::new(Engine {

@@ -432,12 +432,26 @@ async fn cloudtrail_catch_up_finds_missed_events_and_collapses_duplicates() {
     // Handled and deleted, and nothing left to do: had the copy been taken for a new
     // departure, its rotation would have run by now.
     let settled = settled(&env, &queue_url, Duration::from_secs(60)).await;
+    // The poller's pass has ended with its cursor saved.
+    let cursor_saved = env
+        .eventually(Duration::from_secs(30), || {
+            let row = count(
+                &env,
+                "SELECT COUNT(*) FROM cursors WHERE name = 'cloudtrail'",
+            );
+            let metric = env
+                .metrics()
+                .contains("rotationd_cloudtrail_cursor_timestamp_seconds{");
+            (row == 1 && metric).then_some(())
+        })
+        .await;
     let metrics = env.metrics();
     assert_eq!(
         terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     assert_eq!(rotated, Some(1));
+    assert!(cursor_saved.is_some(), "no cloudtrail cursor: {metrics}");
     assert!(
         duplicate.is_some() && settled,
         "the SQS copy was not consumed: {metrics}"
@@ -731,6 +745,12 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
         2
     );
 
+    // The guard counts the attempts started since the resume in whole seconds: resume in
+    // a later second than the allowed two started in, or they would count against it.
+    let last_start = count(&env, "SELECT MAX(started_at) FROM attempts");
+    while Utc::now().timestamp() <= last_start {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let o = env.cli(&["resume"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("resumed"));

@@ -18,6 +18,7 @@ mod common;
 use std::time::Duration;
 
 use chrono::{Timelike, Utc};
+use common::config::{Body, secret, table};
 use common::moto;
 use common::proxy::{Outcome, Proxy};
 use common::rotationd::{Env, rotatable_secret_in, rows, terminate};
@@ -96,22 +97,25 @@ async fn three_accounts_two_regions_and_a_role_that_cannot_be_assumed() {
     // secrets sharing a window would be spread across it.
     let offset = chrono::Duration::hours(1);
     let now = Utc::now() + offset;
-    let mut body = String::from("[policy]\nmax_age = \"93d\"\n\n");
-    for account in ACCOUNTS {
-        body.push_str(&format!(
-            "[[account]]\nid = \"{account}\"\nrole_arn = \"arn:aws:iam::{account}:role/rotationd\"\nregions = [\"{}\", \"{}\"]\n\n",
-            REGIONS[0], REGIONS[1]
-        ));
-    }
-    for (i, (_, _, arn)) in arns.iter().enumerate() {
-        let open = now - chrono::Duration::minutes(2 + i as i64);
-        body.push_str(&format!(
-            "[[secret]]\nid = \"{arn}\"\nschedule = \"{} {} * * *\"\nwindow = \"1h\"\nstrategy = \"single-user\"\nchange_ticket = \"CHG-300\"\n\n",
-            open.minute(),
-            open.hour(),
-        ));
-    }
-    let env = Env::new("accounts", &body).await;
+    let body = Body::new()
+        .change_tickets_required()
+        .with_all(ACCOUNTS.map(|account| {
+            table("[[account]]")
+                .set("id", account)
+                .set(
+                    "role_arn",
+                    &format!("arn:aws:iam::{account}:role/rotationd"),
+                )
+                .list("regions", REGIONS)
+        }))
+        .with_all(arns.iter().enumerate().map(|(i, (_, _, arn))| {
+            let open = now - chrono::Duration::minutes(2 + i as i64);
+            secret(arn)
+                .schedule(&format!("{} {} * * *", open.minute(), open.hour()))
+                .window("1h")
+                .ticket("CHG-300")
+        }));
+    let env = Env::new("accounts", &body.render()).await;
     env.use_endpoint(&proxy.endpoint());
     // One region answers ListSecrets slowly: the others' listings go on meanwhile.
     proxy.hold(
@@ -121,11 +125,8 @@ async fn three_accounts_two_regions_and_a_role_that_cannot_be_assumed() {
     );
     // Reconcile often, and report an unreachable account after one second: several
     // reconciles fail on the refused account while the test runs.
-    let text = std::fs::read_to_string(&env.config).unwrap();
-    let text = text
-        .replace("reconcile_interval = \"1h\"", "reconcile_interval = \"2s\"")
-        .replace("[alerts]\n", "[alerts]\nunreachable_after = \"1s\"\n");
-    std::fs::write(&env.config, text).unwrap();
+    env.edit_config(|c| c.replace("reconcile_interval = \"1h\"", "reconcile_interval = \"2s\""));
+    env.set_in("alerts", "unreachable_after = \"1s\"");
 
     let (mut daemon, log) = env
         .daemon_ready(&[(
@@ -160,7 +161,11 @@ async fn three_accounts_two_regions_and_a_role_that_cannot_be_assumed() {
         read_log()
     );
     // Several more reconciles, all failing on the refused account.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        env.reconciles(3, Duration::from_secs(60)).await,
+        "no more reconciles; log:\n{}",
+        read_log()
+    );
     let metrics = env.metrics();
     let alerts = env.security_messages(Duration::from_secs(10)).await;
     let status = terminate(&mut daemon, Duration::from_secs(30));

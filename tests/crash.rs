@@ -11,7 +11,8 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::events::{add_events, count, iam_delete_user, queue_and_bus, send_batch};
+use common::config::{Body, secret};
+use common::events::{add_events, count, iam_delete_user, queue_and_bus, send_batch, settled};
 use common::moto;
 use common::rotationd::{Env, rows, stderr, terminate};
 
@@ -45,24 +46,15 @@ async fn a_departure_burst_survives_repeated_kill_9_and_rotates_each_secret_once
     let prefix = moto::unique_name("crash/fleet");
     let users: Vec<String> = (0..USERS).map(|i| format!("leaver-{i:03}")).collect();
     let secrets: Vec<String> = (0..USERS).map(|i| format!("{prefix}/{i:03}")).collect();
-    let mut body = String::from(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-"#,
+    let body = Body::new().with_all(
+        users
+            .iter()
+            .zip(&secrets)
+            .map(|(user, s)| secret(s).custodians([user])),
     );
-    for (user, secret) in users.iter().zip(&secrets) {
-        body.push_str(&format!(
-            "\n[[secret]]\nid = \"{secret}\"\nstrategy = \"single-user\"\ncustodians = [\"{user}\"]\n"
-        ));
-    }
-    let env = Env::new("crash", &body).await;
+    let env = Env::new("crash", &body.render()).await;
     // Room for the whole burst: the rate limit and the storm guard are tested elsewhere.
-    let config = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace("[daemon]\n", "[daemon]\nmax_rotations_per_minute = 1000\n");
-    std::fs::write(&env.config, config).unwrap();
+    env.set_in("daemon", "max_rotations_per_minute = 1000");
     let (queue_url, bus) = queue_and_bus(&env, "crash").await;
     add_events(
         &env,
@@ -116,9 +108,10 @@ max_age = "93d"
     while count(&env, done_sql) < USERS as i64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Redelivered and half-handled messages come back after their visibility timeout; give
-    // a wrong second rotation the chance to happen before counting.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Redelivered and half-handled messages come back after their visibility timeout: wait
+    // until the queue is empty and nothing is left to do, so that a wrong second rotation
+    // would have happened before counting.
+    let settled = settled(&env, &queue_url, Duration::from_secs(180)).await;
     let status = terminate(&mut daemon, Duration::from_secs(60));
     let log = std::fs::read_to_string(&log_path).unwrap();
     let context = format!("seed {seed}, done at each kill {done_at_kill:?}");
@@ -157,6 +150,7 @@ max_age = "93d"
         );
     }
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{context}");
+    assert!(settled, "{context}: the queue was not drained\n{log}");
     assert!(!log.contains("panicked"), "{context}\n{log}");
     assert!(
         done_at_kill

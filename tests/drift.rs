@@ -11,33 +11,18 @@
 
 mod common;
 
-use std::sync::Once;
 use std::time::Duration;
 
-use common::moto;
+use common::config::{self, Body, selector};
+use common::moto::{self, recording};
 use common::rotationd::{Env, rows, stderr, terminate};
 
-static RECORDING: Once = Once::new();
-
-fn recording() {
-    RECORDING.call_once(|| moto::shared().start_recording());
-}
-
+/// `native_schedule = mode`, and the secrets under `prefix` on a quarterly TOML schedule.
 fn config(mode: &str, prefix: &str) -> String {
-    format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-native_schedule = "{mode}"
-
-[[selector]]
-name_prefix = "{prefix}"
-schedule = "0 2 1 1,4,7,10 *"
-window = "3h"
-strategy = "single-user"
-"#
-    )
+    Body::new()
+        .policy("native_schedule", mode)
+        .with(selector(prefix).schedule("0 2 1 1,4,7,10 *").window("3h"))
+        .render()
 }
 
 /// The `native_schedule_drift` notices on the notify topic (waiting up to 15 s for any).
@@ -253,22 +238,13 @@ async fn a_planned_rotation_is_skipped_when_the_window_already_saw_a_rotation() 
     let open = shifted.with_second(0).unwrap().with_nanosecond(0).unwrap();
     let prefix = moto::unique_name("drift/twice/");
     let secret = format!("{prefix}db");
-    let body = format!(
-        r#"
-[policy]
-max_age = "93d"
-
-[[secret]]
-id = "{secret}"
-schedule = "{} {} * * *"
-window = "1h"
-strategy = "single-user"
-change_ticket = "CHG-300"
-"#,
-        open.minute(),
-        open.hour()
+    let body = Body::new().change_tickets_required().with(
+        config::secret(&secret)
+            .schedule(&format!("{} {} * * *", open.minute(), open.hour()))
+            .window("1h")
+            .ticket("CHG-300"),
     );
-    let env = Env::new("drift-twice", &body).await;
+    let env = Env::new("drift-twice", &body.render()).await;
     env.rotatable_secret(&secret).await;
     let (mut daemon, log) = env
         .daemon_ready(&[(

@@ -6,20 +6,14 @@
 
 mod common;
 
-use std::sync::Once;
 use std::time::Duration;
 
 use chrono::Utc;
+use common::config::{Body, secret, table};
 use common::events::*;
-use common::moto;
+use common::moto::{self, recording};
 use common::rotationd::{Env, rows, stderr, terminate};
 use serde_json::json;
-
-static RECORDING: Once = Once::new();
-
-fn recording() {
-    RECORDING.call_once(|| moto::shared().start_recording());
-}
 
 #[tokio::test]
 async fn setup_events_is_idempotent_and_wires_the_queue() {
@@ -85,38 +79,17 @@ async fn a_departure_rotates_what_the_user_could_reach_once() {
     let alice_group = moto::unique_name("ev/alice-group");
     let bob_only = moto::unique_name("ev/bob-only");
     let carol = moto::unique_name("ev/carol");
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[group]]
-name = "dba"
-members = ["alice", "dave"]
-
-[[secret]]
-id = "{alice_direct}"
-strategy = "single-user"
-custodians = ["alice"]
-
-[[secret]]
-id = "{alice_group}"
-strategy = "single-user"
-custodians = ["group:dba"]
-
-[[secret]]
-id = "{bob_only}"
-strategy = "single-user"
-custodians = ["bob"]
-
-[[secret]]
-id = "{carol}"
-strategy = "single-user"
-custodians = ["carol"]
-"#
-    );
-    let env = Env::new("departure", &body).await;
+    let body = Body::new()
+        .with(
+            table("[[group]]")
+                .set("name", "dba")
+                .list("members", ["alice", "dave"]),
+        )
+        .with(secret(&alice_direct).custodians(["alice"]))
+        .with(secret(&alice_group).custodians(["group:dba"]))
+        .with(secret(&bob_only).custodians(["bob"]))
+        .with(secret(&carol).custodians(["carol"]));
+    let env = Env::new("departure", &body.render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "departure").await;
     // moto's put_events leaves `account` out of the envelope (EventBridge always sets
     // it), so this test accepts any account; the hostile test covers the filter.
@@ -154,8 +127,16 @@ custodians = ["carol"]
             (n >= 3).then_some(n)
         })
         .await;
-    // Give a duplicate the time to act wrongly before counting.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The duplicate was received, and everything on the queue handled: had it been taken
+    // for a new departure, its rotation would have run by now.
+    let received = env
+        .eventually(Duration::from_secs(30), || {
+            let m = env.metrics();
+            m.contains("rotationd_events_received_total{kind=\"departure\",source=\"sqs\"} 3")
+                .then_some(())
+        })
+        .await;
+    let settled = settled(&env, &queue_url, Duration::from_secs(60)).await;
     let metrics = env.metrics();
     let status = terminate(&mut daemon, Duration::from_secs(60));
     let audit = rows(
@@ -163,6 +144,10 @@ custodians = ["carol"]
         "SELECT action || ' ' || outcome || ' ' || COALESCE(reason, '') || ' ' || COALESCE(detail, '') FROM audit",
     );
     assert_eq!(done, Some(3), "departures did not rotate: {audit:#?}");
+    assert!(
+        received.is_some() && settled,
+        "not all handled: {metrics}\n{audit:#?}"
+    );
     assert_eq!(status.and_then(|s| s.code()), Some(0));
     assert_eq!(env.rotations_by_rotationd(&alice_direct), 1);
     assert_eq!(env.rotations_by_rotationd(&alice_group), 1);
@@ -205,19 +190,8 @@ custodians = ["carol"]
 async fn hostile_bodies_are_audited_and_counted_and_never_act() {
     recording();
     let victim = moto::unique_name("ev/victim");
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[secret]]
-id = "{victim}"
-strategy = "single-user"
-custodians = ["mallory", "erin"]
-"#
-    );
-    let env = Env::new("hostile", &body).await;
+    let body = Body::new().with(secret(&victim).custodians(["mallory", "erin"]));
+    let env = Env::new("hostile", &body.render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "hostile").await;
     add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
     env.rotatable_secret(&victim).await;
@@ -308,18 +282,7 @@ custodians = ["mallory", "erin"]
 async fn a_rotation_failed_event_escalates_to_security_and_marks_the_secret_failing() {
     recording();
     let name = moto::unique_name("ev/failing");
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[secret]]
-id = "{name}"
-strategy = "single-user"
-"#
-    );
-    let env = Env::new("rotfailed", &body).await;
+    let env = Env::new("rotfailed", &Body::new().with(secret(&name)).render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "rotfailed").await;
     add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
     env.rotatable_secret(&name).await;
@@ -407,23 +370,10 @@ async fn cloudtrail_catch_up_finds_missed_events_and_collapses_duplicates() {
     let ct = CloudTrailServer::start();
     let leaver = moto::unique_name("ev/ct-frank");
     let failing = moto::unique_name("ev/ct-failing");
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[secret]]
-id = "{leaver}"
-strategy = "single-user"
-custodians = ["frank"]
-
-[[secret]]
-id = "{failing}"
-strategy = "single-user"
-"#
-    );
-    let env = Env::new("cloudtrail", &body).await;
+    let body = Body::new()
+        .with(secret(&leaver).custodians(["frank"]))
+        .with(secret(&failing));
+    let env = Env::new("cloudtrail", &body.render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "cloudtrail").await;
     add_events(
         &env,
@@ -479,15 +429,31 @@ strategy = "single-user"
             .then_some(())
         })
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Handled and deleted, and nothing left to do: had the copy been taken for a new
+    // departure, its rotation would have run by now.
+    let settled = settled(&env, &queue_url, Duration::from_secs(60)).await;
+    // The poller's pass has ended with its cursor saved.
+    let cursor_saved = env
+        .eventually(Duration::from_secs(30), || {
+            let row = count(
+                &env,
+                "SELECT COUNT(*) FROM cursors WHERE name = 'cloudtrail'",
+            );
+            let metric = env
+                .metrics()
+                .contains("rotationd_cloudtrail_cursor_timestamp_seconds{");
+            (row == 1 && metric).then_some(())
+        })
+        .await;
     let metrics = env.metrics();
     assert_eq!(
         terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
         Some(0)
     );
     assert_eq!(rotated, Some(1));
+    assert!(cursor_saved.is_some(), "no cloudtrail cursor: {metrics}");
     assert!(
-        duplicate.is_some(),
+        duplicate.is_some() && settled,
         "the SQS copy was not consumed: {metrics}"
     );
     assert_eq!(
@@ -538,19 +504,8 @@ strategy = "single-user"
 async fn a_blocked_departure_raises_sla_at_risk_then_missed() {
     recording();
     let name = moto::unique_name("ev/sla");
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[secret]]
-id = "{name}"
-strategy = "single-user"
-custodians = ["gina"]
-"#
-    );
-    let env = Env::new("sla", &body).await;
+    let body = Body::new().with(secret(&name).custodians(["gina"]));
+    let env = Env::new("sla", &body.render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "sla").await;
     add_events(
         &env,
@@ -645,19 +600,8 @@ async fn a_compromise_rotates_at_once_and_pages_security() {
     recording();
     let name = moto::unique_name("ev/exposed");
     // Its window is far away: the compromise must not wait for it.
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[secret]]
-id = "{name}"
-schedule = "0 3 1 1 *"
-strategy = "single-user"
-"#
-    );
-    let env = Env::new("compromise", &body).await;
+    let body = Body::new().with(secret(&name).schedule("0 3 1 1 *"));
+    let env = Env::new("compromise", &body.render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "compromise").await;
     add_events(
         &env,
@@ -740,13 +684,8 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
     let names: Vec<String> = (0..4)
         .map(|i| moto::unique_name(&format!("ev/storm{i}")))
         .collect();
-    let mut body = String::from("[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n");
-    for n in &names {
-        body.push_str(&format!(
-            "\n[[secret]]\nid = \"{n}\"\nstrategy = \"single-user\"\ncustodians = [\"henry\"]\n"
-        ));
-    }
-    let env = Env::new("storm", &body).await;
+    let body = Body::new().with_all(names.iter().map(|n| secret(n).custodians(["henry"])));
+    let env = Env::new("storm", &body.render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "storm").await;
     add_events(
         &env,
@@ -774,8 +713,20 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
                 .then_some(())
         })
         .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The pass that paused had already started the two rotations the allowance lets
+    // through (and started no more: the pause is decided before the next trigger); once
+    // they have finished, every RotateSecret this pause lets out has been sent.
+    let finished = env
+        .eventually(Duration::from_secs(60), || {
+            (count(
+                &env,
+                "SELECT COUNT(*) FROM attempts WHERE finished_at IS NULL",
+            ) == 0)
+                .then_some(())
+        })
+        .await;
     assert!(paused.is_some(), "no rotation_storm alert");
+    assert!(finished.is_some(), "the allowed rotations did not finish");
     let rotated = |env: &Env| {
         names
             .iter()
@@ -791,6 +742,12 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
         2
     );
 
+    // The guard counts the attempts started since the resume in whole seconds: resume in
+    // a later second than the allowed two started in, or they would count against it.
+    let last_start = count(&env, "SELECT MAX(started_at) FROM attempts");
+    while Utc::now().timestamp() <= last_start {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let o = env.cli(&["resume"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("resumed"));

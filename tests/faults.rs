@@ -10,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::config::{Body, selector};
 use common::moto;
 use common::proxy::{Outcome, Proxy};
 use common::rotationd::{Env, drain, terminate};
@@ -19,18 +20,7 @@ const SECRETS: usize = 12;
 #[tokio::test]
 async fn throttling_and_server_errors_slow_the_work_but_lose_and_repeat_nothing() {
     let prefix = moto::unique_name("faults/fleet") + "/";
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[selector]]
-name_prefix = "{prefix}"
-strategy = "single-user"
-"#
-    );
-    let env = Env::new("faults", &body).await;
+    let env = Env::new("faults", &Body::new().with(selector(&prefix)).render()).await;
     let names: Vec<String> = (0..SECRETS).map(|i| format!("{prefix}{i:02}")).collect();
     for name in &names {
         env.rotatable_secret(name).await;

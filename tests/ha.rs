@@ -18,22 +18,16 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Once;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{Timelike, Utc};
+use common::config::{self, Body, Table, table};
 use common::events::{
     ALLOW_ACCOUNT, add_events, iam_delete_user, left_on_queue, queue_and_bus, send,
 };
-use common::moto;
+use common::moto::{self, recording};
 use common::rotationd::{Daemon, Env, free_port, http_get};
-
-static RECORDING: Once = Once::new();
-
-fn recording() {
-    RECORDING.call_once(|| moto::shared().start_recording());
-}
 
 /// One `rotationd run` with its own metrics port and log, sharing `env`'s config otherwise.
 struct Node {
@@ -101,40 +95,28 @@ async fn until(env: &Env, secs: u64, node: &Node, what: &str, pred: impl Fn() ->
     assert!(ok, "{what}:\n{}", node.log());
 }
 
-/// The sections every test here shares: the DynamoDB backend on `table` with a 6 s lease,
-/// and the policy's `max_age`; `policy` adds lines to `[policy]`.
-fn shared_state(table: &str, policy: &str) -> String {
-    format!(
-        r#"
-[state]
-backend = "dynamodb"
-table = "{table}"
-lease = "6s"
-
-[policy]
-max_age = "93d"
-{policy}
-"#
-    )
+/// What every test here shares: the DynamoDB backend on `name` with a 6 s lease.
+fn shared_state(name: &str) -> Table {
+    table("[state]")
+        .set("backend", "dynamodb")
+        .set("table", name)
+        .set("lease", "6s")
 }
 
-/// The config body: the DynamoDB backend on `table`, and one secret whose daily window
-/// opened two minutes before rotationd's (shifted) clock.
-fn body(table: &str, secret: &str, offset: chrono::Duration) -> String {
+/// The config body: the DynamoDB backend on `table`, and one secret (change tickets
+/// required) whose daily window opened two minutes before rotationd's (shifted) clock.
+fn body(table: &str, id: &str, offset: chrono::Duration) -> String {
     let open = Utc::now() + offset - chrono::Duration::minutes(2);
-    shared_state(table, "")
-        + &format!(
-            r#"
-[[secret]]
-id = "{secret}"
-schedule = "{} {} * * *"
-window = "1h"
-strategy = "single-user"
-change_ticket = "CHG-400"
-"#,
-            open.minute(),
-            open.hour()
+    Body::new()
+        .change_tickets_required()
+        .with(shared_state(table))
+        .with(
+            config::secret(id)
+                .schedule(&format!("{} {} * * *", open.minute(), open.hour()))
+                .window("1h")
+                .ticket("CHG-400"),
         )
+        .render()
 }
 
 /// The log entries in `table`: (seq, writer), in order.
@@ -179,8 +161,11 @@ async fn log_entries(table: &str) -> Vec<(u64, String, String)> {
     }
 }
 
-/// The state of the last finished attempt of `secret`, read from a replica of the log.
-async fn last_attempt(table: &str, secret: &str) -> Option<String> {
+/// `read` on a replica of the shared state in `table` (`None` if it cannot be built).
+async fn replica<T: Send + 'static>(
+    table: &str,
+    read: impl FnOnce(&rotationd::store::Store) -> Option<T> + Send + 'static,
+) -> Option<T> {
     let m = moto::shared();
     let client = aws_sdk_dynamodb::Client::new(&moto::sdk_config(&m.endpoint()));
     let journal = rotationd::store::journal::Journal::dynamodb(
@@ -189,14 +174,22 @@ async fn last_attempt(table: &str, secret: &str) -> Option<String> {
         tokio::runtime::Handle::current(),
         "test-reader",
     );
-    let secret = secret.to_string();
     tokio::task::spawn_blocking(move || {
         let store = rotationd::store::Store::open_replicated(journal).ok()?;
+        read(&store)
+    })
+    .await
+    .unwrap()
+}
+
+/// The state of the last finished attempt of `secret`, read from a replica of the log.
+async fn last_attempt(table: &str, secret: &str) -> Option<String> {
+    let secret = secret.to_string();
+    replica(table, move |store| {
         let a = store.db().last_finished_attempt(&secret).ok()??;
         Some(a.state.to_string())
     })
     .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -358,8 +351,8 @@ async fn a_paused_leader_steps_down_and_writes_nothing_after_the_takeover() {
     assert!(a.log().contains("lost the leader lease"), "{}", a.log());
     assert!(b.leads() && !a.leads());
     // Nothing a wrote after b's takeover is in the shared log: every entry after the
-    // first one b wrote is b's.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // first one b wrote is b's. No wait for a late write: a stops its leader's loops
+    // (and their writes on the way) before it stands by, which it has done.
     let writers = log_writers(&table).await;
     let a_id = format!("-{}-", a.daemon.id());
     let b_id = format!("-{}-", b.daemon.id());
@@ -383,16 +376,10 @@ async fn the_standby_records_a_departure_and_the_leader_rotates_it_once() {
     let table = moto::unique_name("ha-departure").replace('/', "-");
     // No window today (the quarterly default): the departure alone makes it rotate, at
     // once, since no window opens before its 24-hour deadline.
-    let body = shared_state(&table, "require_change_ticket = false")
-        + &format!(
-            r#"
-[[secret]]
-id = "{secret}"
-strategy = "single-user"
-custodians = ["leaver-ha"]
-"#
-        );
-    let env = Env::new("ha-departure", &body).await;
+    let body = Body::new()
+        .with(shared_state(&table))
+        .with(config::secret(&secret).custodians(["leaver-ha"]));
+    let env = Env::new("ha-departure", &body.render()).await;
     env.rotatable_secret(&secret).await;
 
     // a leads without an [events] section: it never reads the queue.
@@ -442,7 +429,28 @@ custodians = ["leaver-ha"]
         last_attempt(&table, &secret).await.as_deref(),
         Some("succeeded")
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // A second rotation would need a second trigger (b recording the event twice) or an
+    // unfinished attempt: wait until the queue is empty and the shared state has neither,
+    // then count.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let settled = loop {
+        let open = replica(&table, |store| {
+            let kind = rotationd::store::TriggerKind::Departure;
+            let triggers = store.db().unresolved_triggers(kind).ok()?.len();
+            let attempts = store.db().unfinished_attempts().ok()?.len();
+            Some(triggers + attempts)
+        })
+        .await;
+        let queue = left_on_queue(&env, &queue_url).await;
+        if open == Some(0) && queue == ("0".to_string(), "0".to_string()) {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(settled, "work left:\na:\n{}\nb:\n{}", a.log(), b.log());
     assert_eq!(env.rotations_by_rotationd(&secret), 1);
     // b deleted the message once recorded: nothing waits or hides on the queue.
     assert_eq!(

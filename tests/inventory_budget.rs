@@ -6,28 +6,15 @@
 
 mod common;
 
+use common::config::{Body, secret, selector, tag_selector};
 use common::rotationd::{Env, stderr};
 
 #[tokio::test]
 async fn a_quiet_fleet_costs_one_request_per_hundred_secrets() {
-    let env = Env::new(
-        "budget",
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[selector]]
-name_prefix = "fleet/"
-strategy = "single-user"
-
-[[selector]]
-tag_key = "team"
-tag_value = "payments"
-strategy = "alternating-users"
-"#,
-    )
-    .await;
+    let body = Body::new()
+        .with(selector("fleet/"))
+        .with(tag_selector("team", "payments").strategy("alternating-users"));
+    let env = Env::new("budget", &body.render()).await;
     // 250 secrets: 150 never rotated (one version), 100 rotated once (AWSCURRENT and
     // AWSPREVIOUS, LastRotatedDate set by the rotation itself).
     for i in 0..250 {
@@ -71,11 +58,7 @@ strategy = "alternating-users"
         .send()
         .await
         .unwrap();
-    let mut config = std::fs::read_to_string(&env.config).unwrap();
-    config.push_str(&format!(
-        "\n[[secret]]\nid = \"{listed_arn}\"\nstrategy = \"single-user\"\n"
-    ));
-    std::fs::write(&env.config, config).unwrap();
+    env.append_config(&secret(&listed_arn).render());
     env.moto.start_recording();
     let o = env.cli(&["status", "--format", "json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

@@ -13,6 +13,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::config::{Body, dependent, dependent_metric, selector};
 use common::moto;
 use common::rotationd::{Env, rows, stderr, terminate};
 
@@ -43,29 +44,15 @@ fn granted() -> BTreeSet<String> {
 
 #[tokio::test]
 async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
-    let env = Env::new(
-        "leastpriv",
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "1d"
-
-[[dependent]]
-name = "lp-api"
-alarms = ["lp-api-auth-errors"]
-
-[[dependent.metrics]]
-namespace = "LeastPrivilege"
-metric_name = "AuthErrors"
-threshold = 5
-
-[[selector]]
-name_prefix = "lp/"
-strategy = "single-user"
-dependents = ["lp-api"]
-"#,
-    )
-    .await;
+    let body = Body::new()
+        .policy("max_age", "1d")
+        .with(
+            dependent("lp-api")
+                .list("alarms", ["lp-api-auth-errors"])
+                .with(dependent_metric("LeastPrivilege", "AuthErrors", 5)),
+        )
+        .with(selector("lp/").dependents(["lp-api"]));
+    let env = Env::new("leastpriv", &body.render()).await;
     env.moto.start_recording();
     let a = moto::unique_name("lp/a");
     let b = moto::unique_name("lp/b");
@@ -82,27 +69,9 @@ dependents = ["lp-api"]
         .await;
 
     assert_eq!(env.cli(&["status"]).status.code(), Some(0));
-    let o = env.cli(&[
-        "rotate",
-        "--secret",
-        &a,
-        "--ticket",
-        "INC-1",
-        "--reason",
-        "lp",
-        "--emergency",
-    ]);
+    let o = env.rotate_emergency(&a, "INC-1", "lp");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = env.cli(&[
-        "rotate",
-        "--secret",
-        &c,
-        "--ticket",
-        "INC-1",
-        "--reason",
-        "lp",
-        "--emergency",
-    ]);
+    let o = env.rotate_emergency(&c, "INC-1", "lp");
     assert_eq!(
         o.status.code(),
         Some(1),

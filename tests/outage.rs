@@ -17,9 +17,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
+use common::config::{Body, secret};
 use common::moto::{self, Moto};
 use common::proxy::Proxy;
-use common::rotationd::{Daemon, free_port, http_get, terminate};
+use common::rotationd::{Daemon, free_port, http_get, log_lines, queue_with_arn, terminate};
+
 /// The topic Security subscribes to, and a queue subscribed to it; returns the queue URL.
 async fn seed(m: &Moto) -> String {
     let conf = moto::sdk_config(&m.endpoint());
@@ -51,24 +53,7 @@ async fn seed(m: &Moto) -> String {
         .unwrap()
         .topic_arn
         .unwrap();
-    let q = sqs
-        .create_queue()
-        .queue_name("outage-security-q")
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&q)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let (q, arn) = queue_with_arn(&sqs, "outage-security-q").await;
     sns.subscribe()
         .topic_arn(topic)
         .protocol("sqs")
@@ -126,6 +111,7 @@ async fn an_outage_keeps_rotationd_up_and_its_alert_is_delivered_once_afterwards
     let db = dir.path().join("state.db");
     let metrics = free_port();
     let config = dir.path().join("rotationd.toml");
+    let log = dir.path().join("rotationd.log");
     // rotationd's clock runs about an hour ahead, and the secret's daily window opens at the
     // rotationd time that corresponds to 40 real seconds from now: inside the outage.
     let opens_real = Utc::now() + chrono::Duration::seconds(40);
@@ -134,6 +120,11 @@ async fn an_outage_keeps_rotationd_up_and_its_alert_is_delivered_once_afterwards
         shifted.with_second(0).unwrap().with_nanosecond(0).unwrap() + chrono::Duration::minutes(1);
     let offset = chrono::Duration::hours(1) + (boundary - shifted);
     let window_opens = opens_real;
+    let body = Body::new().with(
+        secret("prod/outage")
+            .schedule(&format!("{} {} * * *", boundary.minute(), boundary.hour()))
+            .window("1h"),
+    );
     std::fs::write(
         &config,
         format!(
@@ -147,19 +138,10 @@ reconcile_interval = "3s"
 [alerts]
 security_topic_arn = "arn:aws:sns:us-east-1:123456789012:outage-security"
 unreachable_after = "1s"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-[[secret]]
-id = "prod/outage"
-strategy = "single-user"
-schedule = "{minute} {hour} * * *"
-window = "1h"
-"#,
+{body}"#,
             endpoint = proxy.endpoint(),
             db = db.display(),
-            minute = boundary.minute(),
-            hour = boundary.hour(),
+            body = body.render(),
         ),
     )
     .unwrap();
@@ -176,7 +158,7 @@ window = "1h"
                 offset.num_seconds().to_string(),
             )
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("rotationd.log")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -203,11 +185,18 @@ window = "1h"
         Some(503),
         "/readyz must say not ready during the outage"
     );
-    // Stay down for 30 s, and until the window has been open for a while.
+    // Stay down for 30 s, and until the window has been open for a while: until two more
+    // reconciles have failed, the second begun after the window opened (the one that
+    // would have queued the due rotation, and must not raise the alert again).
     while outage_began.elapsed() < Duration::from_secs(30) || Utc::now() < window_opens {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let failed = || log_lines(&log, "reconcile failed; retrying");
+    let before = failed();
+    assert!(
+        until(Duration::from_secs(60), || failed() >= before + 2).await,
+        "no failing reconcile after the window opened"
+    );
     assert_eq!(
         outbox(&db),
         (1, 0),
@@ -244,7 +233,7 @@ window = "1h"
         rotated,
         "the due rotation did not complete: {:?}; rotationd's log:\n{}",
         attempts(&db),
-        std::fs::read_to_string(dir.path().join("rotationd.log")).unwrap_or_default()
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert!(recovered, "/readyz did not recover");
     let rotations = first

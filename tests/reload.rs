@@ -17,8 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
+use common::config::{Body, Table, secret};
 use common::moto;
-use common::rotationd::{Daemon, Env, http_get, terminate};
+use common::rotationd::{Daemon, Env, http_get, metric, terminate};
 
 const FAILED: &str = "reload failed; the previous configuration stays in force";
 const RELOADED: &str = "configuration reloaded; restarting the loops with it";
@@ -69,19 +70,6 @@ fn broken_fixtures() -> Vec<Broken> {
         });
     }
     out
-}
-
-/// The sum of every sample of `name` whose labels contain each of `labels` (0 if none).
-fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(series, _)| {
-            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
-            n == name && labels.iter().all(|want| rest.contains(want))
-        })
-        .map(|(_, v)| v.parse::<f64>().unwrap())
-        .sum()
 }
 
 /// What shows whether the loops were restarted (with which config): the sample lines of
@@ -142,10 +130,8 @@ fn hup(daemon: &Daemon) {
     assert!(ok, "kill -HUP failed");
 }
 
-fn secret_entry(id: &str, schedule: &str) -> String {
-    format!(
-        "\n[[secret]]\nid = \"{id}\"\nschedule = \"{schedule}\"\nwindow = \"1h\"\nstrategy = \"single-user\"\n"
-    )
+fn secret_entry(id: &str, schedule: &str) -> Table {
+    secret(id).schedule(schedule).window("1h")
 }
 
 #[tokio::test]
@@ -163,14 +149,8 @@ async fn sighup_with_each_broken_fixture_keeps_the_old_config() {
     // A daily window 12 hours away: nothing rotates during the test, so the statuses move
     // only when the configuration does.
     let schedule = format!("0 {} * * *", (Utc::now().hour() + 12) % 24);
-    let env = Env::new(
-        "reload",
-        &format!(
-            "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n{}",
-            secret_entry(&kept, &schedule)
-        ),
-    )
-    .await;
+    let body = Body::new().with(secret_entry(&kept, &schedule));
+    let env = Env::new("reload", &body.render()).await;
     env.rotatable_secret(&kept).await;
     env.rotatable_secret(&added).await;
     let good = std::fs::read_to_string(&env.config).unwrap();
@@ -243,7 +223,7 @@ async fn sighup_with_each_broken_fixture_keeps_the_old_config() {
     // signals that stayed put above move.
     std::fs::write(
         &env.config,
-        format!("{good}{}", secret_entry(&added, &schedule)),
+        format!("{good}{}", secret_entry(&added, &schedule).render()),
     )
     .unwrap();
     hup(&daemon);

@@ -5,15 +5,13 @@
 
 mod common;
 
-use std::sync::Once;
 use std::time::Duration;
 
+use common::config::{Body, selector};
 use common::events::{add_events, queue_and_bus};
 use common::moto;
 use common::rotationd::{Env, queue_with_arn, rows, stderr, subscribed_topic, terminate};
 use serde_json::{Value, json};
-
-static RECORDING: Once = Once::new();
 
 struct Bridge {
     env: Env,
@@ -28,30 +26,18 @@ struct Bridge {
 
 async fn bridge(test: &str, extra_requests: &str) -> Bridge {
     let m = moto::shared();
-    // Counting RotateSecret needs moto's request log; started once per binary.
-    RECORDING.call_once(|| m.start_recording());
+    // Counting RotateSecret needs moto's request log.
+    moto::recording();
     let conf = moto::sdk_config(&m.endpoint());
     let sns = aws_sdk_sns::Client::new(&conf);
     let sqs = aws_sdk_sqs::Client::new(&conf);
     let (approvers_topic, approvers) =
         subscribed_topic(&sns, &sqs, &format!("{test}-approvers")).await;
     let prefix = moto::unique_name(&format!("req/{test}/"));
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[selector]]
-name_prefix = "{prefix}"
-strategy = "single-user"
-"#
-    );
-    let env = Env::new(test, &body).await;
+    let env = Env::new(test, &Body::new().with(selector(&prefix)).render()).await;
     let (queue_url, bus) = queue_and_bus(&env, test).await;
     add_events(&env, &queue_url, &bus, "");
-    let mut config = std::fs::read_to_string(&env.config).unwrap();
-    config.push_str(&format!(
+    env.append_config(&format!(
         r#"
 [requests]
 approvers_topic_arn = "{approvers_topic}"
@@ -59,7 +45,6 @@ levels = {{ "lead" = "L3", "boss" = "L3", "arn:aws:iam::123456789012:user/mid" =
 {extra_requests}
 "#
     ));
-    std::fs::write(&env.config, config).unwrap();
     let secret = format!("{prefix}db");
     env.rotatable_secret(&secret).await;
     let o = env.cli(&["setup-events"]);

@@ -6,32 +6,20 @@
 
 mod common;
 
-use std::sync::Once;
 use std::time::Duration;
 
 use chrono::{Timelike, Utc};
-use common::moto;
-use common::rotationd::{Env, stderr, terminate};
+use common::config::{Body, dependent, secret, selector};
+use common::moto::{self, recording};
+use common::rotationd::{Env, log_lines, queue_with_arn, stderr, terminate};
 
-static RECORDING: Once = Once::new();
-
-fn recording() {
-    RECORDING.call_once(|| moto::shared().start_recording());
+/// Every `e2e/` secret, no change tickets, one dependent (billing-api).
+fn select_all() -> String {
+    Body::new()
+        .with(selector("e2e/").dependents(["billing-api"]))
+        .with(dependent("billing-api"))
+        .render()
 }
-
-const SELECT_ALL: &str = r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[selector]]
-name_prefix = "e2e/"
-strategy = "single-user"
-dependents = ["billing-api"]
-
-[[dependent]]
-name = "billing-api"
-"#;
 
 fn outbox(env: &Env, kind: &str) -> Vec<(String, Option<i64>)> {
     let db = env.db();
@@ -47,22 +35,13 @@ fn outbox(env: &Env, kind: &str) -> Vec<(String, Option<i64>)> {
 #[tokio::test]
 async fn manual_rotation_promotes_a_new_version_and_rollback_restores_the_old_one() {
     recording();
-    let env = Env::new("manual", SELECT_ALL).await;
+    let env = Env::new("manual", &select_all()).await;
     let name = moto::unique_name("e2e/manual");
     env.rotatable_secret(&name).await;
     let before = env.stages(&name).await;
     let old = Env::version_with(&before, "AWSCURRENT").unwrap();
 
-    let o = env.cli(&[
-        "rotate",
-        "--secret",
-        &name,
-        "--ticket",
-        "INC-4242",
-        "--reason",
-        "key in a log",
-        "--emergency",
-    ]);
+    let o = env.rotate_emergency(&name, "INC-4242", "key in a log");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for stage in [
         "preflight: ok",
@@ -150,7 +129,7 @@ async fn manual_rotation_promotes_a_new_version_and_rollback_restores_the_old_on
 #[tokio::test]
 async fn rollback_is_refused_without_a_previous_version() {
     recording();
-    let env = Env::new("norollback", SELECT_ALL).await;
+    let env = Env::new("norollback", &select_all()).await;
     let name = moto::unique_name("e2e/norollback");
     env.sm
         .create_secret()
@@ -185,7 +164,7 @@ async fn rollback_is_refused_without_a_previous_version() {
 #[tokio::test]
 async fn a_stuck_awspending_is_not_rotated_and_security_is_told() {
     recording();
-    let env = Env::new("stuck", SELECT_ALL).await;
+    let env = Env::new("stuck", &select_all()).await;
     let name = moto::unique_name("e2e/stuck");
     env.rotatable_secret(&name).await;
     // AWSPENDING on a version that is not AWSCURRENT, as a rotation function that died
@@ -193,16 +172,7 @@ async fn a_stuck_awspending_is_not_rotated_and_security_is_told() {
     env.leave_pending(&name, "stuckstuckstuckstuckstuckstuck0001")
         .await;
 
-    let o = env.cli(&[
-        "rotate",
-        "--secret",
-        &name,
-        "--ticket",
-        "INC-7",
-        "--reason",
-        "departure",
-        "--emergency",
-    ]);
+    let o = env.rotate_emergency(&name, "INC-7", "departure");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("a previous rotation is not complete"),
@@ -246,7 +216,7 @@ async fn a_stuck_awspending_is_not_rotated_and_security_is_told() {
 #[tokio::test]
 async fn a_secret_scheduled_for_deletion_fails_preflight() {
     recording();
-    let env = Env::new("deleted", SELECT_ALL).await;
+    let env = Env::new("deleted", &select_all()).await;
     let name = moto::unique_name("e2e/deleted");
     env.rotatable_secret(&name).await;
     env.sm
@@ -256,16 +226,7 @@ async fn a_secret_scheduled_for_deletion_fails_preflight() {
         .send()
         .await
         .unwrap();
-    let o = env.cli(&[
-        "rotate",
-        "--secret",
-        &name,
-        "--ticket",
-        "INC-8",
-        "--reason",
-        "test",
-        "--emergency",
-    ]);
+    let o = env.rotate_emergency(&name, "INC-8", "test");
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("scheduled for deletion"),
@@ -278,7 +239,7 @@ async fn a_secret_scheduled_for_deletion_fails_preflight() {
 #[tokio::test]
 async fn a_secret_without_rotation_configured_fails_preflight() {
     recording();
-    let env = Env::new("unconfigured", SELECT_ALL).await;
+    let env = Env::new("unconfigured", &select_all()).await;
     let name = moto::unique_name("e2e/unconfigured");
     env.sm
         .create_secret()
@@ -287,16 +248,7 @@ async fn a_secret_without_rotation_configured_fails_preflight() {
         .send()
         .await
         .unwrap();
-    let o = env.cli(&[
-        "rotate",
-        "--secret",
-        &name,
-        "--ticket",
-        "INC-9",
-        "--reason",
-        "test",
-        "--emergency",
-    ]);
+    let o = env.rotate_emergency(&name, "INC-9", "test");
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("rotation is not configured"),
@@ -312,7 +264,7 @@ async fn a_secret_without_rotation_configured_fails_preflight() {
 #[tokio::test]
 async fn a_failing_rotation_function_fails_the_attempt_and_escalates() {
     recording();
-    let env = Env::new("lambda", SELECT_ALL).await;
+    let env = Env::new("lambda", &select_all()).await;
     let name = moto::unique_name("e2e/lambda");
     env.rotatable_secret(&name).await;
     // Test setup: configure a rotation function that does not exist. moto records the ARN
@@ -337,16 +289,7 @@ async fn a_failing_rotation_function_fails_the_attempt_and_escalates() {
         .await
         .unwrap();
 
-    let o = env.cli(&[
-        "rotate",
-        "--secret",
-        &name,
-        "--ticket",
-        "INC-10",
-        "--reason",
-        "test",
-        "--emergency",
-    ]);
+    let o = env.rotate_emergency(&name, "INC-10", "test");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("ResourceNotFoundException"),
@@ -383,29 +326,23 @@ async fn the_daemon_rotates_inside_the_window_and_not_outside_it() {
     let shifted = Utc::now() + offset;
     let inside = moto::unique_name("e2e/window-in");
     let outside = moto::unique_name("e2e/window-out");
-    let body = format!(
-        r#"
-[policy]
-max_age = "93d"
-
-[[secret]]
-id = "{inside}"
-schedule = "{open}"
-window = "1h"
-strategy = "single-user"
-change_ticket = "CHG-100"
-
-[[secret]]
-id = "{outside}"
-schedule = "{later}"
-window = "1h"
-strategy = "single-user"
-change_ticket = "CHG-101"
-"#,
-        open = daily_at(shifted - chrono::Duration::minutes(2)),
-        later = daily_at(shifted + chrono::Duration::hours(6)),
-    );
-    let env = Env::new("window", &body).await;
+    let open = daily_at(shifted - chrono::Duration::minutes(2));
+    let later = daily_at(shifted + chrono::Duration::hours(6));
+    let body = Body::new()
+        .change_tickets_required()
+        .with(
+            secret(&inside)
+                .schedule(&open)
+                .window("1h")
+                .ticket("CHG-100"),
+        )
+        .with(
+            secret(&outside)
+                .schedule(&later)
+                .window("1h")
+                .ticket("CHG-101"),
+        );
+    let env = Env::new("window", &body.render()).await;
     env.rotatable_secret(&inside).await;
     env.rotatable_secret(&outside).await;
 
@@ -507,23 +444,14 @@ change_ticket = "CHG-101"
 #[tokio::test]
 async fn a_crash_between_rotate_secret_and_validation_resumes_with_one_rotate_secret() {
     recording();
-    let env = Env::new("crash", SELECT_ALL).await;
+    let env = Env::new("crash", &select_all()).await;
     let name = moto::unique_name("e2e/crash");
     env.rotatable_secret(&name).await;
     let old = Env::version_with(&env.stages(&name).await, "AWSCURRENT").unwrap();
 
     // The failpoint pauses right after RotateSecret was answered and committed.
     let mut rotate = env
-        .command(&[
-            "rotate",
-            "--secret",
-            &name,
-            "--ticket",
-            "INC-11",
-            "--reason",
-            "crash test",
-            "--emergency",
-        ])
+        .rotate_emergency_command(&name, "INC-11", "crash test")
         .env("ROTATIOND_TEST_FAILPOINT", "after-rotate")
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -577,22 +505,8 @@ async fn a_configured_secret_absent_from_aws_is_reported_missing_and_escalated_o
     recording();
     let absent = moto::unique_name("e2e/absent");
     let present = moto::unique_name("e2e/present");
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-
-[[secret]]
-id = "{absent}"
-strategy = "single-user"
-
-[[secret]]
-id = "{present}"
-strategy = "single-user"
-"#
-    );
-    let env = Env::new("missing", &body).await;
+    let body = Body::new().with(secret(&absent)).with(secret(&present));
+    let env = Env::new("missing", &body.render()).await;
     env.rotatable_secret(&present).await;
 
     let o = env.cli(&["status", "--format", "json"]);
@@ -645,20 +559,13 @@ strategy = "single-user"
 
 #[tokio::test]
 async fn aws_unreachable_is_raised_once_and_readyz_says_not_ready() {
-    let env = Env::new(
-        "unreachable",
-        "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n\n[[secret]]\nid = \"prod/db\"\nstrategy = \"single-user\"\n",
-    )
-    .await;
+    let env = Env::new("unreachable", &Body::new().with(secret("prod/db")).render()).await;
     // Nothing listens on this port: every AWS call fails to connect.
     let dead = common::rotationd::free_port();
-    let config = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace(&env.moto.endpoint(), &format!("http://127.0.0.1:{dead}"))
-        .replace("[alerts]\n", "[alerts]\nunreachable_after = \"1s\"\n");
-    std::fs::write(&env.config, config).unwrap();
+    env.use_endpoint(&format!("http://127.0.0.1:{dead}"));
+    env.set_in("alerts", "unreachable_after = \"1s\"");
 
-    let mut daemon = env.daemon(&[]);
+    let (mut daemon, log) = env.daemon_logged(&[]);
     let queued = env
         .eventually(Duration::from_secs(60), || {
             let n: i64 = env
@@ -674,8 +581,20 @@ async fn aws_unreachable_is_raised_once_and_readyz_says_not_ready() {
         .await;
     let ready = common::rotationd::http_get(env.metrics_port, "/readyz");
     let healthy = common::rotationd::http_get(env.metrics_port, "/healthz");
-    // Another failing reconcile of the same outage must not alert again.
-    tokio::time::sleep(Duration::from_secs(17)).await;
+    // Another failing reconcile of the same outage must not alert again. The first failing
+    // pass starts the outage's clock, the second (15 s later, past unreachable_after)
+    // raises the alert: wait for a third to have failed, and have not raised it again.
+    let failed_passes = || log_lines(&log, "reconcile failed; retrying");
+    let third = env
+        .eventually(Duration::from_secs(60), || {
+            (failed_passes() >= 3).then_some(())
+        })
+        .await;
+    assert!(
+        third.is_some(),
+        "no third failing reconcile:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let (total, published): (i64, i64) = env
         .db()
         .query_row(
@@ -701,14 +620,11 @@ async fn aws_unreachable_is_raised_once_and_readyz_says_not_ready() {
 #[tokio::test]
 async fn an_alert_that_cannot_be_published_waits_in_the_outbox_and_goes_out_once() {
     recording();
-    let env = Env::new("outbox", SELECT_ALL).await;
+    let env = Env::new("outbox", &select_all()).await;
     // Security's topic does not exist yet: every Publish fails, as in an SNS outage.
     let topic_name = moto::unique_name("later-security").replace('/', "-");
     let topic_arn = format!("arn:aws:sns:us-east-1:123456789012:{topic_name}");
-    let config = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace(&env.security_topic_arn, &topic_arn);
-    std::fs::write(&env.config, config).unwrap();
+    env.edit_config(|c| c.replace(&env.security_topic_arn, &topic_arn));
     let name = moto::unique_name("e2e/outbox");
     env.sm
         .create_secret()
@@ -719,16 +635,7 @@ async fn an_alert_that_cannot_be_published_waits_in_the_outbox_and_goes_out_once
         .unwrap();
 
     // Rotation not configured: a P1 rotation_failed is raised and cannot be delivered.
-    let o = env.cli(&[
-        "rotate",
-        "--secret",
-        &name,
-        "--ticket",
-        "INC-5",
-        "--reason",
-        "t",
-        "--emergency",
-    ]);
+    let o = env.rotate_emergency(&name, "INC-5", "t");
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("alerts stay in the outbox")
@@ -757,26 +664,7 @@ async fn an_alert_that_cannot_be_published_waits_in_the_outbox_and_goes_out_once
         .topic_arn
         .unwrap();
     assert_eq!(created, topic_arn);
-    let q = env
-        .sqs
-        .create_queue()
-        .queue_name(format!("{topic_name}-q"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let q_arn = env
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&q)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
+    let (q, q_arn) = queue_with_arn(&env.sqs, &format!("{topic_name}-q")).await;
     sns.subscribe()
         .topic_arn(&topic_arn)
         .protocol("sqs")
@@ -801,12 +689,16 @@ async fn an_alert_that_cannot_be_published_waits_in_the_outbox_and_goes_out_once
                 (n == 1).then_some(())
             })
             .await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // A second delivery would come from a pass over the outbox: each run makes one as
+        // its loops start, alongside its first reconcile, and SIGTERM ends the publisher
+        // only between passes. A ready run has started its pass; the exit below ends it.
+        let ready = env.wait_ready(Duration::from_secs(30)).await;
         assert_eq!(
             terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
             Some(0)
         );
         assert!(delivered.is_some());
+        assert!(ready, "the daemon never became ready");
     }
     let bodies = common::rotationd::drain(&env.sqs, &q).await;
     let failed: Vec<_> = bodies

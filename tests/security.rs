@@ -13,6 +13,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use common::config::{Body, secret};
 use common::events::{ALLOW_ACCOUNT, add_events, iam_delete_user, queue_and_bus, send};
 use common::moto;
 use common::rotationd::{Env, drain, rows, stderr, terminate};
@@ -33,35 +34,25 @@ async fn a_secret_value_never_leaves_aws_and_the_state_is_owner_only() {
     let canary = format!("canary-{}-Zq7xV", moto::unique_name("value"));
     let name = moto::unique_name("sec/canary");
     let other = moto::unique_name("sec/other");
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "1d"
-
-[[secret]]
-id = "{name}"
-strategy = "single-user"
-custodians = ["mallory"]
-
-[[secret]]
-id = "{other}"
-strategy = "single-user"
-"#
-    );
-    let env = Env::new("security", &body).await;
+    let body = Body::new()
+        .policy("max_age", "1d")
+        .with(secret(&name).custodians(["mallory"]))
+        .with(secret(&other));
+    let env = Env::new("security", &body.render()).await;
     // State in directories rotationd has to create.
     let state_dir = env.dir.path().join("var/lib/rotationd");
     let state = state_dir.join("state.db");
-    let config = std::fs::read_to_string(&env.config).unwrap().replace(
-        &format!(
-            "state_path = \"{}\"",
-            env.dir.path().join("state.db").display()
-        ),
-        &format!("state_path = \"{}\"", state.display()),
-    );
-    assert!(config.contains(&state.display().to_string()));
-    std::fs::write(&env.config, config).unwrap();
+    env.edit_config(|c| {
+        let c = c.replace(
+            &format!(
+                "state_path = \"{}\"",
+                env.dir.path().join("state.db").display()
+            ),
+            &format!("state_path = \"{}\"", state.display()),
+        );
+        assert!(c.contains(&state.display().to_string()));
+        c
+    });
     let (queue_url, bus) = queue_and_bus(&env, "security").await;
     add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
     // Recording starts before the test writes the values, so the positive control below can
@@ -82,22 +73,15 @@ strategy = "single-user"
     );
 
     let mut outputs = Vec::new();
-    for args in [
-        vec!["status"],
-        vec!["status", "--format", "json"],
-        vec![
-            "rotate",
-            "--secret",
-            &name,
-            "--ticket",
-            "INC-7",
-            "--reason",
-            "canary",
-            "--emergency",
-        ],
+    for (what, o) in [
+        ("status", env.cli(&["status"])),
+        (
+            "status --format json",
+            env.cli(&["status", "--format", "json"]),
+        ),
+        ("rotate", env.rotate_emergency(&name, "INC-7", "canary")),
     ] {
-        let o = env.cli(&args);
-        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(o.status.code(), Some(0), "{what}: {}", stderr(&o));
         outputs.push(String::from_utf8_lossy(&o.stdout).into_owned() + &stderr(&o));
     }
     assert_eq!(mode(&state_dir), 0o700, "a directory rotationd created");

@@ -7,6 +7,7 @@ use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
+use common::config::{Body, secret};
 use common::moto;
 use common::rotationd::{Daemon, Env, terminate};
 
@@ -67,12 +68,8 @@ fn has(seen: &[String], needle: &str) -> usize {
 
 #[tokio::test]
 async fn ready_watchdog_reload_and_stop_follow_the_notify_protocol() {
-    moto::shared().start_recording();
-    let env = Env::new(
-        "systemd",
-        "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n",
-    )
-    .await;
+    moto::recording();
+    let env = Env::new("systemd", &Body::new().render()).await;
     let base = std::fs::read_to_string(&env.config).unwrap();
     let added = moto::unique_name("sd/added");
     env.rotatable_secret(&added).await;
@@ -134,9 +131,11 @@ async fn ready_watchdog_reload_and_stop_follow_the_notify_protocol() {
     std::fs::write(
         &env.config,
         format!(
-            "{base}\n[[secret]]\nid = \"{added}\"\nschedule = \"{} {} * * *\"\nwindow = \"1h\"\nstrategy = \"single-user\"\n",
-            shifted.minute(),
-            shifted.hour()
+            "{base}{}",
+            secret(&added)
+                .schedule(&format!("{} {} * * *", shifted.minute(), shifted.hour()))
+                .window("1h")
+                .render()
         ),
     )
     .unwrap();
@@ -174,11 +173,7 @@ async fn ready_watchdog_reload_and_stop_follow_the_notify_protocol() {
 
 #[tokio::test]
 async fn a_hung_loop_stops_feeding_the_watchdog() {
-    let env = Env::new(
-        "watchdog",
-        "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n",
-    )
-    .await;
+    let env = Env::new("watchdog", &Body::new().render()).await;
     let (mut daemon, sock, mut seen) = start_notified(
         &env,
         &[
@@ -212,11 +207,7 @@ async fn a_hung_loop_stops_feeding_the_watchdog() {
 #[tokio::test]
 async fn sigterm_cancels_the_sqs_long_poll_and_exits_promptly() {
     use common::events::{ALLOW_ACCOUNT, add_events, queue_and_bus};
-    let env = Env::new(
-        "sigterm",
-        "[policy]\nrequire_change_ticket = false\nmax_age = \"93d\"\n",
-    )
-    .await;
+    let env = Env::new("sigterm", &Body::new().render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "sigterm").await;
     add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
     let (mut daemon, sock, mut seen) = start_notified(&env, &[]);

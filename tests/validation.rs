@@ -13,6 +13,7 @@ use std::time::Duration;
 use aws_sdk_cloudwatch::types::{
     ComparisonOperator, Dimension, MetricDatum, StateValue, Statistic,
 };
+use common::config::{Body, dependent, dependent_metric, selector};
 use common::moto;
 use common::rotationd::{Env, rows, stderr, subscribed_topic, terminate};
 
@@ -40,34 +41,26 @@ async fn fixture(test: &str, period: &str, auto_rollback: bool) -> Fixture {
     create_alarm(&cw, &alarm, &metric_namespace, "AuthErrors").await;
     set_alarm(&cw, &alarm, StateValue::Ok).await;
     let prefix = moto::unique_name(&format!("val/{test}/"));
-    let body = format!(
-        r#"
-[policy]
-require_change_ticket = false
-max_age = "93d"
-validation_period = "{period}"
-validation_interval = "1s"
-
-[[dependent]]
-name = "payments-api"
-notify_topic_arn = "{dep_topic}"
-alarms = ["{alarm}"]
-
-[[dependent.metrics]]
-namespace = "{metric_namespace}"
-metric_name = "AuthErrors"
-dimensions = {{ Service = "payments-api" }}
-statistic = "Sum"
-threshold = 5
-
-[[selector]]
-name_prefix = "{prefix}"
-strategy = "alternating-users"
-dependents = ["payments-api"]
-auto_rollback = {auto_rollback}
-"#
-    );
-    let env = Env::new(test, &body).await;
+    let body = Body::new()
+        .policy("validation_period", period)
+        .policy("validation_interval", "1s")
+        .with(
+            dependent("payments-api")
+                .set("notify_topic_arn", &dep_topic)
+                .list("alarms", [&alarm])
+                .with(
+                    dependent_metric(&metric_namespace, "AuthErrors", 5)
+                        .raw("dimensions", r#"{ Service = "payments-api" }"#)
+                        .set("statistic", "Sum"),
+                ),
+        )
+        .with(
+            selector(&prefix)
+                .strategy("alternating-users")
+                .dependents(["payments-api"])
+                .raw("auto_rollback", &auto_rollback.to_string()),
+        );
+    let env = Env::new(test, &body.render()).await;
     let secret = format!("{prefix}db");
     env.rotatable_secret(&secret).await;
     Fixture {
@@ -108,16 +101,9 @@ async fn set_alarm(cw: &aws_sdk_cloudwatch::Client, name: &str, state: StateValu
 
 impl Fixture {
     fn rotate(&self) {
-        let o = self.env.cli(&[
-            "rotate",
-            "--secret",
-            &self.secret,
-            "--ticket",
-            "INC-7001",
-            "--emergency",
-            "--reason",
-            "quarterly",
-        ]);
+        let o = self
+            .env
+            .rotate_emergency(&self.secret, "INC-7001", "quarterly");
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(
             stderr(&o).contains("watching the dependents"),
@@ -260,9 +246,14 @@ async fn an_error_metric_over_threshold_escalates_and_auto_rollback_restores_the
     let new = Env::version_with(&f.env.stages(&f.secret).await, "AWSCURRENT").unwrap();
     assert_ne!(new, old);
     let (mut daemon, log) = f.env.daemon_ready(&[]).await;
-    // Under the threshold: nothing happens.
+    // Under the threshold: nothing happens, though the watch has read the data since.
     f.auth_errors(3.0).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        f.env
+            .calls("GetMetricData", 2, Duration::from_secs(30))
+            .await,
+        "the watch did not read the metric again"
+    );
     assert_eq!(f.validation(), vec!["succeeded watching"]);
     // 3 + 40 in the same minute: Sum 43 > 5.
     f.auth_errors(40.0).await;
@@ -316,8 +307,13 @@ async fn healthy_dependents_are_validated_and_the_watch_survives_a_restart() {
     f.rotate();
     let (mut daemon, _log) = f.env.daemon_ready(&[]).await;
     f.auth_errors(1.0).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    // Killed mid-watch: nothing in memory survives.
+    // The watch has read the metric since: killed mid-watch, nothing in memory survives.
+    assert!(
+        f.env
+            .calls("GetMetricData", 2, Duration::from_secs(30))
+            .await,
+        "the watch did not read the metric again"
+    );
     daemon.kill().unwrap();
     daemon.wait().unwrap();
     assert_eq!(f.validation(), vec!["succeeded watching"]);

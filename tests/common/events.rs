@@ -35,8 +35,7 @@ pub async fn queue_and_bus(env: &Env, test: &str) -> (String, String) {
 
 /// Appends an `[events]` section to the env's config; `extra` holds more `[events]` keys.
 pub fn add_events(env: &Env, queue_url: &str, bus: &str, extra: &str) {
-    let mut config = std::fs::read_to_string(&env.config).unwrap();
-    config.push_str(&format!(
+    env.append_config(&format!(
         r#"
 [events]
 queue_url = "{queue_url}"
@@ -50,7 +49,6 @@ detail_type = "Employee Offboarded"
 user_pointer = "/detail/username"
 "#
     ));
-    std::fs::write(&env.config, config).unwrap();
 }
 
 /// An IAM DeleteUser event as EventBridge delivers it to SQS.
@@ -138,6 +136,31 @@ pub async fn left_on_queue(env: &Env, queue_url: &str) -> (String, String) {
         attr(A::ApproximateNumberOfMessages),
         attr(A::ApproximateNumberOfMessagesNotVisible),
     )
+}
+
+/// Waits until the daemon is done with everything sent to `queue_url`: nothing left on the
+/// queue (every message handled and deleted, which comes after its event is committed),
+/// no trigger due or running and no attempt unfinished. A wrongly accepted event
+/// (a duplicate, a hostile body) would have rotated by then: counting rotations after
+/// this proves it did not.
+pub async fn settled(env: &Env, queue_url: &str, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if left_on_queue(env, queue_url).await == ("0".to_string(), "0".to_string())
+            && count(
+                env,
+                "SELECT (SELECT COUNT(*) FROM triggers WHERE status = 'running' OR \
+                 (status = 'pending' AND COALESCE(not_before, 0) <= strftime('%s', 'now'))) \
+                 + (SELECT COUNT(*) FROM attempts WHERE finished_at IS NULL)",
+            ) == 0
+        {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 pub async fn arn_of(env: &Env, name: &str) -> String {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cloudtrail;
+pub mod config;
 pub mod events;
 pub mod moto;
 pub mod postgres;

@@ -29,8 +29,8 @@
 //!   `SecretId`/`Name` from the JSON body) or live in their own test binary
 //!   (own `tests/*.rs` file => own process => own server). Also note that
 //!   start/stop/clear are global: two tests toggling recording concurrently
-//!   will interfere, so in a shared binary start recording once and never stop
-//!   or clear it, and count only your own secret's requests.
+//!   will interfere, so in a shared binary start recording once (`recording()`)
+//!   and never stop or clear it, and count only your own secret's requests.
 //! * The moto process is a child of the test binary; it exits when the test
 //!   binary exits (any way, even SIGKILL), because it watches its stdin pipe,
 //!   and is killed explicitly when a non-shared `Moto` is dropped.
@@ -45,7 +45,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::{Duration, Instant};
 
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -95,6 +95,13 @@ pub struct Moto {
 pub fn shared() -> &'static Moto {
     static SHARED: OnceLock<Moto> = OnceLock::new();
     SHARED.get_or_init(Moto::start)
+}
+
+/// Starts the request recorder of the [`shared`] server, once per test binary: what a
+/// binary whose tests count requests (by their own secret) calls first in each test.
+pub fn recording() {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| shared().start_recording());
 }
 
 /// Repository root (where `.venv/` and `scripts/` live).

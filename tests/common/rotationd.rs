@@ -221,6 +221,49 @@ notify_topic_arn = "{notify_topic}"
         self.command(args).output().unwrap()
     }
 
+    /// `rotationd rotate --emergency` (no window to wait for) of `secret` under `ticket`,
+    /// for `reason`, not yet run.
+    pub fn rotate_emergency_command(&self, secret: &str, ticket: &str, reason: &str) -> Command {
+        self.command(&[
+            "rotate",
+            "--secret",
+            secret,
+            "--ticket",
+            ticket,
+            "--reason",
+            reason,
+            "--emergency",
+        ])
+    }
+
+    /// [`Env::rotate_emergency_command`], run to its end.
+    pub fn rotate_emergency(&self, secret: &str, ticket: &str, reason: &str) -> Output {
+        self.rotate_emergency_command(secret, ticket, reason)
+            .output()
+            .unwrap()
+    }
+
+    /// Rewrites the config file with `edit` (e.g. a `replace` of a line the env wrote).
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, edit(text)).unwrap();
+    }
+
+    /// Appends `toml` to the config file (sections only known once the env exists).
+    pub fn append_config(&self, toml: &str) {
+        self.edit_config(|text| text + toml);
+    }
+
+    /// Adds `line` (`key = value`) at the top of the env's `[section]` (`daemon`,
+    /// `alerts`), overriding what the env wrote there.
+    pub fn set_in(&self, section: &str, line: &str) {
+        let header = format!("[{section}]\n");
+        self.edit_config(|text| {
+            assert!(text.contains(&header), "no {header} in the config");
+            text.replacen(&header, &format!("{header}{line}\n"), 1)
+        });
+    }
+
     pub fn daemon(&self, envs: &[(&str, &str)]) -> Daemon {
         let mut c = self.command(&["run"]);
         for (k, v) in envs {
@@ -447,6 +490,67 @@ impl Env {
             .map(|(_, b)| b)
             .unwrap_or_default()
     }
+
+    /// [`metric`] of the daemon's `/metrics` now.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        metric(&self.metrics(), name, labels)
+    }
+
+    /// Waits until the daemon has finished `n` more reconciles (its
+    /// `rotationd_last_reconcile_success_timestamp_seconds` moved `n` times; whole seconds,
+    /// so two reconciles within one second count once, which only waits longer). For a
+    /// daemon that reconciles every few seconds: a positive sign that the work a reconcile
+    /// does (and the alert it must not raise again) has been done.
+    pub async fn reconciles(&self, n: usize, timeout: Duration) -> bool {
+        const LAST: &str = "rotationd_last_reconcile_success_timestamp_seconds";
+        let mut last = self.metric(LAST, &[]);
+        let mut seen = 0;
+        self.eventually(timeout, || {
+            let now = self.metric(LAST, &[]);
+            if now != last {
+                last = now;
+                seen += 1;
+            }
+            (seen >= n).then_some(())
+        })
+        .await
+        .is_some()
+    }
+
+    /// Waits until the daemon has called `operation` (e.g. `GetMetricData`, as counted by
+    /// `rotationd_aws_requests_total`) `n` more times: with `n` = 2, one whole call began
+    /// after the wait did, and was answered.
+    pub async fn calls(&self, operation: &str, n: usize, timeout: Duration) -> bool {
+        let label = format!("operation=\"{operation}\"");
+        let count = || self.metric("rotationd_aws_requests_total", &[&label]);
+        let from = count();
+        self.eventually(timeout, || (count() >= from + n as f64).then_some(()))
+            .await
+            .is_some()
+    }
+}
+
+/// The sum of every sample of `name` in the Prometheus `text` whose labels contain each of
+/// `labels` (0 if none).
+pub fn metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| {
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            n == name && labels.iter().all(|want| rest.contains(want))
+        })
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .sum()
+}
+
+/// How many lines of the log file at `path` contain `needle` (0 while there is no file).
+pub fn log_lines(path: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
 }
 
 /// A running `rotationd run`, killed if a failing test leaves it behind.

@@ -478,8 +478,7 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
             )
         });
         let status = inventory::status_label(compliance, failing.is_some()).to_string();
-        let next_window =
-            planner::open_window_start(&target, now).or_else(|| settings.schedule.next_after(now));
+        let next_window = planner::window_at_or_after(&target, now);
         rows.push(StatusRow {
             secret: e.key.clone(),
             arn: Some(e.info.arn.clone()),
@@ -638,11 +637,9 @@ async fn rotate_now(
     let now = app.clock.now();
     if !emergency {
         let target = settings.target(entry.key.clone());
-        if planner::open_window_start(&target, now).is_none() {
-            let next = settings
-                .schedule
-                .next_after(now)
-                .map_or("never".to_string(), |t| t.format(TIME_FORMAT).to_string());
+        let window = planner::window_at_or_after(&target, now);
+        if window.is_none_or(|start| start > now) {
+            let next = window.map_or("never".to_string(), |t| t.format(TIME_FORMAT).to_string());
             eprintln!(
                 "error: {secret} is outside its rotation window (next opens at {next}); wait for it, or use --emergency with an INC ticket to rotate now"
             );

@@ -214,6 +214,13 @@ pub fn open_window_start(target: &Target, now: DateTime<Utc>) -> Option<DateTime
     (now < add(fire, target.window)).then_some(fire)
 }
 
+/// Start of the target's window open at `now`, or else of its next one: when a rotation
+/// asked for now may run inside a window. Open means started at or before `now`, so a
+/// result `<= now` says the window is open. `None` when the schedule never fires again.
+pub fn window_at_or_after(target: &Target, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    open_window_start(target, now).or_else(|| target.schedule.next_after(now))
+}
+
 fn is_overdue(facts: &Facts, now: DateTime<Utc>, policy: &Policy) -> bool {
     facts
         .current_created
@@ -643,6 +650,29 @@ mod tests {
             Some(utc(2027, 4, 1, 0, 0, 0))
         );
         assert_eq!(open_window_start(&t, utc(2027, 4, 1, 4, 0, 0)), None);
+    }
+
+    #[test]
+    fn window_at_or_after_is_the_open_window_or_the_next_one() {
+        let t = target("db", "@quarterly", Duration::hours(4));
+        // At its very start, and in its last second, the open window.
+        assert_eq!(
+            window_at_or_after(&t, utc(2027, 4, 1, 0, 0, 0)),
+            Some(utc(2027, 4, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            window_at_or_after(&t, utc(2027, 4, 1, 3, 59, 59)),
+            Some(utc(2027, 4, 1, 0, 0, 0))
+        );
+        // Closed (the end is exclusive), and between windows: the next one.
+        assert_eq!(
+            window_at_or_after(&t, utc(2027, 4, 1, 4, 0, 0)),
+            Some(utc(2027, 7, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            window_at_or_after(&t, utc(2027, 3, 31, 23, 59, 59)),
+            Some(utc(2027, 4, 1, 0, 0, 0))
+        );
     }
 
     #[test]

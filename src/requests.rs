@@ -108,8 +108,7 @@ fn schedule_for(
     }
     let settings = crate::inventory::settings(cfg, entry.origin);
     let target = settings.target(entry.key.clone());
-    let start = crate::planner::open_window_start(&target, now)
-        .or_else(|| settings.schedule.next_after(now));
+    let start = crate::planner::window_at_or_after(&target, now);
     match start {
         Some(s) => (Some(s.max(now)), Some(s + target.window)),
         None => (Some(now), None),

@@ -338,27 +338,8 @@ pub fn resume(path: &Path) -> u8 {
         let user = std::env::var("SUDO_USER")
             .or_else(|_| std::env::var("USER"))
             .unwrap_or_else(|_| "unknown".into());
-        let result = app
-            .store
-            .call(move |s| {
-                s.transaction(|db| {
-                    let was = db.get_cursor(crate::daemon::STORM_CURSOR)?;
-                    db.set_cursor(crate::daemon::STORM_CURSOR, "", now)?;
-                    db.set_cursor(crate::daemon::STORM_RESUMED_CURSOR, &now.to_rfc3339(), now)?;
-                    db.append_audit(&crate::store::NewAuditEntry {
-                        at: now,
-                        actor: format!("cli:{user}"),
-                        action: "storm_guard".into(),
-                        secret: None,
-                        ticket: None,
-                        reason: None,
-                        outcome: "resumed".into(),
-                        detail: None,
-                    })?;
-                    Ok(was.filter(|c| !c.value.is_empty()).map(|c| c.value))
-                })
-            })
-            .await;
+        use crate::daemon::policy::storm::{Lifter, lift_pause};
+        let result = lift_pause(&app.store, now, Lifter::Cli { user }).await;
         match result {
             Ok(Some(since)) => {
                 println!("event-triggered rotations resumed (paused since {since})");

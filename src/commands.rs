@@ -695,21 +695,20 @@ pub fn rollback(path: &Path, secret: &str, ticket: &str, reason: &str) -> u8 {
 }
 
 async fn rollback_now(app: &crate::daemon::App, secret: &str, ticket: &str, reason: &str) -> u8 {
-    use crate::aws::secrets::AWSCURRENT;
+    use crate::rollback::{
+        Requester, RollbackError, RollbackPlan, audit_detail, audit_entry, plan_rollback,
+    };
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
-    let audit = |outcome: &str, detail: serde_json::Value| crate::store::NewAuditEntry {
-        at: app.clock.now(),
+    let by = Requester {
         actor: format!("cli:{user}"),
-        action: "rollback".into(),
-        secret: Some(secret.to_string()),
+        secret: secret.to_string(),
         ticket: Some(ticket.to_string()),
         reason: Some(reason.to_string()),
-        outcome: outcome.into(),
-        detail: Some(detail),
     };
-    let record = |entry: crate::store::NewAuditEntry| {
+    let record = |outcome: &str, detail: serde_json::Value| {
+        let entry = audit_entry(&by, app.clock.now(), outcome, detail);
         app.store
             .call(move |s| s.db().append_audit(&entry).map(|_| ()))
     };
@@ -720,60 +719,54 @@ async fn rollback_now(app: &crate::daemon::App, secret: &str, ticket: &str, reas
             return EXIT_FAILURE;
         }
     };
-    let (Some(current), Some(previous)) = (
-        info.current_version().map(str::to_string),
-        info.previous_version().map(str::to_string),
-    ) else {
-        let why = "no AWSPREVIOUS version: there is nothing to roll back to";
-        eprintln!("error: refusing to roll back {secret}: {why}");
-        record(audit("refused", serde_json::json!({ "error": why })))
-            .await
-            .ok();
-        return EXIT_FAILURE;
-    };
-    eprintln!("rolling back {secret}: AWSCURRENT {current} -> {previous} (ticket {ticket})");
-    if let Err(e) = app
-        .engine
-        .sm
-        .move_label(secret, AWSCURRENT, &previous, &current)
-        .await
-    {
-        eprintln!("error: UpdateSecretVersionStage failed: {e}");
-        record(audit(
-            "failed",
-            serde_json::json!({ "error": e.to_string(), "from": current, "to": previous }),
-        ))
-        .await
-        .ok();
-        return EXIT_FAILURE;
-    }
-    let after = match app.engine.sm.describe(secret).await {
-        Ok(info) => info,
-        Err(e) => {
-            eprintln!("error: rolled back, but cannot verify: {e}; check describe-secret");
+    let (current, previous) = match plan_rollback(&info, None) {
+        Ok(RollbackPlan::Move { from, to }) => (from, to),
+        // Not without expected versions: nothing to move.
+        Ok(RollbackPlan::AlreadyDone { .. }) => return EXIT_OK,
+        Err(why) => {
+            eprintln!("error: refusing to roll back {secret}: {why}");
+            record("refused", serde_json::json!({ "error": why.to_string() }))
+                .await
+                .ok();
             return EXIT_FAILURE;
         }
     };
-    let ok = after.current_version() == Some(previous.as_str())
-        && after.previous_version() == Some(current.as_str());
-    let detail = serde_json::json!({ "from": current, "to": previous, "verified": ok });
-    if record(audit(if ok { "ok" } else { "failed" }, detail))
+    eprintln!("rolling back {secret}: AWSCURRENT {current} -> {previous} (ticket {ticket})");
+    let verified = match crate::rollback::execute(&app.engine.sm, secret, &current, &previous).await
+    {
+        Ok(v) => v,
+        Err(RollbackError::Move(e)) => {
+            eprintln!("error: UpdateSecretVersionStage failed: {e}");
+            record(
+                "failed",
+                serde_json::json!({ "error": e.to_string(), "from": current, "to": previous }),
+            )
+            .await
+            .ok();
+            return EXIT_FAILURE;
+        }
+        Err(e @ RollbackError::Verify(_)) => {
+            eprintln!("error: {e}");
+            let mut detail = audit_detail(&current, &previous, false);
+            detail["error"] = serde_json::json!(e.to_string());
+            record("failed", detail).await.ok();
+            return EXIT_FAILURE;
+        }
+    };
+    let outcome = if verified.ok { "ok" } else { "failed" };
+    if record(outcome, audit_detail(&current, &previous, verified.ok))
         .await
         .is_err()
     {
         eprintln!("warning: the rollback is done but could not be written to the audit log");
     }
-    if ok {
+    if verified.ok {
         eprintln!(
             "rolled back {secret}: AWSCURRENT {previous}, AWSPREVIOUS {current}; restart dependent services to pick up the reverted credential"
         );
         EXIT_OK
     } else {
-        eprintln!(
-            "error: after the rollback AWSCURRENT is {} and AWSPREVIOUS {}; check describe-secret",
-            after.current_version().unwrap_or("absent"),
-            after.previous_version().unwrap_or("absent")
-        );
+        eprintln!("error: {}", verified.mismatch());
         EXIT_FAILURE
     }
 }

@@ -52,6 +52,7 @@ pub mod lease;
 pub mod metrics;
 pub mod planner;
 pub mod requests;
+pub mod rollback;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;

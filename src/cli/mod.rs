@@ -108,6 +108,18 @@ fn write_out<T: serde::Serialize + ?Sized>(
     }
 }
 
+/// DescribeSecret for a command named by the operator (a name or an ARN).
+async fn describe(
+    app: &crate::daemon::App,
+    secret: &str,
+) -> Result<crate::aws::secrets::SecretInfo, CliError> {
+    app.engine
+        .sm
+        .describe(secret)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot describe {secret}: {e}")))
+}
+
 /// The person running a command, for the audit log's `cli:USER` actor: the one behind
 /// `sudo` when there is one, since the daemon's user is shared.
 fn operator() -> String {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{CliError, check_ticket, operator, with_app};
+use super::{CliError, check_ticket, describe, operator, with_app};
 use crate::rollback::{
     Requester, RollbackError, RollbackPlan, audit_detail, audit_entry, execute, plan_rollback,
 };
@@ -33,12 +33,7 @@ async fn rollback_now(
         app.store
             .call(move |s| s.db().append_audit(&entry).map(|_| ()))
     };
-    let info = app
-        .engine
-        .sm
-        .describe(secret)
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot describe {secret}: {e}")))?;
+    let info = describe(app, secret).await?;
     let (current, previous) = match plan_rollback(&info, None) {
         Ok(RollbackPlan::Move { from, to }) => (from, to),
         // Not without expected versions: nothing to move.

@@ -7,7 +7,7 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use super::run::wait_for_shutdown_signal;
-use super::{CliError, check_ticket, operator, with_app};
+use super::{CliError, check_ticket, describe, operator, with_app};
 use crate::engine::{Outcome, RotationRequest};
 use crate::planner::{self, TIME_FORMAT};
 
@@ -36,12 +36,7 @@ async fn rotate_now(
     reason: &str,
     emergency: bool,
 ) -> Result<(), CliError> {
-    let info = app
-        .engine
-        .sm
-        .describe(secret)
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot describe {secret}: {e}")))?;
+    let info = describe(app, secret).await?;
     // Match on the secret as if live: a secret being deleted is still ours, and the
     // preflight says why it cannot rotate.
     let mut live = info.clone();

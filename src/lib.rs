@@ -3,7 +3,8 @@
 //! its window through Secrets Manager's staged rotation, reacts to events, escalates to
 //! Security and records everything it did.
 //!
-//! The binary (`src/main.rs`) only parses the command line and wires these modules:
+//! The binary (`src/main.rs`) only parses the command line (clap is the binary's alone),
+//! calls [`cli`] and maps its errors to exit codes; the library is these modules:
 //!
 //! - [`config`]: the TOML file parsed into a validated [`config::Config`], with every
 //!   error located (`FILE:LINE:COL`).
@@ -31,27 +32,29 @@
 //! - [`metrics`]: every Prometheus metric, in one place.
 //! - [`daemon`]: `rotationd run`: the loops, systemd notify/watchdog, reload, and the
 //!   leader/standby roles on the DynamoDB backend.
-//! - [`commands`]: the CLI commands as functions returning exit codes.
-//! - [`history`]: `rotationd audit`: the audit log as table, JSON or CSV, and its hash
-//!   chain verified, from the state database alone.
+//! - [`rollback`]: AWSCURRENT back to AWSPREVIOUS, decided then verified: the one
+//!   rollback of `rotationd rollback`, rollback requests and `auto_rollback`.
+//! - [`cli`]: the CLI commands, one module each, returning [`cli::CliError`]; `cli::audit`
+//!   shows the audit log as table, JSON or CSV and verifies its hash chain, from the
+//!   state database alone.
 //! - [`telemetry`]: logging setup.
 //!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
 pub mod alerts;
 pub mod aws;
-pub mod commands;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod drift;
 pub mod engine;
 pub mod events;
-pub mod history;
 pub mod inventory;
 pub mod lease;
 pub mod metrics;
 pub mod planner;
 pub mod requests;
+pub mod rollback;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;

@@ -1,11 +1,13 @@
-//! The `rotationd` binary: parses the command line, wires the library, maps outcomes to
-//! exit codes (0 ok, 1 failure, 2 invalid configuration or usage).
+//! The `rotationd` binary: parses the command line (clap lives here only, not in the
+//! library), runs one of the library's [`rotationd::cli`] commands, and maps its outcome to
+//! the exit code in one place: 0 ok, 1 failure, 2 invalid configuration or usage (clap's
+//! own usage errors exit 2 too).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use rotationd::commands;
+use rotationd::cli::{self, CliError};
 use rotationd::config::DEFAULT_CONFIG_PATH;
 
 #[derive(Parser)]
@@ -35,6 +37,27 @@ enum LogFormat {
 enum Format {
     Table,
     Json,
+}
+
+/// How `rotationd audit` prints the entries.
+#[derive(Clone, Copy, ValueEnum)]
+enum AuditFormat {
+    /// Aligned columns for a terminal; long reasons are shortened.
+    Table,
+    /// One array of objects with every field, `detail` as JSON.
+    Json,
+    /// RFC 4180: a header line, then one record per entry.
+    Csv,
+}
+
+impl From<AuditFormat> for cli::audit::AuditFormat {
+    fn from(f: AuditFormat) -> Self {
+        match f {
+            AuditFormat::Table => Self::Table,
+            AuditFormat::Json => Self::Json,
+            AuditFormat::Csv => Self::Csv,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -100,8 +123,8 @@ enum Command {
         /// duration ago (7d, 24h).
         #[arg(long)]
         since: Option<String>,
-        #[arg(long, value_enum, default_value_t = rotationd::history::AuditFormat::Table)]
-        format: rotationd::history::AuditFormat,
+        #[arg(long, value_enum, default_value_t = AuditFormat::Table)]
+        format: AuditFormat,
         /// Check the hash chain: no entry edited, removed or reordered. Prints the last
         /// hash: record it elsewhere, since removing the newest entries shows only
         /// against a hash recorded earlier.
@@ -122,48 +145,74 @@ fn main() -> ExitCode {
         "warn"
     };
     rotationd::telemetry::init_logging(matches!(cli.log_format, LogFormat::Json), level);
-    let code = match cli.command {
-        Command::Validate => commands::validate(&cli.config),
+    let result = match cli.command {
+        Command::Validate => cli::validate::validate(&cli.config),
         Command::Plan {
             live: true, format, ..
-        } => commands::plan_live(&cli.config, matches!(format, Format::Json)),
+        } => cli::plan::plan_live(&cli.config, matches!(format, Format::Json)),
         Command::Plan {
             from, days, format, ..
-        } => commands::plan(
+        } => cli::plan::plan(
             &cli.config,
             from.as_deref(),
             days,
             matches!(format, Format::Json),
         ),
-        Command::Run => commands::run(&cli.config),
-        Command::SetupEvents => commands::setup_events(&cli.config),
-        Command::Resume => commands::resume(&cli.config),
-        Command::Status { format } => commands::status(&cli.config, matches!(format, Format::Json)),
+        Command::Run => cli::run::run(&cli.config),
+        Command::SetupEvents => cli::setup_events::setup_events(&cli.config),
+        Command::Resume => cli::resume::resume(&cli.config),
+        Command::Status { format } => {
+            cli::status::status(&cli.config, matches!(format, Format::Json))
+        }
         Command::Rotate {
             secret,
             ticket,
             reason,
             emergency,
-        } => commands::rotate(&cli.config, &secret, &ticket, &reason, emergency),
+        } => cli::rotate::rotate(&cli.config, &secret, &ticket, &reason, emergency),
         Command::Rollback {
             secret,
             ticket,
             reason,
-        } => commands::rollback(&cli.config, &secret, &ticket, &reason),
+        } => cli::rollback::rollback(&cli.config, &secret, &ticket, &reason),
         Command::Audit {
             secret,
             since,
             format,
             verify,
             expect_hash,
-        } => rotationd::history::audit(
+        } => cli::audit::audit(
             &cli.config,
             secret.as_deref(),
             since.as_deref(),
-            format,
+            format.into(),
             verify,
             expect_hash.as_deref(),
         ),
     };
-    ExitCode::from(code)
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", report(&e));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// The exit code of a failed command: 2 when the configuration or the command line is
+/// invalid (as clap's own usage errors), 1 for any other failure.
+fn exit_code(e: &CliError) -> u8 {
+    match e {
+        CliError::InvalidConfig { .. } | CliError::Invalid(_) => 2,
+        CliError::Failed(_) => 1,
+    }
+}
+
+/// The stderr text of a failed command: a rejected configuration's diagnostics as they
+/// are (each line already says `error:` or `warning:` at its position), else `error: ...`.
+fn report(e: &CliError) -> String {
+    match e {
+        CliError::InvalidConfig { .. } => e.to_string(),
+        CliError::Invalid(_) | CliError::Failed(_) => format!("error: {e}"),
+    }
 }

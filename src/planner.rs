@@ -136,6 +136,20 @@ pub struct Policy {
     pub max_rotations_per_minute: NonZeroU32,
 }
 
+impl Policy {
+    /// The fleet-wide rules of a configuration: `[policy] max_age` and `[daemon]
+    /// max_rotations_per_minute`.
+    pub fn from_config(cfg: &crate::config::Config) -> Self {
+        Policy {
+            max_age: Duration::from_std(cfg.policy.max_age).unwrap_or(Duration::MAX),
+            max_rotations_per_minute: cfg.daemon.max_rotations_per_minute,
+        }
+    }
+}
+
+/// How plan times are printed, in tables and logs: UTC to the second.
+pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
 /// One planned rotation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanEntry {
@@ -212,6 +226,13 @@ pub fn compliance(
 pub fn open_window_start(target: &Target, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let fire = target.schedule.last_at_or_before(now)?;
     (now < add(fire, target.window)).then_some(fire)
+}
+
+/// Start of the target's window open at `now`, or else of its next one: when a rotation
+/// asked for now may run inside a window. Open means started at or before `now`, so a
+/// result `<= now` says the window is open. `None` when the schedule never fires again.
+pub fn window_at_or_after(target: &Target, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    open_window_start(target, now).or_else(|| target.schedule.next_after(now))
 }
 
 fn is_overdue(facts: &Facts, now: DateTime<Utc>, policy: &Policy) -> bool {
@@ -643,6 +664,29 @@ mod tests {
             Some(utc(2027, 4, 1, 0, 0, 0))
         );
         assert_eq!(open_window_start(&t, utc(2027, 4, 1, 4, 0, 0)), None);
+    }
+
+    #[test]
+    fn window_at_or_after_is_the_open_window_or_the_next_one() {
+        let t = target("db", "@quarterly", Duration::hours(4));
+        // At its very start, and in its last second, the open window.
+        assert_eq!(
+            window_at_or_after(&t, utc(2027, 4, 1, 0, 0, 0)),
+            Some(utc(2027, 4, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            window_at_or_after(&t, utc(2027, 4, 1, 3, 59, 59)),
+            Some(utc(2027, 4, 1, 0, 0, 0))
+        );
+        // Closed (the end is exclusive), and between windows: the next one.
+        assert_eq!(
+            window_at_or_after(&t, utc(2027, 4, 1, 4, 0, 0)),
+            Some(utc(2027, 7, 1, 0, 0, 0))
+        );
+        assert_eq!(
+            window_at_or_after(&t, utc(2027, 3, 31, 23, 59, 59)),
+            Some(utc(2027, 4, 1, 0, 0, 0))
+        );
     }
 
     #[test]

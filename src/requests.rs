@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alert, AlertKind, Alerts};
 use crate::aws::AwsError;
-use crate::aws::secrets::{AWSCURRENT, SecretsManager};
+use crate::aws::secrets::SecretsManager;
 use crate::config::{Config, Level, RequestsConfig, is_ticket};
 use crate::engine::Clock;
 use crate::events::normalize::{RequestEvent, RequestKind};
@@ -108,8 +108,7 @@ fn schedule_for(
     }
     let settings = crate::inventory::settings(cfg, entry.origin);
     let target = settings.target(entry.key.clone());
-    let start = crate::planner::open_window_start(&target, now)
-        .or_else(|| settings.schedule.next_after(now));
+    let start = crate::planner::window_at_or_after(&target, now);
     match start {
         Some(s) => (Some(s.max(now)), Some(s + target.window)),
         None => (Some(now), None),
@@ -788,37 +787,33 @@ impl RequestLoop {
             .await
     }
 
-    /// AWSCURRENT back to AWSPREVIOUS, verified.
+    /// AWSCURRENT back to AWSPREVIOUS, verified ([`crate::rollback`]). An error is one
+    /// to retry (the labels did not move); every verdict is the request's end state.
     async fn roll_back(&self, r: &Request) -> Result<(RequestState, String), AwsError> {
+        use crate::rollback::{RollbackError, RollbackPlan, plan_rollback};
         let info = self.sm.describe(&r.secret).await?;
-        let (Some(current), Some(previous)) = (
-            info.current_version().map(str::to_string),
-            info.previous_version().map(str::to_string),
-        ) else {
-            return Ok((
-                RequestState::Failed,
-                "no AWSPREVIOUS version: there is nothing to roll back to".into(),
-            ));
+        let (current, previous) = match plan_rollback(&info, None) {
+            Ok(RollbackPlan::Move { from, to }) => (from, to),
+            // Not without expected versions; answered as what it would mean.
+            Ok(RollbackPlan::AlreadyDone { version }) => {
+                return Ok((
+                    RequestState::Completed,
+                    format!("AWSCURRENT is already {version}"),
+                ));
+            }
+            Err(refusal) => return Ok((RequestState::Failed, refusal.to_string())),
         };
-        self.sm
-            .move_label(&r.secret, AWSCURRENT, &previous, &current)
-            .await?;
-        let after = self.sm.describe(&r.secret).await?;
-        if after.current_version() == Some(previous.as_str()) {
-            Ok((
+        match crate::rollback::execute(&self.sm, &r.secret, &current, &previous).await {
+            Ok(v) if v.ok => Ok((
                 RequestState::Completed,
                 format!(
                     "rolled back: AWSCURRENT {previous} (was {current}); restart dependent services"
                 ),
-            ))
-        } else {
-            Ok((
-                RequestState::Failed,
-                format!(
-                    "after the rollback AWSCURRENT is {}; check describe-secret",
-                    after.current_version().unwrap_or("absent")
-                ),
-            ))
+            )),
+            Ok(v) => Ok((RequestState::Failed, v.mismatch())),
+            Err(RollbackError::Move(e)) => Err(e),
+            // The labels moved: a retry would roll back again, to the rotated version.
+            Err(e @ RollbackError::Verify(_)) => Ok((RequestState::Failed, e.to_string())),
         }
     }
 

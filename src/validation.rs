@@ -26,8 +26,9 @@
 //! 4. **Rollback** is not automatic: the guide reserves it to L3, so the alert names
 //!    `rotationd rollback --secret ... --ticket ...`. A secret with `auto_rollback = true`
 //!    moves to `rolling_back` in the same transaction as the alert, and the watcher then
-//!    moves AWSCURRENT back to the previous version (UpdateSecretVersionStage; audited).
-//!    It only does so while AWSCURRENT is still the version this attempt created.
+//!    moves AWSCURRENT back to the previous version ([`crate::rollback`]: verified and
+//!    audited). It only does so while AWSCURRENT is still the version this attempt created
+//!    and AWSPREVIOUS the one it replaced.
 //!
 //! Every state change of the watch commits together with its audit entry and alert.
 
@@ -43,10 +44,13 @@ use crate::alerts::{Alert, AlertKind, Alerts, Prepared};
 use crate::aws::AwsError;
 use crate::aws::Place;
 use crate::aws::cloudwatch::{AlarmState, CloudWatch, MetricQuery};
-use crate::aws::secrets::{AWSCURRENT, SecretsManager};
+use crate::aws::secrets::SecretsManager;
 use crate::config::Config;
 use crate::engine::{Clock, INC_PENDING};
 use crate::metrics::Metrics;
+use crate::rollback::{
+    Expected, Refusal, Requester, RollbackError, RollbackPlan, audit_entry, plan_rollback,
+};
 use crate::store::{Attempt, NewAuditEntry, StoreError, StoreHandle, Validation};
 
 /// What to watch after one rotation, and how it looked before. Stored as JSON on the
@@ -615,47 +619,67 @@ impl Watcher {
     }
 
     /// `auto_rollback = true`: AWSCURRENT back to the version before this attempt, only
-    /// while AWSCURRENT is still the version the attempt created.
+    /// while AWSCURRENT is still the version the attempt created and AWSPREVIOUS the one
+    /// it replaced.
     async fn roll_back(&self, attempt: &Attempt) -> Result<(), WatchError> {
         let id = attempt
             .secret_arn
             .clone()
             .unwrap_or_else(|| attempt.secret.clone());
         let info = self.sm.describe(&id).await?;
-        let current = info.current_version().map(str::to_string);
-        let (outcome, detail) = match (&attempt.previous_version, &attempt.new_version) {
-            (Some(prev), _) if current.as_deref() == Some(prev.as_str()) => {
-                ("ok", format!("AWSCURRENT is already {prev}"))
+        let expected = match (&attempt.new_version, &attempt.previous_version) {
+            (Some(new), Some(prev)) => Some(Expected {
+                rotated_to: new,
+                rotated_from: prev,
+            }),
+            _ => None,
+        };
+        let plan = match expected {
+            Some(x) => plan_rollback(&info, Some(x)),
+            // Without both versions this rotation cannot be told from another one.
+            None => Err(Refusal::NotThisRotation {
+                current: info.current_version().map(str::to_string),
+            }),
+        };
+        // An AWS error leaves the watch `rolling_back`: the next poll plans again, and
+        // finds the rollback done if only its answer was lost.
+        let (outcome, detail, verified) = match plan {
+            Ok(RollbackPlan::AlreadyDone { version }) => {
+                ("ok", format!("AWSCURRENT is already {version}"), None)
             }
-            (Some(prev), Some(new)) if current.as_deref() == Some(new.as_str()) => {
-                self.sm.move_label(&id, AWSCURRENT, prev, new).await?;
-                ("ok", format!("AWSCURRENT moved from {new} back to {prev}"))
+            Ok(RollbackPlan::Move { from, to }) => {
+                match crate::rollback::execute(&self.sm, &id, &from, &to).await {
+                    Ok(v) if v.ok => (
+                        "ok",
+                        format!("AWSCURRENT moved from {from} back to {to}"),
+                        Some(true),
+                    ),
+                    Ok(v) => ("failed", v.mismatch(), Some(false)),
+                    Err(RollbackError::Move(e) | RollbackError::Verify(e)) => {
+                        return Err(WatchError::Aws(e));
+                    }
+                }
             }
-            _ => (
-                "skipped",
-                format!(
-                    "AWSCURRENT is {} (neither this rotation's version nor the one before it): not rolled back",
-                    current.as_deref().unwrap_or("absent")
-                ),
-            ),
+            Err(refusal) => ("skipped", refusal.to_string(), None),
         };
         let now = self.clock.now();
-        let audit = NewAuditEntry {
-            at: now,
+        let by = Requester {
             actor: "rotationd".into(),
-            action: "rollback".into(),
-            secret: Some(attempt.secret.clone()),
+            secret: attempt.secret.clone(),
             ticket: attempt.ticket.clone(),
             reason: Some("auto_rollback = true: dependents failing after the rotation".into()),
-            outcome: outcome.into(),
-            detail: Some(serde_json::json!({
-                "attempt": attempt.id,
-                "automatic": true,
-                "from": attempt.new_version,
-                "to": attempt.previous_version,
-                "result": detail,
-            })),
         };
+        let mut audit_detail = serde_json::json!({
+            "attempt": attempt.id,
+            "automatic": true,
+            "from": attempt.new_version,
+            "to": attempt.previous_version,
+            "result": detail,
+        });
+        if let Some(v) = verified {
+            audit_detail["verified"] = serde_json::json!(v);
+        }
+        let audit = audit_entry(&by, now, outcome, audit_detail);
         let mut evidence: serde_json::Value = attempt
             .watch_evidence
             .as_deref()

@@ -323,7 +323,9 @@ impl Daemon {
         };
         if let State::Leading(g) = &role {
             let now = Clock::from_env().now();
-            if let Err(e) = policy::storm::lift_pause(&g.store, now).await {
+            if let Err(e) =
+                policy::storm::lift_pause(&g.store, now, policy::storm::Lifter::Reload).await
+            {
                 tracing::warn!(error = %format!("{e:#}"), "cannot lift the storm guard's pause on reload");
             }
         }

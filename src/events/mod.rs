@@ -108,14 +108,10 @@ pub fn departure_not_before(
 ) -> DateTime<Utc> {
     let settings = crate::inventory::settings(cfg, entry.origin);
     let target = settings.target(entry.key.clone());
-    let window = target.window;
-    if let Some(start) = crate::planner::open_window_start(&target, now)
-        && start + window <= deadline
-    {
-        return now;
-    }
-    match settings.schedule.next_after(now) {
-        Some(next) if next + window <= deadline => next,
+    // Windows are no longer than the schedule's shortest gap, so when the open window
+    // ends past the deadline the next one does too: one candidate is enough.
+    match crate::planner::window_at_or_after(&target, now) {
+        Some(start) if start + target.window <= deadline => start.max(now),
         _ => now,
     }
 }

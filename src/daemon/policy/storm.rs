@@ -2,13 +2,13 @@
 //! rotations start in an hour. Past that, event rotations pause (their triggers stay
 //! queued), Security is paged once with `rotation_storm`, and the pause is a cursor in the
 //! store, so it survives restarts and holds on every instance until `rotationd resume` (or
-//! a reload of the leader) lifts it.
+//! a reload of the leader) lifts it, both through [`lift_pause`], which audits.
 
 use chrono::{DateTime, Utc};
 
 use crate::alerts::{Alert, AlertKind};
 use crate::daemon::App;
-use crate::store::{StoreHandle, TriggerKind};
+use crate::store::{StoreError, StoreHandle, TriggerKind};
 
 /// Trigger kinds that come from events, counted by the storm guard.
 pub const EVENT_KINDS: &[TriggerKind] = &[
@@ -86,16 +86,53 @@ pub async fn storm_guard(app: &App, wanted: u64) -> anyhow::Result<u64> {
     Ok(0)
 }
 
-/// Lifts a pause, as `rotationd resume` does: what a reload of the leader also means.
-pub async fn lift_pause(store: &StoreHandle, now: DateTime<Utc>) -> anyhow::Result<()> {
+/// Who lifts a pause, for the audit entry: `rotationd resume` run by a person, or a
+/// reload of the leader (which means the operator has looked at the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifter {
+    /// `rotationd resume`, with the user who ran it.
+    Cli { user: String },
+    /// A reload (SIGHUP) of the leader.
+    Reload,
+}
+
+/// Lifts a pause: the one implementation behind `rotationd resume` and a leader's reload.
+/// Clears the pause, restarts the hourly count from `now` (else the same rotations would
+/// pause again at once) and writes the `storm_guard resumed` audit entry, in one
+/// transaction, whether or not a pause was on: the operator's act is what is recorded.
+/// Returns since when event rotations were paused, if they were.
+pub async fn lift_pause(
+    store: &StoreHandle,
+    now: DateTime<Utc>,
+    by: Lifter,
+) -> Result<Option<String>, StoreError> {
+    let (actor, reason) = match by {
+        Lifter::Cli { user } => (format!("cli:{user}"), None),
+        Lifter::Reload => (
+            "rotationd".to_string(),
+            Some("configuration reloaded".into()),
+        ),
+    };
     store
         .call(move |s| {
-            s.db().set_cursor(STORM_CURSOR, "", now)?;
-            s.db()
-                .set_cursor(STORM_RESUMED_CURSOR, &now.to_rfc3339(), now)
+            s.transaction(|db| {
+                let was = db.get_cursor(STORM_CURSOR)?;
+                db.set_cursor(STORM_CURSOR, "", now)?;
+                db.set_cursor(STORM_RESUMED_CURSOR, &now.to_rfc3339(), now)?;
+                db.append_audit(&crate::store::NewAuditEntry {
+                    at: now,
+                    actor: actor.clone(),
+                    action: "storm_guard".into(),
+                    secret: None,
+                    ticket: None,
+                    reason: reason.clone(),
+                    outcome: "resumed".into(),
+                    detail: None,
+                })?;
+                Ok(was.map(|c| c.value).filter(|v| !v.is_empty()))
+            })
         })
-        .await?;
-    Ok(())
+        .await
 }
 
 /// The start of the window whose event rotations count: the last hour, or the last
@@ -120,5 +157,54 @@ mod tests {
         assert_eq!(counted_since(now, Some(recent)), recent);
         let old = Utc.with_ymd_and_hms(2026, 11, 24, 9, 0, 0).unwrap();
         assert_eq!(counted_since(now, Some(old)), hour_ago);
+    }
+
+    #[tokio::test]
+    async fn resume_and_reload_lift_the_pause_the_same_way_and_both_audit() {
+        let store = StoreHandle::spawn(crate::store::Store::open_in_memory().unwrap()).unwrap();
+        let paused_at = Utc.with_ymd_and_hms(2026, 11, 25, 11, 0, 0).unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        let since = paused_at.to_rfc3339();
+        store
+            .call(move |s| s.db().set_cursor(STORM_CURSOR, &since, paused_at))
+            .await
+            .unwrap();
+        let user = Lifter::Cli { user: "ops".into() };
+        assert_eq!(
+            lift_pause(&store, now, user).await.unwrap(),
+            Some(paused_at.to_rfc3339())
+        );
+        // Not paused any more: a reload still lifts (nothing) and still audits.
+        assert_eq!(lift_pause(&store, now, Lifter::Reload).await.unwrap(), None);
+        let (paused, resumed) = store
+            .call(|s| {
+                Ok((
+                    s.db().get_cursor(STORM_CURSOR)?,
+                    s.db().get_cursor(STORM_RESUMED_CURSOR)?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert_eq!(paused.unwrap().value, "");
+        assert_eq!(resumed.unwrap().value, now.to_rfc3339());
+        let rows = store
+            .call(|s| {
+                let mut rows = Vec::new();
+                s.db()
+                    .audit_log(&crate::store::AuditFilter::default(), |e| {
+                        rows.push(format!("{} {} {}", e.actor, e.action, e.outcome));
+                        Ok::<(), StoreError>(())
+                    })
+                    .map(|()| rows)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                "cli:ops storm_guard resumed",
+                "rotationd storm_guard resumed"
+            ]
+        );
     }
 }

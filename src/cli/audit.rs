@@ -1,4 +1,5 @@
-//! `rotationd audit`: the audit log for people, and its hash chain checked.
+//! `rotationd audit`: the audit log for people (table, JSON or CSV), and its hash chain
+//! checked (`--verify`).
 //!
 //! Auditors and on-call engineers need to answer "who rotated or rolled back what, under
 //! which ticket, and why" without `sqlite3`, AWS credentials or a running daemon, so this
@@ -14,11 +15,12 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::commands::{EXIT_FAILURE, EXIT_INVALID, EXIT_OK, TIME_FORMAT, load_config};
+use super::{CliError, load_config};
+use crate::planner::TIME_FORMAT;
 use crate::store::{AuditEntry, AuditFilter, AuditVerification, GENESIS_HASH, Store, StoreError};
 
 /// How `rotationd audit` prints the entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditFormat {
     /// Aligned columns for a terminal; long reasons are shortened.
     Table,
@@ -40,63 +42,16 @@ pub fn audit(
     format: AuditFormat,
     verify: bool,
     expect_hash: Option<&str>,
-) -> u8 {
-    let cfg = match load_config(config) {
-        Ok(cfg) => cfg,
-        Err(code) => return code,
-    };
-    let since = match since.map(|s| parse_since(s, Utc::now())).transpose() {
-        Ok(since) => since,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_INVALID;
-        }
-    };
+) -> Result<(), CliError> {
+    let cfg = load_config(config)?;
+    let since = since
+        .map(|s| parse_since(s, Utc::now()))
+        .transpose()
+        .map_err(CliError::Invalid)?;
     // The runtime (DynamoDB backend) lives as long as the replica may call out.
-    let (store, _runtime) = match open_state(&cfg) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
+    let (store, _runtime) = open_state(&cfg)?;
     if verify {
-        let result = match &store {
-            Some(store) => store.db().verify_audit(),
-            None => Ok(AuditVerification {
-                checked: 0,
-                last_hash: GENESIS_HASH.to_owned(),
-                broken: None,
-            }),
-        };
-        let code = report_verification(result);
-        if code != EXIT_OK {
-            return code;
-        }
-        // A hash recorded earlier (a previous `--verify`) must still be in the chain: this
-        // is what shows a removed or rewritten tail, which the chain alone cannot.
-        if let Some(h) = expect_hash {
-            let found = match &store {
-                Some(store) => store.db().audit_entry_with_hash(h.trim()),
-                None => Ok(None),
-            };
-            return match found {
-                Ok(Some(id)) => {
-                    println!(
-                        "expected hash found at entry {id}: nothing before it was removed or rewritten"
-                    );
-                    EXIT_OK
-                }
-                Ok(None) => {
-                    eprintln!(
-                        "error: audit log tampered: hash {h} recorded earlier is no longer in the chain (entries after it were removed or rewritten); keep a copy of the state database for investigation and compare it with a backup"
-                    );
-                    EXIT_FAILURE
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    EXIT_FAILURE
-                }
-            };
-        }
-        return code;
+        return verify_chain(store.as_ref(), expect_hash);
     }
     let filter = AuditFilter {
         secret: secret.map(str::to_owned),
@@ -106,43 +61,62 @@ pub fn audit(
     let written = write_entries(&mut out, store.as_ref(), &filter, format)
         .and_then(|()| out.flush().map_err(OutError::Io));
     match written {
-        Ok(()) => EXIT_OK,
+        Ok(()) => Ok(()),
         // A closed pipe (`| head`) is the reader's choice, not a failure.
-        Err(OutError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
-        Err(OutError::Io(e)) => {
-            eprintln!("error: cannot write the audit log: {e}");
-            EXIT_FAILURE
-        }
-        Err(OutError::Store(e)) => {
-            eprintln!("error: {e}");
-            EXIT_FAILURE
-        }
+        Err(OutError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(OutError::Io(e)) => Err(CliError::Failed(format!("cannot write the audit log: {e}"))),
+        Err(OutError::Store(e)) => Err(CliError::Failed(e.to_string())),
     }
 }
 
-fn report_verification(result: Result<AuditVerification, StoreError>) -> u8 {
-    match result {
-        Ok(AuditVerification {
+/// `--verify`: the chain intact, and a hash recorded earlier (a previous `--verify`)
+/// still in it: what shows a removed or rewritten tail, which the chain alone cannot.
+fn verify_chain(store: Option<&Store>, expect_hash: Option<&str>) -> Result<(), CliError> {
+    let result = match store {
+        Some(store) => store.db().verify_audit(),
+        None => Ok(AuditVerification {
+            checked: 0,
+            last_hash: GENESIS_HASH.to_owned(),
+            broken: None,
+        }),
+    };
+    report_verification(result)?;
+    let Some(h) = expect_hash else {
+        return Ok(());
+    };
+    let found = match store {
+        Some(store) => store.db().audit_entry_with_hash(h.trim()),
+        None => Ok(None),
+    };
+    match found.map_err(|e| CliError::Failed(e.to_string()))? {
+        Some(id) => {
+            println!(
+                "expected hash found at entry {id}: nothing before it was removed or rewritten"
+            );
+            Ok(())
+        }
+        None => Err(CliError::Failed(format!(
+            "audit log tampered: hash {h} recorded earlier is no longer in the chain (entries after it were removed or rewritten); keep a copy of the state database for investigation and compare it with a backup"
+        ))),
+    }
+}
+
+fn report_verification(result: Result<AuditVerification, StoreError>) -> Result<(), CliError> {
+    match result.map_err(|e| CliError::Failed(e.to_string()))? {
+        AuditVerification {
             checked,
             last_hash,
             broken: None,
-        }) => {
+        } => {
             println!("audit log OK: {checked} entries, last hash {last_hash}");
-            EXIT_OK
+            Ok(())
         }
-        Ok(AuditVerification {
+        AuditVerification {
             broken: Some(b), ..
-        }) => {
-            eprintln!(
-                "error: audit log tampered at entry {}: {}; keep a copy of the state database for investigation and compare it with a backup",
-                b.id, b.fault
-            );
-            EXIT_FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            EXIT_FAILURE
-        }
+        } => Err(CliError::Failed(format!(
+            "audit log tampered at entry {}: {}; keep a copy of the state database for investigation and compare it with a backup",
+            b.id, b.fault
+        ))),
     }
 }
 
@@ -168,7 +142,7 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String>
 /// credentials of the daemon's own account and `dynamodb:Query`).
 fn open_state(
     cfg: &crate::config::Config,
-) -> Result<(Option<Store>, Option<tokio::runtime::Runtime>), u8> {
+) -> Result<(Option<Store>, Option<tokio::runtime::Runtime>), CliError> {
     match &cfg.state.backend {
         crate::config::StateBackend::Sqlite => {
             let path = &cfg.daemon.state_path;
@@ -179,20 +153,16 @@ fn open_state(
                 );
                 return Ok((None, None));
             }
-            Store::open(path).map(|s| (Some(s), None)).map_err(|e| {
-                eprintln!("error: {e}");
-                EXIT_FAILURE
-            })
+            Store::open(path)
+                .map(|s| (Some(s), None))
+                .map_err(|e| CliError::Failed(e.to_string()))
         }
         crate::config::StateBackend::Dynamodb { table } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .build()
-                .map_err(|e| {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    EXIT_FAILURE
-                })?;
+                .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
             let sdk = rt.block_on(crate::aws::load_sdk_config(&cfg.aws));
             let client = aws_sdk_dynamodb::Client::new(&sdk);
             let journal = crate::store::journal::Journal::dynamodb(
@@ -203,8 +173,9 @@ fn open_state(
             );
             // This thread is not one of the runtime's workers: the replica may block on it.
             let store = Store::open_replicated(journal).map_err(|e| {
-                eprintln!("error: cannot read the shared state in DynamoDB table {table}: {e}");
-                EXIT_FAILURE
+                CliError::Failed(format!(
+                    "cannot read the shared state in DynamoDB table {table}: {e}"
+                ))
             })?;
             Ok((Some(store), Some(rt)))
         }

@@ -1,0 +1,189 @@
+//! `rotationd status`: live compliance per secret, from one `ListSecrets` scan and the
+//! state store: the planner's status, the next window, pending triggers, the last watch
+//! of the dependents and the native-schedule drift.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use super::{CliError, with_app, write_out};
+use crate::planner::{self, TIME_FORMAT};
+
+/// A row of `rotationd status`.
+#[derive(Debug, serde::Serialize)]
+pub struct StatusRow {
+    pub secret: String,
+    pub arn: Option<String>,
+    /// Creation of the AWSCURRENT version: the last real rotation (absent for a secret
+    /// never rotated: its AWSCURRENT is the value it was created with).
+    pub last_rotation: Option<DateTime<Utc>>,
+    /// Age of the AWSCURRENT version, rotated or not.
+    pub age_days: Option<i64>,
+    pub status: String,
+    pub next_window: Option<DateTime<Utc>>,
+    pub pending: Vec<String>,
+    /// The post-rotation watch of the last rotation's dependents: `watching`,
+    /// `rolling_back`, `validated` or `validated_unhealthy` (absent when none was watched).
+    pub validation: Option<String>,
+    /// When the watch ends, while it runs.
+    pub watch_until: Option<DateTime<Utc>>,
+    /// Secrets Manager's own schedule against the TOML schedule (`[policy] native_schedule`).
+    pub native_schedule: Option<crate::drift::Drift>,
+    pub detail: Option<String>,
+}
+
+/// Prints the rows as a table or JSON.
+pub fn status(path: &Path, json: bool) -> Result<(), CliError> {
+    with_app(path, async |app| {
+        let rows = status_rows(app)
+            .await
+            .map_err(|e| CliError::Failed(format!("{e:#}")))?;
+        write_out(json, &rows, "status", |out| write_status_table(out, &rows))
+    })
+}
+
+/// Computes the status rows: one inventory scan plus the store.
+pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusRow>> {
+    use crate::inventory;
+    let cfg = &app.cfg;
+    let now = app.clock.now();
+    let mut cache = inventory::AgeCache::default();
+    let inv = inventory::scan(&app.engine.sm, cfg, &mut cache).await?;
+    for (place, error) in &inv.unreachable {
+        // The other accounts are listed; say which are not, and why.
+        eprintln!("warning: {place}: cannot list its secrets, so they are missing below: {error}");
+    }
+    let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;
+    let last = app.store.call(|s| s.db().last_finished_attempts()).await?;
+    let pending = app.store.call(|s| s.db().pending_triggers()).await?;
+    let policy = planner::Policy::from_config(cfg);
+    let stuck_after = chrono::Duration::from_std(app.engine.opts.monitor_timeout)
+        .unwrap_or(chrono::Duration::minutes(15));
+    let mut rows = Vec::new();
+    for e in &inv.fleet.entries {
+        let settings = inventory::settings(cfg, e.origin);
+        let active = unfinished.iter().any(|a| a.secret == e.key);
+        let last_attempt = last.iter().find(|a| a.secret == e.key);
+        let facts = inventory::facts(
+            &e.info,
+            inv.versions.get(&e.info.arn).map(Vec::as_slice),
+            &cache,
+            active,
+            inventory::left_by_failure(&e.info, last_attempt),
+            now,
+            stuck_after,
+        );
+        let target = settings.target(e.key.clone());
+        let compliance = planner::compliance(&target, &facts, now, &policy);
+        let failing = last_attempt.filter(|a| {
+            matches!(
+                a.state,
+                crate::store::AttemptState::Failed | crate::store::AttemptState::Stuck
+            )
+        });
+        let status = inventory::status_label(compliance, failing.is_some()).to_string();
+        let next_window = planner::window_at_or_after(&target, now);
+        rows.push(StatusRow {
+            secret: e.key.clone(),
+            arn: Some(e.info.arn.clone()),
+            last_rotation: facts.current_created.filter(|_| facts.ever_rotated),
+            age_days: facts.current_created.map(|c| (now - c).num_days()),
+            status,
+            next_window,
+            pending: pending
+                .iter()
+                .filter(|t| t.secret == e.key)
+                .map(|t| t.kind.as_str().to_string())
+                .collect(),
+            validation: last_attempt
+                .and_then(|a| a.validation)
+                .map(|v| v.as_str().to_string()),
+            watch_until: last_attempt
+                .filter(|a| a.validation.is_some_and(|v| v.is_open()))
+                .and_then(|a| a.watch_until),
+            native_schedule: crate::drift::drift(
+                &e.info.native,
+                &crate::drift::aws_rules(&settings.schedule, settings.window),
+                cfg.policy.native_schedule,
+            ),
+            detail: failing.and_then(|a| a.error.clone()),
+        });
+    }
+    for (id, reason) in &inv.fleet.missing {
+        rows.push(StatusRow {
+            secret: id.clone(),
+            arn: None,
+            last_rotation: None,
+            age_days: None,
+            status: "missing".into(),
+            next_window: None,
+            pending: Vec::new(),
+            validation: None,
+            watch_until: None,
+            native_schedule: None,
+            detail: Some(reason.as_str().to_string()),
+        });
+    }
+    rows.sort_by(|a, b| a.secret.cmp(&b.secret));
+    Ok(rows)
+}
+
+fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Result<()> {
+    let width = rows
+        .iter()
+        .map(|r| r.secret.len())
+        .max()
+        .unwrap_or(0)
+        .max("SECRET".len());
+    writeln!(
+        out,
+        "{:<width$}  {:<13}  {:<20}  {:>5}  {:<20}  {:<19}  {:<6}  PENDING",
+        "SECRET", "STATUS", "LAST ROTATION", "AGE", "NEXT WINDOW", "VALIDATION", "NATIVE"
+    )?;
+    let t = |d: &Option<DateTime<Utc>>| {
+        d.map_or("-".to_string(), |d| d.format(TIME_FORMAT).to_string())
+    };
+    for r in rows {
+        writeln!(
+            out,
+            "{:<width$}  {:<13}  {:<20}  {:>5}  {:<20}  {:<19}  {:<6}  {}{}{}",
+            r.secret,
+            r.status,
+            match (&r.last_rotation, r.age_days) {
+                (None, Some(_)) => "never".to_string(),
+                (at, _) => t(at),
+            },
+            r.age_days.map_or("-".to_string(), |d| format!("{d}d")),
+            t(&r.next_window),
+            r.validation.as_deref().unwrap_or("-"),
+            if r.native_schedule.is_some() {
+                "drift"
+            } else {
+                "ok"
+            },
+            if r.pending.is_empty() {
+                "-".to_string()
+            } else {
+                r.pending.join(",")
+            },
+            r.detail
+                .as_ref()
+                .map_or(String::new(), |d| format!("  ({d})")),
+            match (&r.validation, r.watch_until) {
+                (Some(v), Some(until)) => format!("  ({v} until {})", until.format(TIME_FORMAT)),
+                _ => String::new(),
+            }
+        )?;
+    }
+    // One line, not one per secret: a fleet whose rotation functions all run on their own
+    // schedule would double the table. `plan --live` and `--format json` have the details.
+    let drifting = rows.iter().filter(|r| r.native_schedule.is_some()).count();
+    if drifting > 0 {
+        writeln!(
+            out,
+            "{drifting} secret(s) with NATIVE drift: Secrets Manager's own rotation schedule differs from rotationd's; see rotationd plan --live"
+        )?;
+    }
+    Ok(())
+}

@@ -85,6 +85,9 @@ enum Command {
     Status {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Only this secret (its name or ARN), as the escalations' commands ask.
+        #[arg(long)]
+        secret: Option<String>,
     },
     /// Rotate one secret now through the whole pipeline; progress on stderr.
     Rotate {
@@ -161,9 +164,11 @@ fn main() -> ExitCode {
         Command::Run => cli::run::run(&cli.config),
         Command::SetupEvents => cli::setup_events::setup_events(&cli.config),
         Command::Resume => cli::resume::resume(&cli.config),
-        Command::Status { format } => {
-            cli::status::status(&cli.config, matches!(format, Format::Json))
-        }
+        Command::Status { format, secret } => cli::status::status(
+            &cli.config,
+            matches!(format, Format::Json),
+            secret.as_deref(),
+        ),
         Command::Rotate {
             secret,
             ticket,

@@ -211,6 +211,15 @@ strategy = "single-user"
         "{email}"
     );
     assert!(email.contains("dedupe key: "), "{email}");
+    // The email's first command works as written.
+    let o = env.cli(&["status", "--secret", &stuck]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains(&stuck) && table.contains("stuck"), "{table}");
+    assert!(!table.contains(&fine), "{table}");
+    let o = env.cli(&["status", "--secret", "not/managed"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not/managed is not a secret rotationd manages"));
     let sms = bodies["sms"].as_str().unwrap();
     assert!(sms.len() <= 140, "{sms}");
     assert!(sms.starts_with("rotationd [P1] rotation_stuck "), "{sms}");

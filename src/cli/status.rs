@@ -33,12 +33,21 @@ pub struct StatusRow {
     pub detail: Option<String>,
 }
 
-/// Prints the rows as a table or JSON.
-pub fn status(path: &Path, json: bool) -> Result<(), CliError> {
+/// Prints the rows as a table or JSON; with `secret`, only that secret's row (by name or
+/// ARN), and an error when it is not managed.
+pub fn status(path: &Path, json: bool, secret: Option<&str>) -> Result<(), CliError> {
     with_app(path, async |app| {
-        let rows = status_rows(app)
+        let mut rows = status_rows(app)
             .await
             .map_err(|e| CliError::Failed(format!("{e:#}")))?;
+        if let Some(id) = secret {
+            rows.retain(|r| r.secret == id || r.arn.as_deref() == Some(id));
+            if rows.is_empty() {
+                return Err(CliError::Failed(format!(
+                    "{id} is not a secret rotationd manages; run rotationd status to list them"
+                )));
+            }
+        }
         write_out(json, &rows, "status", |out| write_status_table(out, &rows))
     })
 }

@@ -682,3 +682,55 @@ custodians = ["mallory"]
     assert!(deadline >= (sent + chrono::Duration::hours(23)).timestamp());
     drop(daemon);
 }
+
+#[tokio::test]
+async fn a_rotation_that_leaves_no_awsprevious_is_never_called_succeeded() {
+    // The guide's "confirm both stages exist": a function whose finishSecret also takes
+    // AWSPREVIOUS off the old version. The new password works, but nothing can restore the
+    // old one by label: the attempt fails and Security is paged.
+    let name = moto::unique_name("real/noprevious");
+    let body = format!(
+        r#"
+[policy]
+max_age = "93d"
+require_change_ticket = false
+
+[[secret]]
+id = "{name}"
+strategy = "alternating-users"
+"#
+    );
+    let w = World::new("real-noprevious", &body).await;
+    w.database_secret(
+        &name,
+        "ledger2",
+        "ledger2-Old-1",
+        serde_json::json!({"function": "alternating-users", "drop_previous": true}),
+    )
+    .await;
+    let o = w.rotate(&name, "INC-7600");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("AWSPREVIOUS is absent instead of the old version"),
+        "{err}"
+    );
+    let (state, _, _) = w.attempt(&name).unwrap();
+    assert_eq!(state, "failed");
+    let labels = w.env.stages(&name).await;
+    assert!(
+        !labels.values().flatten().any(|l| l == "AWSPREVIOUS"),
+        "{labels:?}"
+    );
+    // One P1 for it, never a success notice.
+    let p1s = w.p1s(Duration::from_secs(5)).await;
+    let kinds: Vec<&str> = p1s.iter().filter_map(|m| m["kind"].as_str()).collect();
+    assert_eq!(kinds, ["rotation_failed"], "{p1s:#?}");
+    assert_eq!(
+        events::count(
+            &w.env,
+            "SELECT count(*) FROM alert_outbox WHERE kind = 'rotation_completed'"
+        ),
+        0
+    );
+}

@@ -23,7 +23,8 @@ returns). The control API is under ``/_rotation_host/``:
 
 - ``POST /_rotation_host/functions``: ``{"secret_id", "function": "single-user" |
   "alternating-users", "name", "delays": {STEP: seconds}, "fail_at": STEP, "hang_at": STEP,
-  "queue_url"}`` registers (or re-registers) a secret's function; answers its ARNs;
+  "queue_url", "drop_previous": bool}`` registers (or re-registers) a secret's function;
+  answers its ARNs (``drop_previous``: a broken finishSecret that also removes AWSPREVIOUS);
 - ``GET /_rotation_host/calls``: every RotateSecret received and every step invoked.
 
 The host plays the customer's Lambda, so it reads and writes secret values; it never
@@ -72,6 +73,9 @@ class Registration:
         self.fail_at = None
         self.hang_at = None
         self.queue_url = None
+        # A broken finishSecret (for tests): AWSPREVIOUS taken off the old version after
+        # AWSCURRENT moved, so the old credential can no longer be restored by label.
+        self.drop_previous = False
         self.rules = {"AutomaticallyAfterDays": 90}
         self.last_rotated = None
         self.running = None  # the token of the rotation in progress
@@ -123,6 +127,7 @@ class Host:
             reg.fail_at = spec.get("fail_at")
             reg.hang_at = spec.get("hang_at")
             reg.queue_url = spec.get("queue_url")
+            reg.drop_previous = bool(spec.get("drop_previous"))
         return {"arn": reg.arn, "lambda_arn": reg.lambda_arn}
 
     # ---- Secrets Manager, as AWS with a function attached ----
@@ -188,6 +193,13 @@ class Host:
                         token,
                     )
                     return
+                if step == "finishSecret" and reg.drop_previous:
+                    versions = self.sm.describe_secret(SecretId=reg.arn)["VersionIdsToStages"]
+                    for version, stages in versions.items():
+                        if "AWSPREVIOUS" in stages:
+                            self.sm.update_secret_version_stage(
+                                SecretId=reg.arn, VersionStage="AWSPREVIOUS", RemoveFromVersionId=version
+                            )
                 record.update(ended=time.time(), ok=True)
                 log(f"{reg.name}: {step} done")
             reg.last_rotated = time.time()

@@ -587,9 +587,9 @@ fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Resu
 /// `rotationd rotate`: the whole pipeline now, progress on stderr.
 pub fn rotate(path: &Path, secret: &str, ticket: &str, reason: &str, emergency: bool) -> u8 {
     let ticket_ok = if emergency {
-        crate::config::is_ticket(ticket, "INC")
+        crate::ticket::is_ticket(ticket, "INC")
     } else {
-        crate::config::is_ticket(ticket, "INC") || crate::config::is_ticket(ticket, "CHG")
+        crate::ticket::is_ticket(ticket, "INC") || crate::ticket::is_ticket(ticket, "CHG")
     };
     if !ticket_ok {
         eprintln!(
@@ -707,7 +707,7 @@ async fn rotate_now(
 
 /// `rotationd rollback`: AWSCURRENT back to the AWSPREVIOUS version, verified, audited.
 pub fn rollback(path: &Path, secret: &str, ticket: &str, reason: &str) -> u8 {
-    if !(crate::config::is_ticket(ticket, "INC") || crate::config::is_ticket(ticket, "CHG")) {
+    if !(crate::ticket::is_ticket(ticket, "INC") || crate::ticket::is_ticket(ticket, "CHG")) {
         eprintln!("error: ticket `{ticket}` must look like INC-123 or CHG-123");
         return EXIT_INVALID;
     }

@@ -40,6 +40,7 @@
 
 pub mod alerts;
 pub mod aws;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod daemon;
@@ -55,4 +56,5 @@ pub mod requests;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
+pub mod ticket;
 pub mod validation;

@@ -41,13 +41,14 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::{Alert, AlertKind, Alerts};
 use crate::aws::AwsError;
 use crate::aws::secrets::{AWSCURRENT, SecretsManager};
-use crate::config::{Config, Level, RequestsConfig, is_ticket};
-use crate::engine::Clock;
+use crate::clock::Clock;
+use crate::config::{Config, Level, RequestsConfig};
 use crate::events::normalize::{RequestEvent, RequestKind};
 use crate::inventory::FleetEntry;
 use crate::store::{
     NewAuditEntry, NewTrigger, Request, RequestState, StoreError, StoreHandle, TriggerKind,
 };
+use crate::ticket::is_ticket;
 
 /// The detail-type of rotationd's answers on the bus.
 pub const UPDATED: &str = "Rotation Request Updated";

@@ -44,10 +44,11 @@ use crate::aws::AwsError;
 use crate::aws::Place;
 use crate::aws::cloudwatch::{AlarmState, CloudWatch, MetricQuery};
 use crate::aws::secrets::{AWSCURRENT, SecretsManager};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::engine::{Clock, INC_PENDING};
 use crate::metrics::Metrics;
 use crate::store::{Attempt, NewAuditEntry, StoreError, StoreHandle, Validation};
+use crate::ticket::INC_PENDING;
 
 /// What to watch after one rotation, and how it looked before. Stored as JSON on the
 /// attempt (`watch_plan`).

@@ -392,13 +392,6 @@ pub(super) fn check_table_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// `CHG-10421`, `INC-123`: a prefix, a dash, digits.
-pub fn is_ticket(s: &str, prefix: &str) -> bool {
-    s.strip_prefix(prefix)
-        .and_then(|r| r.strip_prefix('-'))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// The URL `key` as written; an error unless it is an http:// or https:// URL with a host.
 pub(super) fn http_url(diags: &mut Diagnostics, value: &Spanned<String>, key: &str) -> String {
     let v = value.get_ref();
@@ -471,15 +464,6 @@ mod tests {
             "1d 2h 30m"
         );
         assert_eq!(fmt_duration(Duration::from_secs(4 * 3600)), "4h");
-    }
-
-    #[test]
-    fn ticket_shapes() {
-        assert!(is_ticket("CHG-10421", "CHG"));
-        assert!(is_ticket("INC-1", "INC"));
-        assert!(!is_ticket("CHG-", "CHG"));
-        assert!(!is_ticket("CHG10421", "CHG"));
-        assert!(!is_ticket("INC-12", "CHG"));
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::schedule::Schedule;
 use checks::Schedules;
 use sections::settings::Declared;
 
-pub use checks::{check_arn, fmt_duration, is_ticket};
+pub use checks::{check_arn, fmt_duration};
 pub use diag::{Diagnostic, Diagnostics, Severity};
 
 /// Where `rotationd` looks for its configuration when `--config` is not given.

@@ -13,8 +13,9 @@ use anyhow::Context;
 use crate::alerts::Alerts;
 use crate::aws::secrets::SecretsManager;
 use crate::aws::{self, RequestCounter};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::engine::{Clock, Engine, EngineOptions, RateLimiter};
+use crate::engine::{Engine, EngineOptions, RateLimiter};
 use crate::metrics::Metrics;
 use crate::store::StoreHandle;
 

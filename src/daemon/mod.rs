@@ -46,8 +46,8 @@ pub use executor::{MAX_CONCURRENT_ATTEMPTS, ORPHAN_AFTER, RETRY_AFTER};
 pub use health::Health;
 pub use policy::storm::{EVENT_KINDS, STORM_CURSOR, STORM_RESUMED_CURSOR};
 
+use crate::clock::Clock;
 use crate::config::{Config, StateBackend};
-use crate::engine::Clock;
 use crate::events::EventSink;
 use crate::events::cloudtrail::Poller;
 use crate::events::sqs::Consumer;

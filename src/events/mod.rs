@@ -34,8 +34,8 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::RwLock;
 
 use crate::alerts::{Alert, AlertKind};
+use crate::clock::Clock;
 use crate::config::{Config, EventsConfig};
-use crate::engine::Clock;
 use crate::inventory::{Fleet, FleetEntry, Inventory};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -395,7 +395,7 @@ fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan:
     a.ticket = Some(
         c.ticket
             .clone()
-            .unwrap_or_else(|| crate::engine::INC_PENDING.into()),
+            .unwrap_or_else(|| crate::ticket::INC_PENDING.into()),
     );
     a.reason = c.reason.clone();
     a.dedupe_key = format!("breach_suspected:{}:{}", entry.key, c.event_id);

@@ -4,6 +4,9 @@
 
 use chrono::{DateTime, Utc};
 
+/// How rotationd shows a time to people (CLI tables, alert texts): UTC to the second.
+pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+
 /// The time rotationd acts on. Tests of the real binary shift it with
 /// `ROTATIOND_TEST_CLOCK_OFFSET` (seconds, may be negative) to put "now" inside or
 /// outside a window without waiting for one; production leaves it unset.

@@ -816,10 +816,7 @@ pub fn offline_targets(cfg: &Config) -> Vec<planner::Target> {
 
 /// The planner's policy from the config.
 pub fn policy(cfg: &Config) -> planner::Policy {
-    planner::Policy {
-        max_age: chrono::Duration::from_std(cfg.policy.max_age).unwrap_or(chrono::Duration::MAX),
-        max_rotations_per_minute: cfg.daemon.max_rotations_per_minute,
-    }
+    cfg.planner_policy()
 }
 
 /// The plan from the configuration alone: every window is `scheduled`.
@@ -827,7 +824,7 @@ pub fn offline_plan(cfg: &Config, from: DateTime<Utc>, until: DateTime<Utc>) -> 
     planner::plan(&offline_targets(cfg), &|_| None, from, until, &policy(cfg))
 }
 
-pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
+pub use crate::clock::TIME_FORMAT;
 
 /// A plain-text table, one entry per line, in the planner's order.
 pub fn write_table(out: &mut impl Write, entries: &[planner::PlanEntry]) -> std::io::Result<()> {

@@ -442,6 +442,15 @@ impl Config {
         }
     }
 
+    /// The planner's policy: `[policy] max_age` and `[daemon] max_rotations_per_minute`.
+    pub fn planner_policy(&self) -> crate::planner::Policy {
+        crate::planner::Policy {
+            max_age: chrono::Duration::from_std(self.policy.max_age)
+                .unwrap_or(chrono::Duration::MAX),
+            max_rotations_per_minute: self.daemon.max_rotations_per_minute,
+        }
+    }
+
     /// The `[[dependent]]` called `name`.
     pub fn dependent(&self, name: &str) -> Option<&DependentConfig> {
         self.dependents.iter().find(|d| d.name == name)

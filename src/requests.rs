@@ -43,12 +43,14 @@ use crate::aws::AwsError;
 use crate::aws::secrets::{AWSCURRENT, SecretsManager};
 use crate::clock::Clock;
 use crate::config::{Config, Level, RequestsConfig};
-use crate::events::normalize::{RequestEvent, RequestKind};
 use crate::inventory::FleetEntry;
 use crate::store::{
     NewAuditEntry, NewTrigger, Request, RequestState, StoreError, StoreHandle, TriggerKind,
 };
 use crate::ticket::is_ticket;
+
+mod event;
+pub use event::{RequestEvent, RequestKind};
 
 /// The detail-type of rotationd's answers on the bus.
 pub const UPDATED: &str = "Rotation Request Updated";

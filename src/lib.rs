@@ -39,6 +39,7 @@
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
 pub mod alerts;
+pub mod arn;
 pub mod aws;
 pub mod clock;
 pub mod commands;

@@ -72,53 +72,10 @@ pub async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
     loader.load().await
 }
 
-/// Where a client works: one account and one region. Labels metrics, alerts and logs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Place {
-    /// The 12-digit account id, or [`OWN_ACCOUNT`] without `[[account]]` tables.
-    pub account: String,
-    pub region: String,
-}
-
-/// The `account` label when no `[[account]]` is configured: the daemon's own credentials.
-pub const OWN_ACCOUNT: &str = "self";
-
-impl Place {
-    /// The daemon's own account in `region` (a client's configured region; `unset` when it
-    /// has none): the one place without `[[account]]`.
-    pub fn own(region: Option<&Region>) -> Place {
-        Place {
-            account: OWN_ACCOUNT.into(),
-            region: region.map_or_else(|| "unset".into(), |r| r.to_string()),
-        }
-    }
-}
-
-impl std::fmt::Display for Place {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "account {} region {}", self.account, self.region)
-    }
-}
-
-/// The account and region an ARN names (`arn:<partition>:<service>:<region>:<account>:…`).
-pub fn arn_place(arn: &str) -> Option<Place> {
-    let mut parts = arn.splitn(6, ':');
-    if parts.next()? != "arn" {
-        return None;
-    }
-    let _partition = parts.next()?;
-    let _service = parts.next()?;
-    let region = parts.next()?;
-    let account = parts.next()?;
-    parts.next()?;
-    if region.is_empty() || account.is_empty() {
-        return None;
-    }
-    Some(Place {
-        account: account.to_string(),
-        region: region.to_string(),
-    })
-}
+// Where a client works, and the label of a client without `[[account]]`: they live with the
+// ARN (which names the place) so that the metrics can label by them without depending on
+// this module. Re-exported because every client here is keyed by one.
+pub use crate::arn::{OWN_ACCOUNT, Place};
 
 /// One client per account-region. Without `[[account]]` there is one, used for every id;
 /// with them, a secret is addressed by its ARN, which names the client to use (names
@@ -177,7 +134,7 @@ impl<C> Targets<C> {
                 retryable: false,
             });
         }
-        let Some(place) = arn_place(id) else {
+        let Some(place) = Place::of_arn(id) else {
             return Err(AwsError {
                 operation,
                 code: None,
@@ -215,7 +172,7 @@ pub async fn place_configs(
     accounts: &[crate::config::Account],
 ) -> Vec<(Place, SdkConfig)> {
     if accounts.is_empty() {
-        return vec![(Place::own(sdk.region()), sdk.clone())];
+        return vec![(Place::own(sdk.region().map(|r| r.as_ref())), sdk.clone())];
     }
     let mut out = Vec::new();
     for account in accounts {

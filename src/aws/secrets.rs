@@ -170,7 +170,10 @@ impl SecretsManager {
     /// One client for every secret (no `[[account]]` tables).
     pub fn new(client: Client) -> Self {
         SecretsManager {
-            targets: Targets::single(Place::own(client.config().region()), client),
+            targets: Targets::single(
+                Place::own(client.config().region().map(|r| r.as_ref())),
+                client,
+            ),
         }
     }
 
@@ -193,7 +196,7 @@ impl SecretsManager {
     pub fn place_of(&self, id: &str) -> Place {
         match self.targets.pick(id, "route") {
             Ok((place, _)) => place.clone(),
-            Err(_) => super::arn_place(id)
+            Err(_) => Place::of_arn(id)
                 .or_else(|| self.places().into_iter().next())
                 .unwrap_or_else(|| Place::own(None)),
         }

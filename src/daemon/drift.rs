@@ -41,7 +41,7 @@ pub async fn native_schedules(
         .map(|c| (c.name, c.value))
         .collect();
     for e in &inv.fleet.entries {
-        if aws::arn_place(&e.info.arn).is_some_and(|p| !inv.reached(&p)) {
+        if aws::Place::of_arn(&e.info.arn).is_some_and(|p| !inv.reached(&p)) {
             continue;
         }
         let settings = inventory::settings(cfg, e.origin);

@@ -385,7 +385,7 @@ pub async fn carry_over(last: &RwLock<Option<Inventory>>, inv: &mut Inventory) -
         return stale;
     };
     for e in &previous.fleet.entries {
-        let down = aws::arn_place(&e.info.arn).is_some_and(|p| !inv.reached(&p));
+        let down = aws::Place::of_arn(&e.info.arn).is_some_and(|p| !inv.reached(&p));
         if down && inv.fleet.find(&e.info.arn).is_none() {
             stale.insert(e.key.clone());
             inv.fleet.entries.push(e.clone());

@@ -34,6 +34,7 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::RwLock;
 
 use crate::alerts::{Alert, AlertKind};
+use crate::arn::{Arn, Place};
 use crate::clock::Clock;
 use crate::config::{Config, EventsConfig};
 use crate::inventory::{Fleet, FleetEntry, Inventory};
@@ -78,11 +79,13 @@ pub fn find_secret<'a>(fleet: &'a Fleet, id: &str) -> Option<&'a FleetEntry> {
     }
     // The same secret under another random suffix: match by name (and, with `[[account]]`
     // tables, in the same account and region: names repeat across accounts).
-    let name = crate::inventory::name_from_arn(id)?;
-    let place = crate::aws::arn_place(id);
-    fleet.entries.iter().find(|e| {
-        e.info.name == name && (!fleet.by_arn || crate::aws::arn_place(&e.info.arn) == place)
-    })
+    let arn = Arn::parse(id).ok()?;
+    let name = arn.secret_name()?;
+    let place = arn.place();
+    fleet
+        .entries
+        .iter()
+        .find(|e| e.info.name == name && (!fleet.by_arn || Place::of_arn(&e.info.arn) == place))
 }
 
 /// The secrets `user` could reach: those naming the user or one of the user's groups as a

@@ -50,7 +50,6 @@ pub mod engine;
 pub mod events;
 pub mod history;
 pub mod inventory;
-pub mod lease;
 pub mod metrics;
 pub mod planner;
 pub mod requests;

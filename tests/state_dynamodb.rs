@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use common::moto;
-use rotationd::lease::{Lease, Role};
-use rotationd::store::dynamodb::ensure_table;
+use rotationd::store::dynamodb::{Lease, Role, ensure_table};
 use rotationd::store::journal::Journal;
 use rotationd::store::shared_log::MemoryLog;
 use rotationd::store::{

@@ -52,9 +52,9 @@ use crate::events::EventSink;
 use crate::events::cloudtrail::Poller;
 use crate::events::sqs::Consumer;
 use crate::inventory::Inventory;
-use crate::lease::{Lease, Role};
 use crate::metrics::Metrics;
 use crate::store::StoreHandle;
+use crate::store::dynamodb::{Lease, Role};
 use health::notify;
 use standby::Waited;
 
@@ -221,7 +221,7 @@ impl Daemon {
             Lease::new(
                 shared.dynamodb.clone(),
                 &shared.table,
-                crate::lease::LEASE_NAME,
+                crate::store::dynamodb::LEASE_NAME,
                 &self.instance,
                 self.cfg.state.lease,
             )

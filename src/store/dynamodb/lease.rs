@@ -1,7 +1,7 @@
 //! The leader lease on DynamoDB, with a fencing token: who of the instances sharing a
 //! `[state] backend = "dynamodb"` table leads (`daemon::run` waits as a standby until
 //! [`Lease::tick`] says leader, and steps down when a renewal fails). It lives in the state
-//! table itself, next to the log ([`crate::store::journal`]).
+//! table itself, next to the log ([`super::log`]).
 //!
 //! Why DynamoDB and not a home-made protocol: a conditional write is a compare-and-set
 //! that AWS makes durable and linearizable per item, which is all a lease needs.
@@ -36,8 +36,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem,
 };
 
+use super::{PK, SK, build_error};
 use crate::aws::AwsError;
-use crate::store::dynamodb::build_error;
 
 /// Where an instance stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,15 +75,8 @@ pub struct Lease {
     until_ms: Option<i64>,
 }
 
-/// The key attributes of rotationd's DynamoDB table (the state log's table).
-pub use crate::store::dynamodb::{PK, SK};
 /// The lease item's sort key.
 pub const LEASE_SK: &str = "lease";
-
-/// Creates the table if it does not exist ([`crate::store::dynamodb::ensure_table`]).
-pub async fn ensure_table(client: &Client, table: &str) -> Result<(), AwsError> {
-    crate::store::dynamodb::ensure_table(client, table).await
-}
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())

@@ -1,13 +1,5 @@
-//! The DynamoDB [`SharedLog`]: what `[state] backend = "dynamodb"` stores, and how.
-//!
-//! # Key design (one table, `pk` string + `sk` string)
-//!
-//! | item | `pk` | `sk` | attributes |
-//! |---|---|---|---|
-//! | log entry (chunk) | `log` | `<seq, 20 digits>#<chunk, 4 digits>` | `seq`, `chunk`, `chunks`, `schema`, `writer`, `at` (ms), `body` (JSON of the changes) |
-//! | leader lease | `lease#<name>` | `lease` | `holder`, `expires_at` (ms), `token` ([`crate::lease`]) |
-//! | snapshot chunk | `snapshot#<seq, 20 digits>` | `<chunk, 6 digits>` | `body` (every row, JSON) |
-//! | latest snapshot | `snapshot` | `latest` | `seq`, `chunks`, `schema`, `writer` |
+//! The DynamoDB [`SharedLog`]: the log entries and the snapshots of `[state] backend =
+//! "dynamodb"` (the items are in the key design of [`super`]).
 //!
 //! # How the promises of [`SharedLog`] are kept
 //!
@@ -29,20 +21,15 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, KeySchemaElement, KeyType,
-    Put, ScalarAttributeType, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 
-use super::journal::journal_error;
-use super::shared_log::{AppendError, Entry, Fence, SharedLog, Snapshot};
-use super::{StoreError, StoreResult};
+use super::lease::LEASE_SK;
+use super::{PK, SK, build_error};
 use crate::aws::AwsError;
+use crate::store::journal::journal_error;
+use crate::store::shared_log::{AppendError, Entry, Fence, SharedLog, Snapshot};
+use crate::store::{StoreError, StoreResult};
 
-/// The partition key attribute.
-pub const PK: &str = "pk";
-/// The sort key attribute.
-pub const SK: &str = "sk";
 /// The partition of the log.
 pub const LOG_PK: &str = "log";
 /// The partition of the pointer to the latest snapshot (`sk = "latest"`).
@@ -53,16 +40,6 @@ pub const CHUNK_BYTES: usize = 300 * 1024;
 const MAX_TRANSACT_ITEMS: usize = 100;
 /// DynamoDB's 4 MB per transaction, with room for the attributes around the bodies.
 const MAX_TRANSACT_BYTES: usize = 3_900_000;
-
-/// A DynamoDB request builder refused its input (a bug: every input is built here).
-pub(crate) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> AwsError {
-    AwsError {
-        operation: "DynamoDB",
-        code: None,
-        message: e.to_string(),
-        retryable: false,
-    }
-}
 
 fn aws_journal_error(e: AwsError) -> StoreError {
     let retryable = e.retryable;
@@ -75,7 +52,7 @@ impl Fence {
         ConditionCheck::builder()
             .table_name(table)
             .key(PK, AttributeValue::S(self.key.clone()))
-            .key(SK, AttributeValue::S(crate::lease::LEASE_SK.into()))
+            .key(SK, AttributeValue::S(LEASE_SK.into()))
             .condition_expression("holder = :me AND #t = :token")
             .expression_attribute_names("#t", "token")
             .expression_attribute_values(":me", AttributeValue::S(self.holder.clone()))
@@ -83,71 +60,6 @@ impl Fence {
             .build()
             .map_err(build_error)
     }
-}
-
-/// Creates the state table (`pk` and `sk` strings, on-demand billing) if it does not
-/// exist, and waits until it is active. The daemon calls it at start.
-pub async fn ensure_table(client: &Client, table: &str) -> Result<(), AwsError> {
-    match client.describe_table().table_name(table).send().await {
-        Ok(_) => return Ok(()),
-        Err(e) => {
-            let e = AwsError::from_sdk("DescribeTable", e);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-        }
-    }
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(build_error)
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .map_err(build_error)
-    };
-    let created = client
-        .create_table()
-        .table_name(table)
-        .attribute_definitions(attr(PK)?)
-        .attribute_definitions(attr(SK)?)
-        .key_schema(key(PK, KeyType::Hash)?)
-        .key_schema(key(SK, KeyType::Range)?)
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("CreateTable", e));
-    match created {
-        Ok(_) => {}
-        // Another instance created it at the same moment.
-        Err(e) if e.is_code("ResourceInUseException") => {}
-        Err(e) => return Err(e),
-    }
-    for _ in 0..120 {
-        let d = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("DescribeTable", e))?;
-        if d.table().and_then(|t| t.table_status()).map(|s| s.as_str()) == Some("ACTIVE") {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-    Err(AwsError {
-        operation: "DescribeTable",
-        code: None,
-        message: format!(
-            "table {table} did not become ACTIVE within a minute; check it in the DynamoDB console"
-        ),
-        retryable: true,
-    })
 }
 
 /// The shared log in a DynamoDB table (see the module doc for the items).

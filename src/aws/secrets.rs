@@ -34,7 +34,7 @@ pub struct SecretInfo {
     pub versions: BTreeMap<String, Vec<String>>,
     pub tags: BTreeMap<String, String>,
     /// Secrets Manager's own rotation schedule (`RotationRules`), for the drift check.
-    pub native: crate::drift::NativeRules,
+    pub native: crate::schedule::aws_cron::NativeRules,
 }
 
 impl SecretInfo {
@@ -108,7 +108,7 @@ macro_rules! secret_info {
                     ))
                 })
                 .collect(),
-            native: crate::drift::NativeRules {
+            native: crate::schedule::aws_cron::NativeRules {
                 enabled: e.rotation_enabled().unwrap_or(false),
                 automatically_after_days: e
                     .rotation_rules()
@@ -350,7 +350,7 @@ impl SecretsManager {
         &self,
         id: &str,
         lambda_arn: Option<&str>,
-        rules: &crate::drift::AwsRules,
+        rules: &crate::schedule::aws_cron::AwsRules,
     ) -> Result<(), AwsError> {
         self.client(id, "RotateSecret")?
             .rotate_secret()

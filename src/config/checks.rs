@@ -155,7 +155,7 @@ pub(super) struct ParsedSchedule {
 #[derive(Default)]
 pub(super) struct Schedules {
     parsed: HashMap<String, Result<ParsedSchedule, String>>,
-    /// `drift::aws_rules` per schedule text and window, for `native_schedule = "sync"`.
+    /// `schedule::aws_cron::aws_rules` per schedule text and window, for `native_schedule = "sync"`.
     rules: HashMap<(String, Duration), Result<(), String>>,
     /// Default schedules already reported at `native_schedule` (once each, not per secret).
     pub(super) reported_defaults: HashSet<(String, Duration)>,
@@ -178,7 +178,7 @@ impl Schedules {
     ) -> Result<(), String> {
         self.rules
             .entry((schedule.as_str().to_string(), window))
-            .or_insert_with(|| crate::drift::aws_rules(schedule, window).map(|_| ()))
+            .or_insert_with(|| crate::schedule::aws_cron::aws_rules(schedule, window).map(|_| ()))
             .clone()
     }
 

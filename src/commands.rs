@@ -348,11 +348,11 @@ pub fn resume(path: &Path) -> u8 {
                     db.append_audit(&crate::store::NewAuditEntry {
                         at: now,
                         actor: format!("cli:{user}"),
-                        action: "storm_guard".into(),
+                        action: crate::store::audit::Action::StormGuard,
                         secret: None,
                         ticket: None,
                         reason: None,
-                        outcome: "resumed".into(),
+                        outcome: crate::store::audit::Outcome::Resumed,
                         detail: None,
                     })?;
                     Ok(was.filter(|c| !c.value.is_empty()).map(|c| c.value))
@@ -721,14 +721,15 @@ async fn rollback_now(app: &crate::daemon::App, secret: &str, ticket: &str, reas
     let user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| "unknown".into());
-    let audit = |outcome: &str, detail: serde_json::Value| crate::store::NewAuditEntry {
+    use crate::store::audit::{Action, Outcome};
+    let audit = |outcome: Outcome, detail: serde_json::Value| crate::store::NewAuditEntry {
         at: app.clock.now(),
         actor: format!("cli:{user}"),
-        action: "rollback".into(),
+        action: Action::Rollback,
         secret: Some(secret.to_string()),
         ticket: Some(ticket.to_string()),
         reason: Some(reason.to_string()),
-        outcome: outcome.into(),
+        outcome,
         detail: Some(detail),
     };
     let record = |entry: crate::store::NewAuditEntry| {
@@ -748,7 +749,7 @@ async fn rollback_now(app: &crate::daemon::App, secret: &str, ticket: &str, reas
     ) else {
         let why = "no AWSPREVIOUS version: there is nothing to roll back to";
         eprintln!("error: refusing to roll back {secret}: {why}");
-        record(audit("refused", serde_json::json!({ "error": why })))
+        record(audit(Outcome::Refused, serde_json::json!({ "error": why })))
             .await
             .ok();
         return EXIT_FAILURE;
@@ -762,7 +763,7 @@ async fn rollback_now(app: &crate::daemon::App, secret: &str, ticket: &str, reas
     {
         eprintln!("error: UpdateSecretVersionStage failed: {e}");
         record(audit(
-            "failed",
+            Outcome::Failed,
             serde_json::json!({ "error": e.to_string(), "from": current, "to": previous }),
         ))
         .await
@@ -779,9 +780,12 @@ async fn rollback_now(app: &crate::daemon::App, secret: &str, ticket: &str, reas
     let ok = after.current_version() == Some(previous.as_str())
         && after.previous_version() == Some(current.as_str());
     let detail = serde_json::json!({ "from": current, "to": previous, "verified": ok });
-    if record(audit(if ok { "ok" } else { "failed" }, detail))
-        .await
-        .is_err()
+    if record(audit(
+        if ok { Outcome::Ok } else { Outcome::Failed },
+        detail,
+    ))
+    .await
+    .is_err()
     {
         eprintln!("warning: the rollback is done but could not be written to the audit log");
     }

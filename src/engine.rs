@@ -44,6 +44,7 @@ use crate::aws::secrets::{AWSCURRENT, AWSPENDING, SecretInfo, SecretsManager};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::store::audit;
 use crate::store::{
     Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
     StoreHandle, Trigger, TriggerKind, TriggerStatus,
@@ -242,11 +243,11 @@ impl Engine {
                     db.append_audit(&NewAuditEntry {
                         at: now,
                         actor: trigger.actor.clone(),
-                        action: "rotate_requested".into(),
+                        action: audit::Action::RotateRequested,
                         secret: Some(secret.clone()),
                         ticket: trigger.ticket.clone(),
                         reason: Some(trigger.reason.clone()),
-                        outcome: "accepted".into(),
+                        outcome: audit::Outcome::Accepted,
                         detail: Some(serde_json::json!({
                             "attempt": id, "trigger": kind.as_str(), "emergency": emergency
                         })),
@@ -941,13 +942,13 @@ impl Engine {
             actor: trigger
                 .as_ref()
                 .map_or("rotationd".to_string(), |t| t.actor.clone()),
-            action: "rotate".into(),
+            action: audit::Action::Rotate,
             secret: Some(attempt.secret.clone()),
             ticket: attempt.ticket.clone(),
             reason: trigger.as_ref().map(|t| t.reason.clone()),
             outcome: match attempt.state {
-                AttemptState::Succeeded => "ok".into(),
-                other => other.as_str().into(),
+                AttemptState::Succeeded => audit::Outcome::Ok,
+                other => audit::Outcome::Attempt(other),
             },
             detail: Some(serde_json::json!({
                 "attempt": attempt.id,

@@ -47,6 +47,7 @@ use crate::aws::secrets::{AWSCURRENT, SecretsManager};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::store::audit::{Action, Outcome};
 use crate::store::{Attempt, NewAuditEntry, StoreError, StoreHandle, Validation};
 use crate::ticket::INC_PENDING;
 
@@ -626,14 +627,17 @@ impl Watcher {
         let current = info.current_version().map(str::to_string);
         let (outcome, detail) = match (&attempt.previous_version, &attempt.new_version) {
             (Some(prev), _) if current.as_deref() == Some(prev.as_str()) => {
-                ("ok", format!("AWSCURRENT is already {prev}"))
+                (Outcome::Ok, format!("AWSCURRENT is already {prev}"))
             }
             (Some(prev), Some(new)) if current.as_deref() == Some(new.as_str()) => {
                 self.sm.move_label(&id, AWSCURRENT, prev, new).await?;
-                ("ok", format!("AWSCURRENT moved from {new} back to {prev}"))
+                (
+                    Outcome::Ok,
+                    format!("AWSCURRENT moved from {new} back to {prev}"),
+                )
             }
             _ => (
-                "skipped",
+                Outcome::Skipped,
                 format!(
                     "AWSCURRENT is {} (neither this rotation's version nor the one before it): not rolled back",
                     current.as_deref().unwrap_or("absent")
@@ -644,11 +648,11 @@ impl Watcher {
         let audit = NewAuditEntry {
             at: now,
             actor: "rotationd".into(),
-            action: "rollback".into(),
+            action: Action::Rollback,
             secret: Some(attempt.secret.clone()),
             ticket: attempt.ticket.clone(),
             reason: Some("auto_rollback = true: dependents failing after the rotation".into()),
-            outcome: outcome.into(),
+            outcome: outcome.clone(),
             detail: Some(serde_json::json!({
                 "attempt": attempt.id,
                 "automatic": true,
@@ -663,7 +667,7 @@ impl Watcher {
             .and_then(|e| serde_json::from_str(e).ok())
             .unwrap_or_else(|| serde_json::json!({}));
         evidence["rollback"]["result"] = serde_json::json!(detail);
-        evidence["rollback"]["outcome"] = serde_json::json!(outcome);
+        evidence["rollback"]["outcome"] = serde_json::json!(outcome.as_str());
         self.move_watch(
             &attempt.id,
             Validation::RollingBack,
@@ -690,11 +694,11 @@ fn validate_audit(
     NewAuditEntry {
         at: now,
         actor: "rotationd".into(),
-        action: "validate".into(),
+        action: Action::Validate,
         secret: Some(attempt.secret.clone()),
         ticket: attempt.ticket.clone(),
         reason: Some(reason),
-        outcome: outcome.as_str().into(),
+        outcome: Outcome::Validation(outcome),
         detail: Some(serde_json::json!({ "attempt": attempt.id, "evidence": evidence })),
     }
 }

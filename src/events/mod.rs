@@ -39,6 +39,8 @@ use crate::clock::Clock;
 use crate::config::{Config, EventsConfig};
 use crate::inventory::{Fleet, FleetEntry, Inventory};
 use crate::metrics::Metrics;
+use crate::requests::RequestKind;
+use crate::store::audit::{Action, Outcome};
 use crate::store::{
     Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
     StoreHandle, TriggerKind,
@@ -187,6 +189,26 @@ pub fn failed_stage(error: &str) -> Option<&'static str> {
     STEPS.iter().copied().find(|s| *s == word)
 }
 
+/// The audit action of an event: one per kind, `event_` and its kind label.
+pub fn event_action(ev: &Normalized) -> Action {
+    match ev {
+        Normalized::Rotation(r) => match r.kind {
+            RotationKind::Started => Action::EventRotationStarted,
+            RotationKind::Succeeded => Action::EventRotationSucceeded,
+            RotationKind::Failed => Action::EventRotationFailed,
+            RotationKind::Abandoned => Action::EventRotationAbandoned,
+        },
+        Normalized::Departure(_) => Action::EventDeparture,
+        Normalized::Compromise(_) => Action::EventCompromise,
+        Normalized::Request(r) => match r.kind {
+            RequestKind::Rotate => Action::EventRotationRequested,
+            RequestKind::Approve => Action::EventRotationApproved,
+            RequestKind::Deny => Action::EventRotationDenied,
+            RequestKind::Rollback => Action::EventRollbackRequested,
+        },
+    }
+}
+
 /// Decides what `ev` does. `source` is `sqs` or `cloudtrail` (for the audit log).
 pub fn plan_event(
     cfg: &Config,
@@ -203,11 +225,11 @@ pub fn plan_event(
         audit: NewAuditEntry {
             at: now,
             actor: format!("event:{source}"),
-            action: format!("event_{}", ev.kind_label()),
+            action: event_action(ev),
             secret: None,
             ticket: None,
             reason: None,
-            outcome: "accepted".into(),
+            outcome: Outcome::Accepted,
             detail: Some(serde_json::json!({ "event_id": ev.event_id(), "source": source })),
         },
         failed_attempt: None,
@@ -224,7 +246,7 @@ pub fn plan_event(
         }
         Normalized::Compromise(c) => plan_compromise(fleet, c, now, &mut plan),
         // Decided against the stored request in `requests::accept`, never planned here.
-        Normalized::Request(_) => plan.audit.outcome = "request".into(),
+        Normalized::Request(_) => plan.audit.outcome = Outcome::Request,
     }
     plan
 }
@@ -237,7 +259,7 @@ fn plan_rotation_event(
     plan: &mut EventPlan,
 ) {
     let Some(entry) = find_secret(fleet, &r.secret_id) else {
-        plan.audit.outcome = "unknown_secret".into();
+        plan.audit.outcome = Outcome::UnknownSecret;
         plan.audit.reason = Some(format!(
             "{} for a secret rotationd does not manage",
             r.kind.label()
@@ -342,7 +364,7 @@ fn plan_departure(
     let reach = reachable(cfg, fleet, &d.user);
     plan.audit.reason = Some(format!("departure of {}", d.user));
     if reach.is_empty() {
-        plan.audit.outcome = "no_secrets".into();
+        plan.audit.outcome = Outcome::NoSecrets;
         return;
     }
     plan.audit.detail = Some(serde_json::json!({
@@ -369,7 +391,7 @@ fn plan_departure(
 
 fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan: &mut EventPlan) {
     let Some(entry) = find_secret(fleet, &c.secret_id) else {
-        plan.audit.outcome = "unknown_secret".into();
+        plan.audit.outcome = Outcome::UnknownSecret;
         plan.audit.reason =
             Some("compromise reported for a secret rotationd does not manage".into());
         plan.audit.detail =
@@ -446,7 +468,7 @@ pub async fn commit(
                             ),
                             now,
                         )?;
-                    audit.outcome = "tied_to_attempt".into();
+                    audit.outcome = Outcome::TiedToAttempt;
                     audit.detail = Some(serde_json::json!({
                         "event_id": r.event_id,
                         "attempt": attempt.id,
@@ -624,7 +646,7 @@ pub async fn audit_rejection(
     store: &StoreHandle,
     source: &str,
     delivery: Option<&str>,
-    reason: &str,
+    reason: &'static str,
     message: String,
     detail: serde_json::Value,
     now: DateTime<Utc>,
@@ -634,11 +656,11 @@ pub async fn audit_rejection(
     let entry = NewAuditEntry {
         at: now,
         actor: format!("event:{source}"),
-        action: "event_rejected".into(),
+        action: Action::EventRejected,
         secret: None,
         ticket: None,
         reason: Some(message),
-        outcome: reason.to_string(),
+        outcome: Outcome::Rejected(reason),
         detail: Some(detail),
     };
     store
@@ -778,7 +800,7 @@ custodians = ["carol"]
         let (cfg, fleet) = setup();
         let plan = plan_event(&cfg, &fleet, &departure("zoe", t(9, 0)), "sqs", t(10, 0));
         assert!(plan.triggers.is_empty());
-        assert_eq!(plan.audit.outcome, "no_secrets");
+        assert_eq!(plan.audit.outcome, Outcome::NoSecrets);
     }
 
     fn own_attempt(
@@ -828,6 +850,28 @@ custodians = ["carol"]
         let ok = own_attempt(AttemptState::Succeeded, t0, Some(t0 + m(1)));
         assert!(!reports_on(&ok, RotationKind::Failed, t0 + m(2)));
         assert!(reports_on(&ok, RotationKind::Succeeded, t0 + m(2)));
+    }
+
+    #[test]
+    fn every_kind_of_event_has_its_audit_action() {
+        // `event_` and the kind label, as the audit log always said.
+        for label in Normalized::KIND_LABELS {
+            let text = format!("event_{label}");
+            assert!(text.parse::<Action>().is_ok(), "{text}");
+        }
+        let ev = Normalized::Rotation(RotationEvent {
+            kind: RotationKind::Abandoned,
+            secret_id: "s".into(),
+            event_id: "e".into(),
+            time: t(0, 0),
+            error_message: None,
+            account: None,
+            region: None,
+        });
+        assert_eq!(
+            event_action(&ev).as_str(),
+            format!("event_{}", ev.kind_label())
+        );
     }
 
     #[test]
@@ -887,7 +931,7 @@ custodians = ["carol"]
         });
         let plan = plan_event(&cfg, &fleet, &ev, "sqs", t(10, 0));
         assert!(plan.triggers.is_empty() && plan.alerts.is_empty());
-        assert_eq!(plan.audit.outcome, "unknown_secret");
+        assert_eq!(plan.audit.outcome, Outcome::UnknownSecret);
     }
 
     #[tokio::test]

@@ -6,6 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::store::audit::Action;
+
 /// CommandBridge's four request events (`[requests] source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum RequestKind {
@@ -28,6 +30,16 @@ impl RequestKind {
             "Rotation Denied" => Some(Self::Deny),
             "Rollback Requested" => Some(Self::Rollback),
             _ => None,
+        }
+    }
+
+    /// The audit action of a decision on such an event: the same words as the label.
+    pub fn audit_action(self) -> Action {
+        match self {
+            Self::Rotate => Action::RotationRequested,
+            Self::Approve => Action::RotationApproved,
+            Self::Deny => Action::RotationDenied,
+            Self::Rollback => Action::RollbackRequested,
         }
     }
 
@@ -61,4 +73,21 @@ pub struct RequestEvent {
     pub comment: Option<String>,
     pub time: DateTime<Utc>,
     pub account: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decision_is_audited_under_the_request_label() {
+        for kind in [
+            RequestKind::Rotate,
+            RequestKind::Approve,
+            RequestKind::Deny,
+            RequestKind::Rollback,
+        ] {
+            assert_eq!(kind.audit_action().as_str(), kind.label());
+        }
+    }
 }

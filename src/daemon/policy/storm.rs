@@ -65,11 +65,11 @@ pub async fn storm_guard(app: &App, wanted: u64) -> anyhow::Result<u64> {
                 db.append_audit(&crate::store::NewAuditEntry {
                     at: now,
                     actor: "rotationd".into(),
-                    action: "storm_guard".into(),
+                    action: crate::store::audit::Action::StormGuard,
                     secret: None,
                     ticket: None,
                     reason: Some(format!("{started} event rotations in an hour, limit {max}")),
-                    outcome: "paused".into(),
+                    outcome: crate::store::audit::Outcome::Paused,
                     detail: None,
                 })?;
                 Ok(())

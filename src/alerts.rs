@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sns::types::MessageAttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::AwsError;
+use crate::aws::sns::Sns;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{NewAlert, OutboxAlert, StoreError, StoreHandle};
@@ -499,33 +499,14 @@ impl Alerts {
 }
 
 /// Publishes one outbox alert to its topic.
-async fn publish_one(
-    sns: &aws_sdk_sns::Client,
-    topic: &str,
-    alert: &OutboxAlert,
-) -> Result<(), AwsError> {
-    let mut req = sns
-        .publish()
-        .topic_arn(topic)
-        .subject(&alert.subject)
-        .message(alert.message.to_string());
-    for (k, v) in &alert.attributes {
-        let value = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(v)
-            .build()
-            .map_err(|e| AwsError {
-                operation: "Publish",
-                code: None,
-                message: e.to_string(),
-                retryable: false,
-            })?;
-        req = req.message_attributes(k, value);
-    }
-    req.send()
-        .await
-        .map_err(|e| AwsError::from_sdk("Publish", e))?;
-    Ok(())
+async fn publish_one(sns: &Sns, topic: &str, alert: &OutboxAlert) -> Result<(), AwsError> {
+    sns.publish(
+        topic,
+        &alert.subject,
+        alert.message.to_string(),
+        &alert.attributes,
+    )
+    .await
 }
 
 /// Backoff before retrying a failed publish: 5 s doubling up to 5 min.
@@ -552,7 +533,7 @@ const OUTBOX_READ_RETRY: Duration = Duration::from_secs(2);
 #[allow(clippy::too_many_arguments)]
 pub async fn publish_loop(
     store: StoreHandle,
-    sns: aws_sdk_sns::Client,
+    sns: Sns,
     cfg: Arc<Config>,
     metrics: Arc<Metrics>,
     outbox: Arc<tokio::sync::Notify>,
@@ -622,7 +603,7 @@ const PUBLISH_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
 
 pub async fn publish_due(
     store: &StoreHandle,
-    sns: &aws_sdk_sns::Client,
+    sns: &Sns,
     cfg: &Config,
     metrics: &Metrics,
 ) -> Result<usize, StoreError> {

@@ -194,10 +194,10 @@ fn open_state(
                     EXIT_FAILURE
                 })?;
             let sdk = rt.block_on(crate::aws::load_sdk_config(&cfg.aws));
-            let client = aws_sdk_dynamodb::Client::new(&sdk);
-            let journal = crate::store::journal::Journal::dynamodb(
-                client,
-                table,
+            // Counted like every client, into a registry nobody serves: a CLI run.
+            let counter = crate::aws::RequestCounter::new(Default::default());
+            let journal = crate::store::journal::Journal::on_table(
+                crate::aws::dynamodb::Table::new(&sdk, &counter, table),
                 rt.handle().clone(),
                 &format!("audit-{}", crate::daemon::instance_id()),
             );

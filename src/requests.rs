@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alert, AlertKind, Alerts};
 use crate::aws::AwsError;
+use crate::aws::eventbridge::{Event, EventBridge};
 use crate::aws::secrets::{AWSCURRENT, SecretsManager};
 use crate::clock::Clock;
 use crate::config::{Config, Level, RequestsConfig};
@@ -548,7 +549,7 @@ pub struct RequestLoop {
     pub store: StoreHandle,
     pub alerts: Alerts,
     pub sm: SecretsManager,
-    pub eventbridge: aws_sdk_eventbridge::Client,
+    pub eventbridge: EventBridge,
     pub clock: Clock,
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -846,36 +847,26 @@ impl RequestLoop {
             .call(move |s| s.db().due_bus_updates(now, BATCH))
             .await?;
         let mut again = (due.len() == BATCH as usize).then_some(Duration::ZERO);
+        let bus = self.eventbridge.bus(&rc.event_bus);
         for chunk in due.chunks(10) {
-            let mut req = self.eventbridge.put_events();
-            for u in chunk {
-                req = req.entries(
-                    aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                        .event_bus_name(&rc.event_bus)
-                        .source(SOURCE)
-                        .detail_type(&u.detail_type)
-                        .detail(u.detail.to_string())
-                        .build(),
-                );
-            }
+            let events: Vec<Event> = chunk
+                .iter()
+                .map(|u| Event {
+                    source: SOURCE.to_string(),
+                    detail_type: u.detail_type.clone(),
+                    detail: u.detail.to_string(),
+                })
+                .collect();
             let mut unreachable = false;
-            let failed: Vec<(i64, String)> = match req.send().await {
-                Ok(out) => chunk
+            let failed: Vec<(i64, String)> = match bus.put_events(&events).await {
+                Ok(refused) => chunk
                     .iter()
-                    .zip(out.entries())
-                    .filter(|(_, e)| e.error_code().is_some())
-                    .map(|(u, e)| {
-                        (
-                            u.id,
-                            e.error_message()
-                                .unwrap_or("PutEvents entry failed")
-                                .to_string(),
-                        )
-                    })
+                    .zip(refused)
+                    .filter_map(|(u, why)| Some((u.id, why?)))
                     .collect(),
                 Err(e) => {
                     unreachable = true;
-                    let msg = AwsError::from_sdk("PutEvents", e).to_string();
+                    let msg = e.to_string();
                     chunk.iter().map(|u| (u.id, msg.clone())).collect()
                 }
             };

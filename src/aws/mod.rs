@@ -12,11 +12,18 @@
 //!   There is deliberately no wrapper for GetSecretValue, PutSecretValue,
 //!   BatchGetSecretValue or UpdateSecret: rotationd never reads or writes secret values.
 
+pub mod cloudtrail;
 pub mod cloudwatch;
+pub mod dynamodb;
+pub mod eventbridge;
 pub mod secrets;
+pub mod sns;
+pub mod sqs;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -202,6 +209,84 @@ pub async fn place_configs(
     out
 }
 
+/// Every AWS client of one process but DynamoDB's (built with the state store, when
+/// `[state] backend = "dynamodb"`: [`dynamodb::Table::new`]), all from one SDK
+/// configuration (so with its timeouts and retries) and all counted by `counter`.
+pub struct Clients {
+    /// SNS, SQS and EventBridge live in the daemon's own account and `[aws] region`.
+    pub sns: sns::Sns,
+    pub sqs: sqs::Sqs,
+    pub eventbridge: eventbridge::EventBridge,
+    /// Secrets Manager, CloudWatch and CloudTrail: one client per account-region.
+    pub secrets: secrets::SecretsManager,
+    pub cloudwatch: cloudwatch::CloudWatch,
+    pub cloudtrail: Vec<cloudtrail::Trail>,
+}
+
+impl Clients {
+    /// The clients for `accounts` (`[[account]]`; none: the daemon's own account and
+    /// region). `trail_endpoint` overrides CloudTrail's endpoint only.
+    pub async fn build(
+        sdk: &SdkConfig,
+        counter: &RequestCounter,
+        accounts: &[crate::config::Account],
+        trail_endpoint: Option<&str>,
+    ) -> anyhow::Result<Clients> {
+        let mut sms = Vec::new();
+        let mut cws = Vec::new();
+        let mut cloudtrail = Vec::new();
+        for (place, conf) in place_configs(sdk, accounts).await {
+            sms.push((
+                place.clone(),
+                aws_sdk_secretsmanager::Client::from_conf(
+                    aws_sdk_secretsmanager::config::Builder::from(&conf)
+                        .interceptor(counter.clone())
+                        .build(),
+                ),
+            ));
+            cws.push((
+                place.clone(),
+                aws_sdk_cloudwatch::Client::from_conf(
+                    aws_sdk_cloudwatch::config::Builder::from(&conf)
+                        .interceptor(counter.clone())
+                        .build(),
+                ),
+            ));
+            cloudtrail.push(cloudtrail::Trail::new(
+                place,
+                &conf,
+                counter,
+                trail_endpoint,
+            ));
+        }
+        let (secrets, cloudwatch) = if accounts.is_empty() {
+            let sm = sms
+                .pop()
+                .map(|(_, c)| c)
+                .context("no Secrets Manager client")?;
+            let cw = cws.pop().map(|(_, c)| c).context("no CloudWatch client")?;
+            (
+                secrets::SecretsManager::new(sm),
+                cloudwatch::CloudWatch::new(cw),
+            )
+        } else {
+            (
+                secrets::SecretsManager::with_targets(Targets::routed(sms)),
+                cloudwatch::CloudWatch::with_targets(Targets::routed(cws))
+                    .context("no account-region configured")?,
+            )
+        };
+        Ok(Clients {
+            sns: sns::Sns::new(sdk, counter),
+            sqs: sqs::Sqs::new(sdk, counter),
+            eventbridge: eventbridge::EventBridge::new(sdk, counter),
+            secrets,
+            cloudwatch,
+            cloudtrail,
+        })
+    }
+}
+
 /// Counts every attempt of every AWS request by service, operation and outcome.
 #[derive(Clone)]
 pub struct RequestCounter {
@@ -370,6 +455,17 @@ impl AwsError {
                 message: format!("{}", DisplayErrorChain(&err)),
                 retryable: false,
             },
+        }
+    }
+
+    /// An SDK request builder refused its input: a bug (every input is built here), not
+    /// worth retrying.
+    pub fn build(operation: &'static str, err: impl std::fmt::Display) -> AwsError {
+        AwsError {
+            operation,
+            code: None,
+            message: err.to_string(),
+            retryable: false,
         }
     }
 

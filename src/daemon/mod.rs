@@ -218,9 +218,8 @@ impl Daemon {
             return Ok(State::Leading(self.start(app)));
         };
         self.lease.get_or_insert_with(|| {
-            Lease::new(
-                shared.dynamodb.clone(),
-                &shared.table,
+            Lease::on(
+                shared.table.clone(),
                 crate::store::dynamodb::LEASE_NAME,
                 &self.instance,
                 self.cfg.state.lease,
@@ -423,8 +422,7 @@ fn consume_events<'a>(
         alerts: app.engine.alerts.clone(),
     });
     let consumer = Arc::new(Consumer {
-        sqs: app.sqs.clone(),
-        queue_url: events.queue_url.clone(),
+        queue: app.sqs.queue(&events.queue_url),
         sink: sink.clone(),
     });
     for _ in 0..events.workers.get() {
@@ -491,11 +489,10 @@ fn spawn_loops(
         && events.cloudtrail.enabled
     {
         let routed = app.engine.sm.is_routed();
-        for (place, client) in &app.cloudtrail {
+        for trail in &app.cloudtrail {
             let poller = Poller {
-                client: client.clone(),
-                place: place.clone(),
-                cursor: crate::events::cloudtrail::cursor_name(place, routed),
+                trail: trail.clone(),
+                cursor: crate::events::cloudtrail::cursor_name(trail.place(), routed),
                 sink: sink.clone(),
                 lookback: chrono::Duration::from_std(events.cloudtrail.lookback)
                     .unwrap_or(chrono::Duration::hours(24)),

@@ -18,14 +18,10 @@
 //!   pointer to a snapshot that is not all there, and a stale snapshot never replaces a
 //!   newer one.
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
-
+use super::key;
 use super::lease::LEASE_SK;
-use super::{PK, SK, build_error};
 use crate::aws::AwsError;
+use crate::aws::dynamodb::{AttributeValue, Expr, Item, Table, TransactError, Write};
 use crate::store::journal::journal_error;
 use crate::store::shared_log::{AppendError, Entry, Fence, SharedLog, Snapshot};
 use crate::store::{StoreError, StoreResult};
@@ -46,27 +42,31 @@ fn aws_journal_error(e: AwsError) -> StoreError {
     journal_error("reach the DynamoDB state table", e.to_string(), retryable)
 }
 
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
 impl Fence {
-    /// The `ConditionCheck` on the lease item in `table`.
-    pub(crate) fn condition(&self, table: &str) -> Result<ConditionCheck, AwsError> {
-        ConditionCheck::builder()
-            .table_name(table)
-            .key(PK, AttributeValue::S(self.key.clone()))
-            .key(SK, AttributeValue::S(LEASE_SK.into()))
-            .condition_expression("holder = :me AND #t = :token")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":me", AttributeValue::S(self.holder.clone()))
-            .expression_attribute_values(":token", AttributeValue::N(self.token.to_string()))
-            .build()
-            .map_err(build_error)
+    /// The check on the lease item: it still names this holder with this token.
+    pub(crate) fn check(&self) -> Write {
+        Write::Check {
+            key: key(&self.key, LEASE_SK),
+            condition: Expr::new("holder = :me AND #t = :token")
+                .name("#t", "token")
+                .value(":me", s(self.holder.clone()))
+                .value(":token", n(self.token)),
+        }
     }
 }
 
 /// The shared log in a DynamoDB table (see the module doc for the items).
 #[derive(Clone)]
 pub struct DynamoLog {
-    client: Client,
-    table: String,
+    table: Table,
     /// Runs the calls: the store calls the log from its own thread, which must not be a
     /// runtime worker.
     runtime: tokio::runtime::Handle,
@@ -75,18 +75,14 @@ pub struct DynamoLog {
 impl std::fmt::Debug for DynamoLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DynamoLog")
-            .field("table", &self.table)
+            .field("table", &self.table.name())
             .finish()
     }
 }
 
 impl DynamoLog {
-    pub fn new(client: Client, table: &str, runtime: tokio::runtime::Handle) -> DynamoLog {
-        DynamoLog {
-            client,
-            table: table.to_string(),
-            runtime,
-        }
+    pub fn new(table: Table, runtime: tokio::runtime::Handle) -> DynamoLog {
+        DynamoLog { table, runtime }
     }
 
     async fn append_async(&self, entry: &Entry, fence: Option<&Fence>) -> Result<(), AppendError> {
@@ -104,85 +100,53 @@ impl DynamoLog {
             .into());
         }
         let seq = entry.seq;
-        let mut request = self.client.transact_write_items();
-        if let Some(f) = fence {
-            let check = f.condition(&self.table).map_err(aws_journal_error)?;
-            request =
-                request.transact_items(TransactWriteItem::builder().condition_check(check).build());
-        }
+        // The fence first: cancellation reasons come back in item order.
+        let mut writes: Vec<Write> = fence.map(Fence::check).into_iter().collect();
         let at = chrono::Utc::now().timestamp_millis();
         for (i, chunk) in chunks.iter().enumerate() {
-            let put = Put::builder()
-                .table_name(&self.table)
-                .item(PK, AttributeValue::S(LOG_PK.into()))
-                .item(SK, AttributeValue::S(format!("{seq:020}#{i:04}")))
-                .item("seq", AttributeValue::N(seq.to_string()))
-                .item("chunk", AttributeValue::N(i.to_string()))
-                .item("chunks", AttributeValue::N(chunks.len().to_string()))
-                .item("schema", AttributeValue::N(entry.schema.to_string()))
-                .item("writer", AttributeValue::S(entry.writer.clone()))
-                .item("at", AttributeValue::N(at.to_string()))
-                .item("body", AttributeValue::S((*chunk).to_string()))
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| aws_journal_error(build_error(e)))?;
-            request = request.transact_items(TransactWriteItem::builder().put(put).build());
+            let mut item = key(LOG_PK, &format!("{seq:020}#{i:04}"));
+            item.extend([
+                ("seq".to_string(), n(seq)),
+                ("chunk".to_string(), n(i)),
+                ("chunks".to_string(), n(chunks.len())),
+                ("schema".to_string(), n(entry.schema)),
+                ("writer".to_string(), s(entry.writer.clone())),
+                ("at".to_string(), n(at)),
+                ("body".to_string(), s(*chunk)),
+            ]);
+            writes.push(Write::Put {
+                item,
+                condition: Some(Expr::new("attribute_not_exists(pk)")),
+            });
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
-                    e.as_service_error()
-                {
-                    // In item order: the fence, when there is one, is the first.
-                    let fenced = fence.is_some()
-                        && c.cancellation_reasons().first().and_then(|r| r.code())
-                            == Some("ConditionalCheckFailed");
-                    return Err(if fenced {
-                        AppendError::Fenced
-                    } else {
-                        AppendError::Taken(seq)
-                    });
-                }
-                Err(aws_journal_error(AwsError::from_sdk("TransactWriteItems", e)).into())
+        match self.table.transact(writes).await {
+            Ok(()) => Ok(()),
+            Err(TransactError::Cancelled { reasons }) => {
+                // In item order: the fence, when there is one, is the first.
+                let fenced = fence.is_some()
+                    && reasons.first().and_then(Option::as_deref) == Some("ConditionalCheckFailed");
+                Err(if fenced {
+                    AppendError::Fenced
+                } else {
+                    AppendError::Taken(seq)
+                })
             }
+            Err(TransactError::Aws(e)) => Err(aws_journal_error(e).into()),
         }
     }
 
     /// Every item of partition `pk` (from sort key `from_sk` on), in sort key order,
     /// strongly consistent, all pages.
-    async fn query_partition(
-        &self,
-        pk: &str,
-        from_sk: Option<&str>,
-    ) -> StoreResult<Vec<HashMap<String, AttributeValue>>> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            q = match from_sk {
-                Some(from) => q
-                    .key_condition_expression("pk = :pk AND sk >= :from")
-                    .expression_attribute_values(":from", AttributeValue::S(from.into())),
-                None => q.key_condition_expression("pk = :pk"),
-            };
-            let page = q
-                .send()
-                .await
-                .map_err(|e| aws_journal_error(AwsError::from_sdk("Query", e)))?;
-            out.extend(page.items().iter().cloned());
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
+    async fn query_partition(&self, pk: &str, from_sk: Option<&str>) -> StoreResult<Vec<Item>> {
+        let condition = match from_sk {
+            Some(from) => Expr::new("pk = :pk AND sk >= :from").value(":from", s(from)),
+            None => Expr::new("pk = :pk"),
         }
+        .value(":pk", s(pk));
+        self.table
+            .query(&condition)
+            .await
+            .map_err(aws_journal_error)
     }
 
     async fn read_from_async(&self, from: u64) -> StoreResult<Vec<Entry>> {
@@ -234,19 +198,14 @@ impl DynamoLog {
 
     async fn latest_snapshot_async(&self) -> StoreResult<Option<Snapshot>> {
         let latest = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, AttributeValue::S(SNAPSHOT_PK.into()))
-            .key(SK, AttributeValue::S("latest".into()))
-            .consistent_read(true)
-            .send()
+            .table
+            .get(key(SNAPSHOT_PK, "latest"))
             .await
-            .map_err(|e| aws_journal_error(AwsError::from_sdk("GetItem", e)))?;
-        let Some(item) = latest.item() else {
+            .map_err(aws_journal_error)?;
+        let Some(item) = latest else {
             return Ok(None);
         };
-        let Some(h) = header(item) else {
+        let Some(h) = header(&item) else {
             return Ok(None);
         };
         let (seq, chunks) = (h.seq, h.chunks);
@@ -274,36 +233,26 @@ impl DynamoLog {
     async fn put_snapshot_async(&self, snapshot: &Snapshot) -> StoreResult<()> {
         let seq = snapshot.seq;
         let chunks = split(&snapshot.body, CHUNK_BYTES);
-        let key = format!("{SNAPSHOT_PK}#{seq:020}");
+        let partition = format!("{SNAPSHOT_PK}#{seq:020}");
         for (i, chunk) in chunks.iter().enumerate() {
-            self.client
-                .put_item()
-                .table_name(&self.table)
-                .item(PK, AttributeValue::S(key.clone()))
-                .item(SK, AttributeValue::S(format!("{i:06}")))
-                .item("body", AttributeValue::S((*chunk).to_string()))
-                .send()
+            let mut item = key(&partition, &format!("{i:06}"));
+            item.insert("body".to_string(), s(*chunk));
+            self.table
+                .put(item, None)
                 .await
-                .map_err(|e| aws_journal_error(AwsError::from_sdk("PutItem", e)))?;
+                .map_err(aws_journal_error)?;
         }
-        let moved = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(PK, AttributeValue::S(SNAPSHOT_PK.into()))
-            .item(SK, AttributeValue::S("latest".into()))
-            .item("seq", AttributeValue::N(seq.to_string()))
-            .item("chunks", AttributeValue::N(chunks.len().to_string()))
-            .item("schema", AttributeValue::N(snapshot.schema.to_string()))
-            .item("writer", AttributeValue::S(snapshot.writer.clone()))
-            .condition_expression("attribute_not_exists(pk) OR seq < :seq")
-            .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
-            .send()
-            .await;
-        match moved {
-            Ok(_) => Ok(()),
+        let mut pointer = key(SNAPSHOT_PK, "latest");
+        pointer.extend([
+            ("seq".to_string(), n(seq)),
+            ("chunks".to_string(), n(chunks.len())),
+            ("schema".to_string(), n(snapshot.schema)),
+            ("writer".to_string(), s(snapshot.writer.clone())),
+        ]);
+        let condition = Expr::new("attribute_not_exists(pk) OR seq < :seq").value(":seq", n(seq));
+        match self.table.put(pointer, Some(&condition)).await {
+            Ok(()) => Ok(()),
             Err(e) => {
-                let e = AwsError::from_sdk("PutItem", e);
                 // A newer snapshot is already there: nothing to do.
                 if e.is_code("ConditionalCheckFailedException") {
                     Ok(())
@@ -358,7 +307,7 @@ struct Header {
 }
 
 /// `None` when a number is missing: not an item rotationd wrote.
-fn header(item: &HashMap<String, AttributeValue>) -> Option<Header> {
+fn header(item: &Item) -> Option<Header> {
     let num = |k: &str| -> Option<u64> { item.get(k)?.as_n().ok()?.parse().ok() };
     Some(Header {
         seq: num("seq")?,
@@ -373,7 +322,7 @@ fn header(item: &HashMap<String, AttributeValue>) -> Option<Header> {
 }
 
 /// A log or snapshot chunk's text.
-fn body_of(item: &HashMap<String, AttributeValue>) -> &str {
+fn body_of(item: &Item) -> &str {
     item.get("body")
         .and_then(|b| b.as_s().ok())
         .map_or("", |v| v.as_str())

@@ -1,16 +1,29 @@
-//! AWS plumbing: every AWS call rotationd makes goes through this module.
+//! AWS plumbing: every AWS call rotationd makes goes through this module. Every SDK client
+//! is built here, from one SDK configuration and with the request counter, and the rest of
+//! the crate calls AWS only through the small typed wrappers below, which map the SDK's
+//! errors to [`AwsError`]. So the timeouts, the retries and the counting apply to every
+//! call, and `docs/iam-policy.json` can be checked against this directory alone.
 //!
 //! - [`load_sdk_config`] builds one `SdkConfig` from `[aws]`: the default credential chain
 //!   (environment, profile, SSO, ECS/EC2 roles), optional region, profile and endpoint,
 //!   explicit connect/read timeouts and the SDK's standard retry with exponential backoff.
+//!   [`place_configs`] derives one per account-region, with the `[[account]]` role assumed
+//!   through STS.
+//! - [`Clients::build`] builds the clients of one process; [`dynamodb::Table::new`] the
+//!   state table's.
 //! - [`RequestCounter`] is an SDK interceptor that counts every HTTP attempt (retries
-//!   included) in `rotationd_aws_requests_total{service,operation,outcome}`.
+//!   included) in `rotationd_aws_requests_total{service,operation,outcome}`. It records
+//!   into a [`Metrics`] it is given: the metrics do not depend on this module.
 //! - [`AwsError`] classifies failures as retryable (throttling, 5xx, timeouts, I/O) or
 //!   fatal, because callers branch on it: a retryable error leaves work queued for the
 //!   next pass, a fatal one fails the attempt with the reason.
-//! - [`secrets`] wraps the few Secrets Manager operations rotationd is allowed to use.
-//!   There is deliberately no wrapper for GetSecretValue, PutSecretValue,
-//!   BatchGetSecretValue or UpdateSecret: rotationd never reads or writes secret values.
+//! - The wrappers, one module per service: [`secrets`] (the few Secrets Manager operations
+//!   rotationd is allowed to use: there is deliberately no wrapper for GetSecretValue,
+//!   PutSecretValue, BatchGetSecretValue or UpdateSecret, rotationd never reads or writes
+//!   secret values), [`cloudwatch`] (alarm states and metric values, read-only),
+//!   [`cloudtrail`] (`LookupEvents`), [`sns`] (`Publish`), [`sqs`] (the events queue),
+//!   [`eventbridge`] (the bus, its rules and targets) and [`dynamodb`] (the state table).
+//! - [`Place`] and [`Targets`]: one client per account-region, routed by a secret's ARN.
 
 pub mod cloudtrail;
 pub mod cloudwatch;

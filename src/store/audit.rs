@@ -7,7 +7,7 @@
 //! file can drop a trigger first. The chain makes such an edit *evident*: each
 //! row stores `prev_hash` (the `hash` of the row before it, or [`GENESIS_HASH`]
 //! for the first row) and `hash`, the hex SHA-256 of its own canonical encoding
-//! (see [`canonical`]), which covers `prev_hash`. [`Db::verify_audit`] recomputes
+//! (see `canonical`), which covers `prev_hash`. [`Db::verify_audit`] recomputes
 //! the chain, so an edited row fails its own hash and a removed or reordered row
 //! breaks the link of the row after it.
 //!

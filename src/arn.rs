@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(name(&format!("{base}prod/b")), None);
         assert_eq!(name(&format!("{base}-AbCdEf")), None);
         assert_eq!(name(&format!("{base}AbCdEf")), None);
-        assert_eq!(name(&format!("{base}")), None);
+        assert_eq!(name(base), None);
         // Not a secret, or not Secrets Manager.
         assert_eq!(
             name("arn:aws:secretsmanager:us-east-1:123456789012:other:x-AbCdEf"),

@@ -287,8 +287,7 @@ fn first_segments(rest: &str) -> Vec<String> {
     };
     let mut out = Vec::new();
     let (mut depth, mut at_start) = (0usize, true);
-    let mut chars = group.char_indices();
-    while let Some((k, c)) = chars.next() {
+    for (k, c) in group.char_indices() {
         match c {
             '{' => depth += 1,
             '}' if depth == 0 => break,

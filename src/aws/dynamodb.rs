@@ -84,14 +84,7 @@ pub struct Table {
 impl Table {
     /// The table `name` in the daemon's own account and `[aws] region`.
     pub fn new(sdk: &SdkConfig, counter: &RequestCounter, name: &str) -> Table {
-        Table::from_client(
-            Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(sdk)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
-            name,
-        )
+        Table::from_client(super::counted_client!(aws_sdk_dynamodb, sdk, counter), name)
     }
 
     /// The table `name` through `client`, for a caller that built its own (the tests and

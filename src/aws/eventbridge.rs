@@ -19,11 +19,7 @@ pub struct EventBridge {
 impl EventBridge {
     pub fn new(sdk: &SdkConfig, counter: &RequestCounter) -> EventBridge {
         EventBridge {
-            client: Client::from_conf(
-                aws_sdk_eventbridge::config::Builder::from(sdk)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
+            client: super::counted_client!(aws_sdk_eventbridge, sdk, counter),
         }
     }
 

@@ -25,6 +25,19 @@
 //!   [`eventbridge`] (the bus, its rules and targets) and [`dynamodb`] (the state table).
 //! - [`Place`] and [`Targets`]: one client per account-region, routed by a secret's ARN.
 
+/// A client of the SDK crate `$sdk` from the SDK configuration `$conf`, counted by the
+/// [`RequestCounter`] `$counter`: how every client is built, so that none goes uncounted.
+macro_rules! counted_client {
+    ($sdk:ident, $conf:expr, $counter:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::config::Builder::from($conf)
+                .interceptor($counter.clone())
+                .build(),
+        )
+    };
+}
+use counted_client;
+
 pub mod cloudtrail;
 pub mod cloudwatch;
 pub mod dynamodb;
@@ -251,19 +264,11 @@ impl Clients {
         for (place, conf) in place_configs(sdk, accounts).await {
             sms.push((
                 place.clone(),
-                aws_sdk_secretsmanager::Client::from_conf(
-                    aws_sdk_secretsmanager::config::Builder::from(&conf)
-                        .interceptor(counter.clone())
-                        .build(),
-                ),
+                counted_client!(aws_sdk_secretsmanager, &conf, counter),
             ));
             cws.push((
                 place.clone(),
-                aws_sdk_cloudwatch::Client::from_conf(
-                    aws_sdk_cloudwatch::config::Builder::from(&conf)
-                        .interceptor(counter.clone())
-                        .build(),
-                ),
+                counted_client!(aws_sdk_cloudwatch, &conf, counter),
             ));
             cloudtrail.push(cloudtrail::Trail::new(
                 place,

@@ -17,11 +17,7 @@ pub struct Sns {
 impl Sns {
     pub fn new(sdk: &SdkConfig, counter: &RequestCounter) -> Sns {
         Sns {
-            client: Client::from_conf(
-                aws_sdk_sns::config::Builder::from(sdk)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
+            client: super::counted_client!(aws_sdk_sns, sdk, counter),
         }
     }
 

@@ -18,11 +18,7 @@ pub struct Sqs {
 impl Sqs {
     pub fn new(sdk: &SdkConfig, counter: &RequestCounter) -> Sqs {
         Sqs {
-            client: Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(sdk)
-                    .interceptor(counter.clone())
-                    .build(),
-            ),
+            client: super::counted_client!(aws_sdk_sqs, sdk, counter),
         }
     }
 

@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sns::types::MessageAttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::AwsError;
+use crate::aws::sns::Sns;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{NewAlert, OutboxAlert, StoreError, StoreHandle};
@@ -503,35 +503,16 @@ const CHAT: &str = "chat";
 /// Publishes one outbox alert to its topic: a body per protocol
 /// (`MessageStructure = "json"`, [`render::structured`]), or for a chat copy the chat
 /// notification as the plain message, which is what AWS's chat integration reads.
-async fn publish_one(
-    sns: &aws_sdk_sns::Client,
-    topic: &str,
-    alert: &OutboxAlert,
-) -> Result<(), AwsError> {
-    let mut req = sns.publish().topic_arn(topic).subject(&alert.subject);
-    req = if alert.attributes.get(CHANNEL).map(String::as_str) == Some(CHAT) {
-        req.message(render::chat(&alert.message).to_string())
+async fn publish_one(sns: &Sns, topic: &str, alert: &OutboxAlert) -> Result<(), AwsError> {
+    if alert.attributes.get(CHANNEL).map(String::as_str) == Some(CHAT) {
+        let chat = render::chat(&alert.message).to_string();
+        sns.publish(topic, &alert.subject, chat, false, &alert.attributes)
+            .await
     } else {
-        req.message_structure("json")
-            .message(render::structured(&alert.message))
-    };
-    for (k, v) in &alert.attributes {
-        let value = MessageAttributeValue::builder()
-            .data_type("String")
-            .string_value(v)
-            .build()
-            .map_err(|e| AwsError {
-                operation: "Publish",
-                code: None,
-                message: e.to_string(),
-                retryable: false,
-            })?;
-        req = req.message_attributes(k, value);
+        let bodies = render::structured(&alert.message);
+        sns.publish(topic, &alert.subject, bodies, true, &alert.attributes)
+            .await
     }
-    req.send()
-        .await
-        .map_err(|e| AwsError::from_sdk("Publish", e))?;
-    Ok(())
 }
 
 /// The chat topic an alert also goes to, if any: `[alerts] chat_topic_arn` for Security's
@@ -595,7 +576,7 @@ const OUTBOX_READ_RETRY: Duration = Duration::from_secs(2);
 #[allow(clippy::too_many_arguments)]
 pub async fn publish_loop(
     store: StoreHandle,
-    sns: aws_sdk_sns::Client,
+    sns: Sns,
     cfg: Arc<Config>,
     metrics: Arc<Metrics>,
     outbox: Arc<tokio::sync::Notify>,
@@ -667,7 +648,7 @@ const PUBLISH_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
 /// published.
 pub async fn publish_due(
     store: &StoreHandle,
-    sns: &aws_sdk_sns::Client,
+    sns: &Sns,
     cfg: &Config,
     metrics: &Metrics,
 ) -> Result<usize, StoreError> {
@@ -681,7 +662,7 @@ pub async fn publish_due(
 /// One pass over the due alerts: (published, chat copies queued).
 async fn publish_pass(
     store: &StoreHandle,
-    sns: &aws_sdk_sns::Client,
+    sns: &Sns,
     cfg: &Config,
     metrics: &Metrics,
 ) -> Result<(usize, usize), StoreError> {

@@ -41,41 +41,15 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::{Alert, AlertKind, Alerts};
 use crate::aws::AwsError;
 use crate::aws::secrets::{AWSCURRENT, AWSPENDING, SecretInfo, SecretsManager};
-use crate::config::{Config, is_ticket};
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::store::audit;
 use crate::store::{
     Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
     StoreHandle, Trigger, TriggerKind, TriggerStatus,
 };
-
-/// The ticket recorded when an event-triggered rotation carries none; the escalation
-/// says so, so that someone files the INC.
-pub const INC_PENDING: &str = "INC-pending";
-
-/// The time rotationd acts on. Tests of the real binary shift it with
-/// `ROTATIOND_TEST_CLOCK_OFFSET` (seconds, may be negative) to put "now" inside or
-/// outside a window without waiting for one; production leaves it unset.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Clock {
-    offset: chrono::Duration,
-}
-
-impl Clock {
-    pub const OFFSET_ENV: &'static str = "ROTATIOND_TEST_CLOCK_OFFSET";
-
-    pub fn from_env() -> Clock {
-        let offset = std::env::var(Self::OFFSET_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .map(chrono::Duration::seconds)
-            .unwrap_or_default();
-        Clock { offset }
-    }
-
-    pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.offset
-    }
-}
+use crate::ticket::{INC_PENDING, is_ticket};
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,11 +248,11 @@ impl Engine {
                     db.append_audit(&NewAuditEntry {
                         at: now,
                         actor: trigger.actor.clone(),
-                        action: "rotate_requested".into(),
+                        action: audit::Action::RotateRequested,
                         secret: Some(secret.clone()),
                         ticket: trigger.ticket.clone(),
                         reason: Some(trigger.reason.clone()),
-                        outcome: "accepted".into(),
+                        outcome: audit::Outcome::Accepted,
                         detail: Some(serde_json::json!({
                             "attempt": id, "trigger": kind.as_str(), "emergency": emergency
                         })),
@@ -973,13 +947,13 @@ impl Engine {
             actor: trigger
                 .as_ref()
                 .map_or("rotationd".to_string(), |t| t.actor.clone()),
-            action: "rotate".into(),
+            action: audit::Action::Rotate,
             secret: Some(attempt.secret.clone()),
             ticket: attempt.ticket.clone(),
             reason: trigger.as_ref().map(|t| t.reason.clone()),
             outcome: match attempt.state {
-                AttemptState::Succeeded => "ok".into(),
-                other => other.as_str().into(),
+                AttemptState::Succeeded => audit::Outcome::Ok,
+                other => audit::Outcome::Attempt(other),
             },
             detail: Some(serde_json::json!({
                 "attempt": attempt.id,

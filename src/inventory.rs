@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::arn::Arn;
 use crate::aws::secrets::{
     AWSPENDING, ListQuery, MAX_FILTER_VALUES, SecretInfo, SecretsManager, VersionInfo,
 };
@@ -289,14 +290,6 @@ pub fn facts(
     }
 }
 
-/// The secret name inside a secret ARN (`...:secret:NAME-AbCdEf` → `NAME`).
-pub fn name_from_arn(arn: &str) -> Option<&str> {
-    let resource = arn.split_once(":secret:")?.1;
-    // Secrets Manager appends a dash and six random characters.
-    let cut = resource.len().checked_sub(7)?;
-    (resource.as_bytes().get(cut) == Some(&b'-')).then(|| &resource[..cut])
-}
-
 /// The ListSecrets queries that cover the configured fleet: one per `[[selector]]` (its
 /// tag or name prefix as a filter), and the `[[secret]]` names in groups of ten. Filters
 /// are prefix matches, so [`match_fleet`] re-checks every answer.
@@ -319,11 +312,11 @@ pub fn queries(cfg: &Config) -> Vec<ListQuery> {
         .secrets
         .iter()
         .map(|s| {
-            if s.id.starts_with("arn:") {
-                name_from_arn(&s.id).unwrap_or(&s.id).to_string()
-            } else {
-                s.id.clone()
-            }
+            Arn::parse(&s.id)
+                .ok()
+                .and_then(|a| a.secret_name())
+                .unwrap_or(&s.id)
+                .to_string()
         })
         .collect();
     for chunk in names.chunks(MAX_FILTER_VALUES) {
@@ -432,7 +425,7 @@ pub async fn scan(
             // One account-region's trouble stays its own; without [[account]] the scan
             // fails as a whole, as it always did.
             Err(e2) if sm.is_routed() => {
-                if let Some(place) = crate::aws::arn_place(&e.info.arn)
+                if let Some(place) = crate::aws::Place::of_arn(&e.info.arn)
                     && failed_looks.insert(place.clone())
                 {
                     unreachable.push((place, e2));
@@ -455,7 +448,7 @@ pub async fn scan(
         // Judged unreachable as a whole: half a picture of an account-region could pass an
         // unknown age for a never-rotated secret.
         fleet.entries.retain(|e| {
-            crate::aws::arn_place(&e.info.arn).is_none_or(|p| !failed_looks.contains(&p))
+            crate::aws::Place::of_arn(&e.info.arn).is_none_or(|p| !failed_looks.contains(&p))
         });
     }
     Ok(Inventory {
@@ -585,11 +578,6 @@ strategy = "alternating-users"
                 },
             ]
         );
-        assert_eq!(
-            name_from_arn("arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/b-AbCdEf"),
-            Some("prod/b")
-        );
-        assert_eq!(name_from_arn("arn:aws:sns:us-east-1:123456789012:x"), None);
     }
 
     #[test]

@@ -6,17 +6,21 @@
 //! The binary (`src/main.rs`) only parses the command line (clap is the binary's alone),
 //! calls [`cli`] and maps its errors to exit codes; the library is these modules:
 //!
+//! - [`clock`], [`arn`], [`ticket`]: leaf modules every other one may use (they use none):
+//!   the time rotationd acts on, the one ARN parser and partition list, ticket shapes.
 //! - [`config`]: the TOML file parsed into a validated [`config::Config`], with every
 //!   error located (`FILE:LINE:COL`).
-//! - [`schedule`]: crontab expressions and `@quarterly`-style aliases, in UTC.
+//! - [`schedule`]: crontab expressions and `@quarterly`-style aliases, in UTC, and
+//!   ([`schedule::aws_cron`]) the same schedule written as Secrets Manager rotation rules.
 //! - [`planner`]: pure planning: windows, compliance status, staggered starts.
 //! - [`store`]: the SQLite state store (triggers, attempts, audit log, outbox), run on its
 //!   own thread; with `[state] backend = "dynamodb"` a replica of a log shared through
-//!   DynamoDB ([`store::journal`], behind the [`store::shared_log::SharedLog`] trait).
-//! - [`lease`]: the DynamoDB leader lease and its fencing token (active/standby).
-//! - [`aws`]: SDK configuration, one client per account-region (`[[account]]`, roles
-//!   assumed through STS), request counting, retryable/fatal errors, and the only Secrets
-//!   Manager wrapper (no call that reads or writes a value exists).
+//!   DynamoDB ([`store::journal`], behind the [`store::shared_log::SharedLog`] trait), and
+//!   the leader lease with its fencing token ([`store::dynamodb::lease`]).
+//! - [`aws`]: every AWS client and call: SDK configuration, one client per account-region
+//!   (`[[account]]`, roles assumed through STS), request counting, retryable/fatal errors,
+//!   and a small typed wrapper per service (the only Secrets Manager one has no call that
+//!   reads or writes a value).
 //! - [`inventory`]: the fleet from filtered `ListSecrets` pages, and the facts per secret.
 //! - [`engine`]: one rotation attempt as a persisted state machine (checklist, RotateSecret,
 //!   monitoring of the four stages, validation).
@@ -39,18 +43,22 @@
 //!   state database alone.
 //! - [`telemetry`]: logging setup.
 //!
+//! No two top-level modules depend on each other, directly or through others:
+//! `tests/module_graph.rs` checks it (ARCHITECTURE.md, "Module layering").
+//!
 //! See `ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
 pub mod alerts;
+pub mod arn;
 pub mod aws;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod drift;
 pub mod engine;
 pub mod events;
 pub mod inventory;
-pub mod lease;
 pub mod metrics;
 pub mod planner;
 pub mod requests;
@@ -58,4 +66,5 @@ pub mod rollback;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
+pub mod ticket;
 pub mod validation;

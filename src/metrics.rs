@@ -302,8 +302,8 @@ impl Metrics {
     /// longer configured (a reload can remove one).
     pub fn set_secret_counts(
         &self,
-        places: &[crate::aws::Place],
-        counts: &std::collections::HashMap<(crate::aws::Place, &'static str), i64>,
+        places: &[crate::arn::Place],
+        counts: &std::collections::HashMap<(crate::arn::Place, &'static str), i64>,
     ) {
         self.secrets.reset();
         for place in places {
@@ -382,7 +382,7 @@ mod tests {
             !text.contains("rotationd_secrets{"),
             "no zeros before the first count"
         );
-        let place = crate::aws::Place {
+        let place = crate::arn::Place {
             account: "111111111111".into(),
             region: "eu-west-1".into(),
         };

@@ -136,20 +136,6 @@ pub struct Policy {
     pub max_rotations_per_minute: NonZeroU32,
 }
 
-impl Policy {
-    /// The fleet-wide rules of a configuration: `[policy] max_age` and `[daemon]
-    /// max_rotations_per_minute`.
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
-        Policy {
-            max_age: Duration::from_std(cfg.policy.max_age).unwrap_or(Duration::MAX),
-            max_rotations_per_minute: cfg.daemon.max_rotations_per_minute,
-        }
-    }
-}
-
-/// How plan times are printed, in tables and logs: UTC to the second.
-pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
-
 /// One planned rotation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PlanEntry {

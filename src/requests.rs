@@ -40,14 +40,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alert, AlertKind, Alerts};
 use crate::aws::AwsError;
+use crate::aws::eventbridge::{Event, EventBridge};
 use crate::aws::secrets::SecretsManager;
-use crate::config::{Config, Level, RequestsConfig, is_ticket};
-use crate::engine::Clock;
-use crate::events::normalize::{RequestEvent, RequestKind};
+use crate::clock::Clock;
+use crate::config::{Config, Level, RequestsConfig};
 use crate::inventory::FleetEntry;
+use crate::store::audit::{Action, Outcome};
 use crate::store::{
     NewAuditEntry, NewTrigger, Request, RequestState, StoreError, StoreHandle, TriggerKind,
 };
+use crate::ticket::is_ticket;
+
+mod event;
+pub use event::{RequestEvent, RequestKind};
 
 /// The detail-type of rotationd's answers on the bus.
 pub const UPDATED: &str = "Rotation Request Updated";
@@ -161,11 +166,12 @@ pub fn decide(
     let mut audit = NewAuditEntry {
         at: now,
         actor: ev.actor.clone(),
-        action: ev.kind.label().to_string(),
+        action: ev.kind.audit_action(),
         secret: entry.map(|e| e.key.clone()).or_else(|| ev.secret.clone()),
         ticket: ev.ticket.clone(),
         reason: ev.reason.clone(),
-        outcome: String::new(),
+        // Every way out of the decision below says how it ended.
+        outcome: Outcome::Refused,
         detail: Some(serde_json::json!({
             "request_id": ev.request_id,
             "event_id": ev.event_id,
@@ -187,7 +193,7 @@ pub fn decide(
     match ev.kind {
         RequestKind::Rotate | RequestKind::Rollback => {
             if let Some(r) = existing {
-                audit.outcome = "duplicate_request".into();
+                audit.outcome = Outcome::DuplicateRequest;
                 audit.reason = Some(format!("request {} is already {}", r.id, r.state));
                 d.audit = audit;
                 return d;
@@ -257,7 +263,7 @@ pub fn decide(
             };
             if let Some(why) = refusal {
                 r.comment = Some(why.clone());
-                audit.outcome = "refused".into();
+                audit.outcome = Outcome::Refused;
                 audit.reason = Some(why.clone());
                 d.update = Some(update_detail(&r, RequestState::Refused, &why));
                 d.insert = Some(r);
@@ -279,7 +285,7 @@ pub fn decide(
                 if !rollback {
                     d.trigger = Some(trigger_for(cfg, entry, &r, None, now));
                 }
-                audit.outcome = "executing".into();
+                audit.outcome = Outcome::RequestState(RequestState::Executing);
                 d.update = Some(update_detail(&r, RequestState::Executing, &why));
             } else {
                 let timeout = if ev.emergency {
@@ -312,7 +318,7 @@ pub fn decide(
                 });
                 a.dedupe_key = format!("approval_requested:{}", r.id);
                 d.alerts.push(a);
-                audit.outcome = "awaiting_approval".into();
+                audit.outcome = Outcome::RequestState(RequestState::AwaitingApproval);
                 d.update = Some(update_detail(&r, RequestState::AwaitingApproval, &why));
             }
             d.insert = Some(r);
@@ -323,7 +329,7 @@ pub fn decide(
             let approve = ev.kind == RequestKind::Approve;
             let refuse =
                 |d: &mut Decision, mut audit: NewAuditEntry, why: String, r: Option<&Request>| {
-                    audit.outcome = "refused".into();
+                    audit.outcome = Outcome::Refused;
                     audit.reason = Some(why.clone());
                     d.update = Some(match r {
                         Some(r) => update_detail(r, r.state, &why),
@@ -402,7 +408,7 @@ pub fn decide(
                     decided_by: Some(ev.actor.clone()),
                     comment: ev.comment.clone(),
                 });
-                audit.outcome = "executing".into();
+                audit.outcome = Outcome::RequestState(RequestState::Executing);
                 d.update = Some(update_detail(
                     &after,
                     RequestState::Executing,
@@ -436,7 +442,7 @@ pub fn decide(
                     decided_by: Some(ev.actor.clone()),
                     comment: Some(why.clone()),
                 });
-                audit.outcome = "denied".into();
+                audit.outcome = Outcome::RequestState(RequestState::Denied);
                 d.update = Some(update_detail(&after, RequestState::Denied, &why));
             }
             d.audit = audit;
@@ -542,7 +548,7 @@ pub struct RequestLoop {
     pub store: StoreHandle,
     pub alerts: Alerts,
     pub sm: SecretsManager,
-    pub eventbridge: aws_sdk_eventbridge::Client,
+    pub eventbridge: EventBridge,
     pub clock: Clock,
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -606,7 +612,7 @@ impl RequestLoop {
                     RequestState::AwaitingApproval,
                     RequestState::Expired,
                     &why,
-                    "expired",
+                    Outcome::RequestState(RequestState::Expired),
                     now,
                 )
                 .await?;
@@ -640,7 +646,7 @@ impl RequestLoop {
                         RequestState::Executing,
                         state,
                         &why,
-                        state.as_str(),
+                        Outcome::RequestState(state),
                         now,
                     )
                     .await?
@@ -656,7 +662,7 @@ impl RequestLoop {
                         RequestState::Executing,
                         RequestState::Failed,
                         &why,
-                        "failed",
+                        Outcome::RequestState(RequestState::Failed),
                         now,
                     )
                     .await?
@@ -688,7 +694,7 @@ impl RequestLoop {
                 RequestState::Executing,
                 state,
                 &why,
-                state.as_str(),
+                Outcome::RequestState(state),
                 detail,
                 now,
             )
@@ -742,7 +748,7 @@ impl RequestLoop {
         from: RequestState,
         to: RequestState,
         why: &str,
-        outcome: &str,
+        outcome: Outcome,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.close_with(r, from, to, why, outcome, update_detail(r, to, why), now)
@@ -756,18 +762,23 @@ impl RequestLoop {
         from: RequestState,
         to: RequestState,
         why: &str,
-        outcome: &str,
+        outcome: Outcome,
         detail: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let audit = NewAuditEntry {
             at: now,
             actor: "rotationd".into(),
-            action: format!("{}_request", r.kind),
+            // A request is a rotation or a rollback (`decide` stores the kind).
+            action: if r.kind == "rollback" {
+                Action::RollbackRequest
+            } else {
+                Action::RotateRequest
+            },
             secret: Some(r.secret.clone()),
             ticket: r.ticket.clone(),
             reason: Some(why.to_string()),
-            outcome: outcome.to_string(),
+            outcome,
             detail: Some(
                 serde_json::json!({ "request_id": r.id, "requester": r.requester, "update": detail }),
             ),
@@ -831,36 +842,26 @@ impl RequestLoop {
             .call(move |s| s.db().due_bus_updates(now, BATCH))
             .await?;
         let mut again = (due.len() == BATCH as usize).then_some(Duration::ZERO);
+        let bus = self.eventbridge.bus(&rc.event_bus);
         for chunk in due.chunks(10) {
-            let mut req = self.eventbridge.put_events();
-            for u in chunk {
-                req = req.entries(
-                    aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                        .event_bus_name(&rc.event_bus)
-                        .source(SOURCE)
-                        .detail_type(&u.detail_type)
-                        .detail(u.detail.to_string())
-                        .build(),
-                );
-            }
+            let events: Vec<Event> = chunk
+                .iter()
+                .map(|u| Event {
+                    source: SOURCE.to_string(),
+                    detail_type: u.detail_type.clone(),
+                    detail: u.detail.to_string(),
+                })
+                .collect();
             let mut unreachable = false;
-            let failed: Vec<(i64, String)> = match req.send().await {
-                Ok(out) => chunk
+            let failed: Vec<(i64, String)> = match bus.put_events(&events).await {
+                Ok(refused) => chunk
                     .iter()
-                    .zip(out.entries())
-                    .filter(|(_, e)| e.error_code().is_some())
-                    .map(|(u, e)| {
-                        (
-                            u.id,
-                            e.error_message()
-                                .unwrap_or("PutEvents entry failed")
-                                .to_string(),
-                        )
-                    })
+                    .zip(refused)
+                    .filter_map(|(u, why)| Some((u.id, why?)))
                     .collect(),
                 Err(e) => {
                     unreachable = true;
-                    let msg = AwsError::from_sdk("PutEvents", e).to_string();
+                    let msg = e.to_string();
                     chunk.iter().map(|u| (u.id, msg.clone())).collect()
                 }
             };

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::aws::AwsError;
 use crate::aws::secrets::{AWSCURRENT, SecretInfo, SecretsManager};
 use crate::store::NewAuditEntry;
+use crate::store::audit::{Action, Outcome};
 
 /// The versions a rollback must find when it undoes one known rotation (the watch's
 /// `auto_rollback`): anything else means someone moved the labels since, and rolling back
@@ -174,17 +175,17 @@ pub struct Requester {
 pub fn audit_entry(
     by: &Requester,
     at: DateTime<Utc>,
-    outcome: &str,
+    outcome: Outcome,
     detail: serde_json::Value,
 ) -> NewAuditEntry {
     NewAuditEntry {
         at,
         actor: by.actor.clone(),
-        action: "rollback".into(),
+        action: Action::Rollback,
         secret: Some(by.secret.clone()),
         ticket: by.ticket.clone(),
         reason: by.reason.clone(),
-        outcome: outcome.into(),
+        outcome,
         detail: Some(detail),
     }
 }
@@ -302,7 +303,7 @@ mod tests {
         let e = audit_entry(
             &by,
             DateTime::<Utc>::UNIX_EPOCH,
-            "ok",
+            Outcome::Ok,
             audit_detail("new", "old", true),
         );
         assert_eq!((e.action.as_str(), e.outcome.as_str()), ("rollback", "ok"));

@@ -45,13 +45,15 @@ use crate::aws::AwsError;
 use crate::aws::Place;
 use crate::aws::cloudwatch::{AlarmState, CloudWatch, MetricQuery};
 use crate::aws::secrets::SecretsManager;
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::engine::{Clock, INC_PENDING};
 use crate::metrics::Metrics;
 use crate::rollback::{
     Expected, Refusal, Requester, RollbackError, RollbackPlan, audit_entry, plan_rollback,
 };
+use crate::store::audit::{Action, Outcome};
 use crate::store::{Attempt, NewAuditEntry, StoreError, StoreHandle, Validation};
+use crate::ticket::INC_PENDING;
 
 /// What to watch after one rotation, and how it looked before. Stored as JSON on the
 /// attempt (`watch_plan`).
@@ -644,23 +646,25 @@ impl Watcher {
         // An AWS error leaves the watch `rolling_back`: the next poll plans again, and
         // finds the rollback done if only its answer was lost.
         let (outcome, detail, verified) = match plan {
-            Ok(RollbackPlan::AlreadyDone { version }) => {
-                ("ok", format!("AWSCURRENT is already {version}"), None)
-            }
+            Ok(RollbackPlan::AlreadyDone { version }) => (
+                Outcome::Ok,
+                format!("AWSCURRENT is already {version}"),
+                None,
+            ),
             Ok(RollbackPlan::Move { from, to }) => {
                 match crate::rollback::execute(&self.sm, &id, &from, &to).await {
                     Ok(v) if v.ok => (
-                        "ok",
+                        Outcome::Ok,
                         format!("AWSCURRENT moved from {from} back to {to}"),
                         Some(true),
                     ),
-                    Ok(v) => ("failed", v.mismatch(), Some(false)),
+                    Ok(v) => (Outcome::Failed, v.mismatch(), Some(false)),
                     Err(RollbackError::Move(e) | RollbackError::Verify(e)) => {
                         return Err(WatchError::Aws(e));
                     }
                 }
             }
-            Err(refusal) => ("skipped", refusal.to_string(), None),
+            Err(refusal) => (Outcome::Skipped, refusal.to_string(), None),
         };
         let now = self.clock.now();
         let by = Requester {
@@ -679,14 +683,14 @@ impl Watcher {
         if let Some(v) = verified {
             audit_detail["verified"] = serde_json::json!(v);
         }
-        let audit = audit_entry(&by, now, outcome, audit_detail);
+        let audit = audit_entry(&by, now, outcome.clone(), audit_detail);
         let mut evidence: serde_json::Value = attempt
             .watch_evidence
             .as_deref()
             .and_then(|e| serde_json::from_str(e).ok())
             .unwrap_or_else(|| serde_json::json!({}));
         evidence["rollback"]["result"] = serde_json::json!(detail);
-        evidence["rollback"]["outcome"] = serde_json::json!(outcome);
+        evidence["rollback"]["outcome"] = serde_json::json!(outcome.as_str());
         self.move_watch(
             &attempt.id,
             Validation::RollingBack,
@@ -713,11 +717,11 @@ fn validate_audit(
     NewAuditEntry {
         at: now,
         actor: "rotationd".into(),
-        action: "validate".into(),
+        action: Action::Validate,
         secret: Some(attempt.secret.clone()),
         ticket: attempt.ticket.clone(),
         reason: Some(reason),
-        outcome: outcome.as_str().into(),
+        outcome: Outcome::Validation(outcome),
         detail: Some(serde_json::json!({ "attempt": attempt.id, "evidence": evidence })),
     }
 }

@@ -7,6 +7,7 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::rotationd::{Env, free_port, stderr};
+use rotationd::store::audit::{Action, Outcome};
 use rotationd::store::{NewAuditEntry, Store};
 use serde_json::{Value, json};
 
@@ -17,7 +18,7 @@ fn stdout(o: &std::process::Output) -> String {
 fn entry(
     at: DateTime<Utc>,
     actor: &str,
-    action: &str,
+    action: Action,
     secret: &str,
     ticket: Option<&str>,
     reason: &str,
@@ -26,11 +27,11 @@ fn entry(
     NewAuditEntry {
         at,
         actor: actor.into(),
-        action: action.into(),
+        action,
         secret: Some(secret.into()),
         ticket: ticket.map(str::to_owned),
         reason: Some(reason.into()),
-        outcome: "ok".into(),
+        outcome: Outcome::Ok,
         detail,
     }
 }
@@ -80,7 +81,7 @@ async fn audit_lists_filters_and_detects_tampering() {
         .append_audit(&entry(
             now - Duration::days(40),
             "cli:alice",
-            "rotate",
+            Action::Rotate,
             "prod/db",
             Some("CHG-1"),
             quoted,
@@ -91,7 +92,7 @@ async fn audit_lists_filters_and_detects_tampering() {
         .append_audit(&entry(
             now - Duration::days(3),
             "rotationd",
-            "rotate",
+            Action::Rotate,
             "prod/api",
             None,
             "scheduled window",
@@ -102,7 +103,7 @@ async fn audit_lists_filters_and_detects_tampering() {
         .append_audit(&entry(
             now - Duration::hours(1),
             "cli:bob",
-            "rollback",
+            Action::Rollback,
             "prod/db",
             Some("INC-7"),
             "bad deploy",

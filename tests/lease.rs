@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::moto;
-use rotationd::lease::{Lease, Role, ensure_table};
+use rotationd::store::dynamodb::{Lease, Role, ensure_table};
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use common::moto;
-use rotationd::lease::{Lease, Role};
-use rotationd::store::dynamodb::ensure_table;
+use rotationd::store::audit::{Action, Outcome};
+use rotationd::store::dynamodb::{Lease, Role, ensure_table};
 use rotationd::store::journal::Journal;
 use rotationd::store::shared_log::MemoryLog;
 use rotationd::store::{
@@ -48,15 +48,15 @@ fn trigger(secret: &str, key: &str) -> NewTrigger {
     }
 }
 
-fn audit(action: &str, at: i64) -> NewAuditEntry {
+fn audit(action: Action, at: i64) -> NewAuditEntry {
     NewAuditEntry {
         at: t(at),
         actor: "rotationd".into(),
-        action: action.into(),
+        action,
         secret: Some("prod/db".into()),
         ticket: Some("INC-1".into()),
         reason: None,
-        outcome: "ok".into(),
+        outcome: Outcome::Ok,
         detail: Some(serde_json::json!({ "at": at })),
     }
 }
@@ -110,7 +110,7 @@ fn scenario(store: &mut Store) {
                     started_at: t(10),
                 })?;
                 db.attach_attempt(first.id, "a1", t(10))?;
-                db.append_audit(&audit("rotate_requested", 10))?;
+                db.append_audit(&audit(Action::RotateRequested, 10))?;
                 Ok::<_, StoreError>(())
             })
         })
@@ -146,7 +146,7 @@ fn scenario(store: &mut Store) {
         .job(|s| {
             s.transaction(|db| {
                 db.finish_triggers_of_attempt("a1", TriggerStatus::Done, t(16))?;
-                db.append_audit(&audit("rotated", 16))?;
+                db.append_audit(&audit(Action::Rotate, 16))?;
                 Ok::<_, StoreError>(())
             })
         })
@@ -164,7 +164,7 @@ fn scenario(store: &mut Store) {
     // A transaction that fails leaves nothing, and the next one goes on.
     let failed: Result<(), StoreError> = store.job(|s| {
         s.transaction(|db| {
-            db.append_audit(&audit("half", 17))?;
+            db.append_audit(&audit(Action::StormGuard, 17))?;
             db.update_attempt("missing", &AttemptUpdate::to(AttemptState::Failed), t(17))?;
             Ok(())
         })
@@ -243,7 +243,10 @@ fn scenario(store: &mut Store) {
         .into_iter()
         .map(|e| e.action)
         .collect::<Vec<_>>();
-    assert!(!actions.iter().any(|a| a == "half"), "{actions:?}");
+    assert!(
+        !actions.iter().any(|a| a == Action::StormGuard.as_str()),
+        "{actions:?}"
+    );
     assert_eq!(v.checked, actions.len() as u64, "{actions:?}");
 }
 

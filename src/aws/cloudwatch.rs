@@ -56,7 +56,10 @@ pub struct CloudWatch {
 impl CloudWatch {
     pub fn new(client: Client) -> Self {
         CloudWatch {
-            targets: Targets::single(Place::own(client.config().region()), client.clone()),
+            targets: Targets::single(
+                Place::own(client.config().region().map(|r| r.as_ref())),
+                client.clone(),
+            ),
             client,
         }
     }

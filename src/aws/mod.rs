@@ -1,22 +1,55 @@
-//! AWS plumbing: every AWS call rotationd makes goes through this module.
+//! AWS plumbing: every AWS call rotationd makes goes through this module. Every SDK client
+//! is built here, from one SDK configuration and with the request counter, and the rest of
+//! the crate calls AWS only through the small typed wrappers below, which map the SDK's
+//! errors to [`AwsError`]. So the timeouts, the retries and the counting apply to every
+//! call, and `docs/iam-policy.json` can be checked against this directory alone.
 //!
 //! - [`load_sdk_config`] builds one `SdkConfig` from `[aws]`: the default credential chain
 //!   (environment, profile, SSO, ECS/EC2 roles), optional region, profile and endpoint,
 //!   explicit connect/read timeouts and the SDK's standard retry with exponential backoff.
+//!   [`place_configs`] derives one per account-region, with the `[[account]]` role assumed
+//!   through STS.
+//! - [`Clients::build`] builds the clients of one process; [`dynamodb::Table::new`] the
+//!   state table's.
 //! - [`RequestCounter`] is an SDK interceptor that counts every HTTP attempt (retries
-//!   included) in `rotationd_aws_requests_total{service,operation,outcome}`.
+//!   included) in `rotationd_aws_requests_total{service,operation,outcome}`. It records
+//!   into a [`Metrics`] it is given: the metrics do not depend on this module.
 //! - [`AwsError`] classifies failures as retryable (throttling, 5xx, timeouts, I/O) or
 //!   fatal, because callers branch on it: a retryable error leaves work queued for the
 //!   next pass, a fatal one fails the attempt with the reason.
-//! - [`secrets`] wraps the few Secrets Manager operations rotationd is allowed to use.
-//!   There is deliberately no wrapper for GetSecretValue, PutSecretValue,
-//!   BatchGetSecretValue or UpdateSecret: rotationd never reads or writes secret values.
+//! - The wrappers, one module per service: [`secrets`] (the few Secrets Manager operations
+//!   rotationd is allowed to use: there is deliberately no wrapper for GetSecretValue,
+//!   PutSecretValue, BatchGetSecretValue or UpdateSecret, rotationd never reads or writes
+//!   secret values), [`cloudwatch`] (alarm states and metric values, read-only),
+//!   [`cloudtrail`] (`LookupEvents`), [`sns`] (`Publish`), [`sqs`] (the events queue),
+//!   [`eventbridge`] (the bus, its rules and targets) and [`dynamodb`] (the state table).
+//! - [`Place`] and [`Targets`]: one client per account-region, routed by a secret's ARN.
 
+/// A client of the SDK crate `$sdk` from the SDK configuration `$conf`, counted by the
+/// [`RequestCounter`] `$counter`: how every client is built, so that none goes uncounted.
+macro_rules! counted_client {
+    ($sdk:ident, $conf:expr, $counter:expr) => {
+        $sdk::Client::from_conf(
+            $sdk::config::Builder::from($conf)
+                .interceptor($counter.clone())
+                .build(),
+        )
+    };
+}
+use counted_client;
+
+pub mod cloudtrail;
 pub mod cloudwatch;
+pub mod dynamodb;
+pub mod eventbridge;
 pub mod secrets;
+pub mod sns;
+pub mod sqs;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use anyhow::Context;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -72,53 +105,10 @@ pub async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
     loader.load().await
 }
 
-/// Where a client works: one account and one region. Labels metrics, alerts and logs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Place {
-    /// The 12-digit account id, or [`OWN_ACCOUNT`] without `[[account]]` tables.
-    pub account: String,
-    pub region: String,
-}
-
-/// The `account` label when no `[[account]]` is configured: the daemon's own credentials.
-pub const OWN_ACCOUNT: &str = "self";
-
-impl Place {
-    /// The daemon's own account in `region` (a client's configured region; `unset` when it
-    /// has none): the one place without `[[account]]`.
-    pub fn own(region: Option<&Region>) -> Place {
-        Place {
-            account: OWN_ACCOUNT.into(),
-            region: region.map_or_else(|| "unset".into(), |r| r.to_string()),
-        }
-    }
-}
-
-impl std::fmt::Display for Place {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "account {} region {}", self.account, self.region)
-    }
-}
-
-/// The account and region an ARN names (`arn:<partition>:<service>:<region>:<account>:…`).
-pub fn arn_place(arn: &str) -> Option<Place> {
-    let mut parts = arn.splitn(6, ':');
-    if parts.next()? != "arn" {
-        return None;
-    }
-    let _partition = parts.next()?;
-    let _service = parts.next()?;
-    let region = parts.next()?;
-    let account = parts.next()?;
-    parts.next()?;
-    if region.is_empty() || account.is_empty() {
-        return None;
-    }
-    Some(Place {
-        account: account.to_string(),
-        region: region.to_string(),
-    })
-}
+// Where a client works, and the label of a client without `[[account]]`: they live with the
+// ARN (which names the place) so that the metrics can label by them without depending on
+// this module. Re-exported because every client here is keyed by one.
+pub use crate::arn::{OWN_ACCOUNT, Place};
 
 /// One client per account-region. Without `[[account]]` there is one, used for every id;
 /// with them, a secret is addressed by its ARN, which names the client to use (names
@@ -177,7 +167,7 @@ impl<C> Targets<C> {
                 retryable: false,
             });
         }
-        let Some(place) = arn_place(id) else {
+        let Some(place) = Place::of_arn(id) else {
             return Err(AwsError {
                 operation,
                 code: None,
@@ -215,7 +205,7 @@ pub async fn place_configs(
     accounts: &[crate::config::Account],
 ) -> Vec<(Place, SdkConfig)> {
     if accounts.is_empty() {
-        return vec![(Place::own(sdk.region()), sdk.clone())];
+        return vec![(Place::own(sdk.region().map(|r| r.as_ref())), sdk.clone())];
     }
     let mut out = Vec::new();
     for account in accounts {
@@ -243,6 +233,76 @@ pub async fn place_configs(
         }
     }
     out
+}
+
+/// Every AWS client of one process but DynamoDB's (built with the state store, when
+/// `[state] backend = "dynamodb"`: [`dynamodb::Table::new`]), all from one SDK
+/// configuration (so with its timeouts and retries) and all counted by `counter`.
+pub struct Clients {
+    /// SNS, SQS and EventBridge live in the daemon's own account and `[aws] region`.
+    pub sns: sns::Sns,
+    pub sqs: sqs::Sqs,
+    pub eventbridge: eventbridge::EventBridge,
+    /// Secrets Manager, CloudWatch and CloudTrail: one client per account-region.
+    pub secrets: secrets::SecretsManager,
+    pub cloudwatch: cloudwatch::CloudWatch,
+    pub cloudtrail: Vec<cloudtrail::Trail>,
+}
+
+impl Clients {
+    /// The clients for `accounts` (`[[account]]`; none: the daemon's own account and
+    /// region). `trail_endpoint` overrides CloudTrail's endpoint only.
+    pub async fn build(
+        sdk: &SdkConfig,
+        counter: &RequestCounter,
+        accounts: &[crate::config::Account],
+        trail_endpoint: Option<&str>,
+    ) -> anyhow::Result<Clients> {
+        let mut sms = Vec::new();
+        let mut cws = Vec::new();
+        let mut cloudtrail = Vec::new();
+        for (place, conf) in place_configs(sdk, accounts).await {
+            sms.push((
+                place.clone(),
+                counted_client!(aws_sdk_secretsmanager, &conf, counter),
+            ));
+            cws.push((
+                place.clone(),
+                counted_client!(aws_sdk_cloudwatch, &conf, counter),
+            ));
+            cloudtrail.push(cloudtrail::Trail::new(
+                place,
+                &conf,
+                counter,
+                trail_endpoint,
+            ));
+        }
+        let (secrets, cloudwatch) = if accounts.is_empty() {
+            let sm = sms
+                .pop()
+                .map(|(_, c)| c)
+                .context("no Secrets Manager client")?;
+            let cw = cws.pop().map(|(_, c)| c).context("no CloudWatch client")?;
+            (
+                secrets::SecretsManager::new(sm),
+                cloudwatch::CloudWatch::new(cw),
+            )
+        } else {
+            (
+                secrets::SecretsManager::with_targets(Targets::routed(sms)),
+                cloudwatch::CloudWatch::with_targets(Targets::routed(cws))
+                    .context("no account-region configured")?,
+            )
+        };
+        Ok(Clients {
+            sns: sns::Sns::new(sdk, counter),
+            sqs: sqs::Sqs::new(sdk, counter),
+            eventbridge: eventbridge::EventBridge::new(sdk, counter),
+            secrets,
+            cloudwatch,
+            cloudtrail,
+        })
+    }
 }
 
 /// Counts every attempt of every AWS request by service, operation and outcome.
@@ -413,6 +473,17 @@ impl AwsError {
                 message: format!("{}", DisplayErrorChain(&err)),
                 retryable: false,
             },
+        }
+    }
+
+    /// An SDK request builder refused its input: a bug (every input is built here), not
+    /// worth retrying.
+    pub fn build(operation: &'static str, err: impl std::fmt::Display) -> AwsError {
+        AwsError {
+            operation,
+            code: None,
+            message: err.to_string(),
+            retryable: false,
         }
     }
 

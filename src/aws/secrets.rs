@@ -34,7 +34,7 @@ pub struct SecretInfo {
     pub versions: BTreeMap<String, Vec<String>>,
     pub tags: BTreeMap<String, String>,
     /// Secrets Manager's own rotation schedule (`RotationRules`), for the drift check.
-    pub native: crate::drift::NativeRules,
+    pub native: crate::schedule::aws_cron::NativeRules,
 }
 
 impl SecretInfo {
@@ -108,7 +108,7 @@ macro_rules! secret_info {
                     ))
                 })
                 .collect(),
-            native: crate::drift::NativeRules {
+            native: crate::schedule::aws_cron::NativeRules {
                 enabled: e.rotation_enabled().unwrap_or(false),
                 automatically_after_days: e
                     .rotation_rules()
@@ -170,7 +170,10 @@ impl SecretsManager {
     /// One client for every secret (no `[[account]]` tables).
     pub fn new(client: Client) -> Self {
         SecretsManager {
-            targets: Targets::single(Place::own(client.config().region()), client),
+            targets: Targets::single(
+                Place::own(client.config().region().map(|r| r.as_ref())),
+                client,
+            ),
         }
     }
 
@@ -193,7 +196,7 @@ impl SecretsManager {
     pub fn place_of(&self, id: &str) -> Place {
         match self.targets.pick(id, "route") {
             Ok((place, _)) => place.clone(),
-            Err(_) => super::arn_place(id)
+            Err(_) => Place::of_arn(id)
                 .or_else(|| self.places().into_iter().next())
                 .unwrap_or_else(|| Place::own(None)),
         }
@@ -347,7 +350,7 @@ impl SecretsManager {
         &self,
         id: &str,
         lambda_arn: Option<&str>,
-        rules: &crate::drift::AwsRules,
+        rules: &crate::schedule::aws_cron::AwsRules,
     ) -> Result<(), AwsError> {
         self.client(id, "RotateSecret")?
             .rotate_secret()

@@ -16,7 +16,7 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::{CliError, load_config};
-use crate::planner::TIME_FORMAT;
+use crate::clock::TIME_FORMAT;
 use crate::store::{AuditEntry, AuditFilter, AuditVerification, GENESIS_HASH, Store, StoreError};
 
 /// How `rotationd audit` prints the entries.
@@ -164,10 +164,10 @@ fn open_state(
                 .build()
                 .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?;
             let sdk = rt.block_on(crate::aws::load_sdk_config(&cfg.aws));
-            let client = aws_sdk_dynamodb::Client::new(&sdk);
-            let journal = crate::store::journal::Journal::dynamodb(
-                client,
-                table,
+            // Counted like every client, into a registry nobody serves: a CLI run.
+            let counter = crate::aws::RequestCounter::new(Default::default());
+            let journal = crate::store::journal::Journal::on_table(
+                crate::aws::dynamodb::Table::new(&sdk, &counter, table),
                 rt.handle().clone(),
                 &format!("audit-{}", crate::daemon::instance_id()),
             );

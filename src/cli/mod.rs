@@ -131,8 +131,8 @@ fn operator() -> String {
 /// Checks a `--ticket`: INC-123, or also CHG-123 when `change_ok`; `why` ends the message
 /// (which kind of ticket the command takes).
 fn check_ticket(ticket: &str, change_ok: bool, why: &str) -> Result<(), CliError> {
-    let ok = crate::config::is_ticket(ticket, "INC")
-        || (change_ok && crate::config::is_ticket(ticket, "CHG"));
+    let ok = crate::ticket::is_ticket(ticket, "INC")
+        || (change_ok && crate::ticket::is_ticket(ticket, "CHG"));
     if ok {
         Ok(())
     } else {

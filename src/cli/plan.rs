@@ -7,8 +7,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::{CliError, load_config, with_app, write_out};
+use crate::clock::TIME_FORMAT;
 use crate::config::Config;
-use crate::planner::{self, Policy, TIME_FORMAT};
+use crate::planner;
 
 /// Prints the windows from `from` (RFC 3339; default now) for `days`, as a table or JSON;
 /// a window too full for `max_rotations_per_minute` is warned about on stderr.
@@ -161,7 +162,7 @@ pub fn offline_plan(cfg: &Config, from: DateTime<Utc>, until: DateTime<Utc>) -> 
         &|_| None,
         from,
         until,
-        &Policy::from_config(cfg),
+        &cfg.planner_policy(),
     )
 }
 

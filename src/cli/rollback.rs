@@ -1,6 +1,7 @@
 //! `rotationd rollback`: the operator's side of [`crate::rollback`]: the ticket checked,
 //! the plan shown, every outcome audited as `rollback` with the `cli:USER` actor.
 
+use crate::store::audit::Outcome;
 use std::path::Path;
 
 use super::{CliError, check_ticket, describe, operator, with_app};
@@ -28,7 +29,7 @@ async fn rollback_now(
         ticket: Some(ticket.to_string()),
         reason: Some(reason.to_string()),
     };
-    let record = |outcome: &str, detail: serde_json::Value| {
+    let record = |outcome: Outcome, detail: serde_json::Value| {
         let entry = audit_entry(&by, app.clock.now(), outcome, detail);
         app.store
             .call(move |s| s.db().append_audit(&entry).map(|_| ()))
@@ -40,9 +41,12 @@ async fn rollback_now(
         Ok(RollbackPlan::AlreadyDone { .. }) => return Ok(()),
         Err(why) => {
             // Best effort: the refusal is reported whether or not it could be recorded.
-            record("refused", serde_json::json!({ "error": why.to_string() }))
-                .await
-                .ok();
+            record(
+                Outcome::Refused,
+                serde_json::json!({ "error": why.to_string() }),
+            )
+            .await
+            .ok();
             return Err(CliError::Failed(format!(
                 "refusing to roll back {secret}: {why}"
             )));
@@ -53,7 +57,7 @@ async fn rollback_now(
         Ok(v) => v,
         Err(RollbackError::Move(e)) => {
             record(
-                "failed",
+                Outcome::Failed,
                 serde_json::json!({ "error": e.to_string(), "from": current, "to": previous }),
             )
             .await
@@ -65,11 +69,15 @@ async fn rollback_now(
         Err(e @ RollbackError::Verify(_)) => {
             let mut detail = audit_detail(&current, &previous, false);
             detail["error"] = serde_json::json!(e.to_string());
-            record("failed", detail).await.ok();
+            record(Outcome::Failed, detail).await.ok();
             return Err(CliError::Failed(e.to_string()));
         }
     };
-    let outcome = if verified.ok { "ok" } else { "failed" };
+    let outcome = if verified.ok {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    };
     if record(outcome, audit_detail(&current, &previous, verified.ok))
         .await
         .is_err()

@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::wait_for_shutdown_signal;
 use super::{CliError, check_ticket, describe, operator, with_app};
+use crate::clock::TIME_FORMAT;
 use crate::engine::{Outcome, RotationRequest};
-use crate::planner::{self, TIME_FORMAT};
+use crate::planner;
 
 /// Checks the ticket, then rotates `secret` (a name or an ARN).
 pub fn rotate(

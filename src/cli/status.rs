@@ -8,7 +8,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::{CliError, with_app, write_out};
-use crate::planner::{self, TIME_FORMAT};
+use crate::clock::TIME_FORMAT;
+use crate::planner;
 
 /// A row of `rotationd status`.
 #[derive(Debug, serde::Serialize)]
@@ -66,7 +67,7 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
     let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;
     let last = app.store.call(|s| s.db().last_finished_attempts()).await?;
     let pending = app.store.call(|s| s.db().pending_triggers()).await?;
-    let policy = planner::Policy::from_config(cfg);
+    let policy = cfg.planner_policy();
     let stuck_after = chrono::Duration::from_std(app.engine.opts.monitor_timeout)
         .unwrap_or(chrono::Duration::minutes(15));
     let mut rows = Vec::new();

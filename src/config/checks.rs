@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use super::diag::Diagnostics;
 use super::raw::S;
+use crate::arn::{Arn, ArnError, PARTITIONS};
 use crate::schedule::Schedule;
 
 /// Which end of its range a value fell off.
@@ -154,7 +155,7 @@ pub(super) struct ParsedSchedule {
 #[derive(Default)]
 pub(super) struct Schedules {
     parsed: HashMap<String, Result<ParsedSchedule, String>>,
-    /// `drift::aws_rules` per schedule text and window, for `native_schedule = "sync"`.
+    /// `schedule::aws_cron::aws_rules` per schedule text and window, for `native_schedule = "sync"`.
     rules: HashMap<(String, Duration), Result<(), String>>,
     /// Default schedules already reported at `native_schedule` (once each, not per secret).
     pub(super) reported_defaults: HashSet<(String, Duration)>,
@@ -177,7 +178,7 @@ impl Schedules {
     ) -> Result<(), String> {
         self.rules
             .entry((schedule.as_str().to_string(), window))
-            .or_insert_with(|| crate::drift::aws_rules(schedule, window).map(|_| ()))
+            .or_insert_with(|| crate::schedule::aws_cron::aws_rules(schedule, window).map(|_| ()))
             .clone()
     }
 
@@ -244,43 +245,41 @@ pub(super) fn region(diags: &mut Diagnostics, value: &Spanned<String>) -> bool {
 
 /// Checks an ARN of `service`; returns a description of what is wrong.
 pub fn check_arn(arn: &str, service: &str) -> Result<(), String> {
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    if parts.len() != 6 || parts[0] != "arn" {
-        return Err(format!(
-            "malformed ARN `{arn}`: expected arn:PARTITION:{service}:REGION:ACCOUNT:RESOURCE"
-        ));
-    }
-    if !matches!(
-        parts[1],
-        "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
-    ) {
-        return Err(format!(
-            "malformed ARN `{arn}`: unknown partition `{}`",
-            parts[1]
-        ));
-    }
-    if parts[2] != service {
+    let parts = match Arn::parse(arn) {
+        Ok(parts) => parts,
+        Err(ArnError::Shape) => {
+            return Err(format!(
+                "malformed ARN `{arn}`: expected arn:PARTITION:{service}:REGION:ACCOUNT:RESOURCE"
+            ));
+        }
+        Err(ArnError::UnknownPartition(partition)) => {
+            return Err(format!(
+                "malformed ARN `{arn}`: unknown partition `{partition}`"
+            ));
+        }
+    };
+    if parts.service != service {
         return Err(format!(
             "malformed ARN `{arn}`: expected service `{service}`, found `{}`",
-            parts[2]
+            parts.service
         ));
     }
-    if !is_region(parts[3]) {
+    if !is_region(parts.region) {
         return Err(format!(
             "malformed ARN `{arn}`: `{}` is not a region",
-            parts[3]
+            parts.region
         ));
     }
-    if !is_account_id(parts[4]) {
+    if !is_account_id(parts.account) {
         return Err(format!(
             "malformed ARN `{arn}`: account id `{}` must be 12 digits",
-            parts[4]
+            parts.account
         ));
     }
-    if parts[5].is_empty() {
+    if parts.resource.is_empty() {
         return Err(format!("malformed ARN `{arn}`: the resource part is empty"));
     }
-    if service == "secretsmanager" && !parts[5].starts_with("secret:") {
+    if service == "secretsmanager" && !parts.resource.starts_with("secret:") {
         return Err(format!(
             "malformed ARN `{arn}`: a secret ARN ends in `secret:NAME-XXXXXX`"
         ));
@@ -292,18 +291,24 @@ pub fn check_arn(arn: &str, service: &str) -> Result<(), String> {
 /// path: `role/team/NAME`); returns its account id, or a description of what is wrong.
 pub(super) fn check_role_arn(arn: &str) -> Result<&str, String> {
     const SHAPE: &str = "write it as arn:aws:iam::ACCOUNT:role/NAME";
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let &[prefix, partition, service, region, account, resource] = parts.as_slice() else {
-        return Err(format!("malformed role ARN `{arn}`; {SHAPE}"));
+    let parsed = match Arn::parse(arn) {
+        Ok(parsed) => parsed,
+        Err(ArnError::Shape) => return Err(format!("malformed role ARN `{arn}`; {SHAPE}")),
+        Err(ArnError::UnknownPartition(partition)) => {
+            let (last, others) = PARTITIONS.split_last().unwrap_or((&"aws", &[]));
+            return Err(format!(
+                "malformed role ARN `{arn}`: unknown partition `{partition}`; use {} or {last}",
+                others.join(", ")
+            ));
+        }
     };
-    if prefix != "arn" {
-        return Err(format!("malformed role ARN `{arn}`; {SHAPE}"));
-    }
-    if !matches!(partition, "aws" | "aws-cn" | "aws-us-gov") {
-        return Err(format!(
-            "malformed role ARN `{arn}`: unknown partition `{partition}`; use aws, aws-cn or aws-us-gov"
-        ));
-    }
+    let Arn {
+        service,
+        region,
+        account,
+        resource,
+        ..
+    } = parsed;
     if service != "iam" {
         return Err(format!(
             "malformed role ARN `{arn}`: expected service `iam`, found `{service}`; {SHAPE}"
@@ -319,12 +324,11 @@ pub(super) fn check_role_arn(arn: &str) -> Result<&str, String> {
             "malformed role ARN `{arn}`: account id `{account}` must be 12 digits; {SHAPE}"
         ));
     }
-    let Some(path_name) = resource.strip_prefix("role/") else {
+    let Some((path, name)) = parsed.role_path_and_name() else {
         return Err(format!(
             "malformed role ARN `{arn}`: `{resource}` is not a role; {SHAPE}"
         ));
     };
-    let (path, name) = path_name.rsplit_once('/').unwrap_or(("", path_name));
     let name_ok = (1..=64).contains(&name.len())
         && name
             .chars()
@@ -340,12 +344,6 @@ pub(super) fn check_role_arn(arn: &str) -> Result<&str, String> {
         ));
     }
     Ok(account)
-}
-
-/// The region and account of an ARN already checked by [`check_arn`].
-pub(super) fn arn_region_account(arn: &str) -> Option<(&str, &str)> {
-    let mut parts = arn.splitn(6, ':').skip(3);
-    Some((parts.next()?, parts.next()?))
 }
 
 /// Secret names: 1-512 characters of ASCII letters, digits and `/_+=.@-`.
@@ -390,13 +388,6 @@ pub(super) fn check_table_name(name: &str) -> Result<(), String> {
         )),
         _ => Ok(()),
     }
-}
-
-/// `CHG-10421`, `INC-123`: a prefix, a dash, digits.
-pub fn is_ticket(s: &str, prefix: &str) -> bool {
-    s.strip_prefix(prefix)
-        .and_then(|r| r.strip_prefix('-'))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The URL `key` as written; an error unless it is an http:// or https:// URL with a host.
@@ -474,15 +465,6 @@ mod tests {
     }
 
     #[test]
-    fn ticket_shapes() {
-        assert!(is_ticket("CHG-10421", "CHG"));
-        assert!(is_ticket("INC-1", "INC"));
-        assert!(!is_ticket("CHG-", "CHG"));
-        assert!(!is_ticket("CHG10421", "CHG"));
-        assert!(!is_ticket("INC-12", "CHG"));
-    }
-
-    #[test]
     fn arn_checks() {
         assert!(
             check_arn(
@@ -503,6 +485,8 @@ mod tests {
             "arn:aws:iam::111111111111:role/ops/security/rotationd",
             "arn:aws-cn:iam::111111111111:role/rotationd",
             "arn:aws-us-gov:iam::111111111111:role/Rotation+Daemon=1,a.b@c_d-e",
+            "arn:aws-iso:iam::111111111111:role/rotationd",
+            "arn:aws-eusc:iam::111111111111:role/rotationd",
         ] {
             assert_eq!(check_role_arn(good), Ok("111111111111"), "{good}");
         }
@@ -510,8 +494,8 @@ mod tests {
             ("rotationd", "write it as arn:aws:iam::ACCOUNT:role/NAME"),
             ("arn:aws:iam::111111111111", "write it as"),
             (
-                "arn:aws-iso:iam::111111111111:role/r",
-                "unknown partition `aws-iso`",
+                "arn:aws-moon:iam::111111111111:role/r",
+                "unknown partition `aws-moon`; use aws, aws-cn, aws-us-gov, aws-eusc, aws-iso, aws-iso-b, aws-iso-e or aws-iso-f",
             ),
             ("arn:aws:sts::111111111111:role/r", "expected service `iam`"),
             (

@@ -35,7 +35,7 @@ use crate::schedule::Schedule;
 use checks::Schedules;
 use sections::settings::Declared;
 
-pub use checks::{check_arn, fmt_duration, is_ticket};
+pub use checks::{check_arn, fmt_duration};
 pub use diag::{Diagnostic, Diagnostics, Severity};
 
 /// Where `rotationd` looks for its configuration when `--config` is not given.
@@ -448,6 +448,15 @@ impl Config {
                 diags,
             )),
             _ => Err(ConfigError::Invalid(diags)),
+        }
+    }
+
+    /// The planner's policy: `[policy] max_age` and `[daemon] max_rotations_per_minute`.
+    pub fn planner_policy(&self) -> crate::planner::Policy {
+        crate::planner::Policy {
+            max_age: chrono::Duration::from_std(self.policy.max_age)
+                .unwrap_or(chrono::Duration::MAX),
+            max_rotations_per_minute: self.daemon.max_rotations_per_minute,
         }
     }
 

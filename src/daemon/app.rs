@@ -1,20 +1,26 @@
 //! [`App`]: the wiring the daemon and the CLI commands share, built from one `Config`.
 //!
 //! [`App::build`] opens the state store (SQLite, or a replica of the DynamoDB log), loads
-//! the AWS SDK configuration and builds one client per service: SNS, SQS and EventBridge in
-//! the daemon's own account and region, Secrets Manager, CloudWatch and CloudTrail once per
-//! account-region (`[[account]]`), DynamoDB for the shared state. Every client carries the
-//! request-counting interceptor, so `/metrics` sees every call.
+//! the AWS SDK configuration and has `aws` build one client per service
+//! ([`aws::Clients`]): SNS, SQS and EventBridge in the daemon's own account and region,
+//! Secrets Manager, CloudWatch and CloudTrail once per account-region (`[[account]]`),
+//! DynamoDB for the shared state. Every client carries the request-counting interceptor,
+//! so `/metrics` sees every call.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::alerts::Alerts;
-use crate::aws::secrets::SecretsManager;
-use crate::aws::{self, RequestCounter};
+use crate::aws::cloudtrail::Trail;
+use crate::aws::dynamodb::Table;
+use crate::aws::eventbridge::EventBridge;
+use crate::aws::sns::Sns;
+use crate::aws::sqs::Sqs;
+use crate::aws::{self, Clients, RequestCounter};
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::engine::{Clock, Engine, EngineOptions, RateLimiter};
+use crate::engine::{Engine, EngineOptions, RateLimiter};
 use crate::metrics::Metrics;
 use crate::store::StoreHandle;
 
@@ -24,11 +30,11 @@ pub struct App {
     pub store: StoreHandle,
     pub metrics: Arc<Metrics>,
     pub engine: Arc<Engine>,
-    pub sns: aws_sdk_sns::Client,
-    pub sqs: aws_sdk_sqs::Client,
-    pub eventbridge: aws_sdk_eventbridge::Client,
+    pub sns: Sns,
+    pub sqs: Sqs,
+    pub eventbridge: EventBridge,
     /// One CloudTrail client per account-region (its own 2 requests/s budget each).
-    pub cloudtrail: Vec<(aws::Place, aws_sdk_cloudtrail::Client)>,
+    pub cloudtrail: Vec<Trail>,
     pub clock: Clock,
     /// With `[state] backend = "dynamodb"`: the shared log this process's replica follows
     /// (the daemon sets its fence while it leads) and the DynamoDB client for the lease.
@@ -41,8 +47,8 @@ pub struct App {
 #[derive(Clone)]
 pub struct SharedState {
     pub journal: crate::store::journal::Journal,
-    pub dynamodb: aws_sdk_dynamodb::Client,
-    pub table: String,
+    /// The state table, where the lease lives next to the log.
+    pub table: Table,
 }
 
 /// This process's name in the lease and the log: unique per process, so that a
@@ -80,18 +86,13 @@ impl App {
                     .context("state store thread")??;
                 (store, None)
             }
-            crate::config::StateBackend::Dynamodb { table } => {
-                let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-                    aws_sdk_dynamodb::config::Builder::from(&sdk)
-                        .interceptor(counter.clone())
-                        .build(),
-                );
-                crate::store::dynamodb::ensure_table(&dynamodb, table)
+            crate::config::StateBackend::Dynamodb { table: name } => {
+                let table = Table::new(&sdk, &counter, name);
+                crate::store::dynamodb::ensure(&table)
                     .await
-                    .with_context(|| format!("the DynamoDB state table {table} ([state] table)"))?;
-                let journal = crate::store::journal::Journal::dynamodb(
-                    dynamodb.clone(),
-                    table,
+                    .with_context(|| format!("the DynamoDB state table {name} ([state] table)"))?;
+                let journal = crate::store::journal::Journal::on_table(
+                    table.clone(),
                     tokio::runtime::Handle::current(),
                     instance,
                 );
@@ -102,82 +103,22 @@ impl App {
                 })
                 .await
                 .context("state store thread")?
-                .with_context(|| format!("the DynamoDB state table {table} ([state] table)"))?;
-                (
-                    store,
-                    Some(SharedState {
-                        journal,
-                        dynamodb,
-                        table: table.clone(),
-                    }),
-                )
+                .with_context(|| format!("the DynamoDB state table {name} ([state] table)"))?;
+                (store, Some(SharedState { journal, table }))
             }
         };
-        // SNS, SQS and EventBridge live in the daemon's own account and `[aws] region`.
-        let sns = aws_sdk_sns::Client::from_conf(
-            aws_sdk_sns::config::Builder::from(&sdk)
-                .interceptor(counter.clone())
-                .build(),
-        );
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&sdk)
-                .interceptor(counter.clone())
-                .build(),
-        );
-        let eventbridge = aws_sdk_eventbridge::Client::from_conf(
-            aws_sdk_eventbridge::config::Builder::from(&sdk)
-                .interceptor(counter.clone())
-                .build(),
-        );
-        // Secrets Manager, CloudWatch and CloudTrail: one client per account-region.
         let trail_endpoint = cfg
             .events
             .as_ref()
-            .and_then(|e| e.cloudtrail.endpoint_url.clone());
-        let mut sms = Vec::new();
-        let mut cws = Vec::new();
-        let mut cloudtrail = Vec::new();
-        for (place, conf) in aws::place_configs(&sdk, &cfg.accounts).await {
-            sms.push((
-                place.clone(),
-                aws_sdk_secretsmanager::Client::from_conf(
-                    aws_sdk_secretsmanager::config::Builder::from(&conf)
-                        .interceptor(counter.clone())
-                        .build(),
-                ),
-            ));
-            cws.push((
-                place.clone(),
-                aws_sdk_cloudwatch::Client::from_conf(
-                    aws_sdk_cloudwatch::config::Builder::from(&conf)
-                        .interceptor(counter.clone())
-                        .build(),
-                ),
-            ));
-            let mut ct =
-                aws_sdk_cloudtrail::config::Builder::from(&conf).interceptor(counter.clone());
-            if let Some(url) = &trail_endpoint {
-                ct = ct.endpoint_url(url);
-            }
-            cloudtrail.push((place, aws_sdk_cloudtrail::Client::from_conf(ct.build())));
-        }
-        let (sm, cw) = if cfg.accounts.is_empty() {
-            let sm = sms
-                .pop()
-                .map(|(_, c)| c)
-                .context("no Secrets Manager client")?;
-            let cw = cws.pop().map(|(_, c)| c).context("no CloudWatch client")?;
-            (
-                SecretsManager::new(sm),
-                crate::aws::cloudwatch::CloudWatch::new(cw),
-            )
-        } else {
-            (
-                SecretsManager::with_targets(aws::Targets::routed(sms)),
-                crate::aws::cloudwatch::CloudWatch::with_targets(aws::Targets::routed(cws))
-                    .context("no account-region configured")?,
-            )
-        };
+            .and_then(|e| e.cloudtrail.endpoint_url.as_deref());
+        let Clients {
+            sns,
+            sqs,
+            eventbridge,
+            secrets: sm,
+            cloudwatch: cw,
+            cloudtrail,
+        } = Clients::build(&sdk, &counter, &cfg.accounts, trail_endpoint).await?;
         let places: Vec<(String, String)> = sm
             .places()
             .into_iter()

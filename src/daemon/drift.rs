@@ -41,7 +41,7 @@ pub async fn native_schedules(
         .map(|c| (c.name, c.value))
         .collect();
     for e in &inv.fleet.entries {
-        if aws::arn_place(&e.info.arn).is_some_and(|p| !inv.reached(&p)) {
+        if aws::Place::of_arn(&e.info.arn).is_some_and(|p| !inv.reached(&p)) {
             continue;
         }
         let settings = inventory::settings(cfg, e.origin);
@@ -117,11 +117,18 @@ pub async fn native_schedules(
         let audit = crate::store::NewAuditEntry {
             at: now,
             actor: "rotationd".into(),
-            action: format!("native_schedule_{label}"),
+            action: match &action {
+                Action::Write(_) => crate::store::audit::Action::NativeScheduleSync,
+                _ => crate::store::audit::Action::NativeScheduleDisable,
+            },
             secret: Some(e.key.clone()),
             ticket: None,
             reason: Some(d.why.clone()),
-            outcome: outcome.into(),
+            outcome: if result.is_ok() {
+                crate::store::audit::Outcome::Ok
+            } else {
+                crate::store::audit::Outcome::Failed
+            },
             detail: Some(serde_json::json!({
                 "native_before": d.native,
                 "expected": d.expected,

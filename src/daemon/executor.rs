@@ -426,11 +426,11 @@ async fn window_missed(
                 db.append_audit(&crate::store::NewAuditEntry {
                     at: now,
                     actor: "rotationd".into(),
-                    action: "rotate".into(),
+                    action: crate::store::audit::Action::Rotate,
                     secret: Some(secret.clone()),
                     ticket: ticket.clone(),
                     reason: Some(reason.clone()),
-                    outcome: "window_missed".into(),
+                    outcome: crate::store::audit::Outcome::WindowMissed,
                     detail: None,
                 })?;
                 Ok(())

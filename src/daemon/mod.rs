@@ -46,15 +46,15 @@ pub use executor::{MAX_CONCURRENT_ATTEMPTS, ORPHAN_AFTER, RETRY_AFTER};
 pub use health::Health;
 pub use policy::storm::{EVENT_KINDS, STORM_CURSOR, STORM_RESUMED_CURSOR};
 
+use crate::clock::Clock;
 use crate::config::{Config, StateBackend};
-use crate::engine::Clock;
 use crate::events::EventSink;
 use crate::events::cloudtrail::Poller;
 use crate::events::sqs::Consumer;
 use crate::inventory::Inventory;
-use crate::lease::{Lease, Role};
 use crate::metrics::Metrics;
 use crate::store::StoreHandle;
+use crate::store::dynamodb::{Lease, Role};
 use health::notify;
 use standby::Waited;
 
@@ -218,10 +218,9 @@ impl Daemon {
             return Ok(State::Leading(self.start(app)));
         };
         self.lease.get_or_insert_with(|| {
-            Lease::new(
-                shared.dynamodb.clone(),
-                &shared.table,
-                crate::lease::LEASE_NAME,
+            Lease::on(
+                shared.table.clone(),
+                crate::store::dynamodb::LEASE_NAME,
                 &self.instance,
                 self.cfg.state.lease,
             )
@@ -425,8 +424,7 @@ fn consume_events<'a>(
         alerts: app.engine.alerts.clone(),
     });
     let consumer = Arc::new(Consumer {
-        sqs: app.sqs.clone(),
-        queue_url: events.queue_url.clone(),
+        queue: app.sqs.queue(&events.queue_url),
         sink: sink.clone(),
     });
     for _ in 0..events.workers.get() {
@@ -493,11 +491,10 @@ fn spawn_loops(
         && events.cloudtrail.enabled
     {
         let routed = app.engine.sm.is_routed();
-        for (place, client) in &app.cloudtrail {
+        for trail in &app.cloudtrail {
             let poller = Poller {
-                client: client.clone(),
-                place: place.clone(),
-                cursor: crate::events::cloudtrail::cursor_name(place, routed),
+                trail: trail.clone(),
+                cursor: crate::events::cloudtrail::cursor_name(trail.place(), routed),
                 sink: sink.clone(),
                 lookback: chrono::Duration::from_std(events.cloudtrail.lookback)
                     .unwrap_or(chrono::Duration::hours(24)),

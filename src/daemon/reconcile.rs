@@ -98,7 +98,7 @@ fn kind_for(reason: Reason) -> TriggerKind {
 /// ones' alerts, and the triggers for windows open now or opening before the next pass
 /// (`reconcile_interval` plus a minute), overdue secrets at once.
 pub fn plan(fleet: &Fleet, observed: &Observed, cfg: &Config, now: DateTime<Utc>) -> ReconcilePlan {
-    let policy = crate::planner::Policy::from_config(cfg);
+    let policy = cfg.planner_policy();
     let mut out = ReconcilePlan::default();
     let mut targets = Vec::with_capacity(fleet.entries.len());
     let mut arns: HashMap<&str, &str> = HashMap::new();
@@ -184,8 +184,8 @@ pub fn plan(fleet: &Fleet, observed: &Observed, cfg: &Config, now: DateTime<Utc>
             reason: format!(
                 "{} window {} .. {}",
                 e.reason.as_str(),
-                e.window_start.format(crate::planner::TIME_FORMAT),
-                e.window_end.format(crate::planner::TIME_FORMAT)
+                e.window_start.format(crate::clock::TIME_FORMAT),
+                e.window_end.format(crate::clock::TIME_FORMAT)
             ),
             actor: "rotationd".into(),
             created_at: now,
@@ -385,7 +385,7 @@ pub async fn carry_over(last: &RwLock<Option<Inventory>>, inv: &mut Inventory) -
         return stale;
     };
     for e in &previous.fleet.entries {
-        let down = aws::arn_place(&e.info.arn).is_some_and(|p| !inv.reached(&p));
+        let down = aws::Place::of_arn(&e.info.arn).is_some_and(|p| !inv.reached(&p));
         if down && inv.fleet.find(&e.info.arn).is_none() {
             stale.insert(e.key.clone());
             inv.fleet.entries.push(e.clone());

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use super::App;
 use super::health::{Health, notify};
 use crate::inventory::{self, AgeCache, Inventory};
-use crate::lease::{Lease, Role};
+use crate::store::dynamodb::{Lease, Role};
 
 /// After a failed scan, the standby's next one (or at `reconcile_interval`, if shorter).
 const FAILED_SCAN_RETRY: Duration = Duration::from_secs(15);

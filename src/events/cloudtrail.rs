@@ -14,11 +14,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::{EventSink, normalize};
+use crate::aws::cloudtrail::Trail;
 use crate::aws::{AwsError, Place};
 
 /// The event names rotationd acts on (IAM and Identity Center share `DeleteUser`).
@@ -51,8 +51,7 @@ pub fn cursor_name(place: &Place, routed: bool) -> String {
 /// One poller per account-region: CloudTrail's 2 requests/s is per account and region,
 /// so each paces itself, and one failing account does not hold back the others.
 pub struct Poller {
-    pub client: aws_sdk_cloudtrail::Client,
-    pub place: Place,
+    pub trail: Trail,
     /// Where this poller keeps its place ([`cursor_name`]).
     pub cursor: String,
     pub sink: Arc<EventSink>,
@@ -67,7 +66,7 @@ impl Poller {
                 match self.sweep(&cancel).await {
                     Ok(n) => tracing::debug!(events = n, "cloudtrail sweep done"),
                     Err(e) => {
-                        tracing::warn!(account = %self.place.account, region = %self.place.region, error = %e, "cloudtrail sweep failed; the next one starts from the same cursor")
+                        tracing::warn!(account = %self.trail.place().account, region = %self.trail.place().region, error = %e, "cloudtrail sweep failed; the next one starts from the same cursor")
                     }
                 }
             }
@@ -111,40 +110,19 @@ impl Poller {
                     _ = cancel.cancelled() => return Err(SweepError::Cancelled),
                     _ = pace.tick() => {}
                 }
-                let out = self
-                    .client
-                    .lookup_events()
-                    .lookup_attributes(
-                        LookupAttribute::builder()
-                            .attribute_key(LookupAttributeKey::EventName)
-                            .attribute_value(*name)
-                            .build()
-                            .map_err(|e| AwsError {
-                                operation: "LookupEvents",
-                                code: None,
-                                message: e.to_string(),
-                                retryable: false,
-                            })?,
-                    )
-                    .start_time(aws_smithy_types::DateTime::from_secs(start.timestamp()))
-                    .end_time(aws_smithy_types::DateTime::from_secs(now.timestamp()))
-                    .max_results(50)
-                    .set_next_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("LookupEvents", e))?;
-                for event in out.events() {
-                    let record = event.cloud_trail_event().unwrap_or_default();
+                let out = self.trail.lookup(name, start, now, token.clone()).await?;
+                for event in &out.events {
+                    let record = event.record.as_str();
                     let normalized =
                         normalize::normalize_cloudtrail_record(record, &self.sink.normalize);
                     let detail = serde_json::json!({
-                        "event_id": event.event_id(),
-                        "event_name": event.event_name(),
+                        "event_id": event.id,
+                        "event_name": event.name,
                         "bytes": record.len(),
                     });
                     let disposition = self
                         .sink
-                        .accept(normalized, "cloudtrail", event.event_id(), detail)
+                        .accept(normalized, "cloudtrail", event.id.as_deref(), detail)
                         .await?;
                     if disposition == super::Disposition::Acted {
                         // What it committed may include alerts (RotationFailed, compromise).
@@ -152,10 +130,7 @@ impl Poller {
                     }
                     handled += 1;
                 }
-                let next = out
-                    .next_token()
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string);
+                let next = out.next_token.filter(|t| !t.is_empty());
                 if next.is_some() && next == token {
                     return Err(SweepError::Aws(AwsError {
                         operation: "LookupEvents",
@@ -180,7 +155,7 @@ impl Poller {
         self.sink
             .metrics
             .cloudtrail_cursor_timestamp_seconds
-            .with_label_values(&[&self.place.account, &self.place.region])
+            .with_label_values(&[&self.trail.place().account, &self.trail.place().region])
             .set(now.timestamp() as f64);
         Ok(handled)
     }

@@ -34,10 +34,13 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::RwLock;
 
 use crate::alerts::{Alert, AlertKind};
+use crate::arn::{Arn, Place};
+use crate::clock::Clock;
 use crate::config::{Config, EventsConfig};
-use crate::engine::Clock;
 use crate::inventory::{Fleet, FleetEntry, Inventory};
 use crate::metrics::Metrics;
+use crate::requests::RequestKind;
+use crate::store::audit::{Action, Outcome};
 use crate::store::{
     Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
     StoreHandle, TriggerKind,
@@ -78,11 +81,13 @@ pub fn find_secret<'a>(fleet: &'a Fleet, id: &str) -> Option<&'a FleetEntry> {
     }
     // The same secret under another random suffix: match by name (and, with `[[account]]`
     // tables, in the same account and region: names repeat across accounts).
-    let name = crate::inventory::name_from_arn(id)?;
-    let place = crate::aws::arn_place(id);
-    fleet.entries.iter().find(|e| {
-        e.info.name == name && (!fleet.by_arn || crate::aws::arn_place(&e.info.arn) == place)
-    })
+    let arn = Arn::parse(id).ok()?;
+    let name = arn.secret_name()?;
+    let place = arn.place();
+    fleet
+        .entries
+        .iter()
+        .find(|e| e.info.name == name && (!fleet.by_arn || Place::of_arn(&e.info.arn) == place))
 }
 
 /// The secrets `user` could reach: those naming the user or one of the user's groups as a
@@ -180,6 +185,26 @@ pub fn failed_stage(error: &str) -> Option<&'static str> {
     STEPS.iter().copied().find(|s| *s == word)
 }
 
+/// The audit action of an event: one per kind, `event_` and its kind label.
+pub fn event_action(ev: &Normalized) -> Action {
+    match ev {
+        Normalized::Rotation(r) => match r.kind {
+            RotationKind::Started => Action::EventRotationStarted,
+            RotationKind::Succeeded => Action::EventRotationSucceeded,
+            RotationKind::Failed => Action::EventRotationFailed,
+            RotationKind::Abandoned => Action::EventRotationAbandoned,
+        },
+        Normalized::Departure(_) => Action::EventDeparture,
+        Normalized::Compromise(_) => Action::EventCompromise,
+        Normalized::Request(r) => match r.kind {
+            RequestKind::Rotate => Action::EventRotationRequested,
+            RequestKind::Approve => Action::EventRotationApproved,
+            RequestKind::Deny => Action::EventRotationDenied,
+            RequestKind::Rollback => Action::EventRollbackRequested,
+        },
+    }
+}
+
 /// Decides what `ev` does. `source` is `sqs` or `cloudtrail` (for the audit log).
 pub fn plan_event(
     cfg: &Config,
@@ -196,11 +221,11 @@ pub fn plan_event(
         audit: NewAuditEntry {
             at: now,
             actor: format!("event:{source}"),
-            action: format!("event_{}", ev.kind_label()),
+            action: event_action(ev),
             secret: None,
             ticket: None,
             reason: None,
-            outcome: "accepted".into(),
+            outcome: Outcome::Accepted,
             detail: Some(serde_json::json!({ "event_id": ev.event_id(), "source": source })),
         },
         failed_attempt: None,
@@ -217,7 +242,7 @@ pub fn plan_event(
         }
         Normalized::Compromise(c) => plan_compromise(fleet, c, now, &mut plan),
         // Decided against the stored request in `requests::accept`, never planned here.
-        Normalized::Request(_) => plan.audit.outcome = "request".into(),
+        Normalized::Request(_) => plan.audit.outcome = Outcome::Request,
     }
     plan
 }
@@ -230,7 +255,7 @@ fn plan_rotation_event(
     plan: &mut EventPlan,
 ) {
     let Some(entry) = find_secret(fleet, &r.secret_id) else {
-        plan.audit.outcome = "unknown_secret".into();
+        plan.audit.outcome = Outcome::UnknownSecret;
         plan.audit.reason = Some(format!(
             "{} for a secret rotationd does not manage",
             r.kind.label()
@@ -335,7 +360,7 @@ fn plan_departure(
     let reach = reachable(cfg, fleet, &d.user);
     plan.audit.reason = Some(format!("departure of {}", d.user));
     if reach.is_empty() {
-        plan.audit.outcome = "no_secrets".into();
+        plan.audit.outcome = Outcome::NoSecrets;
         return;
     }
     plan.audit.detail = Some(serde_json::json!({
@@ -362,7 +387,7 @@ fn plan_departure(
 
 fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan: &mut EventPlan) {
     let Some(entry) = find_secret(fleet, &c.secret_id) else {
-        plan.audit.outcome = "unknown_secret".into();
+        plan.audit.outcome = Outcome::UnknownSecret;
         plan.audit.reason =
             Some("compromise reported for a secret rotationd does not manage".into());
         plan.audit.detail =
@@ -391,7 +416,7 @@ fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan:
     a.ticket = Some(
         c.ticket
             .clone()
-            .unwrap_or_else(|| crate::engine::INC_PENDING.into()),
+            .unwrap_or_else(|| crate::ticket::INC_PENDING.into()),
     );
     a.reason = c.reason.clone();
     a.dedupe_key = format!("breach_suspected:{}:{}", entry.key, c.event_id);
@@ -439,7 +464,7 @@ pub async fn commit(
                             ),
                             now,
                         )?;
-                    audit.outcome = "tied_to_attempt".into();
+                    audit.outcome = Outcome::TiedToAttempt;
                     audit.detail = Some(serde_json::json!({
                         "event_id": r.event_id,
                         "attempt": attempt.id,
@@ -617,7 +642,7 @@ pub async fn audit_rejection(
     store: &StoreHandle,
     source: &str,
     delivery: Option<&str>,
-    reason: &str,
+    reason: &'static str,
     message: String,
     detail: serde_json::Value,
     now: DateTime<Utc>,
@@ -627,11 +652,11 @@ pub async fn audit_rejection(
     let entry = NewAuditEntry {
         at: now,
         actor: format!("event:{source}"),
-        action: "event_rejected".into(),
+        action: Action::EventRejected,
         secret: None,
         ticket: None,
         reason: Some(message),
-        outcome: reason.to_string(),
+        outcome: Outcome::Rejected(reason),
         detail: Some(detail),
     };
     store
@@ -771,7 +796,7 @@ custodians = ["carol"]
         let (cfg, fleet) = setup();
         let plan = plan_event(&cfg, &fleet, &departure("zoe", t(9, 0)), "sqs", t(10, 0));
         assert!(plan.triggers.is_empty());
-        assert_eq!(plan.audit.outcome, "no_secrets");
+        assert_eq!(plan.audit.outcome, Outcome::NoSecrets);
     }
 
     fn own_attempt(
@@ -821,6 +846,28 @@ custodians = ["carol"]
         let ok = own_attempt(AttemptState::Succeeded, t0, Some(t0 + m(1)));
         assert!(!reports_on(&ok, RotationKind::Failed, t0 + m(2)));
         assert!(reports_on(&ok, RotationKind::Succeeded, t0 + m(2)));
+    }
+
+    #[test]
+    fn every_kind_of_event_has_its_audit_action() {
+        // `event_` and the kind label, as the audit log always said.
+        for label in Normalized::KIND_LABELS {
+            let text = format!("event_{label}");
+            assert!(text.parse::<Action>().is_ok(), "{text}");
+        }
+        let ev = Normalized::Rotation(RotationEvent {
+            kind: RotationKind::Abandoned,
+            secret_id: "s".into(),
+            event_id: "e".into(),
+            time: t(0, 0),
+            error_message: None,
+            account: None,
+            region: None,
+        });
+        assert_eq!(
+            event_action(&ev).as_str(),
+            format!("event_{}", ev.kind_label())
+        );
     }
 
     #[test]
@@ -880,7 +927,7 @@ custodians = ["carol"]
         });
         let plan = plan_event(&cfg, &fleet, &ev, "sqs", t(10, 0));
         assert!(plan.triggers.is_empty() && plan.alerts.is_empty());
-        assert_eq!(plan.audit.outcome, "unknown_secret");
+        assert_eq!(plan.audit.outcome, Outcome::UnknownSecret);
     }
 
     #[tokio::test]

@@ -110,6 +110,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::requests::{RequestEvent, RequestKind};
+
 /// SQS's maximum message size; bodies above it cannot have come from SQS.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// Longest accepted user name or user id (IAM allows 64; custom HR systems get headroom).
@@ -246,62 +248,6 @@ pub struct CompromiseEvent {
     pub ticket: Option<String>,
     /// `detail.reason`, truncated to [`MAX_REASON_CHARS`].
     pub reason: Option<String>,
-}
-
-/// CommandBridge's four request events (`[requests] source`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum RequestKind {
-    /// `Rotation Requested`.
-    Rotate,
-    /// `Rotation Approved`.
-    Approve,
-    /// `Rotation Denied`.
-    Deny,
-    /// `Rollback Requested`.
-    Rollback,
-}
-
-impl RequestKind {
-    fn from_detail_type(dt: &str) -> Option<Self> {
-        match dt {
-            "Rotation Requested" => Some(Self::Rotate),
-            "Rotation Approved" => Some(Self::Approve),
-            "Rotation Denied" => Some(Self::Deny),
-            "Rollback Requested" => Some(Self::Rollback),
-            _ => None,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Rotate => "rotation_requested",
-            Self::Approve => "rotation_approved",
-            Self::Deny => "rotation_denied",
-            Self::Rollback => "rollback_requested",
-        }
-    }
-}
-
-/// A request, an approval or a denial from an operator tool. Everything in it is a claim:
-/// the level in particular is recorded but never trusted (`[requests] levels` decides).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RequestEvent {
-    pub kind: RequestKind,
-    /// The envelope `id` (the dedupe key).
-    pub event_id: String,
-    /// `detail.request_id`; a rollback request without one is its own request (the event id).
-    pub request_id: String,
-    pub secret: Option<String>,
-    pub ticket: Option<String>,
-    pub reason: Option<String>,
-    /// `requester` for requests, `approver` for approvals and denials.
-    pub actor: String,
-    /// The level the event claims (`L1`..`L3`, or whatever it said, bounded).
-    pub claimed_level: Option<String>,
-    pub emergency: bool,
-    pub comment: Option<String>,
-    pub time: DateTime<Utc>,
-    pub account: Option<String>,
 }
 
 /// A trigger the daemon acts on.

@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_eventbridge::types::{DeadLetterConfig, RetryPolicy, RuleState, Target};
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 
 use crate::aws::AwsError;
+use crate::aws::eventbridge::{Bus, EventBridge, QueueTarget};
+use crate::aws::sqs::Sqs;
 use crate::config::EventsConfig;
 
 /// The statement id rotationd owns in the queue policy.
@@ -110,49 +110,36 @@ impl Change {
 pub async fn apply(
     events: &EventsConfig,
     requests: Option<&crate::config::RequestsConfig>,
-    eb: &aws_sdk_eventbridge::Client,
-    sqs: &aws_sdk_sqs::Client,
+    eb: &EventBridge,
+    sqs: &Sqs,
 ) -> Result<Vec<(String, Change)>, AwsError> {
-    let attrs = sqs
-        .get_queue_attributes()
-        .queue_url(&events.queue_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .attribute_names(QueueAttributeName::Policy)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("GetQueueAttributes", e))?;
-    let attrs = attrs.attributes.unwrap_or_default();
-    let queue_arn = attrs
-        .get(&QueueAttributeName::QueueArn)
-        .cloned()
-        .ok_or_else(|| AwsError {
-            operation: "GetQueueAttributes",
-            code: None,
-            message: format!("queue {} has no QueueArn attribute", events.queue_url),
-            retryable: false,
-        })?;
+    let queue = sqs.queue(&events.queue_url);
+    let bus = eb.bus(&events.event_bus);
+    let attrs = queue.attributes().await?;
+    let queue_arn = attrs.arn.ok_or_else(|| AwsError {
+        operation: "GetQueueAttributes",
+        code: None,
+        message: format!("queue {} has no QueueArn attribute", events.queue_url),
+        retryable: false,
+    })?;
     let mut report = Vec::new();
     let mut rule_arns = Vec::new();
     for spec in rules(events, requests) {
-        let (arn, change) = apply_rule(events, eb, &spec).await?;
+        let (arn, change) = apply_rule(&bus, &spec).await?;
         report.push((format!("rule {}", spec.name), change));
-        let change = apply_target(events, eb, &spec.name, &queue_arn).await?;
+        let change = apply_target(events, &bus, &spec.name, &queue_arn).await?;
         report.push((format!("target {} -> queue", spec.name), change));
         rule_arns.push(arn);
     }
     let current = attrs
-        .get(&QueueAttributeName::Policy)
+        .policy
+        .as_deref()
         .and_then(|p| serde_json::from_str::<Value>(p).ok());
     let wanted = queue_policy(current.as_ref(), &queue_arn, &rule_arns);
     let change = if current.as_ref() == Some(&wanted) {
         Change::Unchanged
     } else {
-        sqs.set_queue_attributes()
-            .queue_url(&events.queue_url)
-            .attributes(QueueAttributeName::Policy, wanted.to_string())
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("SetQueueAttributes", e))?;
+        queue.set_policy(&wanted.to_string()).await?;
         if current.is_some() {
             Change::Updated
         } else {
@@ -163,128 +150,49 @@ pub async fn apply(
     Ok(report)
 }
 
-async fn apply_rule(
-    events: &EventsConfig,
-    eb: &aws_sdk_eventbridge::Client,
-    spec: &RuleSpec,
-) -> Result<(String, Change), AwsError> {
-    let existing = eb
-        .describe_rule()
-        .name(&spec.name)
-        .event_bus_name(&events.event_bus)
-        .send()
-        .await;
-    let existing = match existing {
-        Ok(r) => Some(r),
-        Err(e) => {
-            let e = AwsError::from_sdk("DescribeRule", e);
-            if !e.is_not_found() {
-                return Err(e);
-            }
-            None
-        }
-    };
+async fn apply_rule(bus: &Bus, spec: &RuleSpec) -> Result<(String, Change), AwsError> {
+    let existing = bus.rule(&spec.name).await?;
     if let Some(r) = &existing {
         let same_pattern = r
-            .event_pattern()
+            .pattern
+            .as_deref()
             .and_then(|p| serde_json::from_str::<Value>(p).ok())
             .is_some_and(|p| p == spec.pattern);
-        let enabled = r.state() == Some(&RuleState::Enabled);
-        if same_pattern && enabled && r.description() == Some(spec.description.as_str()) {
-            return Ok((r.arn().unwrap_or_default().to_string(), Change::Unchanged));
+        if same_pattern && r.enabled && r.description.as_deref() == Some(spec.description.as_str())
+        {
+            return Ok((r.arn.clone().unwrap_or_default(), Change::Unchanged));
         }
     }
-    let out = eb
-        .put_rule()
-        .name(&spec.name)
-        .event_bus_name(&events.event_bus)
-        .event_pattern(spec.pattern.to_string())
-        .state(RuleState::Enabled)
-        .description(&spec.description)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutRule", e))?;
+    let arn = bus
+        .put_rule(&spec.name, &spec.pattern.to_string(), &spec.description)
+        .await?;
     let change = if existing.is_some() {
         Change::Updated
     } else {
         Change::Created
     };
-    Ok((out.rule_arn().unwrap_or_default().to_string(), change))
+    Ok((arn, change))
 }
 
 async fn apply_target(
     events: &EventsConfig,
-    eb: &aws_sdk_eventbridge::Client,
+    bus: &Bus,
     rule: &str,
     queue_arn: &str,
 ) -> Result<Change, AwsError> {
-    let listed = eb
-        .list_targets_by_rule()
-        .rule(rule)
-        .event_bus_name(&events.event_bus)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("ListTargetsByRule", e))?;
-    let retry = (
-        i32::try_from(events.max_retry_attempts).unwrap_or(185),
-        i32::try_from(events.max_event_age.as_secs()).unwrap_or(86400),
-    );
-    let existing = listed.targets().iter().find(|t| t.id() == TARGET_ID);
-    if let Some(t) = existing {
-        let same = t.arn() == queue_arn
-            && t.retry_policy()
-                .map(|r| (r.maximum_retry_attempts(), r.maximum_event_age_in_seconds()))
-                == Some((Some(retry.0), Some(retry.1)))
-            && t.dead_letter_config().and_then(|d| d.arn())
-                == events.dead_letter_queue_arn.as_deref();
-        if same {
-            return Ok(Change::Unchanged);
-        }
+    let listed = bus.targets(rule).await?;
+    let wanted = QueueTarget {
+        id: TARGET_ID.to_string(),
+        arn: queue_arn.to_string(),
+        max_retry_attempts: Some(i32::try_from(events.max_retry_attempts).unwrap_or(185)),
+        max_event_age_seconds: Some(i32::try_from(events.max_event_age.as_secs()).unwrap_or(86400)),
+        dead_letter_arn: events.dead_letter_queue_arn.clone(),
+    };
+    let existing = listed.iter().find(|t| t.id == TARGET_ID);
+    if existing == Some(&wanted) {
+        return Ok(Change::Unchanged);
     }
-    let target = Target::builder()
-        .id(TARGET_ID)
-        .arn(queue_arn)
-        .retry_policy(
-            RetryPolicy::builder()
-                .maximum_retry_attempts(retry.0)
-                .maximum_event_age_in_seconds(retry.1)
-                .build(),
-        )
-        .set_dead_letter_config(
-            events
-                .dead_letter_queue_arn
-                .as_ref()
-                .map(|arn| DeadLetterConfig::builder().arn(arn).build()),
-        )
-        .build()
-        .map_err(|e| AwsError {
-            operation: "PutTargets",
-            code: None,
-            message: e.to_string(),
-            retryable: false,
-        })?;
-    let out = eb
-        .put_targets()
-        .rule(rule)
-        .event_bus_name(&events.event_bus)
-        .targets(target)
-        .send()
-        .await
-        .map_err(|e| AwsError::from_sdk("PutTargets", e))?;
-    if out.failed_entry_count() > 0 {
-        let why = out
-            .failed_entries()
-            .iter()
-            .filter_map(|f| f.error_message())
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(AwsError {
-            operation: "PutTargets",
-            code: None,
-            message: format!("EventBridge refused the target: {why}"),
-            retryable: false,
-        });
-    }
+    bus.put_queue_target(rule, &wanted).await?;
     Ok(if existing.is_some() {
         Change::Updated
     } else {

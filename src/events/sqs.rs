@@ -25,14 +25,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
-};
 use tokio_util::sync::CancellationToken;
 
 use super::normalize;
 use super::{Disposition, EventSink};
 use crate::aws::AwsError;
+use crate::aws::sqs::{Message, Queue};
 
 /// Long-poll wait; SQS's maximum.
 pub const WAIT_SECONDS: i32 = 20;
@@ -43,8 +41,7 @@ pub const RECEIVE_VISIBILITY_SECONDS: i32 = 20;
 pub const VISIBILITY_SECONDS: i32 = 60;
 
 pub struct Consumer {
-    pub sqs: aws_sdk_sqs::Client,
-    pub queue_url: String,
+    pub queue: Queue,
     pub sink: Arc<EventSink>,
 }
 
@@ -65,7 +62,7 @@ impl Consumer {
             let received = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => {
-                    tracing::debug!(queue = %self.queue_url, "shutdown: long poll abandoned");
+                    tracing::debug!(queue = %self.queue.url(), "shutdown: long poll abandoned");
                     return;
                 }
                 received = self.receive() => received,
@@ -81,7 +78,7 @@ impl Consumer {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, queue = %self.queue_url, "cannot receive events; retrying");
+                    tracing::warn!(error = %e, queue = %self.queue.url(), "cannot receive events; retrying");
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -93,28 +90,21 @@ impl Consumer {
     }
 
     async fn receive(&self) -> Result<Vec<Message>, AwsError> {
-        let out = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(WAIT_SECONDS)
-            .visibility_timeout(RECEIVE_VISIBILITY_SECONDS)
-            .send()
+        self.queue
+            .receive(10, WAIT_SECONDS, RECEIVE_VISIBILITY_SECONDS)
             .await
-            .map_err(|e| AwsError::from_sdk("ReceiveMessage", e))?;
-        Ok(out.messages.unwrap_or_default())
     }
 
     /// Handles a batch; deletes what was handled, leaves the rest to come back.
     pub async fn handle_batch(&self, messages: Vec<Message>) {
         let done = CancellationToken::new();
         let heartbeat = tokio::spawn(extend_visibility(
-            self.sqs.clone(),
-            self.queue_url.clone(),
+            self.queue.clone(),
             messages
                 .iter()
                 .filter_map(|m| m.receipt_handle.clone())
+                .enumerate()
+                .map(|(i, h)| (i.to_string(), h))
                 .collect(),
             done.clone(),
         ));
@@ -122,14 +112,14 @@ impl Consumer {
         for (i, m) in messages.iter().enumerate() {
             match self.handle(m).await {
                 Ok(d) => {
-                    tracing::debug!(message = m.message_id.as_deref().unwrap_or("-"), disposition = ?d, "event handled");
+                    tracing::debug!(message = m.id.as_deref().unwrap_or("-"), disposition = ?d, "event handled");
                     if let Some(handle) = &m.receipt_handle {
-                        delete.push((i, handle.clone()));
+                        delete.push((i.to_string(), handle.clone()));
                     }
                 }
                 Err(e) => tracing::warn!(
                     error = %e,
-                    message = m.message_id.as_deref().unwrap_or("-"),
+                    message = m.id.as_deref().unwrap_or("-"),
                     "cannot record event; it stays on the queue and comes back"
                 ),
             }
@@ -139,31 +129,14 @@ impl Consumer {
         if delete.is_empty() {
             return;
         }
-        let entries: Vec<_> = delete
-            .iter()
-            .filter_map(|(i, h)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(h)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        match self
-            .sqs
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            Ok(out) if !out.failed.is_empty() => tracing::warn!(
-                failed = out.failed.len(),
+        match self.queue.delete(&delete).await {
+            Ok(failed) if failed > 0 => tracing::warn!(
+                failed,
                 "some handled events could not be deleted; they will come back and collapse as duplicates"
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(
-                error = %AwsError::from_sdk("DeleteMessageBatch", e),
+                error = %e,
                 "handled events could not be deleted; they will come back and collapse as duplicates"
             ),
         }
@@ -173,10 +146,10 @@ impl Consumer {
     pub async fn handle(&self, m: &Message) -> Result<Disposition, crate::store::StoreError> {
         let body = m.body.as_deref().unwrap_or_default();
         let normalized = normalize::normalize_sqs_body(body, &self.sink.normalize);
-        let detail = serde_json::json!({ "message_id": m.message_id, "bytes": body.len() });
+        let detail = serde_json::json!({ "message_id": m.id, "bytes": body.len() });
         let disposition = self
             .sink
-            .accept(normalized, "sqs", m.message_id.as_deref(), detail)
+            .accept(normalized, "sqs", m.id.as_deref(), detail)
             .await?;
         if disposition == Disposition::Acted {
             // What it committed may include alerts (RotationFailed, compromise, approvals).
@@ -186,13 +159,9 @@ impl Consumer {
     }
 }
 
-/// Keeps the batch invisible to other workers while it is handled.
-async fn extend_visibility(
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    handles: Vec<String>,
-    done: CancellationToken,
-) {
+/// Keeps the batch (a batch id and a receipt handle per message) invisible to other
+/// workers while it is handled.
+async fn extend_visibility(queue: Queue, handles: Vec<(String, String)>, done: CancellationToken) {
     // First at half the receive visibility, then at half the extended one.
     let mut wait = Duration::from_secs(RECEIVE_VISIBILITY_SECONDS as u64 / 2);
     loop {
@@ -201,26 +170,8 @@ async fn extend_visibility(
             _ = tokio::time::sleep(wait) => {}
         }
         wait = Duration::from_secs(VISIBILITY_SECONDS as u64 / 2);
-        let entries: Vec<_> = handles
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(h)
-                    .visibility_timeout(VISIBILITY_SECONDS)
-                    .build()
-                    .ok()
-            })
-            .collect();
-        if let Err(e) = sqs
-            .change_message_visibility_batch()
-            .queue_url(&queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-        {
-            tracing::warn!(error = %AwsError::from_sdk("ChangeMessageVisibilityBatch", e), "cannot extend event visibility");
+        if let Err(e) = queue.change_visibility(&handles, VISIBILITY_SECONDS).await {
+            tracing::warn!(error = %e, "cannot extend event visibility");
         }
     }
 }

@@ -105,7 +105,7 @@ impl Db<'_> {
             self.append_audit(&super::NewAuditEntry {
                 at: now,
                 actor: "rotationd".into(),
-                action: "alert".into(),
+                action: super::audit::Action::Alert,
                 secret: alert
                     .attributes
                     .get("secret")
@@ -113,7 +113,7 @@ impl Db<'_> {
                     .cloned(),
                 ticket: alert.message["ticket"].as_str().map(str::to_string),
                 reason: Some(alert.subject.clone()),
-                outcome: alert.kind.clone(),
+                outcome: super::audit::Outcome::Alert(alert.kind.clone()),
                 detail: Some(serde_json::json!({
                     "alert": id,
                     "severity": alert.severity,

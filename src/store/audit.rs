@@ -7,7 +7,7 @@
 //! file can drop a trigger first. The chain makes such an edit *evident*: each
 //! row stores `prev_hash` (the `hash` of the row before it, or [`GENESIS_HASH`]
 //! for the first row) and `hash`, the hex SHA-256 of its own canonical encoding
-//! (see [`canonical`]), which covers `prev_hash`. [`Db::verify_audit`] recomputes
+//! (see `canonical`), which covers `prev_hash`. [`Db::verify_audit`] recomputes
 //! the chain, so an edited row fails its own hash and a removed or reordered row
 //! breaks the link of the row after it.
 //!
@@ -36,7 +36,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Db, Json, StoreResult, Ts, query, to_json, ts};
+use super::{
+    AttemptState, Db, Json, RequestState, StoreResult, TriggerKind, Ts, Validation, query,
+    text_enum, to_json, ts,
+};
 
 /// The `prev_hash` of the first row: there is no row before it.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -50,19 +53,140 @@ const HASHED_COLUMNS: &str =
     "id, at, actor, action, secret, ticket, reason, outcome, detail, prev_hash";
 const HASHED_COLUMN_COUNT: usize = 10;
 
+text_enum! {
+    /// What an audit record says was done. Stored, hashed into the chain and shown by
+    /// `rotationd audit` as its text, so a text never changes once written; a new action
+    /// is a new variant.
+    pub enum Action ("audit action") {
+        /// An attempt ended (its outcome: `ok` or the attempt's state), or a trigger
+        /// was dropped before one started (`window_missed`).
+        Rotate => "rotate",
+        /// A trigger became an attempt.
+        RotateRequested => "rotate_requested",
+        /// AWSCURRENT moved back to AWSPREVIOUS: `rotationd rollback` or `auto_rollback`.
+        Rollback => "rollback",
+        /// The watch of dependents after a rotation ended.
+        Validate => "validate",
+        /// The storm guard paused event rotations, or `rotationd resume` lifted it.
+        StormGuard => "storm_guard",
+        /// An alert was queued (the outcome is its kind).
+        Alert => "alert",
+        /// A trigger was recorded (the outcome is its kind).
+        Trigger => "trigger",
+        /// The normalizer rejected an event (the outcome is the reason code).
+        EventRejected => "event_rejected",
+        /// Events, one per kind of `events::normalize::Normalized` (`event_` and its
+        /// kind label).
+        EventRotationStarted => "event_rotation_started",
+        EventRotationSucceeded => "event_rotation_succeeded",
+        EventRotationFailed => "event_rotation_failed",
+        EventRotationAbandoned => "event_rotation_abandoned",
+        EventDeparture => "event_departure",
+        EventCompromise => "event_compromise",
+        EventRotationRequested => "event_rotation_requested",
+        EventRotationApproved => "event_rotation_approved",
+        EventRotationDenied => "event_rotation_denied",
+        EventRollbackRequested => "event_rollback_requested",
+        /// A CommandBridge request decided, one per request event kind.
+        RotationRequested => "rotation_requested",
+        RotationApproved => "rotation_approved",
+        RotationDenied => "rotation_denied",
+        RollbackRequested => "rollback_requested",
+        /// A CommandBridge request closed (expired, completed, failed), by the request's kind.
+        RotateRequest => "rotate_request",
+        RollbackRequest => "rollback_request",
+        /// `[policy] native_schedule`: Secrets Manager's schedule written or turned off.
+        NativeScheduleSync => "native_schedule_sync",
+        NativeScheduleDisable => "native_schedule_disable",
+    }
+}
+
+/// How an audited action ended. Stored, hashed and shown as [`Outcome::as_str`], so a
+/// text never changes once written. Where the outcome is the value of another stored
+/// enum (an attempt's state, a request's, a watch's, a trigger's kind), it carries that
+/// value, so the two cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed,
+    /// Not done, on purpose (a rollback with nothing to roll back to).
+    Refused,
+    /// Not done, and no failure (an automatic rollback that found AWSCURRENT moved on).
+    Skipped,
+    Accepted,
+    /// The storm guard lifted by `rotationd resume`.
+    Resumed,
+    /// The storm guard paused event rotations.
+    Paused,
+    /// A trigger whose window passed before an attempt could start.
+    WindowMissed,
+    /// A request for a request id that already exists.
+    DuplicateRequest,
+    /// An event that is a CommandBridge request, handed to the request policy.
+    Request,
+    /// An event about a secret rotationd does not manage.
+    UnknownSecret,
+    /// A departure that reaches no managed secret.
+    NoSecrets,
+    /// A RotationFailed event tied to rotationd's own running attempt.
+    TiedToAttempt,
+    /// An attempt that ended other than succeeded (that is [`Outcome::Ok`]).
+    Attempt(AttemptState),
+    /// The state a request was decided or closed in.
+    RequestState(RequestState),
+    /// How a watch of dependents ended.
+    Validation(Validation),
+    /// The kind of a recorded trigger.
+    Trigger(TriggerKind),
+    /// The kind of a queued alert, as the outbox holds it (`alerts::AlertKind`).
+    Alert(String),
+    /// Why the normalizer rejected an event (`events::normalize::Rejection::reason`).
+    Rejected(&'static str),
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Refused => "refused",
+            Outcome::Skipped => "skipped",
+            Outcome::Accepted => "accepted",
+            Outcome::Resumed => "resumed",
+            Outcome::Paused => "paused",
+            Outcome::WindowMissed => "window_missed",
+            Outcome::DuplicateRequest => "duplicate_request",
+            Outcome::Request => "request",
+            Outcome::UnknownSecret => "unknown_secret",
+            Outcome::NoSecrets => "no_secrets",
+            Outcome::TiedToAttempt => "tied_to_attempt",
+            Outcome::Attempt(s) => s.as_str(),
+            Outcome::RequestState(s) => s.as_str(),
+            Outcome::Validation(v) => v.as_str(),
+            Outcome::Trigger(k) => k.as_str(),
+            Outcome::Alert(kind) => kind,
+            Outcome::Rejected(reason) => reason,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An audit record to append.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewAuditEntry {
     pub at: DateTime<Utc>,
     /// Who acted: `rotationd`, `cli:alice`, ...
     pub actor: String,
-    /// What was done: `rotate`, `rollback`, `event_rejected`, ...
-    pub action: String,
+    pub action: Action,
     pub secret: Option<String>,
     pub ticket: Option<String>,
     pub reason: Option<String>,
-    /// How it ended: `ok`, `failed`, `refused`, `rejected`, ...
-    pub outcome: String,
+    pub outcome: Outcome,
     /// Structured context. Never put secret values here.
     pub detail: Option<serde_json::Value>,
 }
@@ -290,7 +414,7 @@ impl Db<'_> {
                         e.secret,
                         e.ticket,
                         e.reason,
-                        e.outcome,
+                        e.outcome.as_str(),
                         detail,
                     ],
                 )
@@ -475,5 +599,54 @@ fn chain_tail(conn: &Connection) -> rusqlite::Result<u64> {
                 None => return Ok(chained),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_texts_are_distinct_and_round_trip() {
+        let texts: std::collections::BTreeSet<&str> =
+            Action::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(texts.len(), Action::ALL.len());
+        for a in Action::ALL {
+            assert_eq!(a.as_str().parse::<Action>().ok(), Some(*a));
+        }
+    }
+
+    #[test]
+    fn texts_are_the_ones_already_stored() {
+        // Old rows keep these texts and their hashes cover them: they never change.
+        assert_eq!(Action::Rotate.as_str(), "rotate");
+        assert_eq!(Action::RotateRequested.as_str(), "rotate_requested");
+        assert_eq!(Action::EventRejected.as_str(), "event_rejected");
+        assert_eq!(Action::EventDeparture.as_str(), "event_departure");
+        assert_eq!(Action::RollbackRequest.as_str(), "rollback_request");
+        assert_eq!(
+            Action::NativeScheduleDisable.as_str(),
+            "native_schedule_disable"
+        );
+        assert_eq!(Outcome::Ok.as_str(), "ok");
+        assert_eq!(Outcome::WindowMissed.as_str(), "window_missed");
+        assert_eq!(Outcome::Attempt(AttemptState::Stuck).as_str(), "stuck");
+        assert_eq!(
+            Outcome::RequestState(RequestState::AwaitingApproval).as_str(),
+            "awaiting_approval"
+        );
+        assert_eq!(
+            Outcome::Validation(Validation::ValidatedUnhealthy).as_str(),
+            "validated_unhealthy"
+        );
+        assert_eq!(
+            Outcome::Trigger(TriggerKind::Departure).as_str(),
+            "departure"
+        );
+        assert_eq!(
+            Outcome::Alert("rotation_failed".into()).as_str(),
+            "rotation_failed"
+        );
+        assert_eq!(Outcome::Rejected("not_json").to_string(), "not_json");
     }
 }

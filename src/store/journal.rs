@@ -74,6 +74,7 @@ use super::dynamodb::DynamoLog;
 pub use super::shared_log::Fence;
 use super::shared_log::{AppendError, Entry, SharedLog, Snapshot};
 use super::{SCHEMA_VERSION, StoreError, StoreResult};
+use crate::aws::dynamodb::Table;
 
 /// A column value, as SQLite stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,13 +200,19 @@ impl Journal {
     /// A journal over the DynamoDB table `table` ([`DynamoLog`]). `runtime` runs the
     /// DynamoDB calls: the store calls them from its own thread, which must not be a
     /// runtime worker.
+    pub fn on_table(table: Table, runtime: tokio::runtime::Handle, writer: &str) -> Journal {
+        Journal::new(Arc::new(DynamoLog::new(table, runtime)), writer)
+    }
+
+    /// [`Journal::on_table`] the table `table` through an SDK client the caller built (the
+    /// tests and examples).
     pub fn dynamodb(
-        client: aws_sdk_dynamodb::Client,
+        client: crate::aws::dynamodb::Client,
         table: &str,
         runtime: tokio::runtime::Handle,
         writer: &str,
     ) -> Journal {
-        Journal::new(Arc::new(DynamoLog::new(client, table, runtime)), writer)
+        Journal::on_table(Table::from_client(client, table), runtime, writer)
     }
 
     /// Sets (leader) or clears (standby, CLI) the condition every append carries.

@@ -61,7 +61,7 @@
 
 mod alerts;
 mod attempts;
-mod audit;
+pub mod audit;
 pub mod dynamodb;
 mod events;
 mod handle;

@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use rusqlite::Connection;
 use serde_json::json;
 
+use super::audit::{Action, Outcome};
 use super::*;
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -722,23 +723,23 @@ fn last_finished_attempt_per_secret() {
 fn audit_appends_lists_and_filters() {
     let store = Store::open_in_memory().expect("open");
     let db = store.db();
-    let entry = |at: i64, secret: Option<&str>, action: &str| NewAuditEntry {
+    let entry = |at: i64, secret: Option<&str>, action: Action| NewAuditEntry {
         at: t(at),
         actor: "cli:alice".to_owned(),
-        action: action.to_owned(),
+        action,
         secret: secret.map(str::to_owned),
         ticket: Some("SEC-9".to_owned()),
         reason: Some("offboarding".to_owned()),
-        outcome: "ok".to_owned(),
+        outcome: Outcome::Ok,
         detail: Some(json!({ "version": "v2" })),
     };
     let first = db
-        .append_audit(&entry(1, Some("db/main"), "rotate"))
+        .append_audit(&entry(1, Some("db/main"), Action::Rotate))
         .expect("append");
-    db.append_audit(&entry(2, None, "event_rejected"))
+    db.append_audit(&entry(2, None, Action::EventRejected))
         .expect("append");
     let third = db
-        .append_audit(&entry(3, Some("db/main"), "rollback"))
+        .append_audit(&entry(3, Some("db/main"), Action::Rollback))
         .expect("append");
 
     let all = db.audit_entries(None, 10).expect("list");
@@ -762,11 +763,11 @@ fn audit_rows_cannot_be_updated_or_deleted() {
         .append_audit(&NewAuditEntry {
             at: t(1),
             actor: "rotationd".to_owned(),
-            action: "rotate".to_owned(),
+            action: Action::Rotate,
             secret: Some("db/main".to_owned()),
             ticket: None,
             reason: None,
-            outcome: "ok".to_owned(),
+            outcome: Outcome::Ok,
             detail: None,
         })
         .expect("append");
@@ -1029,11 +1030,11 @@ fn transaction_commits_all_or_nothing() {
             db.append_audit(&NewAuditEntry {
                 at: t(0),
                 actor: "rotationd".to_owned(),
-                action: "trigger".to_owned(),
+                action: Action::Trigger,
                 secret: Some("db/main".to_owned()),
                 ticket: None,
                 reason: Some("departure".to_owned()),
-                outcome: "ok".to_owned(),
+                outcome: Outcome::Ok,
                 detail: None,
             })?;
             Ok::<_, StoreError>(ins.id)
@@ -1368,11 +1369,11 @@ fn audit_entry(at: i64, secret: &str, reason: &str) -> NewAuditEntry {
     NewAuditEntry {
         at: t(at),
         actor: "cli:alice".to_owned(),
-        action: "rotate".to_owned(),
+        action: Action::Rotate,
         secret: Some(secret.to_owned()),
         ticket: Some("CHG-1".to_owned()),
         reason: Some(reason.to_owned()),
-        outcome: "ok".to_owned(),
+        outcome: Outcome::Ok,
         detail: Some(json!({ "v": at })),
     }
 }
@@ -1412,11 +1413,11 @@ fn audit_hash_is_sha256_of_the_documented_encoding() {
         .append_audit(&NewAuditEntry {
             at: t(0),
             actor: "cli:alice".to_owned(),
-            action: "rotate".to_owned(),
+            action: Action::Rotate,
             secret: Some("db/main".to_owned()),
             ticket: Some("CHG-1".to_owned()),
             reason: Some(r#"needs "quotes", commas and ünïcode"#.to_owned()),
-            outcome: "ok".to_owned(),
+            outcome: Outcome::Ok,
             detail: Some(json!({ "v": 2 })),
         })
         .expect("append");

@@ -156,11 +156,11 @@ impl Db<'_> {
             self.append_audit(&super::NewAuditEntry {
                 at: t.created_at,
                 actor: t.actor.clone(),
-                action: "trigger".into(),
+                action: super::audit::Action::Trigger,
                 secret: Some(t.secret.clone()),
                 ticket: t.ticket.clone(),
                 reason: Some(t.reason.clone()),
-                outcome: t.kind.as_str().into(),
+                outcome: super::audit::Outcome::Trigger(t.kind),
                 detail: Some(serde_json::json!({
                     "trigger": id,
                     "dedupe_key": t.dedupe_key,

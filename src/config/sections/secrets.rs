@@ -9,7 +9,8 @@ use toml::de::DeValue;
 
 use super::accounts::Listed;
 use super::settings::{Declared, raw_settings, settings};
-use crate::config::checks::{Schedules, arn_region_account, check_arn, check_secret_name};
+use crate::arn::Arn;
+use crate::config::checks::{Schedules, check_arn, check_secret_name};
 use crate::config::diag::Diagnostics;
 use crate::config::parse::de_table;
 use crate::config::raw::{RawSecret, RawSelector};
@@ -57,7 +58,9 @@ pub(crate) fn secrets(
                     diags.error(id.span(), e.clone());
                 } else if arn
                     && listed.any
-                    && let Some((region, account)) = arn_region_account(text)
+                    && let Ok(Arn {
+                        region, account, ..
+                    }) = Arn::parse(text)
                 {
                     match listed.regions.get(account) {
                         None => diags.error(
@@ -82,12 +85,15 @@ pub(crate) fn secrets(
                 // [[account]]s names repeat across accounts: two ARNs are the same secret
                 // only in the same account and region, while a name (looked up in every
                 // account-region) still covers every ARN of that name.
-                let name = crate::inventory::name_from_arn(text).unwrap_or(text);
-                let place = arn_region_account(text)
-                    .filter(|_| listed.any && name != text)
-                    .map(|(region, account)| {
-                        (account.to_string(), region.to_string(), name.to_string())
-                    });
+                let parsed = Arn::parse(text).ok();
+                let name = parsed.and_then(|a| a.secret_name()).unwrap_or(text);
+                let place = parsed.filter(|_| listed.any && name != text).map(|a| {
+                    (
+                        a.account.to_string(),
+                        a.region.to_string(),
+                        name.to_string(),
+                    )
+                });
                 let first = match &place {
                     None => seen_ids.get(name).or_else(|| arn_names.get(name)),
                     Some(key) => seen_ids.get(name).or_else(|| seen_arns.get(key)),

@@ -7,10 +7,11 @@ use std::ops::Range;
 
 use toml::Spanned;
 
-use crate::config::checks::{Schedules, duration, in_range, is_ticket, minutes, written_in_range};
+use crate::config::checks::{Schedules, duration, in_range, minutes, written_in_range};
 use crate::config::diag::Diagnostics;
 use crate::config::raw::S;
 use crate::config::{Custodian, PolicyConfig, SecretSettings, Strategy, fmt_duration};
+use crate::ticket::is_ticket;
 
 /// Fields common to `[[secret]]` and `[[selector]]`, borrowed from either.
 pub(crate) struct RawSettings<'a> {

@@ -55,7 +55,7 @@ pub async fn check(app: &App) -> anyhow::Result<Option<DateTime<Utc>>> {
         a.ticket = Some(
             t.ticket
                 .clone()
-                .unwrap_or_else(|| crate::engine::INC_PENDING.into()),
+                .unwrap_or_else(|| crate::ticket::INC_PENDING.into()),
         );
         a.reason = Some(t.reason.clone());
         a.deadline = Some(deadline);

@@ -65,11 +65,11 @@ pub async fn storm_guard(app: &App, wanted: u64) -> anyhow::Result<u64> {
                 db.append_audit(&crate::store::NewAuditEntry {
                     at: now,
                     actor: "rotationd".into(),
-                    action: "storm_guard".into(),
+                    action: crate::store::audit::Action::StormGuard,
                     secret: None,
                     ticket: None,
                     reason: Some(format!("{started} event rotations in an hour, limit {max}")),
-                    outcome: "paused".into(),
+                    outcome: crate::store::audit::Outcome::Paused,
                     detail: None,
                 })?;
                 Ok(())
@@ -122,11 +122,11 @@ pub async fn lift_pause(
                 db.append_audit(&crate::store::NewAuditEntry {
                     at: now,
                     actor: actor.clone(),
-                    action: "storm_guard".into(),
+                    action: crate::store::audit::Action::StormGuard,
                     secret: None,
                     ticket: None,
                     reason: reason.clone(),
-                    outcome: "resumed".into(),
+                    outcome: crate::store::audit::Outcome::Resumed,
                     detail: None,
                 })?;
                 Ok(was.map(|c| c.value).filter(|v| !v.is_empty()))

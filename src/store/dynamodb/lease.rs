@@ -1,7 +1,7 @@
 //! The leader lease on DynamoDB, with a fencing token: who of the instances sharing a
 //! `[state] backend = "dynamodb"` table leads (`daemon::run` waits as a standby until
 //! [`Lease::tick`] says leader, and steps down when a renewal fails). It lives in the state
-//! table itself, next to the log ([`crate::store::journal`]).
+//! table itself, next to the log ([`super::log`]).
 //!
 //! Why DynamoDB and not a home-made protocol: a conditional write is a compare-and-set
 //! that AWS makes durable and linearizable per item, which is all a lease needs.
@@ -31,13 +31,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem,
-};
-
+use super::key;
 use crate::aws::AwsError;
-use crate::store::dynamodb::build_error;
+use crate::aws::dynamodb::{AttributeValue, Client, Expr, Item, Table, TransactError, Write};
 
 /// Where an instance stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +61,7 @@ pub const LEASE_NAME: &str = "rotationd";
 
 /// One instance's handle on the lease.
 pub struct Lease {
-    client: Client,
-    table: String,
+    table: Table,
     key: String,
     holder: String,
     duration: Duration,
@@ -75,15 +70,8 @@ pub struct Lease {
     until_ms: Option<i64>,
 }
 
-/// The key attributes of rotationd's DynamoDB table (the state log's table).
-pub use crate::store::dynamodb::{PK, SK};
 /// The lease item's sort key.
 pub const LEASE_SK: &str = "lease";
-
-/// Creates the table if it does not exist ([`crate::store::dynamodb::ensure_table`]).
-pub async fn ensure_table(client: &Client, table: &str) -> Result<(), AwsError> {
-    crate::store::dynamodb::ensure_table(client, table).await
-}
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.to_string())
@@ -104,16 +92,20 @@ fn conditional_failed(e: &AwsError) -> bool {
 impl Lease {
     /// The lease `name` in `table`, for the instance `holder` (unique per process: the
     /// host name plus a random suffix, so a restarted process never inherits a lease).
-    pub fn new(client: Client, table: &str, name: &str, holder: &str, duration: Duration) -> Lease {
+    pub fn on(table: Table, name: &str, holder: &str, duration: Duration) -> Lease {
         Lease {
-            client,
-            table: table.to_string(),
+            table,
             key: format!("lease#{name}"),
             holder: holder.to_string(),
             duration,
             token: None,
             until_ms: None,
         }
+    }
+
+    /// [`Lease::on`] the table `table` through an SDK client the caller built (the tests).
+    pub fn new(client: Client, table: &str, name: &str, holder: &str, duration: Duration) -> Lease {
+        Lease::on(Table::from_client(client, table), name, holder, duration)
     }
 
     /// Until when (ms since the epoch) the last acquire or renewal holds the lease; `None`
@@ -128,26 +120,27 @@ impl Lease {
         self.duration / 3
     }
 
+    /// The condition that the lease item still names us with `token`.
+    fn ours(&self, token: u64) -> Expr {
+        Expr::new("holder = :me AND #t = :token")
+            .name("#t", "token")
+            .value(":me", s(&self.holder))
+            .value(":token", n(token))
+    }
+
     /// Renews the lease if we hold it, else tries to take it; `now_ms` is this host's
     /// clock in milliseconds since the epoch.
     pub async fn tick(&mut self, now_ms: i64) -> Result<Role, AwsError> {
         let until = now_ms + i64::try_from(self.duration.as_millis()).unwrap_or(i64::MAX / 2);
         if let Some(token) = self.token {
             let renewed = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(PK, s(&self.key))
-                .key(SK, s(LEASE_SK))
-                .update_expression("SET expires_at = :until")
-                .condition_expression("holder = :me AND #t = :token")
-                .expression_attribute_names("#t", "token")
-                .expression_attribute_values(":until", n(until))
-                .expression_attribute_values(":me", s(&self.holder))
-                .expression_attribute_values(":token", n(token))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("UpdateItem", e));
+                .table
+                .update(
+                    key(&self.key, LEASE_SK),
+                    &Expr::new("SET expires_at = :until").value(":until", n(until)),
+                    &self.ours(token),
+                )
+                .await;
             match renewed {
                 Ok(_) => {
                     self.until_ms = Some(until);
@@ -166,27 +159,21 @@ impl Lease {
             }
         }
         let acquired = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(&self.key))
-            .key(SK, s(LEASE_SK))
-            .update_expression("SET holder = :me, expires_at = :until ADD #t :one")
-            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":me", s(&self.holder))
-            .expression_attribute_values(":until", n(until))
-            .expression_attribute_values(":now", n(now_ms))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("UpdateItem", e));
+            .table
+            .update(
+                key(&self.key, LEASE_SK),
+                &Expr::new("SET holder = :me, expires_at = :until ADD #t :one")
+                    .name("#t", "token")
+                    .value(":me", s(&self.holder))
+                    .value(":until", n(until))
+                    .value(":one", n(1)),
+                &Expr::new("attribute_not_exists(pk) OR expires_at < :now")
+                    .value(":now", n(now_ms)),
+            )
+            .await;
         match acquired {
-            Ok(out) => {
-                let token = out
-                    .attributes()
-                    .and_then(|a| num(a, "token"))
+            Ok(item) => {
+                let token = num(&item, "token")
                     .and_then(|t| u64::try_from(t).ok())
                     .ok_or_else(|| AwsError {
                         operation: "UpdateItem",
@@ -203,23 +190,14 @@ impl Lease {
                 })
             }
             Err(e) if conditional_failed(&e) => {
-                let item = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key(PK, s(&self.key))
-                    .key(SK, s(LEASE_SK))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| AwsError::from_sdk("GetItem", e))?;
-                let item = item.item();
+                let item = self.table.get(key(&self.key, LEASE_SK)).await?;
                 Ok(Role::Standby {
                     holder: item
+                        .as_ref()
                         .and_then(|i| i.get("holder"))
                         .and_then(|h| h.as_s().ok())
                         .cloned(),
-                    until_ms: item.and_then(|i| num(i, "expires_at")),
+                    until_ms: item.as_ref().and_then(|i| num(i, "expires_at")),
                 })
             }
             Err(e) => Err(e),
@@ -228,8 +206,8 @@ impl Lease {
 
     /// The condition every leader write carries: the lease item still names us with our
     /// token. `None` when we do not hold the lease (then do not write at all).
-    pub fn fence(&self) -> Option<ConditionCheck> {
-        self.journal_fence()?.condition(&self.table).ok()
+    pub fn fence(&self) -> Option<Write> {
+        Some(self.journal_fence()?.check())
     }
 
     /// The fence for the state log's appends ([`crate::store::journal::Fence`]); `None`
@@ -249,20 +227,13 @@ impl Lease {
             return Ok(());
         };
         let released = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(PK, s(&self.key))
-            .key(SK, s(LEASE_SK))
-            .update_expression("SET expires_at = :zero")
-            .condition_expression("holder = :me AND #t = :token")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":me", s(&self.holder))
-            .expression_attribute_values(":token", n(token))
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("UpdateItem", e));
+            .table
+            .update(
+                key(&self.key, LEASE_SK),
+                &Expr::new("SET expires_at = :zero").value(":zero", n(0)),
+                &self.ours(token),
+            )
+            .await;
         match released {
             Ok(_) => Ok(()),
             Err(e) if conditional_failed(&e) => Ok(()),
@@ -273,30 +244,18 @@ impl Lease {
     /// Writes `item` (which must carry `pk` and `sk`) only if we still hold the lease, in one
     /// transaction with the fence. `Ok(false)`: refused because the lease is someone
     /// else's (or we never held it).
-    pub async fn fenced_put(
-        &self,
-        item: HashMap<String, AttributeValue>,
-    ) -> Result<bool, AwsError> {
+    pub async fn fenced_put(&self, item: Item) -> Result<bool, AwsError> {
         let Some(fence) = self.fence() else {
             return Ok(false);
         };
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .build()
-            .map_err(build_error)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(fence).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("TransactWriteItems", e));
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_code("TransactionCanceledException") => Ok(false),
-            Err(e) => Err(e),
+        let put = Write::Put {
+            item,
+            condition: None,
+        };
+        match self.table.transact(vec![fence, put]).await {
+            Ok(()) => Ok(true),
+            Err(TransactError::Cancelled { .. }) => Ok(false),
+            Err(TransactError::Aws(e)) => Err(e),
         }
     }
 }

@@ -25,6 +25,8 @@
 //!   by day scan over 28 years (the period after which weekdays and leap years
 //!   repeat in this century).
 
+pub mod aws_cron;
+
 use std::fmt;
 use std::sync::Arc;
 

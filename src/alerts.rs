@@ -140,7 +140,7 @@ impl AlertKind {
         AlertKind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 
-    /// The seed: rotation failed, breach suspected and dependents failing go to Security
+    /// The Secrets Rotation Guide: rotation failed, breach suspected and dependents failing go to Security
     /// at once (P1).
     pub fn severity(self) -> Severity {
         match self {

@@ -7,7 +7,7 @@
 //!     └─> stuck / skipped / failed <─────┴──────────────┘
 //! ```
 //!
-//! - **preflight** is the seed's pre-rotation checklist: the secret exists and is not
+//! - **preflight** is the Secrets Rotation Guide's pre-rotation checklist: the secret exists and is not
 //!   being deleted; rotation is configured; no rotation is in progress (AWSPENDING on a
 //!   version without AWSCURRENT means a previous one is stuck: never call RotateSecret on
 //!   top of it); an AWSCURRENT version exists to roll back to; a planned rotation is
@@ -83,7 +83,7 @@ pub enum EngineError {
     NoAttempt(String),
 }
 
-/// Tunables, with the seed's defaults.
+/// Tunables, with the Secrets Rotation Guide's defaults.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// How long the four stages may take before the attempt fails.
@@ -525,14 +525,14 @@ impl Engine {
                 None => {}
             }
         }
-        // Dependents are told before the credential changes (the seed's checklist).
+        // Dependents are told before the credential changes (the Secrets Rotation Guide's checklist).
         let settings = self.settings_for(&info);
         let dependents = settings.map(|s| s.dependents.clone()).unwrap_or_default();
         let mut notice = Alert::new(AlertKind::RotationScheduled, Some(&attempt.secret), now);
         notice.secret_arn = Some(info.arn.clone());
         notice.trigger = Some(attempt.trigger_kind.as_str().into());
         // The same ticket the completion notice carries: INC-pending when an event-triggered
-        // rotation had none (the seed: emergency rotations are ticketed after the fact).
+        // rotation had none (the Secrets Rotation Guide: emergency rotations are ticketed after the fact).
         notice.ticket = Some(attempt.ticket.clone().unwrap_or_else(|| INC_PENDING.into()));
         notice.reason = trigger.as_ref().map(|t| t.reason.clone());
         notice.deadline = trigger.as_ref().and_then(|t| t.deadline);

@@ -1,4 +1,4 @@
-//! Rotation and rollback requests from CommandBridge, under the seed's approval policy.
+//! Rotation and rollback requests from CommandBridge, under the Secrets Rotation Guide's approval policy.
 //!
 //! The guide calls Rotate Secrets the highest-risk action: L1 and L2 request approval,
 //! only L3 executes directly, rollback is L3 only, and every action carries a ticket and a

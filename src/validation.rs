@@ -1,6 +1,6 @@
 //! Post-rotation validation: watching a rotated secret's dependents in CloudWatch.
 //!
-//! The seed's post-rotation checklist asks to monitor dependent services for 401/403 and
+//! The Secrets Rotation Guide's post-rotation checklist asks to monitor dependent services for 401/403 and
 //! connection errors for 15 minutes and to escalate when they cannot authenticate. Here:
 //!
 //! 1. **Plan and baseline** (engine preflight, before RotateSecret): the secret's

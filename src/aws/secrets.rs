@@ -382,7 +382,7 @@ impl SecretsManager {
         Ok(())
     }
 
-    /// Moves `label` to `to_version`, removing it from `from_version` (the seed's rollback:
+    /// Moves `label` to `to_version`, removing it from `from_version` (the Secrets Rotation Guide's rollback:
     /// moving AWSCURRENT also moves AWSPREVIOUS to the version that held AWSCURRENT).
     pub async fn move_label(
         &self,

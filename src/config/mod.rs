@@ -196,7 +196,7 @@ pub struct CloudTrailConfig {
     pub poll_interval: Duration,
 }
 
-/// The seed's permission levels: L1 and L2 request approval for a rotation; only L3
+/// The Secrets Rotation Guide's permission levels: L1 and L2 request approval for a rotation; only L3
 /// executes directly, approves, and rolls back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub enum Level {
@@ -254,7 +254,7 @@ pub struct PolicyConfig {
     pub default_schedule: Schedule,
     pub default_window: Duration,
     pub require_change_ticket: bool,
-    /// How long dependents are watched after a rotation (the seed's 15 minutes).
+    /// How long dependents are watched after a rotation (the Secrets Rotation Guide's 15 minutes).
     pub validation_period: Duration,
     /// How often CloudWatch is polled during that watch.
     pub validation_interval: Duration,
@@ -341,7 +341,7 @@ pub struct Group {
     pub members: Vec<String>,
 }
 
-/// The seed's two rotation strategies.
+/// The Secrets Rotation Guide's two rotation strategies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {

@@ -36,7 +36,7 @@ pub(crate) fn policy(
         validation_period,
         Duration::from_secs(1)..=hours(24),
         |_| {
-            "validation_period must be between 1s and 24h; 15m is the default (the seed's post-rotation monitoring)".into()
+            "validation_period must be between 1s and 24h; 15m is the default (the Secrets Rotation Guide's post-rotation monitoring)".into()
         },
     );
     let validation_interval = duration(

@@ -149,7 +149,13 @@ async fn a_departure_burst_survives_repeated_kill_9_and_rotates_each_secret_once
              audit (not ok) {audit:#?}\nrotationd's log:\n{log}"
         );
     }
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{context}");
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "{context}: no clean exit within 60 s of SIGTERM; the log's end:\n{}",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
     assert!(settled, "{context}: the queue was not drained\n{log}");
     assert!(!log.contains("panicked"), "{context}\n{log}");
     assert!(

@@ -1,0 +1,212 @@
+//! The end of an attempt: its triggers, its audit entry and its alert committed in one
+//! transaction, then metrics and logs; and the recovery of ends a crash interrupted.
+
+use std::time::Duration;
+
+use super::{Engine, EngineError, Outcome, aws_id, trigger_label};
+use crate::alerts::{Alert, AlertKind};
+use crate::store::audit::{Action, Outcome as AuditOutcome};
+use crate::store::{Attempt, AttemptState, NewAuditEntry, TriggerStatus};
+use crate::ticket::INC_PENDING;
+
+impl Engine {
+    /// Records a terminal outcome: triggers, audit log and the alert in one store
+    /// transaction (a crash leaves all or none of them), then metrics and logs. The
+    /// attempt's own terminal state is already committed; if a crash falls between the two,
+    /// [`Engine::finish_interrupted`] completes the bookkeeping at the next start.
+    async fn finish(
+        &self,
+        attempt: &Attempt,
+        outcome: &Outcome,
+        took: Duration,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let attempt = self.load(&attempt.id).await?;
+        let trigger = match attempt.trigger_id {
+            Some(tid) => self.store.call(move |s| s.db().get_trigger(tid)).await?,
+            None => None,
+        };
+        let status = match outcome {
+            Outcome::Succeeded { .. } => TriggerStatus::Done,
+            // A skipped planned attempt (window closed) is done with; the planner makes a
+            // new trigger for the next window or when the secret turns overdue.
+            Outcome::Skipped(_) => TriggerStatus::Cancelled,
+            Outcome::Failed(_) | Outcome::Stuck(_) => TriggerStatus::Failed,
+        };
+        let outcome_label = outcome.label();
+        let error = match outcome {
+            Outcome::Succeeded { .. } => None,
+            Outcome::Failed(e) | Outcome::Stuck(e) | Outcome::Skipped(e) => Some(e.clone()),
+        };
+        let alert = |kind: AlertKind| {
+            let mut a = Alert::new(kind, Some(&attempt.secret), now);
+            a.secret_arn = attempt.secret_arn.clone();
+            a.trigger = Some(attempt.trigger_kind.as_str().into());
+            a.ticket = Some(attempt.ticket.clone().unwrap_or_else(|| INC_PENDING.into()));
+            a.reason = trigger.as_ref().map(|t| t.reason.clone());
+            a.error = error.clone();
+            a.deadline = trigger.as_ref().and_then(|t| t.deadline);
+            a.details = serde_json::json!({
+                "attempt": attempt.id,
+                "previous_version": attempt.previous_version,
+                "new_version": attempt.new_version,
+                "ticket_pending": attempt.ticket.is_none(),
+            });
+            a
+        };
+        let alert = match outcome {
+            Outcome::Succeeded { .. } => {
+                let mut a = alert(AlertKind::RotationCompleted);
+                a.dedupe_key = format!("rotation_completed:{}:{}", attempt.secret, attempt.id);
+                Some(a)
+            }
+            Outcome::Failed(_) => {
+                let mut a = alert(AlertKind::RotationFailed);
+                a.dedupe_key = format!("rotation_failed:{}:{}", attempt.secret, attempt.id);
+                Some(a)
+            }
+            Outcome::Stuck(_) => Some(alert(AlertKind::RotationStuck)),
+            Outcome::Skipped(_) => None,
+        };
+        // The completion notice also goes to each dependent's own topic.
+        let plan = crate::validation::plan_of(&attempt);
+        let dependents = plan.map(|p| p.dependents).unwrap_or_default();
+        let mut alerts: Vec<Alert> = Vec::new();
+        if let Some(mut a) = alert {
+            if matches!(outcome, Outcome::Succeeded { .. }) {
+                a.details["dependents"] = serde_json::json!(dependents);
+                for d in &dependents {
+                    if self
+                        .cfg
+                        .dependent(d)
+                        .is_some_and(|d| d.notify_topic_arn.is_some())
+                    {
+                        let mut copy = a.clone();
+                        copy.dedupe_key = format!("{}:{d}", a.dedupe_key);
+                        copy.dependent = Some(d.clone());
+                        alerts.push(copy);
+                    }
+                }
+            }
+            alerts.push(a);
+        }
+        let queue: Vec<crate::alerts::Prepared> = alerts
+            .iter()
+            .filter_map(|a| self.alerts.prepare(a))
+            .collect();
+        let queue_keys: Vec<String> = queue.iter().map(|p| p.alert.dedupe_key.clone()).collect();
+        let audit = NewAuditEntry {
+            at: now,
+            actor: trigger
+                .as_ref()
+                .map_or("rotationd".to_string(), |t| t.actor.clone()),
+            action: audit::Action::Rotate,
+            secret: Some(attempt.secret.clone()),
+            ticket: attempt.ticket.clone(),
+            reason: trigger.as_ref().map(|t| t.reason.clone()),
+            outcome: match attempt.state {
+                AttemptState::Succeeded => audit::Outcome::Ok,
+                other => audit::Outcome::Attempt(other),
+            },
+            detail: Some(serde_json::json!({
+                "attempt": attempt.id,
+                "trigger": attempt.trigger_kind.as_str(),
+                "previous_version": attempt.previous_version,
+                "new_version": attempt.new_version,
+                "rotate_calls": attempt.rotate_calls,
+                "duration_seconds": took.as_secs_f64(),
+                // When each stage began: preflight, rotate_requested, monitoring, ...
+                "stages": attempt
+                    .stage_times
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+                "error": error,
+            })),
+        };
+        let aid = attempt.id.clone();
+        let queued = self
+            .store
+            .call(move |s| {
+                s.transaction(|db| {
+                    db.finish_triggers_of_attempt(&aid, status, now)?;
+                    db.append_audit(&audit)?;
+                    let mut queued = Vec::new();
+                    for p in &queue {
+                        queued.push(
+                            db.enqueue_alert_deduped(&p.alert, p.at, p.realert)?
+                                .is_some(),
+                        );
+                    }
+                    Ok(queued)
+                })
+            })
+            .await?;
+        // `queue` holds the alerts `prepare` kept, in order; match them up by dedupe key.
+        for a in &alerts {
+            if queue_keys
+                .iter()
+                .zip(&queued)
+                .any(|(k, q)| *q && *k == a.dedupe_key)
+            {
+                crate::alerts::Alerts::log_queued(a);
+            }
+        }
+        let label = trigger_label(attempt.trigger_kind);
+        let place = self.sm.place_of(&aws_id(&attempt));
+        self.metrics
+            .rotations_total
+            .with_label_values(&[label, outcome_label, &place.account, &place.region])
+            .inc();
+        match outcome {
+            Outcome::Succeeded { .. } => {
+                self.metrics
+                    .rotation_duration_seconds
+                    .with_label_values(&[label])
+                    .observe(took.as_secs_f64());
+                tracing::info!(secret = %attempt.secret, attempt = %attempt.id, "rotation succeeded");
+            }
+            Outcome::Failed(e) => {
+                tracing::error!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "rotation failed");
+            }
+            Outcome::Stuck(e) => {
+                tracing::error!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "rotation stuck");
+            }
+            Outcome::Skipped(e) => {
+                tracing::info!(secret = %attempt.secret, attempt = %attempt.id, reason = %e, "rotation skipped");
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes the bookkeeping of attempts that reached a terminal state but whose
+    /// triggers are still open: rotationd died between the two commits. Without this such a
+    /// trigger would stay `running` forever (found by the kill -9 test, tests/crash.rs).
+    /// Returns how many attempts it finished.
+    pub async fn finish_interrupted(&self) -> Result<usize, EngineError> {
+        let attempts = self
+            .store
+            .call(|s| s.db().finished_attempts_with_open_triggers())
+            .await?;
+        let n = attempts.len();
+        for attempt in attempts {
+            let error = attempt.error.clone().unwrap_or_default();
+            let outcome = match attempt.state {
+                AttemptState::Succeeded => Outcome::Succeeded {
+                    new_version: attempt.new_version.clone().unwrap_or_default(),
+                },
+                AttemptState::Stuck => Outcome::Stuck(error),
+                AttemptState::Skipped => Outcome::Skipped(error),
+                _ => Outcome::Failed(error),
+            };
+            tracing::info!(secret = %attempt.secret, attempt = %attempt.id, state = %attempt.state,
+                "completing the bookkeeping of an attempt finished before a crash");
+            let took = attempt
+                .finished_at
+                .map(|f| f - attempt.started_at)
+                .and_then(|d| d.to_std().ok())
+                .unwrap_or_default();
+            self.finish(&attempt, &outcome, took).await?;
+        }
+        Ok(n)
+    }
+}

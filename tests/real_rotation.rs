@@ -552,7 +552,11 @@ strategy = "single-user"
     );
     // The attempt's start is stored in whole seconds, so the deadline may fall up to a
     // second before 8 s of wall time have passed.
-    assert!(started.elapsed() >= Duration::from_secs(7), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(7),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(w.host.rotate_calls(&arn), 1);
     let (state, _, error) = w.attempt(&name).unwrap();
     assert_eq!(state, "failed");

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{Engine, EngineError, Outcome, aws_id, trigger_label};
 use crate::alerts::{Alert, AlertKind};
-use crate::store::audit::{Action, Outcome as AuditOutcome};
+use crate::store::audit;
 use crate::store::{Attempt, AttemptState, NewAuditEntry, TriggerStatus};
 use crate::ticket::INC_PENDING;
 
@@ -14,7 +14,7 @@ impl Engine {
     /// transaction (a crash leaves all or none of them), then metrics and logs. The
     /// attempt's own terminal state is already committed; if a crash falls between the two,
     /// [`Engine::finish_interrupted`] completes the bookkeeping at the next start.
-    async fn finish(
+    pub(super) async fn finish(
         &self,
         attempt: &Attempt,
         outcome: &Outcome,

@@ -19,7 +19,7 @@ impl Engine {
     /// Watches the rotation function's four steps through what Secrets Manager shows (the
     /// labels) and what it reports (a RotationFailed event tied to this attempt), until
     /// [`judge_progress`] says promoted or failed.
-    async fn monitor(
+    pub(super) async fn monitor(
         &self,
         attempt: &Attempt,
         fresh: &mut Option<SecretInfo>,

@@ -28,28 +28,32 @@
 //! it is (the daemon retries later); fatal ones fail the attempt and escalate to Security.
 //! The engine never reads or writes a secret value.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use chrono::{DateTime, Utc};
-use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alert, AlertKind, Alerts};
 use crate::aws::AwsError;
-use crate::aws::secrets::{AWSCURRENT, AWSPENDING, SecretInfo, SecretsManager};
+use crate::aws::secrets::{AWSCURRENT, SecretInfo, SecretsManager};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::audit;
 use crate::store::{
     Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
-    StoreHandle, Trigger, TriggerKind, TriggerStatus,
+    StoreHandle, Trigger, TriggerKind,
 };
 use crate::ticket::{INC_PENDING, is_ticket};
+
+mod finish;
+mod limiter;
+mod monitor;
+
+pub use limiter::RateLimiter;
+pub use monitor::{RotationProgress, STAGE_CREATE, STAGE_FINISH, judge_progress};
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,46 +107,6 @@ impl Default for EngineOptions {
             poll_initial: Duration::from_millis(500),
             poll_max: Duration::from_secs(30),
             failpoint: std::env::var("ROTATIOND_TEST_FAILPOINT").ok(),
-        }
-    }
-}
-
-/// At most `per_minute` RotateSecret calls in any 60 s (the config's
-/// `max_rotations_per_minute`), across all attempts of this process.
-pub struct RateLimiter {
-    per_minute: usize,
-    recent: Mutex<VecDeque<Instant>>,
-}
-
-impl RateLimiter {
-    pub fn new(per_minute: u32) -> RateLimiter {
-        RateLimiter {
-            per_minute: per_minute.max(1) as usize,
-            recent: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    /// Waits for a slot. The lock is held across the sleep on purpose: waiters queue in
-    /// order and none can overtake the one whose slot frees first.
-    pub async fn acquire(&self, cancel: &CancellationToken) -> Result<(), EngineError> {
-        let mut recent = self.recent.lock().await;
-        loop {
-            let now = Instant::now();
-            while recent
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
-            {
-                recent.pop_front();
-            }
-            if recent.len() < self.per_minute {
-                recent.push_back(now);
-                return Ok(());
-            }
-            let wait = Duration::from_secs(60) - now.duration_since(recent[0]);
-            tokio::select! {
-                _ = cancel.cancelled() => return Err(EngineError::Cancelled),
-                _ = tokio::time::sleep(wait) => {}
-            }
         }
     }
 }
@@ -692,92 +656,6 @@ impl Engine {
         }
     }
 
-    /// Watches the rotation function's four steps through what Secrets Manager shows (the
-    /// labels) and what it reports (a RotationFailed event tied to this attempt), until
-    /// [`judge_progress`] says promoted or failed.
-    async fn monitor(
-        &self,
-        attempt: &Attempt,
-        fresh: &mut Option<SecretInfo>,
-        progress: Progress<'_>,
-        cancel: &CancellationToken,
-    ) -> Result<Option<Outcome>, AwsCall> {
-        let id = aws_id(attempt);
-        let token = attempt
-            .new_version
-            .clone()
-            .unwrap_or_else(|| attempt.client_request_token.clone());
-        let timeout = self.opts.monitor_timeout;
-        let deadline = attempt.started_at
-            + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::minutes(15));
-        let mut delay = self.opts.poll_initial;
-        let mut created = stage_seen(attempt, STAGE_CREATE);
-        if !created {
-            progress("monitor: waiting for the rotation function's createSecret");
-        }
-        loop {
-            // Re-read: a RotationFailed event may have been tied to the attempt meanwhile.
-            let stored = self.load(&attempt.id).await?;
-            let info = self.describe(&id, cancel).await?;
-            let now = self.clock.now();
-            let verdict = judge_progress(
-                &info,
-                &token,
-                created,
-                stored.function_error.as_deref(),
-                now >= deadline,
-                timeout,
-            );
-            match verdict {
-                RotationProgress::Waiting => {}
-                RotationProgress::Created => {
-                    if !created {
-                        created = true;
-                        self.observe(&attempt.id, STAGE_CREATE, now).await?;
-                        progress(&format!(
-                            "monitor: createSecret done (version {token} holds AWSPENDING); waiting for setSecret, testSecret, finishSecret"
-                        ));
-                    }
-                }
-                RotationProgress::Promoted => {
-                    if !created {
-                        self.observe(&attempt.id, STAGE_CREATE, now).await?;
-                    }
-                    self.observe(&attempt.id, STAGE_FINISH, now).await?;
-                    progress(&format!(
-                        "monitor: finishSecret done: version {token} holds AWSCURRENT (setSecret and testSecret passed)"
-                    ));
-                    self.update(&attempt.id, AttemptUpdate::to(AttemptState::Validating))
-                        .await?;
-                    *fresh = Some(info);
-                    return Ok(None);
-                }
-                RotationProgress::Failed(reason) => {
-                    progress(&format!("monitor: {reason}"));
-                    return self.end(attempt, AttemptState::Failed, reason).await;
-                }
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return Err(AwsCall::Cancelled),
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(self.opts.poll_max);
-        }
-    }
-
-    async fn observe(
-        &self,
-        attempt_id: &str,
-        stage: &'static str,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let id = attempt_id.to_string();
-        self.store
-            .call(move |s| s.db().observe_stage(&id, stage, now))
-            .await?;
-        Ok(())
-    }
-
     async fn validate(
         &self,
         attempt: &Attempt,
@@ -856,206 +734,6 @@ impl Engine {
             _ => Outcome::Failed(reason),
         }))
     }
-
-    /// Records a terminal outcome: triggers, audit log and the alert in one store
-    /// transaction (a crash leaves all or none of them), then metrics and logs. The
-    /// attempt's own terminal state is already committed; if a crash falls between the two,
-    /// [`Engine::finish_interrupted`] completes the bookkeeping at the next start.
-    async fn finish(
-        &self,
-        attempt: &Attempt,
-        outcome: &Outcome,
-        took: Duration,
-    ) -> Result<(), EngineError> {
-        let now = self.clock.now();
-        let attempt = self.load(&attempt.id).await?;
-        let trigger = match attempt.trigger_id {
-            Some(tid) => self.store.call(move |s| s.db().get_trigger(tid)).await?,
-            None => None,
-        };
-        let status = match outcome {
-            Outcome::Succeeded { .. } => TriggerStatus::Done,
-            // A skipped planned attempt (window closed) is done with; the planner makes a
-            // new trigger for the next window or when the secret turns overdue.
-            Outcome::Skipped(_) => TriggerStatus::Cancelled,
-            Outcome::Failed(_) | Outcome::Stuck(_) => TriggerStatus::Failed,
-        };
-        let outcome_label = outcome.label();
-        let error = match outcome {
-            Outcome::Succeeded { .. } => None,
-            Outcome::Failed(e) | Outcome::Stuck(e) | Outcome::Skipped(e) => Some(e.clone()),
-        };
-        let alert = |kind: AlertKind| {
-            let mut a = Alert::new(kind, Some(&attempt.secret), now);
-            a.secret_arn = attempt.secret_arn.clone();
-            a.trigger = Some(attempt.trigger_kind.as_str().into());
-            a.ticket = Some(attempt.ticket.clone().unwrap_or_else(|| INC_PENDING.into()));
-            a.reason = trigger.as_ref().map(|t| t.reason.clone());
-            a.error = error.clone();
-            a.deadline = trigger.as_ref().and_then(|t| t.deadline);
-            a.details = serde_json::json!({
-                "attempt": attempt.id,
-                "previous_version": attempt.previous_version,
-                "new_version": attempt.new_version,
-                "ticket_pending": attempt.ticket.is_none(),
-            });
-            a
-        };
-        let alert = match outcome {
-            Outcome::Succeeded { .. } => {
-                let mut a = alert(AlertKind::RotationCompleted);
-                a.dedupe_key = format!("rotation_completed:{}:{}", attempt.secret, attempt.id);
-                Some(a)
-            }
-            Outcome::Failed(_) => {
-                let mut a = alert(AlertKind::RotationFailed);
-                a.dedupe_key = format!("rotation_failed:{}:{}", attempt.secret, attempt.id);
-                Some(a)
-            }
-            Outcome::Stuck(_) => Some(alert(AlertKind::RotationStuck)),
-            Outcome::Skipped(_) => None,
-        };
-        // The completion notice also goes to each dependent's own topic.
-        let plan = crate::validation::plan_of(&attempt);
-        let dependents = plan.map(|p| p.dependents).unwrap_or_default();
-        let mut alerts: Vec<Alert> = Vec::new();
-        if let Some(mut a) = alert {
-            if matches!(outcome, Outcome::Succeeded { .. }) {
-                a.details["dependents"] = serde_json::json!(dependents);
-                for d in &dependents {
-                    if self
-                        .cfg
-                        .dependent(d)
-                        .is_some_and(|d| d.notify_topic_arn.is_some())
-                    {
-                        let mut copy = a.clone();
-                        copy.dedupe_key = format!("{}:{d}", a.dedupe_key);
-                        copy.dependent = Some(d.clone());
-                        alerts.push(copy);
-                    }
-                }
-            }
-            alerts.push(a);
-        }
-        let queue: Vec<crate::alerts::Prepared> = alerts
-            .iter()
-            .filter_map(|a| self.alerts.prepare(a))
-            .collect();
-        let queue_keys: Vec<String> = queue.iter().map(|p| p.alert.dedupe_key.clone()).collect();
-        let audit = NewAuditEntry {
-            at: now,
-            actor: trigger
-                .as_ref()
-                .map_or("rotationd".to_string(), |t| t.actor.clone()),
-            action: audit::Action::Rotate,
-            secret: Some(attempt.secret.clone()),
-            ticket: attempt.ticket.clone(),
-            reason: trigger.as_ref().map(|t| t.reason.clone()),
-            outcome: match attempt.state {
-                AttemptState::Succeeded => audit::Outcome::Ok,
-                other => audit::Outcome::Attempt(other),
-            },
-            detail: Some(serde_json::json!({
-                "attempt": attempt.id,
-                "trigger": attempt.trigger_kind.as_str(),
-                "previous_version": attempt.previous_version,
-                "new_version": attempt.new_version,
-                "rotate_calls": attempt.rotate_calls,
-                "duration_seconds": took.as_secs_f64(),
-                // When each stage began: preflight, rotate_requested, monitoring, ...
-                "stages": attempt
-                    .stage_times
-                    .as_deref()
-                    .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
-                "error": error,
-            })),
-        };
-        let aid = attempt.id.clone();
-        let queued = self
-            .store
-            .call(move |s| {
-                s.transaction(|db| {
-                    db.finish_triggers_of_attempt(&aid, status, now)?;
-                    db.append_audit(&audit)?;
-                    let mut queued = Vec::new();
-                    for p in &queue {
-                        queued.push(
-                            db.enqueue_alert_deduped(&p.alert, p.at, p.realert)?
-                                .is_some(),
-                        );
-                    }
-                    Ok(queued)
-                })
-            })
-            .await?;
-        // `queue` holds the alerts `prepare` kept, in order; match them up by dedupe key.
-        for a in &alerts {
-            if queue_keys
-                .iter()
-                .zip(&queued)
-                .any(|(k, q)| *q && *k == a.dedupe_key)
-            {
-                crate::alerts::Alerts::log_queued(a);
-            }
-        }
-        let label = trigger_label(attempt.trigger_kind);
-        let place = self.sm.place_of(&aws_id(&attempt));
-        self.metrics
-            .rotations_total
-            .with_label_values(&[label, outcome_label, &place.account, &place.region])
-            .inc();
-        match outcome {
-            Outcome::Succeeded { .. } => {
-                self.metrics
-                    .rotation_duration_seconds
-                    .with_label_values(&[label])
-                    .observe(took.as_secs_f64());
-                tracing::info!(secret = %attempt.secret, attempt = %attempt.id, "rotation succeeded");
-            }
-            Outcome::Failed(e) => {
-                tracing::error!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "rotation failed");
-            }
-            Outcome::Stuck(e) => {
-                tracing::error!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "rotation stuck");
-            }
-            Outcome::Skipped(e) => {
-                tracing::info!(secret = %attempt.secret, attempt = %attempt.id, reason = %e, "rotation skipped");
-            }
-        }
-        Ok(())
-    }
-
-    /// Completes the bookkeeping of attempts that reached a terminal state but whose
-    /// triggers are still open: rotationd died between the two commits. Without this such a
-    /// trigger would stay `running` forever (found by the kill -9 test, tests/crash.rs).
-    /// Returns how many attempts it finished.
-    pub async fn finish_interrupted(&self) -> Result<usize, EngineError> {
-        let attempts = self
-            .store
-            .call(|s| s.db().finished_attempts_with_open_triggers())
-            .await?;
-        let n = attempts.len();
-        for attempt in attempts {
-            let error = attempt.error.clone().unwrap_or_default();
-            let outcome = match attempt.state {
-                AttemptState::Succeeded => Outcome::Succeeded {
-                    new_version: attempt.new_version.clone().unwrap_or_default(),
-                },
-                AttemptState::Stuck => Outcome::Stuck(error),
-                AttemptState::Skipped => Outcome::Skipped(error),
-                _ => Outcome::Failed(error),
-            };
-            tracing::info!(secret = %attempt.secret, attempt = %attempt.id, state = %attempt.state,
-                "completing the bookkeeping of an attempt finished before a crash");
-            let took = attempt
-                .finished_at
-                .map(|f| f - attempt.started_at)
-                .and_then(|d| d.to_std().ok())
-                .unwrap_or_default();
-            self.finish(&attempt, &outcome, took).await?;
-        }
-        Ok(n)
-    }
 }
 
 /// The guide's "verify rollback capability", per strategy. Rollback moves labels; whether
@@ -1070,111 +748,6 @@ pub fn rollback_capability(strategy: Option<crate::config::Strategy>) -> &'stati
         }
         None => "unknown: the secret's strategy is not configured",
     }
-}
-
-/// The rotation function's steps rotationd can see: Secrets Manager shows createSecret
-/// (a version with the request token and AWSPENDING appears) and finishSecret (that
-/// version takes AWSCURRENT). setSecret and testSecret run inside the function and change
-/// no label: they passed when finishSecret happened, and a RotationFailed event names the
-/// step that failed.
-pub const STAGE_CREATE: &str = "createSecret";
-pub const STAGE_FINISH: &str = "finishSecret";
-
-fn stage_seen(attempt: &Attempt, stage: &str) -> bool {
-    attempt
-        .stage_times
-        .as_deref()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
-        .is_some_and(|v| v.get(stage).is_some())
-}
-
-/// What one look at the secret says about a running rotation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RotationProgress {
-    /// Nothing new: RotateSecret was answered but createSecret has not run yet (a Lambda
-    /// cold start takes seconds), or the function is still between steps.
-    Waiting,
-    /// The new version exists as AWSPENDING: createSecret ran; setSecret, testSecret and
-    /// finishSecret are to come.
-    Created,
-    /// The new version holds AWSCURRENT and no other version holds AWSPENDING
-    /// (AWSPENDING may stay on the new version itself: AWS documents both).
-    Promoted,
-    Failed(String),
-}
-
-/// Decides how a rotation stands from one DescribeSecret answer (pure). `token` is the
-/// new version's id, `created` whether createSecret was seen on an earlier look,
-/// `function_error` a RotationFailed event tied to the attempt (`EVENT_ID: MESSAGE`),
-/// `timed_out` whether the monitor's time is up.
-pub fn judge_progress(
-    info: &SecretInfo,
-    token: &str,
-    created: bool,
-    function_error: Option<&str>,
-    timed_out: bool,
-    timeout: Duration,
-) -> RotationProgress {
-    let stages = info.versions.get(token);
-    let has = |label: &str| stages.is_some_and(|s| s.iter().any(|l| l == label));
-    let pending_elsewhere = info
-        .versions
-        .iter()
-        .any(|(v, s)| v != token && s.iter().any(|l| l == AWSPENDING));
-    if has(AWSCURRENT) && !pending_elsewhere {
-        return RotationProgress::Promoted;
-    }
-    let left = if has(AWSPENDING) {
-        format!(
-            "; AWSPENDING is left on version {token}: the secret is stuck until someone investigates and clears it (see the runbook)"
-        )
-    } else {
-        String::new()
-    };
-    if let Some(error) = function_error {
-        let (event, message) = error.split_once(": ").unwrap_or(("", error));
-        let stage = crate::events::failed_stage(message).map_or_else(
-            || "an unnamed step".to_string(),
-            |s| format!("the {s} step"),
-        );
-        return RotationProgress::Failed(format!(
-            "the rotation function failed during {stage} (RotationFailed event {event}: {message}){left}"
-        ));
-    }
-    if stages.is_none() {
-        if created {
-            // It existed and vanished without being promoted: RotationAbandoned (someone
-            // wrote a version by hand) or the function cleaned up after a failure.
-            return RotationProgress::Failed("the new version disappeared before it was promoted (rotation abandoned or failed); see RotationFailed/RotationAbandoned in CloudTrail".into());
-        }
-        if timed_out {
-            return RotationProgress::Failed(format!(
-                "rotation did not finish within {}: the last stage reached was RotateSecret; the function's createSecret never created version {token} (is the function invoked? see its logs)",
-                crate::config::fmt_duration(timeout)
-            ));
-        }
-        return RotationProgress::Waiting;
-    }
-    if !has(AWSPENDING) && !has(AWSCURRENT) {
-        return RotationProgress::Failed(format!(
-            "version {token} lost AWSPENDING before it was promoted (rotation cancelled or abandoned)"
-        ));
-    }
-    if timed_out {
-        let last = if has(AWSCURRENT) {
-            "finishSecret (another version still holds AWSPENDING)"
-        } else {
-            "createSecret: setSecret, testSecret or finishSecret did not complete"
-        };
-        return RotationProgress::Failed(format!(
-            "rotation did not finish within {}: the last stage reached was {last}{left}",
-            crate::config::fmt_duration(timeout)
-        ));
-    }
-    if has(AWSPENDING) && !has(AWSCURRENT) {
-        return RotationProgress::Created;
-    }
-    RotationProgress::Waiting
 }
 
 /// What to name the secret in AWS calls: the ARN once known (names can be reused after a
@@ -1259,116 +832,6 @@ mod tests {
         assert_eq!(trigger_label(TriggerKind::Departure), "departure");
     }
 
-    fn labels(versions: &[(&str, &[&str])]) -> SecretInfo {
-        SecretInfo {
-            name: "prod/db".into(),
-            arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbCdEf".into(),
-            versions: versions
-                .iter()
-                .map(|(v, s)| (v.to_string(), s.iter().map(|l| l.to_string()).collect()))
-                .collect(),
-            ..SecretInfo::default()
-        }
-    }
-
-    const T: Duration = Duration::from_secs(60);
-
-    #[test]
-    fn an_asynchronous_function_is_waited_for_until_it_creates_the_version() {
-        // RotateSecret answered, the Lambda not started yet: waiting, not "disappeared".
-        let before = labels(&[("old", &["AWSCURRENT"])]);
-        assert_eq!(
-            judge_progress(&before, "tok", false, None, false, T),
-            RotationProgress::Waiting
-        );
-        let created = labels(&[("old", &["AWSCURRENT"]), ("tok", &["AWSPENDING"])]);
-        assert_eq!(
-            judge_progress(&created, "tok", false, None, false, T),
-            RotationProgress::Created
-        );
-    }
-
-    #[test]
-    fn promotion_is_accepted_with_or_without_awspending_left_on_the_new_version() {
-        let left = labels(&[
-            ("old", &["AWSPREVIOUS"]),
-            ("tok", &["AWSPENDING", "AWSCURRENT"]),
-        ]);
-        assert_eq!(
-            judge_progress(&left, "tok", true, None, false, T),
-            RotationProgress::Promoted
-        );
-        let removed = labels(&[("old", &["AWSPREVIOUS"]), ("tok", &["AWSCURRENT"])]);
-        assert_eq!(
-            judge_progress(&removed, "tok", true, None, false, T),
-            RotationProgress::Promoted
-        );
-        // Another version still pending: not finished.
-        let other = labels(&[("x", &["AWSPENDING"]), ("tok", &["AWSCURRENT"])]);
-        assert_eq!(
-            judge_progress(&other, "tok", true, None, false, T),
-            RotationProgress::Waiting
-        );
-    }
-
-    #[test]
-    fn a_version_seen_and_then_gone_has_disappeared() {
-        let gone = labels(&[("old", &["AWSCURRENT"])]);
-        let RotationProgress::Failed(why) = judge_progress(&gone, "tok", true, None, false, T)
-        else {
-            panic!("expected a failure")
-        };
-        assert!(why.contains("disappeared"), "{why}");
-    }
-
-    #[test]
-    fn the_timeout_names_the_last_stage_reached() {
-        let never = labels(&[("old", &["AWSCURRENT"])]);
-        let RotationProgress::Failed(why) = judge_progress(&never, "tok", false, None, true, T)
-        else {
-            panic!("expected a failure")
-        };
-        assert!(why.contains("within 1m"), "{why}");
-        assert!(why.contains("last stage reached was RotateSecret"), "{why}");
-        let created = labels(&[("old", &["AWSCURRENT"]), ("tok", &["AWSPENDING"])]);
-        let RotationProgress::Failed(why) = judge_progress(&created, "tok", true, None, true, T)
-        else {
-            panic!("expected a failure")
-        };
-        assert!(why.contains("last stage reached was createSecret"), "{why}");
-        assert!(why.contains("AWSPENDING is left on version tok"), "{why}");
-    }
-
-    #[test]
-    fn a_tied_rotation_failed_event_names_the_step() {
-        let created = labels(&[("old", &["AWSCURRENT"]), ("tok", &["AWSPENDING"])]);
-        let error = "ev-1: Error when executing lambda arn:aws:lambda:us-east-1:1:function:f during setSecret step";
-        let RotationProgress::Failed(why) =
-            judge_progress(&created, "tok", true, Some(error), false, T)
-        else {
-            panic!("expected a failure")
-        };
-        assert!(why.contains("during the setSecret step"), "{why}");
-        assert!(why.contains("RotationFailed event ev-1"), "{why}");
-        assert!(why.contains("AWSPENDING is left"), "{why}");
-        // A message that names no step still fails the attempt.
-        let RotationProgress::Failed(why) =
-            judge_progress(&created, "tok", true, Some("ev-2: boom"), false, T)
-        else {
-            panic!("expected a failure")
-        };
-        assert!(why.contains("an unnamed step"), "{why}");
-    }
-
-    #[test]
-    fn a_pending_label_removed_before_promotion_fails() {
-        let lost = labels(&[("old", &["AWSCURRENT"]), ("tok", &[])]);
-        assert!(matches!(
-            judge_progress(&lost, "tok", true, None, false, T),
-            RotationProgress::Failed(why) if why.contains("lost AWSPENDING")
-        ));
-    }
-
     #[test]
     fn rollback_capability_depends_on_the_strategy() {
         use crate::config::Strategy;
@@ -1376,17 +839,5 @@ mod tests {
         assert!(
             rollback_capability(Some(Strategy::AlternatingUsers)).contains("previous user keeps")
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn rate_limiter_allows_n_per_minute() {
-        let limiter = RateLimiter::new(2);
-        let cancel = CancellationToken::new();
-        let start = tokio::time::Instant::now();
-        limiter.acquire(&cancel).await.unwrap();
-        limiter.acquire(&cancel).await.unwrap();
-        assert_eq!(start.elapsed(), Duration::ZERO);
-        limiter.acquire(&cancel).await.unwrap();
-        assert!(start.elapsed() >= Duration::from_secs(60));
     }
 }

@@ -103,6 +103,9 @@ async fn a_departure_burst_survives_repeated_kill_9_and_rotates_each_secret_once
         done_at_kill.push(count(&env, done_sql));
         daemon = start().0;
     }
+    // The last start must be up before it is stopped: SIGTERM is what is under test below,
+    // not a start-up cut short.
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
 
     let deadline = Instant::now() + Duration::from_secs(180);
     while count(&env, done_sql) < USERS as i64 && Instant::now() < deadline {
@@ -153,7 +156,7 @@ async fn a_departure_burst_survives_repeated_kill_9_and_rotates_each_secret_once
     assert_eq!(
         status.and_then(|s| s.code()),
         Some(0),
-        "{context}: no clean exit within 60 s of SIGTERM; the log's end:\n{}",
+        "{context}: no clean exit within 60 s of SIGTERM (status {status:?}); the log's end:\n{}",
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
     assert!(settled, "{context}: the queue was not drained\n{log}");

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use super::run::wait_for_shutdown_signal;
+use super::run::Signals;
 use super::{CliError, check_ticket, describe, operator, with_app};
 use crate::clock::TIME_FORMAT;
 use crate::engine::{Outcome, RotationRequest};
@@ -80,10 +80,11 @@ async fn rotate_now(
     );
     let progress = |msg: &str| eprintln!("  {msg}");
     let cancel = CancellationToken::new();
-    let signals = cancel.clone();
+    let stop = cancel.clone();
+    let mut signals = Signals::install();
     let watcher = tokio::spawn(async move {
-        wait_for_shutdown_signal().await;
-        signals.cancel();
+        signals.shutdown().await;
+        stop.cancel();
     });
     let result = app.engine.drive(&attempt, &progress, &cancel).await;
     watcher.abort();

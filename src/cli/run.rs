@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -13,12 +14,15 @@ use super::{CliError, load_config, runtime};
 pub fn run(path: &Path) -> Result<(), CliError> {
     let cfg = load_config(path)?;
     runtime()?.block_on(async move {
+        // Installed before anything else runs: a SIGTERM that arrives while the daemon is
+        // still starting is then a clean stop, not the default action's abrupt end.
+        let signals = Signals::install();
         let cancel = CancellationToken::new();
         let reload = Arc::new(Notify::new());
-        let (signals, reloads) = (cancel.clone(), reload.clone());
+        let (stop, reloads) = (cancel.clone(), reload.clone());
         tokio::spawn(async move {
-            watch_signals(reloads).await;
-            signals.cancel();
+            signals.watch(reloads).await;
+            stop.cancel();
         });
         crate::daemon::run(path.to_path_buf(), cfg, cancel, reload)
             .await
@@ -26,37 +30,56 @@ pub fn run(path: &Path) -> Result<(), CliError> {
     })
 }
 
-/// Returns on SIGTERM or SIGINT.
-pub(super) async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop rotationd with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+/// The process's signal handlers, registered when this is built (inside a runtime).
+pub(super) struct Signals {
+    stop: Option<(Signal, Signal)>,
+    hup: Option<Signal>,
 }
 
-/// Returns on SIGTERM or SIGINT; each SIGHUP wakes `reload`.
-async fn watch_signals(reload: Arc<Notify>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot install the SIGHUP handler; reload by restarting");
-        return wait_for_shutdown_signal().await;
-    };
-    let stop = wait_for_shutdown_signal();
-    tokio::pin!(stop);
-    loop {
+impl Signals {
+    /// Registers SIGTERM, SIGINT and SIGHUP at once; what cannot be registered is logged.
+    pub(super) fn install() -> Self {
+        let stop = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => {
+                tracing::error!("cannot install signal handlers; stop rotationd with SIGKILL");
+                None
+            }
+        };
+        let hup = signal(SignalKind::hangup())
+            .inspect_err(|_| {
+                tracing::error!("cannot install the SIGHUP handler; reload by restarting")
+            })
+            .ok();
+        Self { stop, hup }
+    }
+
+    /// Returns on SIGTERM or SIGINT.
+    pub(super) async fn shutdown(&mut self) {
+        let Some((term, int)) = self.stop.as_mut() else {
+            return std::future::pending().await;
+        };
         tokio::select! {
-            _ = &mut stop => return,
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP received: reloading the configuration");
-                reload.notify_one();
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    }
+
+    /// Returns on SIGTERM or SIGINT; each SIGHUP wakes `reload`.
+    async fn watch(mut self, reload: Arc<Notify>) {
+        let Some(mut hup) = self.hup.take() else {
+            return self.shutdown().await;
+        };
+        loop {
+            tokio::select! {
+                _ = self.shutdown() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    reload.notify_one();
+                }
             }
         }
     }

@@ -329,17 +329,22 @@ pub fn queries(cfg: &Config) -> Vec<ListQuery> {
 }
 
 /// The status a secret is reported with (`rotationd status`, `rotationd_secrets`): its
-/// compliance, except that a secret whose last attempt failed shows `failing` until a
+/// compliance, except that a held secret (`store::Hold`) shows `held` unless a rotation
+/// of it is underway, and a secret whose last attempt failed shows `failing` until a
 /// rotation is underway or succeeds.
 pub fn status_label(
     compliance: crate::planner::Compliance,
     last_attempt_failed: bool,
+    held: bool,
 ) -> &'static str {
+    use crate::planner::Compliance;
     match compliance {
+        // A rotation running (a departure's, of a held secret too) is what is happening.
+        Compliance::InProgress => compliance.as_str(),
+        // Held says what to do first (look, then `rotationd resume --secret`).
+        _ if held => "held",
         // Stuck says what to do (clear AWSPENDING); failing alone would not.
-        crate::planner::Compliance::InProgress | crate::planner::Compliance::Stuck => {
-            compliance.as_str()
-        }
+        Compliance::Stuck => compliance.as_str(),
         _ if last_attempt_failed => "failing",
         _ => compliance.as_str(),
     }

@@ -105,8 +105,18 @@ enum Command {
     },
     /// Create or update the EventBridge rules and the queue policy for [events] (idempotent).
     SetupEvents,
-    /// Resume event-triggered rotations paused by the storm guard.
-    Resume,
+    /// Resume event-triggered rotations paused by the storm guard; with --secret, lift the
+    /// hold a failed rotation put on that secret instead (after investigating it).
+    Resume {
+        /// The held secret (name or ARN); --ticket and --reason are then required.
+        #[arg(long, requires_all = ["ticket", "reason"])]
+        secret: Option<String>,
+        #[arg(long, requires = "secret")]
+        ticket: Option<String>,
+        /// What the investigation found.
+        #[arg(long, requires = "secret")]
+        reason: Option<String>,
+    },
     /// Move AWSCURRENT back to the AWSPREVIOUS version (L3 only, per the guide).
     Rollback {
         #[arg(long)]
@@ -163,7 +173,17 @@ fn main() -> ExitCode {
         ),
         Command::Run => cli::run::run(&cli.config),
         Command::SetupEvents => cli::setup_events::setup_events(&cli.config),
-        Command::Resume => cli::resume::resume(&cli.config),
+        Command::Resume {
+            secret: Some(secret),
+            ticket,
+            reason,
+        } => cli::resume::lift_hold(
+            &cli.config,
+            &secret,
+            ticket.as_deref().unwrap_or_default(),
+            reason.as_deref().unwrap_or_default(),
+        ),
+        Command::Resume { secret: None, .. } => cli::resume::resume(&cli.config),
         Command::Status { format, secret } => cli::status::status(
             &cli.config,
             matches!(format, Format::Json),

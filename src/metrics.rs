@@ -70,6 +70,7 @@ pub const SECRET_STATUSES: &[&str] = &[
     "never_rotated",
     "in_progress",
     "stuck",
+    "held",
     "failing",
     "missing",
     "unreachable",

@@ -100,12 +100,14 @@ pub fn subject(severity: &str, kind: &str, secret: Option<&str>) -> String {
 fn already_done(kind: &str) -> &'static str {
     match kind {
         "rotation_failed" => {
-            "Ended the rotation attempt at the failed stage and recorded it in the audit log. It does not retry on its own (unless [events] retry_failed is set), and never rotates over an AWSPENDING the failure left."
+            "Ended the rotation attempt at the failed stage, recorded it in the audit log and put the secret on hold: no planned rotation starts until someone has looked and lifted the hold with rotationd resume --secret (a departure or a compromise still rotates it). It never rotates over an AWSPENDING the failure left."
         }
         "rotation_stuck" => {
-            "Refused to call RotateSecret while AWSPENDING sits on a version without AWSCURRENT; the secret's triggers wait."
+            "Refused to call RotateSecret while AWSPENDING sits on a version without AWSCURRENT, and put the secret on hold until rotationd resume --secret lifts it."
         }
-        "rotation_abandoned" => "Recorded Secrets Manager's RotationAbandoned event.",
+        "rotation_abandoned" => {
+            "Recorded Secrets Manager's RotationAbandoned event and put the secret on hold until rotationd resume --secret lifts it."
+        }
         "breach_suspected" => {
             "Started an emergency rotation at once, outside any window (its outcome follows as rotation_completed or rotation_failed)."
         }
@@ -167,6 +169,16 @@ fn commands(doc: &Value) -> Vec<String> {
             "rotationd rotate --secret {name} --ticket <INC-ticket> --reason \"<why>\" --emergency"
         )),
         _ => {}
+    }
+    if matches!(
+        str_of(doc, "kind"),
+        Some("rotation_failed" | "rotation_stuck" | "rotation_abandoned")
+    ) {
+        // The hold: lifted once someone has looked (the guide's "investigate before
+        // re-attempting").
+        out.push(format!(
+            "rotationd resume --secret {name} --ticket <INC-ticket> --reason \"<what was found>\""
+        ));
     }
     out.push(format!(
         "aws secretsmanager describe-secret --secret-id {id} --query VersionIdsToStages"

@@ -1,9 +1,11 @@
 //! `rotationd resume`: lifts the storm guard's pause on event-triggered rotations, through
-//! the same [`lift_pause`] as a reload of the leader (both audited).
+//! the same [`lift_pause`] as a reload of the leader (both audited); `resume --secret`
+//! lifts the hold a failed rotation put on one secret (`store::Hold`), audited with the
+//! operator, the ticket and what the investigation found.
 
 use std::path::Path;
 
-use super::{CliError, operator, with_app};
+use super::{CliError, check_ticket, operator, with_app};
 use crate::daemon::policy::storm::{Lifter, lift_pause};
 
 /// Lifts the pause and says since when it held, if it did.
@@ -21,5 +23,82 @@ pub fn resume(path: &Path) -> Result<(), CliError> {
             }
             Err(e) => Err(CliError::Failed(e.to_string())),
         }
+    })
+}
+
+/// Lifts the hold on `secret` (a name or an ARN of a managed secret).
+pub fn lift_hold(path: &Path, secret: &str, ticket: &str, reason: &str) -> Result<(), CliError> {
+    check_ticket(ticket, true, " or CHG-123")?;
+    if reason.trim().is_empty() {
+        return Err(CliError::Invalid(
+            "--reason is empty; say what the investigation found".into(),
+        ));
+    }
+    with_app(path, async |app| {
+        // Holds are kept by the secret's configured key; an ARN names the same secret.
+        let holds = app
+            .store
+            .call(|s| s.db().holds())
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let key = holds
+            .iter()
+            .find(|h| h.secret == secret)
+            .map(|h| h.secret.clone())
+            .or_else(|| {
+                let name = crate::arn::Arn::parse(secret).ok()?.secret_name()?;
+                holds
+                    .iter()
+                    .find(|h| h.secret == name)
+                    .map(|h| h.secret.clone())
+            });
+        let Some(key) = key else {
+            println!("{secret} is not held; nothing to lift");
+            return Ok(());
+        };
+        let now = app.clock.now();
+        let (actor, ticket, reason) = (
+            format!("cli:{}", operator()),
+            ticket.to_string(),
+            reason.to_string(),
+        );
+        let entry_for = move |h: &crate::store::Hold| crate::store::NewAuditEntry {
+            at: now,
+            actor: actor.clone(),
+            action: crate::store::audit::Action::Hold,
+            secret: Some(h.secret.clone()),
+            ticket: Some(ticket.clone()),
+            reason: Some(reason.clone()),
+            outcome: crate::store::audit::Outcome::Resumed,
+            detail: Some(serde_json::json!({
+                "held_since": h.held_at.to_rfc3339(),
+                "held_by_attempt": h.attempt_id,
+                "hold_reason": h.reason,
+                "failures": h.failures,
+            })),
+        };
+        let lifted = app
+            .store
+            .call(move |s| {
+                s.transaction(|db| {
+                    let Some(h) = db.lift_hold(&key)? else {
+                        return Ok(None);
+                    };
+                    db.append_audit(&entry_for(&h))?;
+                    Ok(Some(h))
+                })
+            })
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))?;
+        match lifted {
+            Some(h) => println!(
+                "hold on {} lifted (held since {} by attempt {}); its planned rotations start again",
+                h.secret,
+                h.held_at.format(crate::clock::TIME_FORMAT),
+                h.attempt_id
+            ),
+            None => println!("{secret} is not held; nothing to lift"),
+        }
+        Ok(())
     })
 }

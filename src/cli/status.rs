@@ -31,6 +31,8 @@ pub struct StatusRow {
     pub watch_until: Option<DateTime<Utc>>,
     /// Secrets Manager's own schedule against the TOML schedule (`[policy] native_schedule`).
     pub native_schedule: Option<crate::drift::Drift>,
+    /// The hold after a failure (status `held`): the failed attempt, why, since when.
+    pub hold: Option<crate::store::Hold>,
     pub detail: Option<String>,
 }
 
@@ -67,6 +69,7 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
     let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;
     let last = app.store.call(|s| s.db().last_finished_attempts()).await?;
     let pending = app.store.call(|s| s.db().pending_triggers()).await?;
+    let holds = app.store.call(|s| s.db().holds()).await?;
     let policy = cfg.planner_policy();
     let stuck_after = chrono::Duration::from_std(app.engine.opts.monitor_timeout)
         .unwrap_or(chrono::Duration::minutes(15));
@@ -92,7 +95,19 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
                 crate::store::AttemptState::Failed | crate::store::AttemptState::Stuck
             )
         });
-        let status = inventory::status_label(compliance, failing.is_some()).to_string();
+        let hold = holds.iter().find(|h| h.secret == e.key).cloned();
+        let status =
+            inventory::status_label(compliance, failing.is_some(), hold.is_some()).to_string();
+        let detail = match &hold {
+            Some(h) => Some(format!(
+                "held since {} by attempt {}: {}; look, then lift with rotationd resume --secret {} --ticket T --reason TEXT",
+                h.held_at.format(TIME_FORMAT),
+                h.attempt_id,
+                h.reason,
+                e.key
+            )),
+            None => failing.and_then(|a| a.error.clone()),
+        };
         let next_window = planner::window_at_or_after(&target, now);
         rows.push(StatusRow {
             secret: e.key.clone(),
@@ -117,7 +132,8 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
                 &crate::drift::aws_rules(&settings.schedule, settings.window),
                 cfg.policy.native_schedule,
             ),
-            detail: failing.and_then(|a| a.error.clone()),
+            hold,
+            detail,
         });
     }
     for (id, reason) in &inv.fleet.missing {
@@ -132,6 +148,7 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
             validation: None,
             watch_until: None,
             native_schedule: None,
+            hold: None,
             detail: Some(reason.as_str().to_string()),
         });
     }

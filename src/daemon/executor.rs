@@ -178,6 +178,8 @@ struct Executor {
     first: bool,
     last_sla: Option<Instant>,
     next_sla: Option<DateTime<Utc>>,
+    /// Triggers whose deferral by a hold this process has audited (once each).
+    deferred: HashSet<i64>,
     /// Test hook (`ROTATIOND_TEST_FAILPOINT=hang-executor`): the executor hangs after a
     /// few beats, so a test can watch the systemd watchdog stop being fed.
     hang: bool,
@@ -198,6 +200,7 @@ pub(super) async fn run(shared: Arc<Shared>, tracker: TaskTracker, cancel: Cance
         first: true,
         last_sla: None,
         next_sla: None,
+        deferred: HashSet::new(),
         hang: std::env::var("ROTATIOND_TEST_FAILPOINT").is_ok_and(|f| f == "hang-executor"),
         beats: 0,
     };
@@ -323,13 +326,33 @@ impl Executor {
             lock(&self.retry_at).insert(a.id.clone(), Instant::now() + RETRY_AFTER);
             self.spawn_drive(claim, permit, a.id, a.secret);
         }
-        // 2. Due pending triggers; event-triggered ones only while the storm guard allows.
+        // 2. Due pending triggers; event-triggered ones only while the storm guard allows,
+        //    planned ones only for secrets not on hold.
         let pending = app.store.call(|s| s.db().pending_triggers()).await?;
+        let holds: HashMap<String, crate::store::Hold> =
+            if pending.iter().any(|t| held_back(t.kind)) {
+                app.store
+                    .call(|s| s.db().holds())
+                    .await?
+                    .into_iter()
+                    .map(|h| (h.secret.clone(), h))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
         // Event rotations this pass may still start: None until the guard was asked.
         let mut storm_budget: Option<u64> = None;
         for t in pending {
             if let Some(nb) = t.not_before.filter(|nb| *nb > now) {
                 next.at_time(now, nb);
+                continue;
+            }
+            if let Some(hold) = holds.get(&t.secret).filter(|_| held_back(t.kind)) {
+                // Stays pending: lifted within its window, it still runs; otherwise the
+                // window's end cancels it as missed.
+                if self.deferred.insert(t.id) {
+                    defer(&shared, &t, hold, now).await?;
+                }
                 continue;
             }
             if storm::EVENT_KINDS.contains(&t.kind) {
@@ -409,6 +432,50 @@ impl Executor {
     }
 }
 
+/// Whether a hold keeps a trigger of `kind` from starting: the planned kinds only. A
+/// departure or a compromise rotates a held secret (the SLA comes first), so do an
+/// operator's rotation and an approved request (someone has looked), and the one automatic
+/// retry of `[events] retry_failed` (the hold applies after it).
+pub fn held_back(kind: TriggerKind) -> bool {
+    matches!(
+        kind,
+        TriggerKind::Scheduled | TriggerKind::Overdue | TriggerKind::NeverRotated
+    )
+}
+
+/// Audits (and logs) that a held secret's planned trigger does not start.
+async fn defer(
+    shared: &Shared,
+    t: &crate::store::Trigger,
+    hold: &crate::store::Hold,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    tracing::info!(secret = %t.secret, trigger = t.id, held_by = %hold.attempt_id,
+        "secret held after a failure: its planned rotation waits for rotationd resume --secret");
+    let entry = crate::store::NewAuditEntry {
+        at: now,
+        actor: "rotationd".into(),
+        action: crate::store::audit::Action::Hold,
+        secret: Some(t.secret.clone()),
+        ticket: t.ticket.clone(),
+        reason: Some(t.reason.clone()),
+        outcome: crate::store::audit::Outcome::Deferred,
+        detail: Some(serde_json::json!({
+            "trigger": t.id,
+            "kind": t.kind.as_str(),
+            "held_by_attempt": hold.attempt_id,
+            "held_since": hold.held_at.to_rfc3339(),
+            "hold_reason": hold.reason,
+        })),
+    };
+    shared
+        .app
+        .store
+        .call(move |s| s.db().append_audit(&entry))
+        .await?;
+    Ok(())
+}
+
 /// A planned trigger whose window closed before it could start: cancelled, with the audit
 /// entry saying so, in one transaction.
 async fn window_missed(
@@ -443,6 +510,26 @@ async fn window_missed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_defers_only_the_planned_kinds() {
+        for kind in TriggerKind::ALL {
+            let planned = matches!(
+                kind,
+                TriggerKind::Scheduled | TriggerKind::Overdue | TriggerKind::NeverRotated
+            );
+            assert_eq!(held_back(*kind), planned, "{kind}");
+        }
+        // The SLA comes first, a human has looked, and retry_failed's one retry runs.
+        for kind in [
+            TriggerKind::Departure,
+            TriggerKind::Compromise,
+            TriggerKind::Manual,
+            TriggerKind::Retry,
+        ] {
+            assert!(!held_back(kind), "{kind}");
+        }
+    }
 
     /// One drive of attempt `att-1` on secret `prod/db` through [`spawn_attempt`], with
     /// everything it touches kept for the assertions.

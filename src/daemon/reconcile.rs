@@ -43,6 +43,8 @@ pub struct Observed {
     pub facts: HashMap<String, Facts>,
     /// Secrets whose last finished attempt failed or got stuck (status `failing`).
     pub failing: HashSet<String>,
+    /// Secrets on hold after a failure (status `held`, `store::Hold`).
+    pub held: HashSet<String>,
     /// Stuck secrets whose dangling AWSPENDING a failed attempt of ours left
     /// (`inventory::left_by_failure`): that attempt's `rotation_failed` escalated it
     /// already, so no `rotation_stuck` repeats it.
@@ -116,7 +118,11 @@ pub fn plan(fleet: &Fleet, observed: &Observed, cfg: &Config, now: DateTime<Utc>
         out.statuses.push(Status {
             key: t.id.clone(),
             arn: arn.to_string(),
-            label: inventory::status_label(c, observed.failing.contains(&t.id)),
+            label: inventory::status_label(
+                c,
+                observed.failing.contains(&t.id),
+                observed.held.contains(&t.id),
+            ),
         });
         let alert = |kind| {
             let mut a = Alert::new(kind, Some(&t.id), now);
@@ -289,7 +295,9 @@ async fn reconcile(
     let last = app.store.call(|s| s.db().last_finished_attempts()).await?;
     let stuck_after = chrono::Duration::from_std(app.engine.opts.monitor_timeout)
         .unwrap_or(chrono::Duration::minutes(15));
+    let held = app.store.call(|s| s.db().holds()).await?;
     let mut observed = Observed {
+        held: held.into_iter().map(|h| h.secret).collect(),
         failing: last
             .iter()
             .filter(|a| matches!(a.state, AttemptState::Failed | AttemptState::Stuck))
@@ -755,6 +763,21 @@ strategy = "single-user"
         assert_eq!(label("prod/new"), Some("never_rotated"));
         assert_eq!(label("prod/stuck"), Some("stuck"));
         assert_eq!(label("prod/far"), None, "carried over: not judged");
+        // A hold shows before stuck, failing or overdue; a running rotation before a hold.
+        let mut held = observed.clone();
+        held.held = ["prod/weekly", "prod/stuck", "prod/old"]
+            .map(String::from)
+            .into();
+        let h = plan(&fleet, &held, &cfg, now());
+        let label = |k: &str| h.statuses.iter().find(|s| s.key == k).map(|s| s.label);
+        assert_eq!(label("prod/weekly"), Some("held"));
+        assert_eq!(label("prod/stuck"), Some("held"));
+        assert_eq!(label("prod/old"), Some("held"));
+        assert_eq!(label("prod/daily"), Some("due"));
+        assert_eq!(
+            crate::inventory::status_label(Compliance::InProgress, true, true),
+            "in_progress"
+        );
         assert_eq!(
             p.statuses.iter().find(|s| s.key == "prod/old").unwrap().arn,
             arn("prod/old")

@@ -54,6 +54,47 @@ impl Engine {
             });
             a
         };
+        // The hold this end places or lifts (the guide's "investigate before
+        // re-attempting"): read first, so the alert can say what it means.
+        let secret = attempt.secret.clone();
+        let prior = self.store.call(move |s| s.db().hold(&secret)).await?;
+        let failures = match &prior {
+            Some(h) if h.attempt_id == attempt.id => h.failures,
+            Some(h) => h.failures + 1,
+            None => 1,
+        };
+        let holds = matches!(outcome, Outcome::Failed(_) | Outcome::Stuck(_));
+        let with_hold = |mut a: Alert| {
+            if !holds {
+                return a;
+            }
+            let since = prior.as_ref().map_or(now, |h| h.held_at);
+            a.details["hold"] = serde_json::json!({
+                "held_since": since.to_rfc3339(),
+                "failures": failures,
+                "lift": format!(
+                    "rotationd resume --secret {} --ticket <INC-ticket> --reason \"<what was found>\"",
+                    attempt.secret
+                ),
+            });
+            if failures > 1 {
+                // A departure's or a compromise's rotation of a held secret failed too:
+                // the deadline, not the next window, is what is at risk now.
+                let deadline = a.deadline.map_or(String::new(), |d| {
+                    format!(
+                        "; its deadline {} is at risk",
+                        d.format(crate::clock::TIME_FORMAT)
+                    )
+                });
+                a.error = Some(format!(
+                    "{}; the secret has been held since {} and has now failed {failures} times (this {} rotation{deadline})",
+                    a.error.as_deref().unwrap_or("failed"),
+                    since.format(crate::clock::TIME_FORMAT),
+                    attempt.trigger_kind.as_str(),
+                ));
+            }
+            a
+        };
         let alert = match outcome {
             Outcome::Succeeded { .. } => {
                 let mut a = alert(AlertKind::RotationCompleted);
@@ -63,9 +104,9 @@ impl Engine {
             Outcome::Failed(_) => {
                 let mut a = alert(AlertKind::RotationFailed);
                 a.dedupe_key = format!("rotation_failed:{}:{}", attempt.secret, attempt.id);
-                Some(a)
+                Some(with_hold(a))
             }
-            Outcome::Stuck(_) => Some(alert(AlertKind::RotationStuck)),
+            Outcome::Stuck(_) => Some(with_hold(alert(AlertKind::RotationStuck))),
             Outcome::Skipped(_) => None,
         };
         // The completion notice also goes to each dependent's own topic.
@@ -123,13 +164,54 @@ impl Engine {
                 "error": error,
             })),
         };
-        let aid = attempt.id.clone();
+        let hold_change = match outcome {
+            Outcome::Failed(e) | Outcome::Stuck(e) => Some(HoldChange::Place(format!(
+                "{} {}: {e}",
+                attempt.trigger_kind.as_str(),
+                if matches!(outcome, Outcome::Stuck(_)) {
+                    "rotation stuck"
+                } else {
+                    "rotation failed"
+                },
+            ))),
+            Outcome::Succeeded { .. } => Some(HoldChange::Lift),
+            Outcome::Skipped(_) => None,
+        };
+        let (aid, secret, actor) = (
+            attempt.id.clone(),
+            attempt.secret.clone(),
+            audit.actor.clone(),
+        );
         let queued = self
             .store
             .call(move |s| {
                 s.transaction(|db| {
                     db.finish_triggers_of_attempt(&aid, status, now)?;
                     db.append_audit(&audit)?;
+                    match &hold_change {
+                        Some(HoldChange::Place(reason)) => {
+                            db.hold_audited(&secret, &aid, reason, now)?;
+                        }
+                        Some(HoldChange::Lift) => {
+                            if let Some(h) = db.lift_hold(&secret)? {
+                                db.append_audit(&NewAuditEntry {
+                                    at: now,
+                                    actor: actor.clone(),
+                                    action: audit::Action::Hold,
+                                    secret: Some(secret.clone()),
+                                    ticket: None,
+                                    reason: Some(format!("rotation succeeded (attempt {aid})")),
+                                    outcome: audit::Outcome::Resumed,
+                                    detail: Some(serde_json::json!({
+                                        "held_since": h.held_at.to_rfc3339(),
+                                        "held_by_attempt": h.attempt_id,
+                                        "failures": h.failures,
+                                    })),
+                                })?;
+                            }
+                        }
+                        None => {}
+                    }
                     let mut queued = Vec::new();
                     for p in &queue {
                         queued.push(
@@ -209,4 +291,12 @@ impl Engine {
         }
         Ok(n)
     }
+}
+
+/// What an attempt's end does to its secret's hold.
+enum HoldChange {
+    /// Failed or stuck: held (again), with this reason.
+    Place(String),
+    /// Succeeded: whatever hold there was is lifted.
+    Lift,
 }

@@ -13,9 +13,11 @@
 //!
 //! What each event does:
 //! - RotationFailed: P1 `rotation_failed` to Security at once with the error and the
-//!   runbook; the secret turns `failing`; one retry after `retry_backoff` if
-//!   `retry_failed = true`.
-//! - RotationAbandoned: P2 `rotation_abandoned`. RotationStarted/Succeeded: audited.
+//!   runbook; the secret is held (`store::Hold`: no planned rotation until
+//!   `rotationd resume --secret`); one retry after `retry_backoff` if
+//!   `retry_failed = true`, which the hold lets through.
+//! - RotationAbandoned: P2 `rotation_abandoned`, and the secret is held.
+//!   RotationStarted/Succeeded: audited.
 //! - Departure of a user: a `departure` trigger for every secret the user could reach
 //!   (custodians, directly or through `[[group]]`), deadline = event time +
 //!   `departure_sla`; it runs in the secret's next window if that window ends before the
@@ -133,6 +135,11 @@ pub struct EventPlan {
     pub failed_attempt: Option<(NewAttempt, String)>,
     /// An external rotation that succeeded (RotationSucceeded), recorded likewise.
     pub succeeded_attempt: Option<NewAttempt>,
+    /// An external rotation that failed or was abandoned holds its secret (secret,
+    /// `event-ID`, reason): no planned rotation until someone has looked
+    /// (`store::Hold`). Not for a failure tied to rotationd's own attempt, whose end holds
+    /// it.
+    pub hold: Option<(String, String, String)>,
     /// A RotationFailed or RotationSucceeded of a managed secret: [`commit`] checks
     /// whether it reports on rotationd's own attempt ([`reports_on`]) and then ties it
     /// to that attempt instead of recording it as an external rotation.
@@ -230,6 +237,7 @@ pub fn plan_event(
         },
         failed_attempt: None,
         succeeded_attempt: None,
+        hold: None,
         report: None,
     };
     match ev {
@@ -296,6 +304,7 @@ fn plan_rotation_event(
                     .as_deref()
                     .unwrap_or("no error message in the event")
             );
+            plan.hold = Some((entry.key.clone(), id.clone(), error.clone()));
             plan.failed_attempt = Some((
                 NewAttempt {
                     id: id.clone(),
@@ -326,7 +335,14 @@ fn plan_rotation_event(
                 });
             }
         }
-        RotationKind::Abandoned => plan.alerts.push(alert(AlertKind::RotationAbandoned)),
+        RotationKind::Abandoned => {
+            plan.alerts.push(alert(AlertKind::RotationAbandoned));
+            plan.hold = Some((
+                entry.key.clone(),
+                format!("event-{}", r.event_id),
+                format!("RotationAbandoned at {}", r.time.to_rfc3339()),
+            ));
+        }
         RotationKind::Succeeded => {
             // Secrets Manager's own schedule (or a console click) rotated it: record it
             // as a succeeded attempt so the secret stops showing `failing`. rotationd's
@@ -485,6 +501,11 @@ pub async fn commit(
                         &AttemptUpdate::to(AttemptState::Failed).error(error.clone()),
                         now,
                     )?;
+                }
+                if let Some((secret, attempt, reason)) =
+                    plan.hold.as_ref().filter(|_| tied.is_none())
+                {
+                    db.hold_audited(secret, attempt, reason, now)?;
                 }
                 if let Some(attempt) = plan.succeeded_attempt.as_ref().filter(|_| tied.is_none()) {
                     let ours = db
@@ -911,6 +932,36 @@ custodians = ["carol"]
         assert_eq!(plan.triggers.len(), 1);
         assert_eq!(plan.triggers[0].kind, TriggerKind::Retry);
         assert_eq!(plan.triggers[0].not_before, Some(t(12, 0)));
+        // Held until someone has looked; the one retry still runs (executor::held_back).
+        let (secret, attempt, reason) = plan.hold.as_ref().unwrap();
+        assert_eq!(
+            (secret.as_str(), attempt.as_str()),
+            ("prod/other", "event-ev-9")
+        );
+        assert!(reason.contains("testSecret failed"), "{reason}");
+    }
+
+    #[test]
+    fn rotation_abandoned_holds_the_secret_and_triggers_nothing() {
+        let (cfg, fleet) = setup();
+        let ev = Normalized::Rotation(RotationEvent {
+            kind: RotationKind::Abandoned,
+            secret_id: "prod/other".into(),
+            event_id: "ev-10".into(),
+            time: t(9, 0),
+            error_message: None,
+            account: None,
+            region: None,
+        });
+        let plan = plan_event(&cfg, &fleet, &ev, "eventbridge", t(10, 0));
+        assert_eq!(plan.alerts.len(), 1);
+        assert_eq!(plan.alerts[0].kind, AlertKind::RotationAbandoned);
+        assert!(plan.triggers.is_empty());
+        let (secret, attempt, _) = plan.hold.as_ref().unwrap();
+        assert_eq!(
+            (secret.as_str(), attempt.as_str()),
+            ("prod/other", "event-ev-10")
+        );
     }
 
     #[test]

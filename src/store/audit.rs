@@ -98,6 +98,10 @@ text_enum! {
         /// `[policy] native_schedule`: Secrets Manager's schedule written or turned off.
         NativeScheduleSync => "native_schedule_sync",
         NativeScheduleDisable => "native_schedule_disable",
+        /// A secret held after a failure (`held`), a planned rotation deferred by the hold
+        /// (`deferred`), or the hold lifted (`resumed`: by `rotationd resume --secret` or a
+        /// rotation that succeeded).
+        Hold => "hold",
     }
 }
 
@@ -118,6 +122,10 @@ pub enum Outcome {
     Resumed,
     /// The storm guard paused event rotations.
     Paused,
+    /// A secret put on hold after a failure.
+    Held,
+    /// A planned rotation not started because its secret is held.
+    Deferred,
     /// A trigger whose window passed before an attempt could start.
     WindowMissed,
     /// A request for a request id that already exists.
@@ -154,6 +162,8 @@ impl Outcome {
             Outcome::Accepted => "accepted",
             Outcome::Resumed => "resumed",
             Outcome::Paused => "paused",
+            Outcome::Held => "held",
+            Outcome::Deferred => "deferred",
             Outcome::WindowMissed => "window_missed",
             Outcome::DuplicateRequest => "duplicate_request",
             Outcome::Request => "request",

@@ -65,6 +65,7 @@ pub mod audit;
 pub mod dynamodb;
 mod events;
 mod handle;
+mod holds;
 pub mod journal;
 mod requests;
 mod schema;
@@ -81,6 +82,7 @@ pub use audit::{
 };
 pub use events::Cursor;
 pub use handle::{STALE_RETRIES, StoreHandle};
+pub use holds::Hold;
 pub use requests::{BusUpdate, Request, RequestState};
 pub use schema::{MIGRATIONS, SCHEMA_VERSION};
 pub use triggers::{NewTrigger, Trigger, TriggerInsert, TriggerKind, TriggerStatus};

@@ -189,6 +189,21 @@ ALTER TABLE attempts ADD COLUMN stage_times TEXT CHECK (stage_times IS NULL OR j
     r#"
 ALTER TABLE attempts ADD COLUMN function_error TEXT;
 "#,
+    // 7: the guide's "investigate before re-attempting": a secret whose rotation failed,
+    // got stuck, was abandoned or rolled back is held (no planned or overdue attempt)
+    // until an operator lifts it or a rotation of it succeeds. One row per held secret;
+    // lifting deletes it (the audit log keeps the history).
+    r#"
+CREATE TABLE holds (
+    id          INTEGER PRIMARY KEY,
+    secret      TEXT    NOT NULL UNIQUE,
+    attempt_id  TEXT    NOT NULL,
+    reason      TEXT    NOT NULL,
+    held_at     INTEGER NOT NULL,
+    failures    INTEGER NOT NULL DEFAULT 1 CHECK (failures >= 1),
+    updated_at  INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes and understands.

@@ -96,6 +96,7 @@ fn open_creates_parent_dir_and_migrates_empty_db() {
             "audit",
             "bus_outbox",
             "cursors",
+            "holds",
             "requests",
             "seen_events",
             "triggers"

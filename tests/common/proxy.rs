@@ -123,6 +123,11 @@ impl Proxy {
         self.shared.deny.lock().unwrap().push(needle.to_string());
     }
 
+    /// Stop refusing anything [`Proxy::deny`] refused: the permission came back.
+    pub fn allow_all(&self) {
+        self.shared.deny.lock().unwrap().clear();
+    }
+
     /// Hold each forwarded `operation` request whose head (request line and headers, e.g.
     /// the SigV4 scope `/us-east-2/secretsmanager/` in `Authorization`) contains `needle`
     /// for `delay` before forwarding it: a slow account-region.

@@ -323,7 +323,15 @@ async fn a_rotation_failed_event_escalates_to_security_and_marks_the_secret_fail
 
     let o = env.cli(&["status", "--format", "json"]);
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(status[0]["status"], "failing", "{status}");
+    // Held until someone has looked (or a rotation succeeds), naming the failure.
+    assert_eq!(status[0]["status"], "held", "{status}");
+    assert!(
+        status[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("password authentication failed"),
+        "{status}"
+    );
 
     // The rotation function is fixed and Secrets Manager's schedule succeeds: no longer failing.
     let mut succeeded: serde_json::Value = serde_json::from_str(&rotation_failed(
@@ -361,6 +369,13 @@ async fn a_rotation_failed_event_escalates_to_security_and_marks_the_secret_fail
     let o = env.cli(&["status", "--format", "json"]);
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_ne!(status[0]["status"], "failing", "{status}");
+    assert_ne!(status[0]["status"], "held", "{status}");
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.starts_with("hold resumed Secrets Manager rotated it")),
+        "{audit:#?}"
+    );
 }
 
 #[tokio::test]

@@ -477,7 +477,7 @@ strategy = "{function}"
         0
     );
 
-    // The dangling AWSPENDING: status says stuck, and a second rotation never sends
+    // The dangling AWSPENDING: status says held, and a second rotation never sends
     // RotateSecret on top of it.
     let status = w.env.cli(&["status", "--format", "json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
@@ -488,7 +488,12 @@ strategy = "{function}"
         .find(|s| s["secret"] == name)
         .cloned()
         .unwrap_or_else(|| panic!("{name} not in {status}"));
-    assert_eq!(row["status"], "stuck", "{row}");
+    // Held (the failure is investigated first), and the hold says what was left behind.
+    assert_eq!(row["status"], "held", "{row}");
+    assert!(
+        row["detail"].as_str().unwrap().contains("AWSPENDING"),
+        "{row}"
+    );
     let again = w.rotate(&name, "INC-7201");
     assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
     assert!(

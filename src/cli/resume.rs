@@ -62,31 +62,11 @@ pub fn lift_hold(path: &Path, secret: &str, ticket: &str, reason: &str) -> Resul
             ticket.to_string(),
             reason.to_string(),
         );
-        let entry_for = move |h: &crate::store::Hold| crate::store::NewAuditEntry {
-            at: now,
-            actor: actor.clone(),
-            action: crate::store::audit::Action::Hold,
-            secret: Some(h.secret.clone()),
-            ticket: Some(ticket.clone()),
-            reason: Some(reason.clone()),
-            outcome: crate::store::audit::Outcome::Resumed,
-            detail: Some(serde_json::json!({
-                "held_since": h.held_at.to_rfc3339(),
-                "held_by_attempt": h.attempt_id,
-                "hold_reason": h.reason,
-                "failures": h.failures,
-            })),
-        };
         let lifted = app
             .store
             .call(move |s| {
-                s.transaction(|db| {
-                    let Some(h) = db.lift_hold(&key)? else {
-                        return Ok(None);
-                    };
-                    db.append_audit(&entry_for(&h))?;
-                    Ok(Some(h))
-                })
+                s.db()
+                    .lift_hold_audited(&key, &actor, Some(&ticket), &reason, now)
             })
             .await
             .map_err(|e| CliError::Failed(e.to_string()))?;

@@ -193,22 +193,13 @@ impl Engine {
                             db.hold_audited(&secret, &aid, reason, now)?;
                         }
                         Some(HoldChange::Lift) => {
-                            if let Some(h) = db.lift_hold(&secret)? {
-                                db.append_audit(&NewAuditEntry {
-                                    at: now,
-                                    actor: actor.clone(),
-                                    action: audit::Action::Hold,
-                                    secret: Some(secret.clone()),
-                                    ticket: None,
-                                    reason: Some(format!("rotation succeeded (attempt {aid})")),
-                                    outcome: audit::Outcome::Resumed,
-                                    detail: Some(serde_json::json!({
-                                        "held_since": h.held_at.to_rfc3339(),
-                                        "held_by_attempt": h.attempt_id,
-                                        "failures": h.failures,
-                                    })),
-                                })?;
-                            }
+                            db.lift_hold_audited(
+                                &secret,
+                                &actor,
+                                None,
+                                &format!("rotation succeeded (attempt {aid})"),
+                                now,
+                            )?;
                         }
                         None => {}
                     }

@@ -519,6 +519,14 @@ pub async fn commit(
                             &AttemptUpdate::to(AttemptState::Succeeded),
                             now,
                         )?;
+                        // The rotation works again: whatever held the secret is over.
+                        db.lift_hold_audited(
+                            &attempt.secret,
+                            &audit.actor,
+                            None,
+                            &format!("Secrets Manager rotated it ({})", plan.event_id),
+                            now,
+                        )?;
                     }
                 }
                 for a in &plan.alerts {

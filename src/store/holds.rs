@@ -109,6 +109,37 @@ impl Db<'_> {
         Ok(hold)
     }
 
+    /// [`Db::lift_hold`], audited (`hold`/`resumed`) with who lifted it and why; returns
+    /// the lifted hold, or `None` (and audits nothing) if `secret` was not held.
+    pub fn lift_hold_audited(
+        self,
+        secret: &str,
+        actor: &str,
+        ticket: Option<&str>,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Hold>> {
+        let Some(h) = self.lift_hold(secret)? else {
+            return Ok(None);
+        };
+        self.append_audit(&super::NewAuditEntry {
+            at: now,
+            actor: actor.to_string(),
+            action: super::audit::Action::Hold,
+            secret: Some(secret.to_string()),
+            ticket: ticket.map(str::to_string),
+            reason: Some(reason.to_string()),
+            outcome: super::audit::Outcome::Resumed,
+            detail: Some(serde_json::json!({
+                "held_since": h.held_at.to_rfc3339(),
+                "held_by_attempt": h.attempt_id,
+                "hold_reason": h.reason,
+                "failures": h.failures,
+            })),
+        })?;
+        Ok(Some(h))
+    }
+
     pub fn hold(self, secret: &str) -> StoreResult<Option<Hold>> {
         self.conn
             .query_row(

@@ -6,8 +6,9 @@
 //! The binary (`src/main.rs`) only parses the command line (clap is the binary's alone),
 //! calls [`cli`] and maps its errors to exit codes; the library is these modules:
 //!
-//! - [`clock`], [`arn`], [`ticket`]: leaf modules every other one may use (they use none):
-//!   the time rotationd acts on, the one ARN parser and partition list, ticket shapes.
+//! - [`clock`], [`arn`], [`ticket`], [`filter_pattern`]: leaf modules every other one may
+//!   use (they use none): the time rotationd acts on, the one ARN parser and partition
+//!   list, ticket shapes, CloudWatch Logs filter patterns.
 //! - [`config`]: the TOML file parsed into a validated [`config::Config`], with every
 //!   error located (`FILE:LINE:COL`).
 //! - [`schedule`]: crontab expressions and `@quarterly`-style aliases, in UTC, and
@@ -24,8 +25,9 @@
 //! - [`inventory`]: the fleet from filtered `ListSecrets` pages, and the facts per secret.
 //! - [`engine`]: one rotation attempt as a persisted state machine (checklist, RotateSecret,
 //!   monitoring of the four stages, validation).
-//! - [`validation`]: the post-rotation watch of dependents in CloudWatch (alarms, metrics),
-//!   the `dependents_unhealthy` escalation and the optional automatic rollback.
+//! - [`validation`]: the post-rotation watch of dependents in CloudWatch (alarms, metrics,
+//!   authentication errors in their logs), the `dependents_unhealthy` escalation and the
+//!   optional automatic rollback.
 //! - [`drift`]: Secrets Manager's own rotation schedule against the TOML one
 //!   (`[policy] native_schedule` report / sync / disable).
 //! - [`events`]: EventBridge-through-SQS consumer, CloudTrail catch-up, the normalizer, and
@@ -58,6 +60,7 @@ pub mod daemon;
 pub mod drift;
 pub mod engine;
 pub mod events;
+pub mod filter_pattern;
 pub mod inventory;
 pub mod metrics;
 pub mod planner;

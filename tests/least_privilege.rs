@@ -49,10 +49,21 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
         .with(
             dependent("lp-api")
                 .list("alarms", ["lp-api-auth-errors"])
+                .list("log_groups", ["/lp/api"])
+                .set(
+                    "auth_error_pattern",
+                    "?\"authentication failed\" ?\" 401 \"",
+                )
                 .with(dependent_metric("LeastPrivilege", "AuthErrors", 5)),
         )
         .with(selector("lp/").dependents(["lp-api"]));
     let env = Env::new("leastpriv", &body.render()).await;
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto::sdk_config(&env.moto.endpoint()));
+    logs.create_log_group()
+        .log_group_name("/lp/api")
+        .send()
+        .await
+        .unwrap();
     env.moto.start_recording();
     let a = moto::unique_name("lp/a");
     let b = moto::unique_name("lp/b");
@@ -173,6 +184,7 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
         "Publish",
         "DescribeAlarms",
         "GetMetricData",
+        "FilterLogEvents",
     ] {
         assert!(granted.contains(action), "{action} missing from the policy");
         assert!(

@@ -211,11 +211,52 @@ custodians = ["alice"]
 
 #[tokio::test]
 async fn a_stuck_secret_makes_its_alert_pending() {
-    // moto dates every version "now", so a dangling AWSPENDING never ages into `stuck`
-    // there; the one a failed rotation of rotationd's own leaves is stuck at once. The
-    // rotation host plays a function that fails at setSecret (its createSecret needs no
-    // database: it only copies the JSON value and writes the pending version).
+    // A dangling AWSPENDING that no rotation of rotationd's left (a rotation function that
+    // died): moto dates every version "now", so rotationd's clock runs an hour ahead for
+    // the version to look older than rotation_timeout.
     let name = moto::unique_name("prom/stuck");
+    let body = format!(
+        r#"
+[policy]
+max_age = "93d"
+rotation_timeout = "8s"
+
+[[secret]]
+id = "{name}"
+strategy = "single-user"
+change_ticket = "CHG-1"
+"#
+    );
+    let env = Env::new("prom-stuck", &body).await;
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("reconcile_interval = \"1h\"", "reconcile_interval = \"2s\"");
+    std::fs::write(&env.config, text).unwrap();
+    env.rotatable_secret(&name).await;
+    env.leave_pending(&name, "promstuckpromstuckpromstuck0000001")
+        .await;
+    let (_daemon, _log) = env
+        .daemon_ready(&[("ROTATIOND_TEST_CLOCK_OFFSET", "3600")])
+        .await;
+    let prom = Prometheus::start(env.metrics_port);
+    let state = prom
+        .alert_state("SecretRotationStuck", Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        state.as_deref(),
+        Some("pending"),
+        "{:?}\n{}",
+        prom.query("rotationd_secrets{status!~\"compliant|due\"} > 0"),
+        String::from_utf8_lossy(&env.cli(&["status", "--format", "json"]).stdout),
+    );
+}
+
+#[tokio::test]
+async fn a_secret_held_after_its_rotation_failed_makes_its_alert_pending() {
+    // The rotation host plays a function that fails at setSecret (its createSecret needs
+    // no database: it only copies the JSON value and writes the pending version); the
+    // failure holds the secret.
+    let name = moto::unique_name("prom/held");
     let body = format!(
         r#"
 [policy]
@@ -229,7 +270,7 @@ id = "{name}"
 strategy = "single-user"
 "#
     );
-    let env = Env::new("prom-stuck", &body).await;
+    let env = Env::new("prom-held", &body).await;
     let text = std::fs::read_to_string(&env.config)
         .unwrap()
         .replace("reconcile_interval = \"1h\"", "reconcile_interval = \"2s\"");
@@ -267,7 +308,7 @@ strategy = "single-user"
         common::rotationd::stderr(&o)
     );
     let state = prom
-        .alert_state("SecretRotationStuck", Duration::from_secs(60))
+        .alert_state("SecretRotationHeld", Duration::from_secs(60))
         .await;
     assert_eq!(
         state.as_deref(),

@@ -159,6 +159,124 @@ fn single_user(delays: serde_json::Value) -> serde_json::Value {
     serde_json::json!({ "function": "single-user", "delays": delays })
 }
 
+#[tokio::test]
+async fn authentication_errors_in_the_logs_alone_fail_the_watch_and_no_line_is_repeated() {
+    // The guide's "check application logs for authentication errors", with the logs as the
+    // only signal: no alarm, no metric. The app keeps the old password and logs each
+    // refused login, with the password it tried (a careless app; the canary).
+    const CANARY: &str = "ledger-Old-Canary-7";
+    let name = moto::unique_name("real/logs");
+    let group = format!("/app/{}", moto::unique_name("ledger").replace('/', "-"));
+    let body = format!(
+        r#"
+[policy]
+max_age = "93d"
+require_change_ticket = false
+validation_period = "30s"
+validation_interval = "2s"
+
+[[dependent]]
+name = "ledger-logs"
+log_groups = ["{group}"]
+auth_error_pattern = '?"authentication failed" ?" 401 " ?" 403 "'
+
+[[secret]]
+id = "{name}"
+strategy = "single-user"
+dependents = ["ledger-logs"]
+"#
+    );
+    let w = World::new("real-logs", &body).await;
+    w.database_secret(
+        &name,
+        "ledgerlogs",
+        CANARY,
+        single_user(serde_json::json!({})),
+    )
+    .await;
+    let ns = moto::unique_name("Logs").replace('/', "-");
+    let app = Dependent::start_with(
+        &w.env.moto.endpoint(),
+        &name,
+        &ns,
+        "ledger-logs",
+        "never",
+        w.env.dir.path(),
+        &["--log-group", &group, "--log-password"],
+    );
+    let (daemon, log) = w.env.daemon_ready(&[]).await;
+
+    let o = w.rotate(&name, "INC-7450");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let unhealthy = w
+        .env
+        .eventually(Duration::from_secs(60), || {
+            w.attempt(&name)
+                .filter(|(_, v, _)| v.as_deref() == Some("validated_unhealthy"))
+        })
+        .await;
+    assert!(
+        unhealthy.is_some(),
+        "the logs did not fail the watch: {:?}\n{}",
+        w.attempt(&name),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(app.status().unwrap().auth_failures >= 1);
+    assert!(app.log().contains(CANARY), "the canary was not written");
+
+    // One P1, whose evidence is the count, the stream and the times.
+    let p1s = w.p1s(Duration::from_secs(8)).await;
+    assert_eq!(p1s.len(), 1, "{p1s:#?}");
+    assert_eq!(p1s[0]["kind"], "dependents_unhealthy");
+    let evidence = &p1s[0]["details"]["evidence"][0];
+    assert_eq!(evidence["source"], "logs", "{evidence:#}");
+    assert_eq!(evidence["name"], group.as_str());
+    let counted = &evidence["evidence"];
+    assert!(counted["matches"].as_u64().unwrap() >= 1, "{counted:#}");
+    // The baseline: the app's "200" lines, which moto's `?` matching returns, were not
+    // counted (tests/moto_facts.rs, f_...).
+    assert_eq!(counted["baseline"], 0, "{counted:#}");
+    assert!(
+        counted["streams"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("dependent-"),
+        "{counted:#}"
+    );
+    assert!(counted["first_match"].is_string() && counted["last_match"].is_string());
+
+    // The canary reached none of: Security's messages, the audit log, the state files,
+    // rotationd's log.
+    let everything = serde_json::to_string(&p1s).unwrap();
+    assert!(!everything.contains(CANARY), "a log line reached SNS");
+    let audit = common::rotationd::rows(
+        &w.env.db(),
+        "SELECT action || ' ' || COALESCE(reason, '') || ' ' || COALESCE(detail, '') FROM audit",
+    );
+    assert!(
+        audit.iter().any(|a| a.contains("\"source\":\"logs\"")),
+        "the evidence is not audited: {audit:#?}"
+    );
+    assert!(
+        !audit.iter().any(|a| a.contains(CANARY)),
+        "a log line reached the audit log"
+    );
+    for file in ["state.db", "state.db-wal"] {
+        let bytes = std::fs::read(w.env.dir.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(CANARY.len()).any(|b| b == CANARY.as_bytes()),
+            "a log line reached {file}"
+        );
+    }
+    drop(daemon);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("validated_unhealthy") || text.contains("unhealthy"),
+        "{text}"
+    );
+    assert!(!text.contains(CANARY), "a log line reached rotationd's log");
+}
+
 /// A dependent watched through the metric the dependent app publishes.
 fn dependent_section(name: &str, namespace: &str) -> String {
     format!(

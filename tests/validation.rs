@@ -377,7 +377,7 @@ async fn cloudwatch_reads_are_batched_to_the_api_limits() {
         create_alarm(&cw, name, "Batch", "Errors").await;
     }
     set_alarm(&cw, &names[137], StateValue::Alarm).await;
-    let watch = CloudWatch::new(counted);
+    let watch = CloudWatch::new(counted, aws_sdk_cloudwatchlogs::Client::new(&conf));
     let states = watch.alarm_states(&names).await.unwrap();
     assert_eq!(states.len(), 250);
     let firing: Vec<&str> = states

@@ -7,6 +7,9 @@
 //! `GetMetricData` per 500 metric queries (its limit) per poll, whatever the number of
 //! attempts being watched.
 //!
+//! The application-log counts of [`super::logs`] go through the same value, with a
+//! CloudWatch Logs client per account-region next to each CloudWatch one.
+//!
 //! The client is `aws-sdk-cloudwatch` 1.99, pinned: from 1.100 the SDK speaks Smithy RPC v2
 //! CBOR, which moto 5.2.5 (the test server) cannot parse. 1.99 speaks the query protocol,
 //! which CloudWatch still serves; see docs/moto-findings.md.
@@ -15,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_cloudwatch::Client;
 use aws_sdk_cloudwatch::types::{AlarmType, Dimension, Metric, MetricDataQuery, MetricStat};
+use aws_sdk_cloudwatchlogs::Client as LogsClient;
 use chrono::{DateTime, Utc};
 
 use super::{AwsError, Place, Targets};
@@ -47,39 +51,61 @@ pub struct MetricQuery {
 /// The CloudWatch clients, one per account-region. The calls below go to the first (or
 /// only) one; [`CloudWatch::for_secret`] narrows to the account-region of a secret, where
 /// its dependents' alarms and metrics are.
+///
+/// CloudWatch Logs (the dependents' application logs) comes with it, routed the same way.
 #[derive(Clone)]
 pub struct CloudWatch {
-    targets: Targets<Client>,
+    targets: Targets<(Client, LogsClient)>,
     client: Client,
+    logs: LogsClient,
 }
 
 impl CloudWatch {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, logs: LogsClient) -> Self {
         CloudWatch {
             targets: Targets::single(
                 Place::own(client.config().region().map(|r| r.as_ref())),
-                client.clone(),
+                (client.clone(), logs.clone()),
             ),
             client,
+            logs,
         }
     }
 
     /// `targets` must not be empty.
-    pub fn with_targets(targets: Targets<Client>) -> Option<Self> {
-        let client = targets.iter().next()?.1.clone();
-        Some(CloudWatch { targets, client })
+    pub fn with_targets(targets: Targets<(Client, LogsClient)>) -> Option<Self> {
+        let (client, logs) = targets.iter().next()?.1.clone();
+        Some(CloudWatch {
+            targets,
+            client,
+            logs,
+        })
     }
 
-    /// The client of the account-region `secret` (its ARN) is in.
+    /// The clients of the account-region `secret` (its ARN) is in.
     pub fn for_secret(&self, secret: &str) -> Result<CloudWatch, AwsError> {
         if !self.targets.is_routed() {
             return Ok(self.clone());
         }
-        let (place, client) = self.targets.pick(secret, "DescribeAlarms")?;
+        let (place, (client, logs)) = self.targets.pick(secret, "DescribeAlarms")?;
         Ok(CloudWatch {
-            targets: Targets::single(place.clone(), client.clone()),
+            targets: Targets::single(place.clone(), (client.clone(), logs.clone())),
             client: client.clone(),
+            logs: logs.clone(),
         })
+    }
+
+    /// The lines of `group` in `[start, end)` matching `pattern` (see [`super::logs`]),
+    /// read no further once more than `enough` matched.
+    pub async fn count_log_matches(
+        &self,
+        group: &str,
+        pattern: &crate::filter_pattern::FilterPattern,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        enough: u64,
+    ) -> Result<super::logs::LogCount, AwsError> {
+        super::logs::count_matches(&self.logs, group, pattern, start, end, enough).await
     }
 
     /// Where the calls of this value go.

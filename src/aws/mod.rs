@@ -20,7 +20,8 @@
 //! - The wrappers, one module per service: [`secrets`] (the few Secrets Manager operations
 //!   rotationd is allowed to use: there is deliberately no wrapper for GetSecretValue,
 //!   PutSecretValue, BatchGetSecretValue or UpdateSecret, rotationd never reads or writes
-//!   secret values), [`cloudwatch`] (alarm states and metric values, read-only),
+//!   secret values), [`cloudwatch`] (alarm states and metric values, read-only), [`logs`]
+//!   (authentication errors counted in application logs, no line kept),
 //!   [`cloudtrail`] (`LookupEvents`), [`sns`] (`Publish`), [`sqs`] (the events queue),
 //!   [`eventbridge`] (the bus, its rules and targets) and [`dynamodb`] (the state table).
 //! - [`Place`] and [`Targets`]: one client per account-region, routed by a secret's ARN.
@@ -42,6 +43,7 @@ pub mod cloudtrail;
 pub mod cloudwatch;
 pub mod dynamodb;
 pub mod eventbridge;
+pub mod logs;
 pub mod secrets;
 pub mod sns;
 pub mod sqs;
@@ -268,7 +270,10 @@ impl Clients {
             ));
             cws.push((
                 place.clone(),
-                counted_client!(aws_sdk_cloudwatch, &conf, counter),
+                (
+                    counted_client!(aws_sdk_cloudwatch, &conf, counter),
+                    counted_client!(aws_sdk_cloudwatchlogs, &conf, counter),
+                ),
             ));
             cloudtrail.push(cloudtrail::Trail::new(
                 place,
@@ -285,7 +290,7 @@ impl Clients {
             let cw = cws.pop().map(|(_, c)| c).context("no CloudWatch client")?;
             (
                 secrets::SecretsManager::new(sm),
-                cloudwatch::CloudWatch::new(cw),
+                cloudwatch::CloudWatch::new(cw.0, cw.1),
             )
         } else {
             (

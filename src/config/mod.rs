@@ -279,13 +279,27 @@ pub struct DependentConfig {
     /// CloudWatch alarm names: any of them in ALARM means unhealthy.
     pub alarms: Vec<String>,
     pub metrics: Vec<MetricWatch>,
+    /// Its application logs, read for authentication errors after a rotation.
+    pub logs: Option<LogWatch>,
 }
 
 impl DependentConfig {
-    /// Whether its health can be checked after a rotation (it has alarms or metrics).
+    /// Whether its health can be checked after a rotation (it has alarms, metrics or logs).
     pub fn watched(&self) -> bool {
-        !self.alarms.is_empty() || !self.metrics.is_empty()
+        !self.alarms.is_empty() || !self.metrics.is_empty() || self.logs.is_some()
     }
+}
+
+/// `log_groups` with `auth_error_pattern`: unhealthy when the lines matching the pattern
+/// since the rotation outnumber those of the baseline period before it by more than
+/// `max_auth_errors`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogWatch {
+    /// CloudWatch Logs group names, at least one, each once.
+    pub groups: Vec<String>,
+    pub pattern: crate::filter_pattern::FilterPattern,
+    /// Matches tolerated above the baseline (default 0).
+    pub max_auth_errors: u32,
 }
 
 /// A `[[dependent.metrics]]`: unhealthy when `statistic` over `period` exceeds `threshold`.

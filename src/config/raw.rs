@@ -163,6 +163,9 @@ pub struct RawDependent {
     pub chat_min_severity: S<String>,
     pub alarms: S<Vec<Spanned<String>>>,
     pub metrics: S<Vec<Spanned<RawMetric>>>,
+    pub log_groups: S<Vec<Spanned<String>>>,
+    pub auth_error_pattern: S<String>,
+    pub max_auth_errors: S<i64>,
 }
 
 /// A `[[dependent.metrics]]`: a CloudWatch metric whose breach marks the dependent unhealthy.

@@ -182,6 +182,20 @@ impl Dependent {
         reread: &str,
         dir: &Path,
     ) -> Dependent {
+        Dependent::start_with(endpoint, secret, namespace, name, reread, dir, &[])
+    }
+
+    /// [`Dependent::start`] with more of dependent.py's options, e.g.
+    /// `["--log-group", "/app/x", "--log-password"]`.
+    pub fn start_with(
+        endpoint: &str,
+        secret: &str,
+        namespace: &str,
+        name: &str,
+        reread: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Dependent {
         let status = dir.join(format!("{name}.status.json"));
         let log = dir.join(format!("{name}.log"));
         let mut child = Command::new(python())
@@ -192,6 +206,7 @@ impl Dependent {
             .arg(format!("Service={name}"))
             .arg("--status")
             .arg(&status)
+            .args(extra)
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(std::fs::File::create(&log).unwrap())

@@ -9,8 +9,12 @@ to pick up a new password).
 Each authentication failure (PostgreSQL 28P01/28000, the analogue of an HTTP 401/403) is
 published as the CloudWatch metric ``--namespace``/``AuthFailures`` (value 1; a successful
 login publishes 0 so the series exists), which the secret's ``[[dependent.metrics]]``
-watches. Its counters go to ``--status`` as JSON (never a password). It exits when its
-standard input closes.
+watches. With ``--log-group``, it also writes its log lines to that CloudWatch Logs group
+(one stream per run), as an app's log agent would: a line per successful login, and
+``FATAL: password authentication failed for user "U"`` per failure; with
+``--log-password``, the failure line also carries the password it tried, as a careless
+app's would (a canary: rotationd must never repeat a line's text). Its counters go to
+``--status`` as JSON (never a password). It exits when its standard input closes.
 """
 
 import argparse
@@ -37,6 +41,8 @@ def main():
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--reread", choices=["on-failure", "never"], default="on-failure")
     p.add_argument("--status", required=True)
+    p.add_argument("--log-group", default=None)
+    p.add_argument("--log-password", action="store_true")
     a = p.parse_args()
 
     def watch_stdin():
@@ -51,6 +57,21 @@ def main():
                 aws_access_key_id="testing", aws_secret_access_key="testing")
     sm = boto3.client("secretsmanager", **conf)
     cw = boto3.client("cloudwatch", **conf)
+    logs = boto3.client("logs", **conf) if a.log_group else None
+    stream = f"dependent-{os.getpid()}"
+    if logs:
+        try:
+            logs.create_log_group(logGroupName=a.log_group)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        logs.create_log_stream(logGroupName=a.log_group, logStreamName=stream)
+
+    def log(line):
+        print(f"dependent: {line}", flush=True)
+        if logs:
+            logs.put_log_events(logGroupName=a.log_group, logStreamName=stream, logEvents=[
+                {"timestamp": int(time.time() * 1000), "message": line}])
+
     dims = []
     if a.dimension:
         k, v = a.dimension.split("=", 1)
@@ -82,7 +103,10 @@ def main():
                 if conn is None:
                     status["auth_failures"] += 1
                     status["last_auth_failure"] = time.time()
-                    print(f"dependent: authentication failed as {cached['username']}", flush=True)
+                    line = f'FATAL: password authentication failed for user "{cached["username"]}"'
+                    if a.log_password:
+                        line += f' (password tried: {cached["password"]})'
+                    log(line)
                     value = 1.0
                     if a.reread == "on-failure":
                         cached = None
@@ -91,6 +115,8 @@ def main():
                 else:
                     conn.run("SELECT 1")
                     conn.close()
+                    if logs:
+                        log(f"GET /orders 200 as {cached['username']}")
                     status["ok"] += 1
                     status["last_ok"] = time.time()
                     backoff = 1.0

@@ -7,11 +7,11 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::DeValue;
 
-use crate::config::checks::{arn, duration, hours, in_range};
+use crate::config::checks::{arn, duration, hours, in_range, integer};
 use crate::config::diag::Diagnostics;
 use crate::config::parse::de_dependent;
 use crate::config::raw::{RawDependent, RawMetric, S};
-use crate::config::{DependentConfig, MetricWatch, Statistic, fmt_duration};
+use crate::config::{DependentConfig, LogWatch, MetricWatch, Statistic, fmt_duration};
 
 /// The `[[dependent]]` tables, validated, and whether each name declared is watched (has
 /// alarms or metrics); `validation_period` is `[policy]`'s, which a metric's period should
@@ -59,13 +59,14 @@ pub(crate) fn dependents(
         let dependent = dependent(diags, &d, text, validation_period);
         *watched.entry(text.clone()).or_default() |= dependent.watched();
         let unwatched = d.alarms.as_ref().is_none_or(|a| a.get_ref().is_empty())
-            && d.metrics.as_ref().is_none_or(|m| m.get_ref().is_empty());
+            && d.metrics.as_ref().is_none_or(|m| m.get_ref().is_empty())
+            && d.log_groups.as_ref().is_none_or(|g| g.get_ref().is_empty());
         // Not when it has errors: a misspelt `alarms` would be reported twice.
         if unwatched && diags.error_count() == errors_before {
             diags.warning(
                 name.span(),
                 format!(
-                    "dependent `{text}` has no `alarms` or [[dependent.metrics]]: it is notified, but its health cannot be checked after a rotation; add `alarms` or [[dependent.metrics]]"
+                    "dependent `{text}` has no `alarms`, [[dependent.metrics]] or `log_groups`: it is notified, but its health cannot be checked after a rotation; add one of them"
                 ),
             );
         }
@@ -123,7 +124,101 @@ fn dependent(
         chat_min_severity,
         alarms,
         metrics,
+        logs: logs(diags, d, name),
     }
+}
+
+/// `log_groups`, `auth_error_pattern` and `max_auth_errors`: all or nothing (the maximum
+/// has a default).
+fn logs(diags: &mut Diagnostics, d: &RawDependent, name: &str) -> Option<LogWatch> {
+    let max_auth_errors = integer(diags, &d.max_auth_errors, "max_auth_errors", 0..=100_000, 0);
+    let (groups, pattern) = match (&d.log_groups, &d.auth_error_pattern) {
+        (None, None) => {
+            if let Some(m) = &d.max_auth_errors {
+                diags.error(
+                    m.span(),
+                    format!("`max_auth_errors` of dependent `{name}` needs `log_groups` and `auth_error_pattern`; add them or remove it"),
+                );
+            }
+            return None;
+        }
+        (Some(g), None) => {
+            diags.error(
+                g.span(),
+                format!("dependent `{name}` has `log_groups` but no `auth_error_pattern`; add the filter pattern an authentication failure matches, e.g. auth_error_pattern = '?\"authentication failed\" ?\" 401 \"'"),
+            );
+            return None;
+        }
+        (None, Some(p)) => {
+            diags.error(
+                p.span(),
+                format!("dependent `{name}` has `auth_error_pattern` but no `log_groups`; add the CloudWatch Logs groups to read"),
+            );
+            return None;
+        }
+        (Some(g), Some(p)) => (g, p),
+    };
+    let mut ok = true;
+    if g_is_empty(groups) {
+        diags.error(
+            groups.span(),
+            "`log_groups` is empty; list the CloudWatch Logs groups the service writes to, or remove it",
+        );
+        ok = false;
+    }
+    let mut names: Vec<String> = Vec::new();
+    for group in groups.get_ref() {
+        let text = group.get_ref();
+        if let Err(why) = check_log_group(text) {
+            diags.error(group.span(), why);
+            ok = false;
+        } else if names.contains(text) {
+            diags.error(
+                group.span(),
+                format!("log group `{text}` is listed twice for dependent `{name}`; remove one"),
+            );
+            ok = false;
+        } else {
+            names.push(text.clone());
+        }
+    }
+    let pattern = match pattern
+        .get_ref()
+        .parse::<crate::filter_pattern::FilterPattern>()
+    {
+        Ok(p) => Some(p),
+        Err(e) => {
+            diags.error(pattern.span(), format!("auth_error_pattern: {e}"));
+            None
+        }
+    };
+    Some(LogWatch {
+        groups: names,
+        pattern: pattern.filter(|_| ok)?,
+        max_auth_errors,
+    })
+}
+
+fn g_is_empty(groups: &Spanned<Vec<Spanned<String>>>) -> bool {
+    groups.get_ref().is_empty()
+}
+
+/// CloudWatch Logs group names: 1 to 512 characters of `a-zA-Z0-9_-/.#`.
+fn check_log_group(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 512 {
+        return Err(format!(
+            "log group name `{name}` must be 1 to 512 characters long"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_-/.#".contains(*c)))
+    {
+        return Err(format!(
+            "log group name `{name}` contains `{c}`; CloudWatch Logs group names use letters, digits and _-/.#"
+        ));
+    }
+    Ok(())
 }
 
 /// One `[[dependent.metrics]]`; `None` (with the errors recorded) when it is unusable.
@@ -369,6 +464,7 @@ dependents = ["ledger"]
                         period: Duration::from_secs(60),
                     },
                 ],
+                logs: None,
             }
         );
         assert!(api.watched());
@@ -408,5 +504,42 @@ dependents = ["ledger"]
                 "t.toml:13:21: error: an alarm name may not be empty; name a CloudWatch alarm",
             ]
         );
+    }
+
+    #[test]
+    fn log_groups_with_a_pattern_make_a_watched_dependent() {
+        let (cfg, _) = Config::from_source(
+            std::path::Path::new("t.toml"),
+            r#"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
+
+[[dependent]]
+name = "payments-api"
+log_groups = ["/app/payments-api", "/aws/lambda/payments-auth"]
+auth_error_pattern = '?"authentication failed" ?" 401 "'
+max_auth_errors = 2
+
+[[dependent]]
+name = "defaults"
+log_groups = ["/app/defaults"]
+auth_error_pattern = "FATAL"
+"#,
+        )
+        .unwrap();
+        let logs = cfg.dependent("payments-api").unwrap().logs.clone().unwrap();
+        assert_eq!(
+            logs.groups,
+            ["/app/payments-api", "/aws/lambda/payments-auth"]
+        );
+        assert_eq!(
+            logs.pattern.as_str(),
+            r#"?"authentication failed" ?" 401 ""#
+        );
+        assert!(logs.pattern.matches("GET / 401 1ms"));
+        assert_eq!(logs.max_auth_errors, 2);
+        let defaults = cfg.dependent("defaults").unwrap();
+        assert!(defaults.watched(), "logs alone watch a dependent");
+        assert_eq!(defaults.logs.as_ref().unwrap().max_auth_errors, 0);
     }
 }

@@ -268,7 +268,7 @@ pub(crate) fn settings(
         diags.warning(
             b.span(),
             format!(
-                "{what} has auto_rollback = true but none of its dependents has `alarms` or [[dependent.metrics]], so it can never roll back on its own; list a watched dependent or remove auto_rollback"
+                "{what} has auto_rollback = true but none of its dependents has `alarms`, [[dependent.metrics]] or `log_groups`, so it can never roll back on its own; list a watched dependent or remove auto_rollback"
             ),
         );
     }

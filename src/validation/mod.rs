@@ -48,6 +48,12 @@ use crate::aws::secrets::SecretsManager;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::metrics::Metrics;
+mod judge;
+mod logs;
+
+pub use judge::{Finding, judge};
+pub use logs::PlannedLogs;
+
 use crate::rollback::{
     Expected, Refusal, Requester, RollbackError, RollbackPlan, audit_entry, plan_rollback,
 };
@@ -63,6 +69,10 @@ pub struct WatchPlan {
     pub dependents: Vec<String>,
     pub alarms: Vec<PlannedAlarm>,
     pub metrics: Vec<PlannedMetric>,
+    /// Application log groups read for authentication errors (absent from plans stored
+    /// before `log_groups` existed).
+    #[serde(default)]
+    pub logs: Vec<PlannedLogs>,
     pub auto_rollback: bool,
     /// When the baseline was read.
     pub baseline_at: Option<DateTime<Utc>>,
@@ -142,13 +152,27 @@ impl WatchPlan {
                     baseline: None,
                 });
             }
+            for group in d
+                .logs
+                .iter()
+                .flat_map(|l| l.groups.iter().map(move |g| (l, g)))
+            {
+                let (l, group) = group;
+                plan.logs.push(PlannedLogs {
+                    dependent: d.name.clone(),
+                    log_group: group.clone(),
+                    pattern: l.pattern.as_str().to_string(),
+                    max_auth_errors: l.max_auth_errors,
+                    baseline: None,
+                });
+            }
         }
         Some(plan)
     }
 
-    /// Whether there is anything to read in CloudWatch.
+    /// Whether there is anything to read in CloudWatch or CloudWatch Logs.
     pub fn is_watched(&self) -> bool {
-        !self.alarms.is_empty() || !self.metrics.is_empty()
+        !self.alarms.is_empty() || !self.metrics.is_empty() || !self.logs.is_empty()
     }
 
     fn alarm_names(&self) -> Vec<String> {
@@ -190,104 +214,24 @@ impl WatchPlan {
             }
             (Err(e), _) | (_, Err(e)) => self.baseline_error = Some(e.to_string()),
         }
-    }
-}
-
-/// One sign that a dependent is failing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Finding {
-    pub dependent: String,
-    /// `alarm` or `metric`.
-    pub source: String,
-    /// The alarm name or `Namespace/MetricName`.
-    pub name: String,
-    pub detail: String,
-}
-
-/// Decides one poll (pure): what looks unhealthy since `since` (the end of the rotation).
-/// `alarms` is what DescribeAlarms answered for the plan's alarm names; `maxima` holds one
-/// entry per planned metric, in order.
-pub fn judge(
-    plan: &WatchPlan,
-    alarms: &[AlarmState],
-    maxima: &[Option<f64>],
-    since: DateTime<Utc>,
-) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let by_name: HashMap<&str, &AlarmState> = alarms.iter().map(|a| (a.name.as_str(), a)).collect();
-    for a in &plan.alarms {
-        let Some(now) = by_name.get(a.name.as_str()) else {
-            continue;
-        };
-        if now.state != "ALARM" {
-            continue;
+        if self.logs.is_empty() {
+            return;
         }
-        let was_alarm = a.baseline.as_deref() == Some("ALARM");
-        let changed_since = now.updated.is_some_and(|u| u >= since);
-        if !was_alarm || changed_since {
-            out.push(Finding {
-                dependent: a.dependent.clone(),
-                source: "alarm".into(),
-                name: a.name.clone(),
-                detail: format!(
-                    "alarm {} is ALARM{}{}",
-                    a.name,
-                    if was_alarm {
-                        ""
-                    } else {
-                        " (it was not before the rotation)"
-                    },
-                    now.reason
-                        .as_deref()
-                        .map(|r| format!(": {}", truncate(r, 300)))
-                        .unwrap_or_default()
-                ),
-            });
+        match logs::count(cw, self, start, now, true).await {
+            Ok(counts) => {
+                for (l, c) in self.logs.iter_mut().zip(counts) {
+                    l.baseline = Some(c.matches);
+                }
+            }
+            Err(e) => {
+                let e = format!("application logs: {e}");
+                self.baseline_error = Some(match self.baseline_error.take() {
+                    Some(before) => format!("{before}; {e}"),
+                    None => e,
+                });
+            }
         }
     }
-    for (m, value) in plan.metrics.iter().zip(maxima) {
-        let Some(v) = *value else { continue };
-        let over_threshold = v > m.threshold;
-        let worse_than_before = m.baseline.is_none_or(|b| v > b);
-        if over_threshold && worse_than_before {
-            out.push(Finding {
-                dependent: m.dependent.clone(),
-                source: "metric".into(),
-                name: format!("{}/{}", m.namespace, m.metric_name),
-                detail: format!(
-                    "{} {} of {}/{}{} reached {v} after the rotation (threshold {}, before the rotation {})",
-                    m.statistic,
-                    fmt_period(m.period_seconds),
-                    m.namespace,
-                    m.metric_name,
-                    fmt_dimensions(&m.dimensions),
-                    m.threshold,
-                    m.baseline.map_or("no data".to_string(), |b| b.to_string()),
-                ),
-            });
-        }
-    }
-    out
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        format!("{}...", s.chars().take(max).collect::<String>())
-    }
-}
-
-fn fmt_period(seconds: i32) -> String {
-    crate::config::fmt_duration(Duration::from_secs(u64::try_from(seconds).unwrap_or(60)))
-}
-
-fn fmt_dimensions(d: &BTreeMap<String, String>) -> String {
-    if d.is_empty() {
-        return String::new();
-    }
-    let inner: Vec<String> = d.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!(" [{}]", inner.join(", "))
 }
 
 /// The CLI command that rolls a rotation back, for the alert and the status output.
@@ -431,7 +375,19 @@ impl Watcher {
                     }
                 }
             };
-            let findings = judge(plan, alarms, &maxima, since);
+            // The logs are counted from the baseline's time, just before RotateSecret.
+            let mut findings = judge(plan, alarms, &maxima, since);
+            if !plan.logs.is_empty() {
+                let from = plan.baseline_at.unwrap_or(attempt.started_at);
+                match logs::count(&cw, plan, from, now.max(from), false).await {
+                    Ok(counts) => findings.extend(logs::judge_logs(plan, &counts, from)),
+                    Err(e) => {
+                        tracing::warn!(secret = %attempt.secret, attempt = %attempt.id, error = %e, "cannot read the dependents' application logs");
+                        report.errors += 1;
+                        continue;
+                    }
+                }
+            }
             if !findings.is_empty() {
                 self.unhealthy(attempt, plan, findings, now).await?;
                 report.unhealthy += 1;
@@ -765,6 +721,7 @@ mod tests {
                 threshold: 5.0,
                 baseline: Some(2.0),
             }],
+            logs: Vec::new(),
             auto_rollback: false,
             baseline_at: Some(at(0)),
             baseline_error: None,

@@ -276,3 +276,86 @@ async fn audit_lists_filters_and_detects_tampering() {
     );
     assert_eq!(stdout(&o), "");
 }
+
+/// The adversarial review's rewrite: `INSERT OR REPLACE INTO audit` replaced a row without
+/// firing the delete trigger, and `audit --verify`, which opened the store for writing,
+/// chained the rewritten row itself and said OK. Now the rewrite is refused by the
+/// database, and a rewrite made anyway (by someone who dropped the triggers) is reported
+/// by a `--verify` that writes nothing, as often as it is run.
+#[tokio::test]
+async fn a_replace_is_refused_and_verify_never_blesses_a_rewrite() {
+    let env = Env::new("audit-replace", "").await;
+    env.use_endpoint(&format!("http://127.0.0.1:{}", free_port()));
+    let state = env.dir.path().join("state.db");
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let store = Store::open(&state).unwrap();
+    for (i, who) in ["cli:alice", "cli:bob", "rotationd"].iter().enumerate() {
+        store
+            .db()
+            .append_audit(&entry(
+                now - Duration::hours(3 - i as i64),
+                who,
+                Action::Rotate,
+                "prod/db",
+                Some("CHG-1"),
+                "planned",
+                None,
+            ))
+            .unwrap();
+    }
+    store.close().unwrap();
+
+    let raw = rusqlite::Connection::open(&state).unwrap();
+    let rewrite = "INSERT OR REPLACE INTO audit (id, at, actor, action, secret, outcome) \
+                   VALUES (2, 0, 'cli:mallory', 'rotate', 'prod/db', 'ok')";
+    let err = raw
+        .execute(rewrite, [])
+        .expect_err("the rewrite must be refused");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    let o = env.cli(&["audit", "--verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("audit log OK: 3 entries"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Someone with the file drops the triggers and rewrites entry 2 (no hash: they did not
+    // bother to forge one).
+    raw.execute_batch(
+        "DROP TRIGGER audit_no_replace; DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;",
+    )
+    .unwrap();
+    raw.execute(rewrite, []).unwrap();
+    drop(raw);
+    let before = std::fs::read(&state).unwrap();
+    for _ in 0..2 {
+        let o = env.cli(&["audit", "--verify"]);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        assert!(
+            stderr(&o).contains("audit log tampered at entry 2"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // Nothing written: the file is byte for byte the same, and the row still has no hash.
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        before,
+        "--verify wrote to the database"
+    );
+    let hash: Option<String> = rusqlite::Connection::open(&state)
+        .unwrap()
+        .query_row("SELECT hash FROM audit WHERE id = 2", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(hash, None);
+    // A writable open (the daemon's, a CLI command's) does not chain it either.
+    Store::open(&state).unwrap().close().unwrap();
+    let o = env.cli(&["audit", "--verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("audit log tampered at entry 2"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -153,7 +153,8 @@ fn open_state(
                 );
                 return Ok((None, None));
             }
-            Store::open(path)
+            // Read-only: listing or verifying the log never migrates, chains or repairs it.
+            Store::open_read_only(path)
                 .map(|s| (Some(s), None))
                 .map_err(|e| CliError::Failed(e.to_string()))
         }

@@ -150,6 +150,15 @@ pub enum StoreError {
     SchemaTooNew { found: u32, supported: u32 },
 
     #[error(
+        "state database {path} is at schema version {found}, older than this rotationd reads ({supported}); let the daemon (or rotationd status) open it once to upgrade it, then read it again"
+    )]
+    SchemaTooOld {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error(
         "cannot upgrade state database schema to version {version}: {source}; restore the state database from a backup or move it aside to start with an empty one"
     )]
     Migration {
@@ -434,7 +443,7 @@ impl Store {
         let mut conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // Refuse a newer schema before changing anything in the file.
-        schema::check_version(&conn)?;
+        let found = schema::check_version(&conn)?;
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(open_err)?;
@@ -446,7 +455,42 @@ impl Store {
         }
         configure(&conn).map_err(open_err)?;
         schema::migrate(&mut conn)?;
-        Db { conn: &conn }.chain_unhashed_audit()?;
+        // Only rows written before the chain existed (schema 4) are chained here. A row
+        // without a hash in a chained log is a forgery or a rewrite: it is left for
+        // `audit --verify` to report, never blessed with a hash.
+        if found < schema::AUDIT_CHAIN_VERSION {
+            Db { conn: &conn }.chain_unhashed_audit()?;
+        }
+        Ok(Store {
+            conn,
+            path: Some(path.to_path_buf()),
+            journal: None,
+        })
+    }
+
+    /// The state database at `path`, read-only: no migration, no chaining, no permission
+    /// change, nothing written (`rotationd audit`, `--verify` above all: a check that
+    /// repairs what it checks proves nothing). It must be at this build's schema.
+    pub fn open_read_only(path: impl AsRef<Path>) -> StoreResult<Store> {
+        let path = path.as_ref();
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let found = schema::check_version(&conn)?;
+        if found < SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooOld {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
         Ok(Store {
             conn,
             path: Some(path.to_path_buf()),

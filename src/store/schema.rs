@@ -204,7 +204,20 @@ CREATE TABLE holds (
     updated_at  INTEGER NOT NULL
 );
 "#,
+    // 8: `INSERT OR REPLACE INTO audit` with an existing id deleted the old row without
+    // firing the delete trigger (SQLite fires none for REPLACE unless recursive_triggers
+    // is on) and wrote a new one: a rewrite. Refused before the conflict is resolved.
+    r#"
+CREATE TRIGGER audit_no_replace BEFORE INSERT ON audit
+WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM audit WHERE id = NEW.id)
+BEGIN
+    SELECT RAISE(ABORT, 'audit log is append-only');
+END;
+"#,
 ];
+
+/// The version that made the audit log a hash chain: older rows are chained on open.
+pub(super) const AUDIT_CHAIN_VERSION: u32 = 4;
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -790,10 +790,30 @@ fn audit_rows_cannot_be_updated_or_deleted() {
         "{err}"
     );
 
+    // The rewrite the adversarial review found: REPLACE deletes the old row without
+    // firing the delete trigger (recursive_triggers is off), then inserts a new one.
+    for sql in [
+        "INSERT OR REPLACE INTO audit (id, at, actor, action, outcome) VALUES (?1, 1, 'mallory', 'rotate', 'failed')",
+        "REPLACE INTO audit (id, at, actor, action, outcome) VALUES (?1, 1, 'mallory', 'rotate', 'failed')",
+        "INSERT INTO audit (id, at, actor, action, outcome) VALUES (?1, 1, 'mallory', 'rotate', 'failed') \
+         ON CONFLICT (id) DO UPDATE SET outcome = 'failed'",
+    ] {
+        let err = store
+            .conn
+            .execute(sql, [id])
+            .expect_err("a rewrite must abort");
+        assert!(
+            err.to_string().contains("audit log is append-only"),
+            "{sql}: {err}"
+        );
+    }
+
     let rows = store.db().audit_entries(None, 10).expect("list");
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].outcome, "ok");
+    assert_eq!(rows[0].actor, "rotationd");
     assert_eq!(rows[0].detail, None);
+    assert!(store.db().verify_audit().expect("verify").broken.is_none());
 }
 
 // ---- seen events and cursors ----

@@ -361,6 +361,21 @@ pub fn decide(
                 );
                 return d;
             }
+            // Expired is expired, whether or not the sweep has closed it yet: an approval
+            // landing between the deadline and the sweep must not execute the request.
+            if let Some(expired) = r.expires_at.filter(|e| now >= *e) {
+                refuse(
+                    &mut d,
+                    audit,
+                    format!(
+                        "request {} expired at {}; file a new request",
+                        r.id,
+                        expired.format(crate::clock::TIME_FORMAT)
+                    ),
+                    Some(r),
+                );
+                return d;
+            }
             let withdrawing = !approve && ev.actor == r.requester;
             if approve && ev.actor == r.requester {
                 refuse(
@@ -1035,6 +1050,42 @@ change_ticket = "CHG-1"
                 .unwrap()
                 .contains("not managed")
         );
+    }
+
+    #[test]
+    fn an_approval_after_the_deadline_is_refused_before_the_sweep_closes_it() {
+        // Still awaiting approval in the store (the 2 s sweep has not run), but expired.
+        let mut r = awaiting();
+        let deadline = r.expires_at.unwrap();
+        let (cfg, fleet) = setup();
+        let rc = cfg.requests.clone().unwrap();
+        let entry = fleet.find("prod/db").cloned();
+        let approve = ev(RequestKind::Approve, "lead");
+        let late = decide(&cfg, &rc, Some(&r), entry.as_ref(), &approve, deadline);
+        assert!(
+            late.transition.is_none() && late.trigger.is_none(),
+            "{late:?}"
+        );
+        assert_eq!(late.audit.outcome, Outcome::Refused);
+        let why = late.audit.reason.unwrap();
+        assert!(
+            why.contains("expired") && why.contains("file a new request"),
+            "{why}"
+        );
+        // A second before the deadline it is approved.
+        let in_time = decide(
+            &cfg,
+            &rc,
+            Some(&r),
+            entry.as_ref(),
+            &approve,
+            deadline - chrono::Duration::seconds(1),
+        );
+        assert!(in_time.trigger.is_some());
+        // A denial after the deadline is refused too: the sweep closes it as expired.
+        r.expires_at = Some(now());
+        let d = run(Some(&r), &ev(RequestKind::Deny, "lead"));
+        assert!(d.transition.is_none(), "{d:?}");
     }
 
     #[test]

@@ -458,3 +458,114 @@ async fn the_standby_records_a_departure_and_the_leader_rotates_it_once() {
         ("0".to_string(), "0".to_string())
     );
 }
+
+/// A standby never decides a CommandBridge request (its replica may lag, and a decision is
+/// an act): it leaves the request on the queue, and the leader decides it once it reads
+/// the queue.
+#[tokio::test]
+async fn a_standby_leaves_requests_to_the_leader() {
+    recording();
+    let secret = moto::unique_name("ha/request");
+    let table = moto::unique_name("ha-request").replace('/', "-");
+    let body = Body::new()
+        .with(shared_state(&table))
+        .with(config::secret(&secret));
+    let env = Env::new("ha-request", &body.render()).await;
+    env.rotatable_secret(&secret).await;
+
+    // a leads without an [events] section: it does not read the queue (yet).
+    let a = Node::start(&env, "a", &[]);
+    until(&env, 30, &a, "a did not lead", || a.leads()).await;
+    let (queue_url, bus) = queue_and_bus(&env, "ha-request").await;
+    add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
+    env.append_config("\n[requests]\nlevels = { \"lead\" = \"L3\" }\n");
+    let b = Node::start(&env, "b", &[]);
+    until(&env, 30, &b, "b did not stand by", || b.stands_by()).await;
+
+    let request = serde_json::json!({
+        "version": "0",
+        "id": "env-ha-request-1",
+        "detail-type": "Rotation Requested",
+        "source": "commandbridge",
+        "account": common::events::ACCOUNT,
+        "time": chrono::Utc::now().to_rfc3339(),
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {
+            "request_id": "ha-r-1", "secret": secret, "ticket": "INC-9100",
+            "reason": "standby test", "requester": "lead", "emergency": true
+        }
+    });
+    send(&env, &queue_url, &request.to_string()).await;
+    until(&env, 30, &b, "b did not see the request", || {
+        b.log()
+            .contains("standby: request left on the queue for the leader")
+    })
+    .await;
+    // Left on the queue (visible again 2 s later, for the leader's polls) and decided
+    // never: no request row in the shared state, nothing written by b about it, no
+    // rotation.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while left_on_queue(&env, &queue_url).await.0 != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b did not leave the request on the queue:\n{}",
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let b_id = format!("-{}-", b.daemon.id());
+    let entries = log_entries(&table).await;
+    assert!(
+        !entries
+            .iter()
+            .any(|(_, w, body)| w.contains(&b_id) && body.contains("ha-r-1")),
+        "b wrote something about the request"
+    );
+    let decided = replica(&table, |store| {
+        store.db().get_request("ha-r-1").ok().map(|r| r.is_some())
+    })
+    .await;
+    assert_eq!(decided, Some(false), "the standby decided the request");
+    assert_eq!(env.rotations_by_rotationd(&secret), 0);
+
+    // The leader reads the queue after a reload and decides it (an L3's emergency request
+    // rotates at once).
+    // a's own copy of the config gets the events and requests sections, then SIGHUP.
+    let a_config = env.dir.path().join("a.toml");
+    let text = std::fs::read_to_string(&env.config).unwrap().replace(
+        &format!("127.0.0.1:{}", env.metrics_port),
+        &format!("127.0.0.1:{}", a.port),
+    );
+    std::fs::write(&a_config, text).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &a.daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let rotated = env
+        .eventually(Duration::from_secs(60), || {
+            (env.rotations_by_rotationd(&secret) == 1).then_some(())
+        })
+        .await;
+    assert!(
+        rotated.is_some(),
+        "the leader did not decide the request:\na:\n{}\nb:\n{}",
+        a.log(),
+        b.log()
+    );
+    let a_id = format!("-{}-", a.daemon.id());
+    let entries = log_entries(&table).await;
+    assert!(
+        entries
+            .iter()
+            .any(|(_, w, body)| w.contains(&a_id) && body.contains("ha-r-1")),
+        "the decision was not a's"
+    );
+    assert!(
+        !entries
+            .iter()
+            .any(|(_, w, body)| w.contains(&b_id) && body.contains("ha-r-1")),
+        "b wrote something about the request"
+    );
+}

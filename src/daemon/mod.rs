@@ -404,13 +404,15 @@ impl Daemon {
 
 /// With `[events]`: the sink events go to (planned against `inventory`, waking `wake`
 /// when they commit triggers) and its SQS consumers, `[events] workers` of them on
-/// `tracker`. The leader's and the standby's alike.
+/// `tracker`. The leader's and the standby's alike, except that only the leader decides
+/// requests (`leading`).
 fn consume_events<'a>(
     app: &'a App,
     inventory: Arc<RwLock<Option<Inventory>>>,
     wake: Arc<Notify>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
+    leading: bool,
 ) -> Option<(&'a crate::config::EventsConfig, Arc<EventSink>)> {
     let events = app.cfg.events.as_ref()?;
     let sink = Arc::new(EventSink {
@@ -422,11 +424,12 @@ fn consume_events<'a>(
         inventory,
         wake,
         alerts: app.engine.alerts.clone(),
+        decides_requests: leading,
     });
-    let consumer = Arc::new(Consumer {
-        queue: app.sqs.queue(&events.queue_url),
-        sink: sink.clone(),
-    });
+    let consumer = Arc::new(Consumer::new(
+        app.sqs.queue(&events.queue_url),
+        sink.clone(),
+    ));
     for _ in 0..events.workers.get() {
         tracker.spawn(consumer.clone().run(cancel.clone()));
     }
@@ -486,6 +489,7 @@ fn spawn_loops(
         shared.wake.clone(),
         &tracker,
         &cancel,
+        true,
     );
     if let Some((events, sink)) = consuming
         && events.cloudtrail.enabled

@@ -94,7 +94,7 @@ pub(super) fn record_events(app: &App, cancel: CancellationToken) -> TaskTracker
     // Nothing to wake: the leader's executor and publisher are another process's, and
     // find what this one records at their safety poll.
     let nobody = Arc::new(tokio::sync::Notify::new());
-    if super::consume_events(app, inventory.clone(), nobody, &tracker, &cancel).is_none() {
+    if super::consume_events(app, inventory.clone(), nobody, &tracker, &cancel, false).is_none() {
         return tracker;
     }
     let sm = app.engine.sm.clone();

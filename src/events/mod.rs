@@ -549,6 +549,9 @@ pub enum Disposition {
     Acted,
     Duplicate,
     Rejected(&'static str),
+    /// Left for the leader: a standby never decides a request. Nothing was committed; the
+    /// message goes back to the queue.
+    LeftForLeader,
 }
 
 /// Where normalized events go, whichever path brought them: counted, planned against the
@@ -565,6 +568,9 @@ pub struct EventSink {
     pub wake: Arc<tokio::sync::Notify>,
     /// For the approval notices of requests.
     pub alerts: crate::alerts::Alerts,
+    /// Whether this instance decides CommandBridge requests: the leader does, a standby
+    /// never (its replica may lag the leader's, and a decision is an act).
+    pub decides_requests: bool,
 }
 
 impl EventSink {
@@ -604,6 +610,10 @@ impl EventSink {
                     .with_label_values(&[reason])
                     .inc();
                 Ok(Disposition::Rejected(reason))
+            }
+            Ok(Normalized::Request(r)) if !self.decides_requests => {
+                tracing::info!(request = ?r.request_id, "standby: request left on the queue for the leader");
+                Ok(Disposition::LeftForLeader)
             }
             Ok(Normalized::Request(r)) => {
                 self.metrics

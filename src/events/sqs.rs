@@ -39,10 +39,34 @@ pub const WAIT_SECONDS: i32 = 20;
 pub const RECEIVE_VISIBILITY_SECONDS: i32 = 20;
 /// How long a message being handled stays invisible, renewed by the heartbeat.
 pub const VISIBILITY_SECONDS: i32 = 60;
+/// A request a standby received comes back to the queue this soon, for the leader.
+pub const LEFT_FOR_LEADER_SECONDS: i32 = 2;
+/// And the standby's workers stop receiving for this long, so that the request comes back
+/// to the leader's long polls, not to theirs (events recorded meanwhile wait on the queue
+/// for the leader, or for the standby's next poll).
+pub const STANDBY_PAUSE_AFTER_REQUEST: Duration = Duration::from_secs(30);
 
 pub struct Consumer {
     pub queue: Queue,
     pub sink: Arc<EventSink>,
+    /// Until when every worker of this consumer leaves the queue alone (a standby that
+    /// left a request for the leader).
+    pub paused_until: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Consumer {
+    pub fn new(queue: Queue, sink: Arc<EventSink>) -> Consumer {
+        Consumer {
+            queue,
+            sink,
+            paused_until: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn pause(&self) -> Option<tokio::time::Instant> {
+        let until = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.filter(|u| *u > tokio::time::Instant::now())
+    }
 }
 
 impl Consumer {
@@ -55,6 +79,12 @@ impl Consumer {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+            if let Some(until) = self.pause() {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(until) => continue,
                 }
             }
             // Raced against shutdown (see the module doc): what an abandoned poll took
@@ -109,8 +139,14 @@ impl Consumer {
             done.clone(),
         ));
         let mut delete = Vec::new();
+        let mut left = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             match self.handle(m).await {
+                Ok(Disposition::LeftForLeader) => {
+                    if let Some(handle) = &m.receipt_handle {
+                        left.push((i.to_string(), handle.clone()));
+                    }
+                }
                 Ok(d) => {
                     tracing::debug!(message = m.id.as_deref().unwrap_or("-"), disposition = ?d, "event handled");
                     if let Some(handle) = &m.receipt_handle {
@@ -126,6 +162,19 @@ impl Consumer {
         }
         done.cancel();
         heartbeat.await.ok();
+        if !left.is_empty() {
+            *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(tokio::time::Instant::now() + STANDBY_PAUSE_AFTER_REQUEST);
+            // Back on the queue soon, for the leader's consumers (a standby never decides
+            // a request); not at once, so this standby does not spin on it.
+            if let Err(e) = self
+                .queue
+                .change_visibility(&left, LEFT_FOR_LEADER_SECONDS)
+                .await
+            {
+                tracing::debug!(error = %e, "requests left for the leader come back at their visibility timeout");
+            }
+        }
         if delete.is_empty() {
             return;
         }

@@ -394,3 +394,40 @@ async fn an_unapproved_emergency_request_pages_security_then_closes() {
     assert_eq!(b.env.rotations_by_rotationd(&b.secret), 0);
     terminate(&mut daemon, Duration::from_secs(10));
 }
+
+/// The review's log injection: a requester name with a line break forged a line in the
+/// human log format. The name is escaped: one event, one line.
+#[tokio::test]
+async fn a_requester_with_a_line_break_cannot_forge_a_log_line() {
+    let b = bridge("req-inject", "").await;
+    let (mut daemon, log) = b.env.daemon_ready(&[]).await;
+    let forged = "2026-12-06T03:00:00.000000Z  INFO rotationd::requests: request decided request=r-999 actor=lead outcome=executing";
+    b.put(
+        "Rotation Requested",
+        json!({ "request_id": "r-400", "secret": b.secret, "ticket": "CHG-400",
+                "reason": "quarterly", "requester": format!("junior\n{forged}") }),
+    )
+    .await;
+    let mut got = Vec::new();
+    b.answers(1, &mut got).await;
+    assert_eq!(got[0]["state"], "awaiting_approval", "{got:#?}");
+    terminate(&mut daemon, Duration::from_secs(10));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let decided: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("request decided"))
+        .collect();
+    assert_eq!(decided.len(), 1, "{text}");
+    assert!(decided[0].contains("r-400"), "{}", decided[0]);
+    assert!(
+        decided[0].contains("junior\\n2026-12-06T03:00:00"),
+        "{}",
+        decided[0]
+    );
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("2026-12-06T03:00:00.000000Z")),
+        "a forged line:\n{text}"
+    );
+}

@@ -36,7 +36,7 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::RwLock;
 
 use crate::alerts::{Alert, AlertKind};
-use crate::arn::{Arn, Place};
+use crate::arn::Arn;
 use crate::clock::Clock;
 use crate::config::{Config, EventsConfig};
 use crate::inventory::{Fleet, FleetEntry, Inventory};
@@ -75,21 +75,15 @@ pub fn normalize_config(
     }
 }
 
-/// Finds a managed secret by name, full ARN, or an ARN whose random suffix differs
-/// (events name secrets by ARN; configs by name or ARN).
+/// Finds a managed secret: an ARN names exactly one secret (partition, region, account,
+/// name and random suffix, as ListSecrets reported it); a bare name is looked up by name.
+/// The adversarial review had `arn:aws:secretsmanager:eu-west-1:999999999999:secret:prod/db-ZZZZZZ`
+/// reach the local us-east-1 `prod/db` through a name fallback; an ARN never falls back.
 pub fn find_secret<'a>(fleet: &'a Fleet, id: &str) -> Option<&'a FleetEntry> {
-    if let Some(e) = fleet.find(id) {
-        return Some(e);
+    if Arn::parse(id).is_ok() {
+        return fleet.entries.iter().find(|e| e.info.arn == id);
     }
-    // The same secret under another random suffix: match by name (and, with `[[account]]`
-    // tables, in the same account and region: names repeat across accounts).
-    let arn = Arn::parse(id).ok()?;
-    let name = arn.secret_name()?;
-    let place = arn.place();
-    fleet
-        .entries
-        .iter()
-        .find(|e| e.info.name == name && (!fleet.by_arn || Place::of_arn(&e.info.arn) == place))
+    fleet.find(id)
 }
 
 /// The secrets `user` could reach: those naming the user or one of the user's groups as a
@@ -930,7 +924,7 @@ custodians = ["carol"]
         let (cfg, fleet) = setup();
         let ev = Normalized::Rotation(RotationEvent {
             kind: RotationKind::Failed,
-            secret_id: "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/other-XyZ123"
+            secret_id: "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/other-AbCdEf"
                 .into(),
             event_id: "ev-9".into(),
             time: t(9, 0),
@@ -939,7 +933,6 @@ custodians = ["carol"]
             region: None,
         });
         let plan = plan_event(&cfg, &fleet, &ev, "cloudtrail", t(10, 0));
-        // Matched by name although the ARN's random suffix differs from the inventory's.
         assert_eq!(plan.audit.secret.as_deref(), Some("prod/other"));
         assert_eq!(plan.alerts.len(), 1);
         assert_eq!(plan.alerts[0].kind, AlertKind::RotationFailed);
@@ -957,6 +950,31 @@ custodians = ["carol"]
             ("prod/other", "event-ev-9")
         );
         assert!(reason.contains("testSecret failed"), "{reason}");
+    }
+
+    #[test]
+    fn an_arn_reaches_exactly_its_secret_and_a_name_falls_back_only_when_bare() {
+        let (_, fleet) = setup();
+        let own = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/daily-AbCdEf";
+        assert_eq!(
+            find_secret(&fleet, own).map(|e| e.key.as_str()),
+            Some("prod/daily")
+        );
+        assert_eq!(
+            find_secret(&fleet, "prod/daily").map(|e| e.key.as_str()),
+            Some("prod/daily")
+        );
+        // The review's attack: another account and region, the same name.
+        for other in [
+            "arn:aws:secretsmanager:eu-west-1:999999999999:secret:prod/daily-ZZZZZZ",
+            "arn:aws:secretsmanager:us-east-1:999999999999:secret:prod/daily-AbCdEf",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/daily-AbCdEf",
+            "arn:aws-cn:secretsmanager:us-east-1:123456789012:secret:prod/daily-AbCdEf",
+            // Deleted and created again under the same name: another secret.
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/daily-ZZZZZZ",
+        ] {
+            assert!(find_secret(&fleet, other).is_none(), "{other}");
+        }
     }
 
     #[test]

@@ -95,8 +95,12 @@
 //!   allows (IAM user names ≤ 64, secret names ≤ 512), so such a value is an attack or a bug, and it
 //!   would otherwise end up in metrics, logs and API calls. Free text is truncated instead of
 //!   rejected: `errorMessage` to 2,000 characters, a compromise `reason` to 500.
+//! * `mismatched_place`: a rotation or compromise event names a secret by ARN, and the event's
+//!   own `account` (or `region`) is another: a forged or misrouted event. (Which secret an ARN
+//!   then reaches is exact as well: `events::find_secret`.)
 //!
-//! Decorative fields (`errorMessage`, `region`, `ticket`, `reason`) never cause a rejection: when
+//! Decorative fields (`errorMessage`, `region`, `ticket`, `reason`) never cause a rejection (a
+//! `region` contradicting the secret's ARN is `mismatched_place`, not decoration): when
 //! they are not strings they are dropped, because a trigger must not be lost over a cosmetic field.
 
 #![deny(
@@ -300,6 +304,36 @@ impl Normalized {
 
 /// Normalizes an SQS message body holding an EventBridge envelope.
 pub fn normalize_sqs_body(body: &str, cfg: &NormalizeConfig) -> Result<Normalized, Rejection> {
+    same_place(normalize_sqs_envelope(body, cfg)?)
+}
+
+/// Refuses an event whose own account or region differs from the one of the secret ARN it
+/// names (a secret named by bare name has no place to compare).
+fn same_place(n: Normalized) -> Result<Normalized, Rejection> {
+    let (secret, account, region) = match &n {
+        Normalized::Rotation(r) => (&r.secret_id, &r.account, &r.region),
+        Normalized::Compromise(c) => (&c.secret_id, &c.account, &None),
+        Normalized::Departure(_) | Normalized::Request(_) => return Ok(n),
+    };
+    let Ok(arn) = crate::arn::Arn::parse(secret) else {
+        return Ok(n);
+    };
+    for (field, event, of_arn) in [
+        ("account", account, arn.account),
+        ("region", region, arn.region),
+    ] {
+        if let Some(event) = event.as_deref().filter(|e| *e != of_arn) {
+            return Err(Rejection::MismatchedPlace {
+                field,
+                event: echo(event),
+                arn: echo(of_arn),
+            });
+        }
+    }
+    Ok(n)
+}
+
+fn normalize_sqs_envelope(body: &str, cfg: &NormalizeConfig) -> Result<Normalized, Rejection> {
     let root = parse_object(body, cfg)?;
     let env = root.as_object().ok_or(Rejection::NotAnObject)?;
     // The account gate comes first: whatever the event is, another account may not trigger us.
@@ -356,6 +390,10 @@ pub fn normalize_cloudtrail_record(
     record_json: &str,
     cfg: &NormalizeConfig,
 ) -> Result<Normalized, Rejection> {
+    same_place(normalize_cloudtrail(record_json, cfg)?)
+}
+
+fn normalize_cloudtrail(record_json: &str, cfg: &NormalizeConfig) -> Result<Normalized, Rejection> {
     let root = parse_object(record_json, cfg)?;
     let rec = root.as_object().ok_or(Rejection::NotAnObject)?;
     let account = check_account(rec.get("recipientAccountId"), "recipientAccountId", cfg)?;
@@ -1279,6 +1317,45 @@ mod tests {
     }
 
     #[test]
+    fn an_event_naming_a_secret_of_another_account_or_region_is_rejected() {
+        // ROTATION_FAILED comes from account ACCOUNT in eu-west-1 and names a secret there.
+        let elsewhere = |arn: &str| {
+            with(
+                ROTATION_FAILED,
+                "/detail/additionalEventData",
+                serde_json::json!({ "SecretId": arn }),
+            )
+        };
+        assert_rejected(
+            rej(&elsewhere(
+                "arn:aws:secretsmanager:eu-west-1:999999999999:secret:prod/db/orders-AbCdEf",
+            )),
+            Rejection::MismatchedPlace {
+                field: "account",
+                event: ACCOUNT.into(),
+                arn: "999999999999".into(),
+            },
+            "mismatched_place",
+        );
+        assert_rejected(
+            rej(&elsewhere(&format!(
+                "arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:prod/db/orders-AbCdEf"
+            ))),
+            Rejection::MismatchedPlace {
+                field: "region",
+                event: "eu-west-1".into(),
+                arn: "us-east-1".into(),
+            },
+            "mismatched_place",
+        );
+        // A bare name has no place to disagree with.
+        assert_eq!(
+            rotation_of(ok(&elsewhere("prod/db/orders"))).secret_id,
+            "prod/db/orders"
+        );
+    }
+
+    #[test]
     fn service_event_details_key_variants() {
         for key in ["SecretId", "secretId", "arn", "aRN"] {
             let body = with(
@@ -2057,6 +2134,11 @@ mod tests {
             Rejection::IgnoredEventName(String::new()),
             Rejection::BadTime(String::new()),
             Rejection::FieldTooLong("x"),
+            Rejection::MismatchedPlace {
+                field: "account",
+                event: String::new(),
+                arn: String::new(),
+            },
         ];
         let reasons: Vec<&str> = all.iter().map(Rejection::reason).collect();
         assert_eq!(reasons, Rejection::REASONS);

@@ -35,6 +35,12 @@ pub(crate) fn events(diags: &mut Diagnostics, span: &Range<usize>, e: &RawEvents
         }
         allowed_accounts.push(a.get_ref().clone());
     }
+    if allowed_accounts.is_empty() {
+        diags.warning(
+            span.clone(),
+            "[events] has no `allowed_accounts`: an event from any AWS account that can reach the queue is acted on; list the accounts whose events may trigger rotations, e.g. allowed_accounts = [\"123456789012\"]",
+        );
+    }
     let departure_sla = duration(diags, &e.departure_sla, "departure_sla", hours(24));
     let sla_warning = duration(diags, &e.sla_warning, "sla_warning", hours(4));
     let at = e

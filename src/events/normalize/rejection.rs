@@ -32,11 +32,21 @@ pub enum Rejection {
     BadTime(String),
     #[error("field `{0}` is longer than allowed")]
     FieldTooLong(&'static str),
+    /// The event says it comes from one account or region and names a secret of another:
+    /// forged, or misrouted; either way not an order to rotate anything.
+    #[error(
+        "the event's {field} {event} differs from the {field} {arn} of the secret ARN it names"
+    )]
+    MismatchedPlace {
+        field: &'static str,
+        event: String,
+        arn: String,
+    },
 }
 
 impl Rejection {
     /// Every value [`Rejection::reason`] can return, for pre-registering metric labels.
-    pub const REASONS: [&'static str; 10] = [
+    pub const REASONS: [&'static str; 11] = [
         "too_large",
         "not_json",
         "not_object",
@@ -47,6 +57,7 @@ impl Rejection {
         "ignored_event",
         "bad_time",
         "field_too_long",
+        "mismatched_place",
     ];
 
     /// Label for `rotationd_events_rejected_total{reason}`.
@@ -62,6 +73,7 @@ impl Rejection {
             Self::IgnoredEventName(_) => "ignored_event",
             Self::BadTime(_) => "bad_time",
             Self::FieldTooLong(_) => "field_too_long",
+            Self::MismatchedPlace { .. } => "mismatched_place",
         }
     }
 }

@@ -104,7 +104,12 @@ enum Command {
         emergency: bool,
     },
     /// Create or update the EventBridge rules and the queue policy for [events] (idempotent).
-    SetupEvents,
+    SetupEvents {
+        /// Change nothing: report whether anyone but rotationd's rules can send to the
+        /// queue (exit 1 if so).
+        #[arg(long)]
+        check: bool,
+    },
     /// Resume event-triggered rotations paused by the storm guard; with --secret, lift the
     /// hold a failed rotation put on that secret instead (after investigating it).
     Resume {
@@ -172,7 +177,7 @@ fn main() -> ExitCode {
             matches!(format, Format::Json),
         ),
         Command::Run => cli::run::run(&cli.config),
-        Command::SetupEvents => cli::setup_events::setup_events(&cli.config),
+        Command::SetupEvents { check } => cli::setup_events::setup_events(&cli.config, check),
         Command::Resume {
             secret: Some(secret),
             ticket,

@@ -22,6 +22,28 @@ async fn setup_events_is_idempotent_and_wires_the_queue() {
     let (queue_url, bus) = queue_and_bus(&env, "setup").await;
     add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
 
+    // Before: a queue without a policy is open to any principal allowed SendMessage; the
+    // check says so and fails, and status warns.
+    let check = env.cli(&["setup-events", "--check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(
+        stderr(&check).contains("no statement denies sqs:SendMessage"),
+        "{}",
+        stderr(&check)
+    );
+    assert!(
+        stderr(&check).contains("write access to it is L3 access"),
+        "{}",
+        stderr(&check)
+    );
+    let status = env.cli(&["status"]);
+    assert_eq!(status.status.code(), Some(0), "{}", stderr(&status));
+    assert!(
+        stderr(&status).contains("warning: events queue policy: no statement denies"),
+        "{}",
+        stderr(&status)
+    );
+
     let first = env.cli(&["setup-events"]);
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let out = String::from_utf8_lossy(&first.stdout).into_owned();
@@ -63,12 +85,29 @@ async fn setup_events_is_idempotent_and_wires_the_queue() {
     let st = &policy["Statement"][0];
     assert_eq!(st["Principal"]["Service"], "events.amazonaws.com");
     assert_eq!(st["Action"], "sqs:SendMessage");
-    assert_eq!(
-        st["Condition"]["ArnEquals"]["aws:SourceArn"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
+    let rules = st["Condition"]["ArnEquals"]["aws:SourceArn"].clone();
+    assert_eq!(rules.as_array().unwrap().len(), 4);
+    // Everyone else is denied (moto does not enforce queue policies: the document is the
+    // proof, its logic is unit-tested in events::setup).
+    let deny = &policy["Statement"][1];
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Principal"], "*");
+    assert_eq!(deny["Action"], "sqs:SendMessage");
+    assert_eq!(deny["Condition"]["ArnNotEquals"]["aws:SourceArn"], rules);
+    // The rule ARNs rotationd expects are the ones EventBridge gave.
+    let check = env.cli(&["setup-events", "--check"]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+    assert!(
+        String::from_utf8_lossy(&check.stdout)
+            .contains("only rotationd's EventBridge rules can send"),
+        "{}",
+        stderr(&check)
+    );
+    let status = env.cli(&["status"]);
+    assert!(
+        !stderr(&status).contains("events queue policy"),
+        "{}",
+        stderr(&status)
     );
 }
 

@@ -51,7 +51,23 @@ pub fn status(path: &Path, json: bool, secret: Option<&str>) -> Result<(), CliEr
                 )));
             }
         }
-        write_out(json, &rows, "status", |out| write_status_table(out, &rows))
+        write_out(json, &rows, "status", |out| write_status_table(out, &rows))?;
+        // The events queue is the front door: say when others can send to it.
+        if let Some(events) = &app.cfg.events {
+            match crate::events::setup::check_queue(events, app.cfg.requests.as_ref(), &app.sqs)
+                .await
+            {
+                Ok(open) => {
+                    for line in open {
+                        eprintln!("warning: events queue policy: {line}");
+                    }
+                }
+                Err(e) => eprintln!(
+                    "warning: cannot read the events queue's policy ({e}); run rotationd setup-events --check"
+                ),
+            }
+        }
+        Ok(())
     })
 }
 

@@ -16,6 +16,10 @@ use crate::config::EventsConfig;
 
 /// The statement id rotationd owns in the queue policy.
 pub const POLICY_SID: &str = "rotationd-eventbridge";
+/// The statement that denies every other sender: the queue is rotationd's front door (a
+/// departure, a compromise or an approval sent to it is acted on), so write access to it is
+/// L3 access.
+pub const DENY_SID: &str = "rotationd-deny-other-senders";
 /// The target id rotationd owns on each rule.
 pub const TARGET_ID: &str = "rotationd-queue";
 
@@ -200,10 +204,13 @@ async fn apply_target(
     })
 }
 
-/// The queue policy with rotationd's statement set to allow exactly `rule_arns`; other
+/// The queue policy with rotationd's statements: allow exactly `rule_arns` to send, and
+/// deny `sqs:SendMessage` to every sender that is not one of them (an explicit Deny wins
+/// over any Allow, in the queue policy or in a principal's IAM policy; a sender without
+/// `aws:SourceArn`, i.e. anyone calling SendMessage directly, is denied too). Other
 /// statements are kept as they are.
 pub fn queue_policy(current: Option<&Value>, queue_arn: &str, rule_arns: &[String]) -> Value {
-    let ours = json!({
+    let allow = json!({
         "Sid": POLICY_SID,
         "Effect": "Allow",
         "Principal": { "Service": "events.amazonaws.com" },
@@ -211,26 +218,210 @@ pub fn queue_policy(current: Option<&Value>, queue_arn: &str, rule_arns: &[Strin
         "Resource": queue_arn,
         "Condition": { "ArnEquals": { "aws:SourceArn": rule_arns } }
     });
+    let deny = json!({
+        "Sid": DENY_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sqs:SendMessage",
+        "Resource": queue_arn,
+        "Condition": { "ArnNotEquals": { "aws:SourceArn": rule_arns } }
+    });
     let mut statements: Vec<Value> = current
         .and_then(|p| p.get("Statement"))
         .and_then(Value::as_array)
         .map(|s| {
             s.iter()
-                .filter(|st| st.get("Sid").and_then(Value::as_str) != Some(POLICY_SID))
+                .filter(|st| {
+                    let sid = st.get("Sid").and_then(Value::as_str);
+                    sid != Some(POLICY_SID) && sid != Some(DENY_SID)
+                })
                 .cloned()
                 .collect()
         })
         .unwrap_or_default();
-    statements.push(ours);
+    statements.push(allow);
+    statements.push(deny);
     let mut policy = BTreeMap::new();
     policy.insert("Version", json!("2012-10-17"));
     policy.insert("Statement", Value::Array(statements));
     json!(policy)
 }
 
+/// Who besides `rule_arns` may send to the queue under `policy`: one line per problem, none
+/// when only those rules can. The test is the guard itself: a Deny of `sqs:SendMessage`
+/// (or `sqs:*`, `*`) to every principal unless `aws:SourceArn` is one of `rule_arns`. Without
+/// it, whatever the Allow statements say, any principal of the account whose IAM policy
+/// allows `sqs:SendMessage` can send; the Allows that open the queue further are named.
+pub fn open_senders(policy: Option<&Value>, rule_arns: &[String]) -> Vec<String> {
+    let statements: Vec<&Value> = policy
+        .and_then(|p| p.get("Statement"))
+        .and_then(Value::as_array)
+        .map(|s| s.iter().collect())
+        .unwrap_or_default();
+    let sends = |st: &Value| {
+        let action = st.get("Action");
+        let one = |a: &Value| {
+            a.as_str().is_some_and(|a| {
+                matches!(
+                    a.to_ascii_lowercase().as_str(),
+                    "sqs:sendmessage" | "sqs:*" | "*"
+                )
+            })
+        };
+        match action {
+            Some(Value::Array(list)) => list.iter().any(one),
+            Some(a) => one(a),
+            None => false,
+        }
+    };
+    let everyone = |st: &Value| match st.get("Principal") {
+        Some(Value::String(p)) => p == "*",
+        Some(Value::Object(o)) => o.get("AWS").is_some_and(|a| a == "*"),
+        _ => false,
+    };
+    let arns_of = |v: Option<&Value>| -> Option<Vec<String>> {
+        match v? {
+            Value::String(s) => Some(vec![s.clone()]),
+            Value::Array(a) => a.iter().map(|x| x.as_str().map(str::to_string)).collect(),
+            _ => None,
+        }
+    };
+    let guard = statements.iter().find(|st| {
+        st.get("Effect").and_then(Value::as_str) == Some("Deny")
+            && sends(st)
+            && everyone(st)
+            && st
+                .get("Condition")
+                .and_then(|c| c.get("ArnNotEquals"))
+                .and_then(|c| arns_of(c.get("aws:SourceArn")))
+                .is_some_and(|allowed| allowed.iter().all(|a| rule_arns.contains(a)))
+    });
+    if guard.is_some() {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "no statement denies sqs:SendMessage to senders other than rotationd's rules: any principal whose IAM policy allows sqs:SendMessage on the queue can send departures, compromises and approvals; run rotationd setup-events to add `{DENY_SID}`"
+    )];
+    for st in &statements {
+        if st.get("Effect").and_then(Value::as_str) != Some("Allow") || !sends(st) {
+            continue;
+        }
+        let only_our_rules = st
+            .get("Condition")
+            .and_then(|c| c.get("ArnEquals"))
+            .and_then(|c| arns_of(c.get("aws:SourceArn")))
+            .is_some_and(|allowed| allowed.iter().all(|a| rule_arns.contains(a)));
+        if !only_our_rules {
+            out.push(format!(
+                "statement {} allows sqs:SendMessage to {}",
+                st.get("Sid").and_then(Value::as_str).unwrap_or("(no Sid)"),
+                st.get("Principal")
+                    .map_or("?".to_string(), Value::to_string)
+            ));
+        }
+    }
+    out
+}
+
+/// The ARN EventBridge gives rule `name` on `bus` in the account-region of `queue_arn`
+/// (the queue and the bus are the daemon's own): `rule/NAME` on the default bus,
+/// `rule/BUS/NAME` on another.
+pub fn rule_arn(queue_arn: &str, bus: &str, name: &str) -> Option<String> {
+    let q = crate::arn::Arn::parse(queue_arn).ok()?;
+    let path = if bus == "default" {
+        name.to_string()
+    } else {
+        format!("{bus}/{name}")
+    };
+    Some(format!(
+        "arn:{}:events:{}:{}:rule/{path}",
+        q.partition, q.region, q.account
+    ))
+}
+
+/// [`open_senders`] for the configured queue: its policy read now, the rules named as
+/// `setup-events` names them.
+pub async fn check_queue(
+    events: &EventsConfig,
+    requests: Option<&crate::config::RequestsConfig>,
+    sqs: &Sqs,
+) -> Result<Vec<String>, AwsError> {
+    let attrs = sqs.queue(&events.queue_url).attributes().await?;
+    let queue_arn = attrs.arn.unwrap_or_default();
+    let rule_arns: Vec<String> = rules(events, requests)
+        .iter()
+        .filter_map(|r| rule_arn(&queue_arn, &events.event_bus, &r.name))
+        .collect();
+    let policy = attrs
+        .policy
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<Value>(p).ok());
+    Ok(open_senders(policy.as_ref(), &rule_arns))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const Q: &str = "arn:aws:sqs:us-east-1:123456789012:rotationd-events";
+
+    #[test]
+    fn the_written_policy_lets_only_our_rules_send() {
+        let rules = vec![
+            "arn:aws:events:us-east-1:123456789012:rule/rotationd-departures".to_string(),
+            "arn:aws:events:us-east-1:123456789012:rule/rotationd-requests".to_string(),
+        ];
+        // What setup-events wrote before: an Allow for the rules, nothing denied.
+        let mut old = queue_policy(None, Q, &rules);
+        old["Statement"].as_array_mut().unwrap().pop();
+        let findings = open_senders(Some(&old), &rules);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].contains("no statement denies"));
+        // No policy at all: the same.
+        assert_eq!(open_senders(None, &rules).len(), 1);
+        // Someone else's Allow for a whole account is named.
+        let mut wide = old.clone();
+        wide["Statement"].as_array_mut().unwrap().push(json!({
+            "Sid": "ops-debug", "Effect": "Allow",
+            "Principal": { "AWS": "arn:aws:iam::123456789012:root" },
+            "Action": ["sqs:SendMessage", "sqs:ReceiveMessage"], "Resource": Q
+        }));
+        let findings = open_senders(Some(&wide), &rules);
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(findings[1].contains("ops-debug"), "{findings:?}");
+
+        // What it writes now: closed, and it stays closed with the Allow above kept.
+        let now = queue_policy(Some(&wide), Q, &rules);
+        assert_eq!(open_senders(Some(&now), &rules), Vec::<String>::new());
+        let st = now["Statement"].as_array().unwrap();
+        assert_eq!(st.len(), 3, "other statements are kept");
+        let deny = st.iter().find(|s| s["Sid"] == DENY_SID).unwrap();
+        assert_eq!(deny["Effect"], "Deny");
+        assert_eq!(deny["Principal"], "*");
+        assert_eq!(
+            deny["Condition"]["ArnNotEquals"]["aws:SourceArn"],
+            json!(rules)
+        );
+        // A guard that lets another rule through is not one.
+        let other = vec!["arn:aws:events:us-east-1:999999999999:rule/theirs".to_string()];
+        let leaky = queue_policy(None, Q, &[rules.clone(), other].concat());
+        let findings = open_senders(Some(&leaky), &rules);
+        assert_eq!(findings.len(), 2, "{findings:?}");
+        assert!(findings[0].contains("no statement denies"), "{findings:?}");
+        assert!(findings[1].contains(POLICY_SID), "{findings:?}");
+    }
+
+    #[test]
+    fn rule_arns_are_named_as_eventbridge_names_them() {
+        assert_eq!(
+            rule_arn(Q, "default", "rotationd-departures").as_deref(),
+            Some("arn:aws:events:us-east-1:123456789012:rule/rotationd-departures")
+        );
+        assert_eq!(
+            rule_arn(Q, "ops-bus", "rotationd-departures").as_deref(),
+            Some("arn:aws:events:us-east-1:123456789012:rule/ops-bus/rotationd-departures")
+        );
+    }
 
     #[test]
     fn policy_keeps_foreign_statements_and_replaces_ours() {
@@ -247,7 +438,7 @@ mod tests {
             &["arn:rule".into()],
         );
         let st = p["Statement"].as_array().unwrap();
-        assert_eq!(st.len(), 2);
+        assert_eq!(st.len(), 3);
         assert_eq!(st[0]["Sid"], "someone-else");
         assert_eq!(st[1]["Resource"], "arn:aws:sqs:us-east-1:123456789012:q");
         assert_eq!(

@@ -201,3 +201,50 @@ async fn a_secret_value_never_leaves_aws_and_the_state_is_owner_only() {
         stderr(&o)
     );
 }
+
+/// The review's symlinked `state_path` was followed and the file it named chmodded; a
+/// state directory others can write lets them delete or replace the history. Both are
+/// refused, with what to do, and nothing is touched.
+#[tokio::test]
+async fn a_symlinked_state_file_or_a_shared_state_directory_is_refused() {
+    let name = moto::unique_name("sec/unsafe");
+    let env = Env::new("unsafe-state", &Body::new().with(secret(&name)).render()).await;
+    env.rotatable_secret(&name).await;
+    let state = env.dir.path().join("state.db");
+    let elsewhere = env.dir.path().join("elsewhere.db");
+    std::fs::write(&elsewhere, b"").unwrap();
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &state).unwrap();
+    let o = env.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refusing state database") && stderr(&o).contains("symbolic link"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(mode(&elsewhere), 0o644, "the link's target was chmodded");
+    assert_eq!(
+        std::fs::metadata(&elsewhere).unwrap().len(),
+        0,
+        "the link's target was written"
+    );
+    std::fs::remove_file(&state).unwrap();
+
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = env.cli(&["status"]);
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("writable by group and others (mode 777)")
+            && stderr(&o).contains("chmod go-w"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !state.exists(),
+        "a state file was created in a shared directory"
+    );
+    // Owner-only, it opens.
+    let o = env.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

@@ -129,6 +129,11 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// Refused like sshd refuses a key file others could swap: someone else could replace
+    /// the history (and the audit log) under rotationd.
+    #[error("refusing state database {}: {why}", .path.display())]
+    Unsafe { path: PathBuf, why: String },
+
     #[error(
         "cannot open state database {}: {source}; check [daemon] state_path and its directory permissions",
         .path.display()
@@ -393,6 +398,43 @@ pub struct Store {
     journal: Option<journal::Journal>,
 }
 
+/// `path` must not be a symbolic link (it would be followed, and the file it names
+/// chmodded), and its directory must not be writable by group or others (they could
+/// delete or replace the file).
+#[cfg(unix)]
+fn check_unsafe(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let unsafe_because = |why: String| StoreError::Unsafe {
+        path: path.to_path_buf(),
+        why,
+    };
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(unsafe_because(
+            "it is a symbolic link; point [daemon] state_path at the real file".into(),
+        ));
+    }
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => std::path::PathBuf::from("."),
+    };
+    if let Ok(m) = std::fs::metadata(&dir) {
+        let mode = m.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(unsafe_because(format!(
+                "its directory {} is writable by {} (mode {:o}); make it writable by rotationd's user only (chmod go-w)",
+                dir.display(),
+                match (mode & 0o020 != 0, mode & 0o002 != 0) {
+                    (true, true) => "group and others",
+                    (true, false) => "its group",
+                    _ => "others",
+                },
+                mode & 0o7777
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed, along with its parent directory) the state
     /// database at `path` and brings its schema up to [`SCHEMA_VERSION`].
@@ -415,6 +457,8 @@ impl Store {
                     source,
                 })?;
         }
+        #[cfg(unix)]
+        check_unsafe(path)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -400,7 +400,7 @@ pub struct Store {
 
 /// `path` must not be a symbolic link (it would be followed, and the file it names
 /// chmodded), and its directory must not be writable by group or others (they could
-/// delete or replace the file).
+/// delete or replace the file) unless it is sticky.
 #[cfg(unix)]
 fn check_unsafe(path: &Path) -> StoreResult<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -419,7 +419,8 @@ fn check_unsafe(path: &Path) -> StoreResult<()> {
     };
     if let Ok(m) = std::fs::metadata(&dir) {
         let mode = m.permissions().mode();
-        if mode & 0o022 != 0 {
+        // A sticky directory (/tmp) lets no one else delete or rename what is ours.
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
             return Err(unsafe_because(format!(
                 "its directory {} is writable by {} (mode {:o}); make it writable by rotationd's user only (chmod go-w)",
                 dir.display(),

@@ -114,7 +114,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+mod place;
 mod rejection;
+
+use place::same_place;
 pub use rejection::Rejection;
 
 use crate::requests::{RequestEvent, RequestKind};
@@ -305,32 +308,6 @@ impl Normalized {
 /// Normalizes an SQS message body holding an EventBridge envelope.
 pub fn normalize_sqs_body(body: &str, cfg: &NormalizeConfig) -> Result<Normalized, Rejection> {
     same_place(normalize_sqs_envelope(body, cfg)?)
-}
-
-/// Refuses an event whose own account or region differs from the one of the secret ARN it
-/// names (a secret named by bare name has no place to compare).
-fn same_place(n: Normalized) -> Result<Normalized, Rejection> {
-    let (secret, account, region) = match &n {
-        Normalized::Rotation(r) => (&r.secret_id, &r.account, &r.region),
-        Normalized::Compromise(c) => (&c.secret_id, &c.account, &None),
-        Normalized::Departure(_) | Normalized::Request(_) => return Ok(n),
-    };
-    let Ok(arn) = crate::arn::Arn::parse(secret) else {
-        return Ok(n);
-    };
-    for (field, event, of_arn) in [
-        ("account", account, arn.account),
-        ("region", region, arn.region),
-    ] {
-        if let Some(event) = event.as_deref().filter(|e| *e != of_arn) {
-            return Err(Rejection::MismatchedPlace {
-                field,
-                event: echo(event),
-                arn: echo(of_arn),
-            });
-        }
-    }
-    Ok(n)
 }
 
 fn normalize_sqs_envelope(body: &str, cfg: &NormalizeConfig) -> Result<Normalized, Rejection> {

@@ -37,14 +37,20 @@ struct Node {
 }
 
 impl Node {
-    fn start(env: &Env, name: &str, envs: &[(&str, &str)]) -> Node {
-        let port = free_port();
+    /// Writes node `name`'s copy of the test's config, listening on `port`.
+    fn write_config(env: &Env, name: &str, port: u16) -> PathBuf {
         let text = std::fs::read_to_string(&env.config).unwrap().replace(
             &format!("127.0.0.1:{}", env.metrics_port),
             &format!("127.0.0.1:{port}"),
         );
         let config = env.dir.path().join(format!("{name}.toml"));
         std::fs::write(&config, text).unwrap();
+        config
+    }
+
+    fn start(env: &Env, name: &str, envs: &[(&str, &str)]) -> Node {
+        let port = free_port();
+        let config = Node::write_config(env, name, port);
         let log = env.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut c = Command::new(env!("CARGO_BIN_EXE_rotationd"));
@@ -532,12 +538,7 @@ async fn a_standby_leaves_requests_to_the_leader() {
     // The leader reads the queue after a reload and decides it (an L3's emergency request
     // rotates at once).
     // a's own copy of the config gets the events and requests sections, then SIGHUP.
-    let a_config = env.dir.path().join("a.toml");
-    let text = std::fs::read_to_string(&env.config).unwrap().replace(
-        &format!("127.0.0.1:{}", env.metrics_port),
-        &format!("127.0.0.1:{}", a.port),
-    );
-    std::fs::write(&a_config, text).unwrap();
+    Node::write_config(&env, "a", a.port);
     let hup = Command::new("kill")
         .args(["-HUP", &a.daemon.id().to_string()])
         .status()

@@ -32,6 +32,10 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
   fi
 fi
 
+# A clean build's incremental caches are written once and never read again in CI; without
+# them the build needs far less disk (see [profile.dev] in Cargo.toml for the rest).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -42,6 +42,11 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+# The binary as it ships, for tests/release_hooks.rs (which builds it itself when missing):
+# built here, before the tests, so that its build does not compete with them for the CPU.
+step "cargo build --release (the shipped binary, without test hooks)"
+cargo build --release --locked --bin rotationd
+
 # clippy --all-targets has type-checked the benchmarks and examples already.
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

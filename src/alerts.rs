@@ -91,6 +91,7 @@ pub enum AlertKind {
     NativeScheduleDrift,
     ApprovalRequested,
     ApprovalOverdue,
+    StateLost,
 }
 
 impl AlertKind {
@@ -112,6 +113,7 @@ impl AlertKind {
         AlertKind::NativeScheduleDrift,
         AlertKind::ApprovalRequested,
         AlertKind::ApprovalOverdue,
+        AlertKind::StateLost,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -133,6 +135,7 @@ impl AlertKind {
             AlertKind::NativeScheduleDrift => "native_schedule_drift",
             AlertKind::ApprovalRequested => "approval_requested",
             AlertKind::ApprovalOverdue => "approval_overdue",
+            AlertKind::StateLost => "state_lost",
         }
     }
 
@@ -151,7 +154,8 @@ impl AlertKind {
             | AlertKind::DepartureSlaMissed
             | AlertKind::RotationStorm
             | AlertKind::DependentsUnhealthy
-            | AlertKind::ApprovalOverdue => Severity::P1,
+            | AlertKind::ApprovalOverdue
+            | AlertKind::StateLost => Severity::P1,
             AlertKind::RotationAbandoned
             | AlertKind::Overdue
             | AlertKind::SecretMissing
@@ -193,6 +197,7 @@ impl AlertKind {
             AlertKind::NativeScheduleDrift => "Secrets Manager schedule differs from rotationd's",
             AlertKind::ApprovalRequested => "Rotation approval requested",
             AlertKind::ApprovalOverdue => "Emergency rotation still awaiting approval",
+            AlertKind::StateLost => "State database lost, rotationd stopped acting",
         }
     }
 
@@ -274,6 +279,12 @@ impl AlertKind {
             AlertKind::ApprovalOverdue => &[
                 "An emergency rotation request has waited half of its approval time",
                 "An L3 must approve or deny it now from CommandBridge; a suspected compromise should not wait",
+                ESCALATE,
+            ],
+            AlertKind::StateLost => &[
+                "rotationd's state database (its history and audit log) was deleted or replaced while it ran: it stopped rotating and reacting, /metrics still answers and /readyz is 503",
+                "Find out who or what removed it: the host's audit log, configuration management, cleanup jobs",
+                "Restore the database (with its -wal file) from a backup and restart rotationd, or restart it with rotationd run --init to start a new history (its first audit entry records the lost chain's head)",
                 ESCALATE,
             ],
             AlertKind::NativeScheduleDrift => &[
@@ -503,6 +514,14 @@ const CHAT: &str = "chat";
 /// Publishes one outbox alert to its topic: a body per protocol
 /// (`MessageStructure = "json"`, [`render::structured`]), or for a chat copy the chat
 /// notification as the plain message, which is what AWS's chat integration reads.
+/// Publishes `alert` to Security's topic now, without the outbox: for when the state
+/// store itself is what failed (`state_lost`). No dedupe and no chat copy; the caller
+/// retries until it is accepted.
+pub async fn publish_direct(sns: &Sns, cfg: &Config, alert: &Alert) -> Result<(), AwsError> {
+    let unsaved = OutboxAlert::unsaved(alert.to_new_alert(), Utc::now());
+    publish_one(sns, &cfg.alerts.security_topic_arn, &unsaved).await
+}
+
 async fn publish_one(sns: &Sns, topic: &str, alert: &OutboxAlert) -> Result<(), AwsError> {
     if alert.attributes.get(CHANNEL).map(String::as_str) == Some(CHAT) {
         let chat = render::chat(&alert.message).to_string();
@@ -758,21 +777,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn outbox(alert: &Alert) -> OutboxAlert {
-        let n = alert.to_new_alert();
-        OutboxAlert {
-            id: 1,
-            dedupe_key: n.dedupe_key,
-            kind: n.kind,
-            severity: n.severity,
-            subject: n.subject,
-            message: n.message,
-            attributes: n.attributes,
-            created_at: Utc::now(),
-            next_attempt_at: Utc::now(),
-            attempts: 0,
-            published_at: None,
-            last_error: None,
-        }
+        OutboxAlert::unsaved(alert.to_new_alert(), Utc::now())
     }
 
     #[test]

@@ -8,20 +8,17 @@ use chrono::{DateTime, Utc};
 pub const TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%SZ";
 
 /// The time rotationd acts on. Tests of the real binary shift it with
-/// `ROTATIOND_TEST_CLOCK_OFFSET` (seconds, may be negative) to put "now" inside or
-/// outside a window without waiting for one; production leaves it unset.
+/// `ROTATIOND_TEST_CLOCK_OFFSET` (seconds, may be negative; see [`crate::test_hooks`]:
+/// builds without the `test-hooks` feature ignore it) to put "now" inside or outside a
+/// window without waiting for one.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Clock {
     offset: chrono::Duration,
 }
 
 impl Clock {
-    pub const OFFSET_ENV: &'static str = "ROTATIOND_TEST_CLOCK_OFFSET";
-
     pub fn from_env() -> Clock {
-        let offset = std::env::var(Self::OFFSET_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
+        let offset = crate::test_hooks::clock_offset_seconds()
             .map(chrono::Duration::seconds)
             .unwrap_or_default();
         Clock { offset }

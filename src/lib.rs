@@ -6,9 +6,10 @@
 //! The binary (`src/main.rs`) only parses the command line (clap is the binary's alone),
 //! calls [`cli`] and maps its errors to exit codes; the library is these modules:
 //!
-//! - [`clock`], [`arn`], [`ticket`], [`filter_pattern`]: leaf modules every other one may
-//!   use (they use none): the time rotationd acts on, the one ARN parser and partition
-//!   list, ticket shapes, CloudWatch Logs filter patterns.
+//! - [`clock`], [`arn`], [`ticket`], [`filter_pattern`], [`test_hooks`]: leaf modules
+//!   every other one may use (they use none but `clock` uses `test_hooks`): the time
+//!   rotationd acts on, the one ARN parser and partition list, ticket shapes, CloudWatch
+//!   Logs filter patterns, the clock offset and failpoints of test builds.
 //! - [`config`]: the TOML file parsed into a validated [`config::Config`], with every
 //!   error located (`FILE:LINE:COL`).
 //! - [`schedule`]: crontab expressions and `@quarterly`-style aliases, in UTC, and
@@ -69,5 +70,6 @@ pub mod rollback;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
+pub mod test_hooks;
 pub mod ticket;
 pub mod validation;

@@ -80,7 +80,12 @@ enum Command {
         live: bool,
     },
     /// Run the daemon (reconcile, rotate in windows, resume after restarts).
-    Run,
+    Run {
+        /// Start a new, empty state database where the old one was lost (its head file
+        /// remains): without this, rotationd refuses to replace a lost history quietly.
+        #[arg(long)]
+        init: bool,
+    },
     /// Live compliance per secret (one ListSecrets scan).
     Status {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -157,7 +162,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = if matches!(cli.command, Command::Run) {
+    let level = if matches!(cli.command, Command::Run { .. }) {
         "info"
     } else {
         "warn"
@@ -176,7 +181,7 @@ fn main() -> ExitCode {
             days,
             matches!(format, Format::Json),
         ),
-        Command::Run => cli::run::run(&cli.config),
+        Command::Run { init } => cli::run::run(&cli.config, init),
         Command::SetupEvents { check } => cli::setup_events::setup_events(&cli.config, check),
         Command::Resume {
             secret: Some(secret),

@@ -10,8 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CliError, load_config, runtime};
 
-/// Runs [`crate::daemon::run`] on its own runtime until a shutdown signal.
-pub fn run(path: &Path) -> Result<(), CliError> {
+/// Runs [`crate::daemon::run`] on its own runtime until a shutdown signal; `init`: start a
+/// new state database over a lost one (`--init`).
+pub fn run(path: &Path, init: bool) -> Result<(), CliError> {
     let cfg = load_config(path)?;
     runtime()?.block_on(async move {
         // Installed before anything else runs: a SIGTERM that arrives while the daemon is
@@ -24,7 +25,7 @@ pub fn run(path: &Path) -> Result<(), CliError> {
             signals.watch(reloads).await;
             stop.cancel();
         });
-        crate::daemon::run(path.to_path_buf(), cfg, cancel, reload)
+        crate::daemon::run(path.to_path_buf(), cfg, init, cancel, reload)
             .await
             .map_err(|e| CliError::Failed(format!("{e:#}")))
     })

@@ -65,15 +65,17 @@ pub fn instance_id() -> String {
 
 impl App {
     pub async fn build(cfg: Config) -> anyhow::Result<App> {
-        App::build_with(cfg, Arc::new(Metrics::new()), &instance_id()).await
+        App::build_with(cfg, Arc::new(Metrics::new()), &instance_id(), false).await
     }
 
     /// Like [`App::build`], recording into `metrics` (kept across config reloads), as
-    /// `instance` (kept too: the lease names it).
+    /// `instance` (kept too: the lease names it); `init`: a lost SQLite state database is
+    /// started anew ([`crate::store::Store::open_init`]).
     pub async fn build_with(
         cfg: Config,
         metrics: Arc<Metrics>,
         instance: &str,
+        init: bool,
     ) -> anyhow::Result<App> {
         let cfg = Arc::new(cfg);
         let sdk = aws::load_sdk_config(&cfg.aws).await;
@@ -81,9 +83,16 @@ impl App {
         let (store, shared_state) = match &cfg.state.backend {
             crate::config::StateBackend::Sqlite => {
                 let path = cfg.daemon.state_path.clone();
-                let store = tokio::task::spawn_blocking(move || StoreHandle::open(&path))
-                    .await
-                    .context("state store thread")??;
+                let store = tokio::task::spawn_blocking(move || {
+                    let store = if init {
+                        crate::store::Store::open_init(&path)?
+                    } else {
+                        crate::store::Store::open(&path)?
+                    };
+                    StoreHandle::spawn(store)
+                })
+                .await
+                .context("state store thread")??;
                 (store, None)
             }
             crate::config::StateBackend::Dynamodb { table: name } => {

@@ -201,7 +201,7 @@ pub(super) async fn run(shared: Arc<Shared>, tracker: TaskTracker, cancel: Cance
         last_sla: None,
         next_sla: None,
         deferred: HashSet::new(),
-        hang: std::env::var("ROTATIOND_TEST_FAILPOINT").is_ok_and(|f| f == "hang-executor"),
+        hang: crate::test_hooks::failpoint_is("hang-executor"),
         beats: 0,
     };
     loop {

@@ -24,6 +24,11 @@ pub struct Health {
     /// Standby (`[state] backend = "dynamodb"` and the lease is not ours), with what
     /// `/readyz` says about it (who leads).
     standby: std::sync::Mutex<Option<String>>,
+    /// The state file was deleted or replaced under the daemon (the state guard): not
+    /// ready again until a restart.
+    state_lost: std::sync::Mutex<Option<String>>,
+    /// The state store's writes fail at the disk, for longer than the grace period.
+    writes_failing: std::sync::Mutex<Option<String>>,
     beats: std::sync::Mutex<HashMap<&'static str, tokio::time::Instant>>,
     /// systemd's watchdog interval (`WATCHDOG_USEC`), if it watches this process.
     watchdog: Option<Duration>,
@@ -35,6 +40,8 @@ impl Health {
             metrics,
             ready: AtomicBool::new(false),
             standby: std::sync::Mutex::new(None),
+            state_lost: std::sync::Mutex::new(None),
+            writes_failing: std::sync::Mutex::new(None),
             beats: std::sync::Mutex::new(HashMap::new()),
             watchdog,
         }
@@ -42,7 +49,48 @@ impl Health {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+        self.export_ready();
+    }
+
+    /// `rotationd_ready` says what `/readyz` says.
+    fn export_ready(&self) {
+        let ready = self.ready.load(Ordering::Relaxed) && self.unready_because().is_none();
         self.metrics.ready.set(i64::from(ready));
+    }
+
+    /// The state file is gone: `/readyz` says so until the process ends.
+    pub fn set_state_lost(&self, why: String) {
+        if let Ok(mut s) = self.state_lost.lock() {
+            *s = Some(why);
+        }
+        self.set_ready(false);
+    }
+
+    pub fn state_lost(&self) -> Option<String> {
+        self.state_lost.lock().ok().and_then(|s| s.clone())
+    }
+
+    /// Writes to the state store have failed for longer than the grace period (`Some`,
+    /// with why), or land again (`None`).
+    pub fn set_writes_failing(&self, why: Option<String>) {
+        if let Ok(mut s) = self.writes_failing.lock() {
+            *s = why;
+        }
+        self.export_ready();
+    }
+
+    /// Why `/readyz` answers 503 whatever the role: the state file lost, or writes failing.
+    fn unready_because(&self) -> Option<String> {
+        if let Some(lost) = self.state_lost() {
+            return Some(format!(
+                "not ready: the state file was {lost}; rotationd stopped acting, restart it (see the state_lost alert)\n"
+            ));
+        }
+        self.writes_failing
+            .lock()
+            .ok()
+            .and_then(|s| s.clone())
+            .map(|why| format!("not ready: writes to the state database fail: {why}\n"))
     }
 
     /// Leader (`None`, also the SQLite backend's only role) or standby behind `holder`.
@@ -142,7 +190,9 @@ pub async fn serve_http(
             "/readyz",
             get(move || async move {
                 let standby = s2.standby.lock().ok().and_then(|s| s.clone());
-                if let Some(holder) = standby {
+                if let Some(why) = s2.unready_because() {
+                    (StatusCode::SERVICE_UNAVAILABLE, why)
+                } else if let Some(holder) = standby {
                     // Ready for its role: following the log, ready to take over.
                     (StatusCode::OK, format!("standby: {holder}\n"))
                 } else if s2.ready.load(Ordering::Relaxed) {

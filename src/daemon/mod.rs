@@ -28,6 +28,7 @@
 mod app;
 mod drift;
 pub mod executor;
+mod guard;
 pub mod health;
 pub mod policy;
 pub mod reconcile;
@@ -156,6 +157,8 @@ struct Daemon {
     reload: Arc<Notify>,
     /// With the DynamoDB backend: the leader lease, kept across reloads (same holder).
     lease: Option<Lease>,
+    /// `--init`: a lost state database (missing, its head file left) is started anew.
+    init: bool,
 }
 
 /// Runs the daemon until `cancel` fires; `reload` (SIGHUP) re-reads `path`: a valid config
@@ -164,6 +167,7 @@ struct Daemon {
 pub async fn run(
     path: std::path::PathBuf,
     cfg: Config,
+    init: bool,
     cancel: CancellationToken,
     reload: Arc<Notify>,
 ) -> anyhow::Result<()> {
@@ -195,6 +199,7 @@ pub async fn run(
         cancel,
         reload,
         lease: None,
+        init,
     };
     let mut state = daemon.enter().await?;
     loop {
@@ -213,7 +218,13 @@ impl Daemon {
     /// Builds an `App` from the current config and takes the role it allows: standby on
     /// the DynamoDB backend (until the lease is ours), leading otherwise.
     async fn enter(&mut self) -> anyhow::Result<State> {
-        let app = App::build_with(self.cfg.clone(), self.metrics.clone(), &self.instance).await?;
+        let app = App::build_with(
+            self.cfg.clone(),
+            self.metrics.clone(),
+            &self.instance,
+            self.init,
+        )
+        .await?;
         let Some(shared) = app.shared_state.clone() else {
             return Ok(State::Leading(self.start(app)));
         };
@@ -312,6 +323,10 @@ impl Daemon {
     /// again). A valid one stops the role's loops and enters the role afresh with it; a
     /// leader's reload also lifts a storm-guard pause (what an operator resumes with).
     async fn reload(&mut self, role: State) -> anyhow::Result<State> {
+        if let Some(lost) = self.health.state_lost() {
+            tracing::error!(state = %lost, "not reloading: the state database was lost; restart rotationd (with --init to start a new history)");
+            return Ok(role);
+        }
         health::notify_reloading();
         let Some(new) = self.load() else {
             notify(&[
@@ -471,6 +486,15 @@ fn spawn_loops(
     });
     let app = &shared.app;
     let tracker = TaskTracker::new();
+    // Every loop but the state guard runs under `work`: the guard stops them all at once
+    // when the state file is lost, and goes on itself to tell Security.
+    let work = cancel.child_token();
+    tracker.spawn(guard::guard_state(
+        shared.clone(),
+        work.clone(),
+        cancel.clone(),
+    ));
+    let cancel = work;
     let h = shared.health.clone();
     tracker.spawn(crate::alerts::publish_loop(
         app.store.clone(),

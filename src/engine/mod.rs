@@ -94,7 +94,7 @@ pub struct EngineOptions {
     pub monitor_timeout: Duration,
     pub poll_initial: Duration,
     pub poll_max: Duration,
-    /// Test hook (`ROTATIOND_TEST_FAILPOINT=after-rotate`): pause forever right after a
+    /// Test hook (`ROTATIOND_TEST_FAILPOINT=after-rotate`, [`crate::test_hooks`]): pause forever right after a
     /// RotateSecret request was answered and committed, so that a test can kill the
     /// process between RotateSecret and validation.
     pub failpoint: Option<String>,
@@ -106,7 +106,7 @@ impl Default for EngineOptions {
             monitor_timeout: Duration::from_secs(15 * 60),
             poll_initial: Duration::from_millis(500),
             poll_max: Duration::from_secs(30),
-            failpoint: std::env::var("ROTATIOND_TEST_FAILPOINT").ok(),
+            failpoint: crate::test_hooks::failpoint(),
         }
     }
 }

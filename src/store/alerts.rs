@@ -42,6 +42,27 @@ pub struct OutboxAlert {
     pub last_error: Option<String>,
 }
 
+impl OutboxAlert {
+    /// `alert` as the outbox would hold it, without being stored (id 0): for publishing
+    /// when the store is what failed.
+    pub fn unsaved(alert: NewAlert, now: DateTime<Utc>) -> OutboxAlert {
+        OutboxAlert {
+            id: 0,
+            dedupe_key: alert.dedupe_key,
+            kind: alert.kind,
+            severity: alert.severity,
+            subject: alert.subject,
+            message: alert.message,
+            attributes: alert.attributes,
+            created_at: now,
+            next_attempt_at: now,
+            attempts: 0,
+            published_at: None,
+            last_error: None,
+        }
+    }
+}
+
 fn from_row(row: &Row<'_>) -> rusqlite::Result<OutboxAlert> {
     Ok(OutboxAlert {
         id: row.get(0)?,

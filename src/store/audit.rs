@@ -102,6 +102,10 @@ text_enum! {
         /// (`deferred`), or the hold lifted (`resumed`: by `rotationd resume --secret` or a
         /// rotation that succeeded).
         Hold => "hold",
+        /// The state database itself: a new history started over a lost one
+        /// (`rotationd run --init`; outcome `initialized`, the lost chain's head in the
+        /// detail).
+        State => "state",
     }
 }
 
@@ -128,6 +132,8 @@ pub enum Outcome {
     Deferred,
     /// A trigger whose window passed before an attempt could start.
     WindowMissed,
+    /// A new state database started over a lost one.
+    Initialized,
     /// A request for a request id that already exists.
     DuplicateRequest,
     /// An event that is a CommandBridge request, handed to the request policy.
@@ -165,6 +171,7 @@ impl Outcome {
             Outcome::Held => "held",
             Outcome::Deferred => "deferred",
             Outcome::WindowMissed => "window_missed",
+            Outcome::Initialized => "initialized",
             Outcome::DuplicateRequest => "duplicate_request",
             Outcome::Request => "request",
             Outcome::UnknownSecret => "unknown_secret",
@@ -480,9 +487,6 @@ impl Db<'_> {
         Ok(())
     }
 
-    /// Walks the whole log in id order, recomputing every hash and link, and
-    /// stops at the first row that fails. See the module documentation for
-    /// what an intact result does and does not prove.
     /// The id of the entry whose hash is `hash`, if the chain still holds one: a last hash
     /// recorded elsewhere earlier must still be found, or the tail after it was removed or
     /// rewritten.
@@ -493,6 +497,22 @@ impl Db<'_> {
             .map_err(query("look up an audit hash"))
     }
 
+    /// The chain's newest entry: its id and hash (`None` for an empty log). One indexed
+    /// read, cheap enough for every tick of the state-file guard.
+    pub fn audit_head(self) -> StoreResult<Option<(i64, String)>> {
+        self.conn
+            .query_row(
+                "SELECT id, hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(query("read the audit log's head"))
+    }
+
+    /// Walks the whole log in id order, recomputing every hash and link, and
+    /// stops at the first row that fails. See the module documentation for
+    /// what an intact result does and does not prove.
     pub fn verify_audit(self) -> StoreResult<AuditVerification> {
         let mut stmt = self
             .conn

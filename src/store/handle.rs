@@ -2,11 +2,12 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
-use std::sync::mpsc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
 
 use tokio::sync::oneshot;
 
+use super::file::{FileIdentity, WriteHealth, is_disk_error};
 use super::{Store, StoreError, StoreResult};
 
 type Job = Box<dyn FnOnce(&mut Store) + Send>;
@@ -35,6 +36,9 @@ enum Message {
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     tx: mpsc::Sender<Message>,
+    /// The SQLite file and its identity when opened (`None` in memory and on DynamoDB).
+    file: Option<Arc<(PathBuf, FileIdentity)>>,
+    writes: Arc<WriteHealth>,
 }
 
 impl StoreHandle {
@@ -46,12 +50,32 @@ impl StoreHandle {
 
     /// Moves an open store onto its own thread.
     pub fn spawn(store: Store) -> StoreResult<StoreHandle> {
+        let file = store
+            .path()
+            .map(Path::to_path_buf)
+            .zip(store.identity())
+            .map(Arc::new);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("rotationd-store".into())
             .spawn(move || run(store, rx))
             .map_err(StoreError::Thread)?;
-        Ok(StoreHandle { tx })
+        Ok(StoreHandle {
+            tx,
+            file,
+            writes: Arc::default(),
+        })
+    }
+
+    /// The SQLite file this handle's store opened, and its identity then: what the
+    /// daemon's state guard compares the path with.
+    pub fn file(&self) -> Option<(&Path, FileIdentity)> {
+        self.file.as_deref().map(|(p, id)| (p.as_path(), *id))
+    }
+
+    /// Since when writes fail at the disk (full, read-only, I/O), with the last error.
+    pub fn write_failures(&self) -> Option<(std::time::Instant, String)> {
+        self.writes.failing()
     }
 
     /// Runs `f` on the store thread and returns its result. A panic in `f`
@@ -67,7 +91,9 @@ impl StoreHandle {
         f: impl Fn(&mut Store) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (reply, result) = oneshot::channel();
+        let writes = self.writes.clone();
         let job: Job = Box::new(move |store| {
+            let changes = store.total_changes();
             // With the DynamoDB backend the job first reads what other instances wrote,
             // and its writes reach the shared log before it returns (Store::job).
             let mut tries = 0;
@@ -87,6 +113,11 @@ impl StoreHandle {
                     out => break out,
                 }
             };
+            match &out {
+                Err(e) if is_disk_error(e) => writes.failed(&e.to_string()),
+                Ok(_) if store.total_changes() != changes => writes.wrote(),
+                _ => {}
+            }
             // The caller may have stopped waiting (its task was cancelled);
             // the work is done either way.
             let _ = reply.send(out);

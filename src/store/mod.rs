@@ -64,6 +64,7 @@ mod attempts;
 pub mod audit;
 pub mod dynamodb;
 mod events;
+pub mod file;
 mod handle;
 mod holds;
 pub mod journal;
@@ -128,6 +129,14 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+
+    /// The database is gone but its head file is not: a history was lost, and an empty one
+    /// must not quietly take its place ([`file`]).
+    #[error(
+        "state database {} is missing, but {} shows it held an audit chain ({head}); restore the database (with its -wal file) from a backup, or start a new history with `rotationd run --init` (its first audit entry records the lost chain's head)",
+        .path.display(), file::head_path(.path).display()
+    )]
+    Lost { path: PathBuf, head: String },
 
     /// Refused like sshd refuses a key file others could swap: someone else could replace
     /// the history (and the audit log) under rotationd.
@@ -396,6 +405,8 @@ pub struct Store {
     path: Option<PathBuf>,
     /// The DynamoDB log this replica follows (`[state] backend = "dynamodb"`).
     journal: Option<journal::Journal>,
+    /// The file opened (device and inode), for the daemon's state guard.
+    identity: Option<file::FileIdentity>,
 }
 
 /// `path` must not be a symbolic link (it would be followed, and the file it names
@@ -438,9 +449,103 @@ fn check_unsafe(path: &Path) -> StoreResult<()> {
 
 impl Store {
     /// Opens (creating if needed, along with its parent directory) the state
-    /// database at `path` and brings its schema up to [`SCHEMA_VERSION`].
+    /// database at `path` and brings its schema up to [`SCHEMA_VERSION`]. A missing
+    /// database whose head file remains is [`StoreError::Lost`]: see [`Store::open_init`].
     pub fn open(path: impl AsRef<Path>) -> StoreResult<Store> {
-        let path = path.as_ref();
+        Store::open_with(path.as_ref(), false)
+    }
+
+    /// [`Store::open`], except that a lost database (missing, its head file remaining)
+    /// is started anew, with an audit entry `state`/`initialized` that records the lost
+    /// chain's head (`rotationd run --init`).
+    pub fn open_init(path: impl AsRef<Path>) -> StoreResult<Store> {
+        Store::open_with(path.as_ref(), true)
+    }
+
+    fn open_with(path: &Path, init: bool) -> StoreResult<Store> {
+        let existed = std::fs::symlink_metadata(path).is_ok();
+        let lost = if existed {
+            None
+        } else {
+            file::read_head(path).map_err(|source| StoreError::Create {
+                path: file::head_path(path),
+                source,
+            })?
+        };
+        let lost = match lost {
+            None => None,
+            Some(head) => {
+                let head = match head {
+                    Ok(h) => format!(
+                        "last entry {} with hash {}, recorded {}",
+                        h.last_id,
+                        h.last_hash,
+                        h.written_at.format("%Y-%m-%dT%H:%M:%SZ")
+                    ),
+                    Err(text) => format!("an unreadable head file: {text:?}"),
+                };
+                if !init {
+                    return Err(StoreError::Lost {
+                        path: path.to_path_buf(),
+                        head,
+                    });
+                }
+                Some(head)
+            }
+        };
+        let store = Store::create_or_open(path)?;
+        if let Some(head) = lost {
+            store.db().append_audit(&audit::NewAuditEntry {
+                at: Utc::now(),
+                actor: "rotationd".into(),
+                action: audit::Action::State,
+                secret: None,
+                ticket: None,
+                reason: Some("started with --init over a lost state database".into()),
+                outcome: audit::Outcome::Initialized,
+                detail: Some(serde_json::json!({ "lost_chain_head": head })),
+            })?;
+            tracing::warn!(path = %path.display(), lost = %head, "started a new state database over a lost one (--init)");
+        }
+        store.write_head();
+        Ok(store)
+    }
+
+    /// Records the audit chain's head in the head file ([`file`]); a failure is logged,
+    /// not fatal: the head file only guards against a lost database going unnoticed.
+    pub fn write_head(&self) {
+        let Some(path) = self.path.as_deref() else {
+            return;
+        };
+        let head = match self.db().audit_head() {
+            Ok(h) => h.unwrap_or((0, GENESIS_HASH.to_string())),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the audit log's head for the head file");
+                return;
+            }
+        };
+        let head = file::ChainHead {
+            last_id: head.0,
+            last_hash: head.1,
+            written_at: Utc::now(),
+        };
+        if let Err(e) = file::write_head(path, &head) {
+            tracing::warn!(error = %e, path = %file::head_path(path).display(), "cannot write the state database's head file");
+        }
+    }
+
+    /// How many rows this connection's statements changed since it opened: a job that
+    /// moved it wrote something.
+    fn total_changes(&self) -> u64 {
+        self.conn.total_changes()
+    }
+
+    /// The file this store opened (device and inode); `None` in memory.
+    pub fn identity(&self) -> Option<file::FileIdentity> {
+        self.identity
+    }
+
+    fn create_or_open(path: &Path) -> StoreResult<Store> {
         // Owner-only: the database holds the audit trail and alert texts (never a secret
         // value, but names, custodians and tickets). Directories rotationd creates are 0700;
         // an existing directory is left as the operator made it. The file is 0600, also when
@@ -506,10 +611,12 @@ impl Store {
         if found < schema::AUDIT_CHAIN_VERSION {
             Db { conn: &conn }.chain_unhashed_audit()?;
         }
+        let identity = file::FileIdentity::of(path).ok();
         Ok(Store {
             conn,
             path: Some(path.to_path_buf()),
             journal: None,
+            identity,
         })
     }
 
@@ -540,6 +647,7 @@ impl Store {
             conn,
             path: Some(path.to_path_buf()),
             journal: None,
+            identity: None,
         })
     }
 
@@ -559,6 +667,7 @@ impl Store {
             conn,
             path: None,
             journal: None,
+            identity: None,
         })
     }
 
@@ -582,6 +691,7 @@ impl Store {
             conn,
             path: None,
             journal: Some(journal),
+            identity: None,
         })
     }
 

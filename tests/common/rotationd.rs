@@ -5,7 +5,7 @@
 //! database), runs CLI commands, starts the daemon, and reads the state database and the
 //! Security queue back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -202,7 +202,12 @@ notify_topic_arn = "{notify_topic}"
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rotationd"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_rotationd")), args)
+    }
+
+    /// [`Env::command`] of another build of rotationd (`tests/release_hooks.rs`).
+    pub fn command_of(&self, binary: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(binary);
         c.arg("--config")
             .arg(&self.config)
             .args(args)

@@ -1,0 +1,222 @@
+//! The state database as a file on disk, and what can happen to it behind SQLite's back.
+//!
+//! * **Identity.** SQLite keeps writing to a file that was deleted or replaced under it (the
+//!   unlinked inode lives on while it is open), so a daemon would go on rotating with a
+//!   history nobody will ever read again. [`FileIdentity`] is the device and inode the store
+//!   opened; the daemon's state guard compares it with the path every tick.
+//! * **The head file** `<state_path>.head`, written next to the database whenever it is
+//!   opened for writing and while the daemon runs: the audit chain's newest entry (id and
+//!   hash). A state database that is missing while its head file exists was lost, not
+//!   never created: [`super::Store::open`] refuses to start a new, empty history over it
+//!   unless asked to (`rotationd run --init`), and the new history's first audit entry
+//!   records the lost chain's head. It lives on the same disk, so it proves nothing against
+//!   someone who deletes the whole directory: that needs an anchor kept elsewhere.
+//! * **Write health.** [`WriteHealth`] remembers since when writes fail with a disk-level
+//!   error (full, read-only, I/O), so `/readyz` can say so after a grace period.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The device and inode of the state file the store opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    /// The identity of what `path` names now (following no symbolic link: `state_path`
+    /// may not be one).
+    pub fn of(path: &Path) -> std::io::Result<FileIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(path)?;
+        Ok(FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// What became of the state file since it was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileChange {
+    /// Nothing at the path any more: deleted or renamed away.
+    Missing,
+    /// Another file at the path (another inode or device): replaced.
+    Replaced,
+}
+
+impl FileChange {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FileChange::Missing => "deleted",
+            FileChange::Replaced => "replaced",
+        }
+    }
+}
+
+/// Compares what `path` names now with `opened`: `None` while it is the same file. An
+/// error other than "not found" (a permission change on the directory) is not a loss.
+pub fn changed(path: &Path, opened: FileIdentity) -> Option<FileChange> {
+    match FileIdentity::of(path) {
+        Ok(now) if now == opened => None,
+        Ok(_) => Some(FileChange::Replaced),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(FileChange::Missing),
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "cannot check the state file");
+            None
+        }
+    }
+}
+
+/// The audit chain's head as the head file records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainHead {
+    /// The newest audit entry's id (0 for an empty log).
+    pub last_id: i64,
+    /// Its hash (the genesis hash for an empty log).
+    pub last_hash: String,
+    pub written_at: DateTime<Utc>,
+}
+
+/// `<state_path>.head`.
+pub fn head_path(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".head");
+    PathBuf::from(name)
+}
+
+/// The head file next to `state`, if there is one. A file that cannot be parsed still
+/// says that a database was here: it is reported with what it holds.
+pub fn read_head(state: &Path) -> std::io::Result<Option<Result<ChainHead, String>>> {
+    match std::fs::read_to_string(head_path(state)) {
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).map_err(|_| text.chars().take(200).collect()),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the head file next to `state` (owner-only), replacing it atomically: a crash
+/// leaves the old head or the new one, never half of one.
+pub fn write_head(state: &Path, head: &ChainHead) -> std::io::Result<()> {
+    let path = head_path(state);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let text = serde_json::to_string(head).map_err(std::io::Error::other)?;
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)
+}
+
+/// Since when the store's writes fail at the disk (full, read-only, I/O error), and the
+/// last such error; cleared by the next write that lands.
+#[derive(Debug, Default)]
+pub struct WriteHealth {
+    failing: Mutex<Option<(Instant, String)>>,
+}
+
+impl WriteHealth {
+    pub(super) fn failed(&self, error: &str) {
+        if let Ok(mut f) = self.failing.lock() {
+            match f.as_mut() {
+                Some((_, last)) => *last = error.to_string(),
+                None => *f = Some((Instant::now(), error.to_string())),
+            }
+        }
+    }
+
+    pub(super) fn wrote(&self) {
+        if let Ok(mut f) = self.failing.lock() {
+            *f = None;
+        }
+    }
+
+    /// Since when writes fail, with the last error: `None` while they land.
+    pub fn failing(&self) -> Option<(Instant, String)> {
+        self.failing.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// Whether `e` is the disk refusing a write, as opposed to a bug or a busy database.
+pub(super) fn is_disk_error(e: &super::StoreError) -> bool {
+    use rusqlite::ErrorCode as C;
+    match e {
+        super::StoreError::Query { source, .. } => matches!(
+            source.sqlite_error_code(),
+            Some(C::DiskFull | C::ReadOnly | C::SystemIoFailure | C::CannotOpen)
+        ),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_deleted_or_replaced_is_told_apart_from_the_one_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::fs::write(&path, "a").unwrap();
+        let opened = FileIdentity::of(&path).unwrap();
+        assert_eq!(changed(&path, opened), None);
+        std::fs::write(&path, "rewritten in place").unwrap();
+        assert_eq!(changed(&path, opened), None, "same inode, same file");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(changed(&path, opened), Some(FileChange::Missing));
+        let other = dir.path().join("other.db");
+        std::fs::write(&other, "b").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        assert_eq!(changed(&path, opened), Some(FileChange::Replaced));
+    }
+
+    #[test]
+    fn the_head_file_round_trips_and_a_garbled_one_still_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        assert_eq!(read_head(&state).unwrap(), None);
+        let head = ChainHead {
+            last_id: 42,
+            last_hash: "ab".repeat(32),
+            written_at: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+        };
+        write_head(&state, &head).unwrap();
+        assert_eq!(head_path(&state), dir.path().join("state.db.head"));
+        assert_eq!(read_head(&state).unwrap(), Some(Ok(head)));
+        std::fs::write(head_path(&state), "not json").unwrap();
+        assert_eq!(
+            read_head(&state).unwrap(),
+            Some(Err("not json".to_string()))
+        );
+    }
+
+    #[test]
+    fn write_health_fails_from_the_first_error_until_a_write_lands() {
+        let h = WriteHealth::default();
+        assert!(h.failing().is_none());
+        h.failed("disk full");
+        let (since, _) = h.failing().unwrap();
+        h.failed("disk still full");
+        let (again, last) = h.failing().unwrap();
+        assert_eq!(since, again, "the first failure dates the outage");
+        assert_eq!(last, "disk still full");
+        h.wrote();
+        assert!(h.failing().is_none());
+    }
+}

@@ -4,9 +4,11 @@
 //! CLI output, the SNS messages, `/metrics` or the state database's bytes; from the
 //! server's side rotationd never called an API that reads or writes a value; the state
 //! file and the directories rotationd creates are owner-only; and a `metrics_listen` off
-//! loopback draws a warning.
+//! loopback draws a warning. Then the state file itself: a symbolic link or a shared
+//! directory is refused, and a database deleted under the running daemon stops it acting,
+//! tells Security, and is not quietly replaced by an empty one at the next start.
 //!
-//! This binary has a single test: it owns the emulator's recording.
+//! Only the first test reads the emulator's recording.
 
 mod common;
 
@@ -14,9 +16,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::config::{Body, secret};
-use common::events::{ALLOW_ACCOUNT, add_events, iam_delete_user, queue_and_bus, send};
+use common::events::{
+    ALLOW_ACCOUNT, add_events, iam_delete_user, left_on_queue, queue_and_bus, send, settled,
+};
 use common::moto;
-use common::rotationd::{Env, drain, rows, stderr, terminate};
+use common::rotationd::{Env, drain, http_get, rows, stderr, terminate};
 
 const VALUE_APIS: &[&str] = &[
     "GetSecretValue",
@@ -247,4 +251,109 @@ async fn a_symlinked_state_file_or_a_shared_state_directory_is_refused() {
     // Owner-only, it opens.
     let o = env.cli(&["status"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+/// The review deleted `state.db` under the running daemon: `/readyz` stayed ready, the
+/// daemon went on in a file nobody would read again, and the next start began an empty
+/// history as if nothing had happened. Now: 503 within seconds, a P1 `state_lost` to
+/// Security, no more work (a departure sent afterwards waits on the queue), a restart
+/// that refuses to start over the lost history, and `run --init` that starts a new one
+/// whose first entry names the lost chain's head, and handles the departure then.
+#[tokio::test]
+async fn a_state_file_deleted_under_the_daemon_stops_it_and_is_not_quietly_replaced() {
+    let name = moto::unique_name("sec/lost");
+    let body = Body::new().with(secret(&name).custodians(["trudy"]));
+    let env = Env::new("lost-state", &body.render()).await;
+    let (queue_url, bus) = queue_and_bus(&env, "lost-state").await;
+    add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
+    env.rotatable_secret(&name).await;
+    let state = env.dir.path().join("state.db");
+    let (mut daemon, log_path) = env.daemon_ready(&[]).await;
+    let head = env.dir.path().join("state.db.head");
+    let recorded = env
+        .eventually(Duration::from_secs(15), || {
+            let text = std::fs::read_to_string(&head).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            (v["last_id"].as_i64()? > 0).then(|| v["last_hash"].as_str().unwrap().to_string())
+        })
+        .await
+        .expect("the head file records the audit chain's head");
+
+    std::fs::remove_file(&state).unwrap();
+    let unready = env
+        .eventually(Duration::from_secs(15), || {
+            http_get(env.metrics_port, "/readyz").filter(|(code, _)| *code == 503)
+        })
+        .await;
+    let lost = env
+        .security_messages(Duration::from_secs(30))
+        .await
+        .into_iter()
+        .find(|(_, m)| m["kind"] == "state_lost");
+    // No more work: a departure sent now is not taken off the queue.
+    send(
+        &env,
+        &queue_url,
+        &iam_delete_user("trudy", "5ec00000-0000-4000-8000-00000000105e"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let waiting = left_on_queue(&env, &queue_url).await;
+    let status = terminate(&mut daemon, Duration::from_secs(30));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let (_, body) = unready.unwrap_or_else(|| panic!("/readyz stayed ready:\n{log}"));
+    assert!(body.contains("state file was deleted"), "{body}");
+    let (subject, message) = lost.unwrap_or_else(|| panic!("no state_lost alert:\n{log}"));
+    assert!(subject.starts_with("[P1] state_lost"), "{subject}");
+    assert!(
+        message["error"]
+            .as_str()
+            .unwrap()
+            .contains(&state.display().to_string()),
+        "{message}"
+    );
+    // Visible, or taken by a long poll the stop abandoned (it comes back after the
+    // visibility timeout): never deleted, so never lost.
+    let on_queue: u32 = waiting.0.parse::<u32>().unwrap() + waiting.1.parse::<u32>().unwrap();
+    assert_eq!(on_queue, 1, "{waiting:?}\n{log}");
+    assert!(log.contains("stopped acting until a restart"), "{log}");
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+    assert!(!state.exists(), "the deleted file came back");
+
+    // A restart refuses to begin an empty history over the lost one, and says what to do.
+    let o = env.cli(&["run"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for needle in ["is missing", &recorded, "--init", "restore"] {
+        assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
+    }
+    assert!(!state.exists(), "the refused start created a database");
+
+    // --init starts a new history that names the lost one, and the departure that waited
+    // on the queue is handled.
+    let mut c = env.command(&["run", "--init"]);
+    let mut daemon = c
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(env.wait_ready(Duration::from_secs(30)).await);
+    let handled = settled(&env, &queue_url, Duration::from_secs(60)).await;
+    let rotated = rows(
+        &env.db(),
+        "SELECT secret FROM attempts WHERE trigger_kind = 'departure' AND state = 'succeeded'",
+    );
+    let first = rows(
+        &env.db(),
+        "SELECT action || '/' || outcome || ' ' || detail FROM audit ORDER BY id LIMIT 1",
+    );
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert!(handled, "the departure was not handled after --init");
+    assert_eq!(rotated, vec![name.clone()]);
+    assert!(
+        first[0].starts_with("state/initialized") && first[0].contains(&recorded),
+        "{first:?}"
+    );
 }

@@ -78,6 +78,7 @@ fn verify_chain(store: Option<&Store>, expect_hash: Option<&str>) -> Result<(), 
             checked: 0,
             last_hash: GENESIS_HASH.to_owned(),
             broken: None,
+            from_checkpoint: None,
         }),
     };
     report_verification(result)?;
@@ -88,6 +89,11 @@ fn verify_chain(store: Option<&Store>, expect_hash: Option<&str>) -> Result<(), 
         Some(store) => store.db().audit_entry_with_hash(h.trim()),
         None => Ok(None),
     };
+    let checkpoint = store
+        .map(|s| s.db().audit_checkpoint())
+        .transpose()
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .flatten();
     match found.map_err(|e| CliError::Failed(e.to_string()))? {
         Some(id) => {
             println!(
@@ -95,6 +101,17 @@ fn verify_chain(store: Option<&Store>, expect_hash: Option<&str>) -> Result<(), 
             );
             Ok(())
         }
+        None if checkpoint.as_ref().is_some_and(|c| c.upto_hash == h.trim()) => {
+            println!(
+                "expected hash is the pruning checkpoint's (entry {}): the chain goes on from it",
+                checkpoint.map_or(0, |c| c.upto_id)
+            );
+            Ok(())
+        }
+        None if checkpoint.is_some() => Err(CliError::Failed(format!(
+            "hash {h} recorded earlier is not in the chain: it was pruned (entries up to {} are gone after [state] audit_retention) or the tail after it was removed or rewritten; compare it with a backup older than the pruning",
+            checkpoint.map_or(0, |c| c.upto_id)
+        ))),
         None => Err(CliError::Failed(format!(
             "audit log tampered: hash {h} recorded earlier is no longer in the chain (entries after it were removed or rewritten); keep a copy of the state database for investigation and compare it with a backup"
         ))),
@@ -107,8 +124,14 @@ fn report_verification(result: Result<AuditVerification, StoreError>) -> Result<
             checked,
             last_hash,
             broken: None,
+            from_checkpoint,
         } => {
-            println!("audit log OK: {checked} entries, last hash {last_hash}");
+            match from_checkpoint {
+                None => println!("audit log OK: {checked} entries, last hash {last_hash}"),
+                Some(upto) => println!(
+                    "audit log OK: {checked} entries after the checkpoint at entry {upto} (older entries pruned after [state] audit_retention), last hash {last_hash}"
+                ),
+            }
             Ok(())
         }
         AuditVerification {

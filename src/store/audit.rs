@@ -134,6 +134,10 @@ pub enum Outcome {
     WindowMissed,
     /// A new state database started over a lost one.
     Initialized,
+    /// Old audit rows pruned below a checkpoint (`store::upkeep`).
+    Pruned,
+    /// Rejected deliveries beyond the first few of a minute, counted in one row.
+    Aggregated,
     /// A request for a request id that already exists.
     DuplicateRequest,
     /// An event that is a CommandBridge request, handed to the request policy.
@@ -172,6 +176,8 @@ impl Outcome {
             Outcome::Deferred => "deferred",
             Outcome::WindowMissed => "window_missed",
             Outcome::Initialized => "initialized",
+            Outcome::Pruned => "pruned",
+            Outcome::Aggregated => "aggregated",
             Outcome::DuplicateRequest => "duplicate_request",
             Outcome::Request => "request",
             Outcome::UnknownSecret => "unknown_secret",
@@ -287,6 +293,10 @@ pub struct AuditVerification {
     pub last_hash: String,
     /// The first row that fails, and why; `None` when the whole chain holds.
     pub broken: Option<AuditBreak>,
+    /// Where the walk started when the log was pruned: the checkpoint's last pruned
+    /// entry id (the first remaining row must link to its hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_checkpoint: Option<i64>,
 }
 
 impl AuditVerification {
@@ -522,7 +532,9 @@ impl Db<'_> {
             .map_err(query("verify the audit log"))?;
         let mut rows = stmt.query([]).map_err(query("verify the audit log"))?;
         let mut checked = 0;
-        let mut last_hash = GENESIS_HASH.to_owned();
+        let checkpoint = self.audit_checkpoint()?;
+        let from_checkpoint = checkpoint.as_ref().map(|c| c.upto_id);
+        let mut last_hash = checkpoint.map_or_else(|| GENESIS_HASH.to_owned(), |c| c.upto_hash);
         while let Some(row) = rows.next().map_err(query("verify the audit log"))? {
             match check_row(row, &last_hash).map_err(query("verify the audit log"))? {
                 Ok(hash) => {
@@ -535,6 +547,7 @@ impl Db<'_> {
                         checked,
                         last_hash,
                         broken: Some(AuditBreak { id, fault }),
+                        from_checkpoint,
                     });
                 }
             }
@@ -543,6 +556,7 @@ impl Db<'_> {
             checked,
             last_hash,
             broken: None,
+            from_checkpoint,
         })
     }
 

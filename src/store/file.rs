@@ -97,7 +97,16 @@ pub fn read_head(state: &Path) -> std::io::Result<Option<Result<ChainHead, Strin
         Ok(text) => Ok(Some(
             serde_json::from_str(&text).map_err(|_| text.chars().take(200).collect()),
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // No file, or no directory for one (then the database cannot be opened either,
+        // and says why).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -174,6 +183,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         std::fs::write(&path, "a").unwrap();
+        // Held open, as SQLite holds the database: its inode cannot be reused meanwhile.
+        let _held = std::fs::File::open(&path).unwrap();
         let opened = FileIdentity::of(&path).unwrap();
         assert_eq!(changed(&path, opened), None);
         std::fs::write(&path, "rewritten in place").unwrap();
@@ -204,6 +215,54 @@ mod tests {
             read_head(&state).unwrap(),
             Some(Err("not json".to_string()))
         );
+    }
+
+    #[test]
+    fn a_lost_database_is_refused_until_init_and_the_new_history_names_the_old_head() {
+        use crate::store::{Store, StoreError};
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        let store = Store::open(&state).unwrap();
+        let entry = crate::store::audit::NewAuditEntry {
+            at: Utc::now(),
+            actor: "test".into(),
+            action: crate::store::audit::Action::Rotate,
+            secret: Some("db".into()),
+            ticket: None,
+            reason: None,
+            outcome: crate::store::audit::Outcome::Ok,
+            detail: None,
+        };
+        store.db().append_audit(&entry).unwrap();
+        store.write_head();
+        let (id, hash) = store.db().audit_head().unwrap().unwrap();
+        store.close().unwrap();
+        let head = read_head(&state).unwrap().unwrap().unwrap();
+        assert_eq!((head.last_id, head.last_hash.as_str()), (id, hash.as_str()));
+
+        // A fresh directory is no loss: a new database opens quietly.
+        Store::open(dir.path().join("fresh/state.db")).unwrap();
+
+        std::fs::remove_file(&state).unwrap();
+        let err = Store::open(&state).unwrap_err();
+        assert!(matches!(err, StoreError::Lost { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&hash) && text.contains("--init"), "{text}");
+        assert!(!state.exists(), "a refused open created the file");
+
+        let store = Store::open_init(&state).unwrap();
+        let entries = store.db().audit_entries(None, 10).unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(
+            (entries[0].action.as_str(), entries[0].outcome.as_str()),
+            ("state", "initialized")
+        );
+        let detail = entries[0].detail.as_ref().unwrap().to_string();
+        assert!(detail.contains(&hash), "{detail}");
+        assert!(store.db().verify_audit().unwrap().is_intact());
+        // The new history has its own head file now: the next open is ordinary.
+        store.close().unwrap();
+        Store::open(&state).unwrap();
     }
 
     #[test]

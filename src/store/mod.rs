@@ -72,6 +72,7 @@ mod requests;
 mod schema;
 pub mod shared_log;
 mod triggers;
+pub mod upkeep;
 
 #[cfg(test)]
 mod tests;
@@ -493,6 +494,25 @@ impl Store {
                 Some(head)
             }
         };
+        if lost.is_some() {
+            // A -wal left by the lost database would be replayed into the new one (SQLite
+            // reads a WAL whose database is missing): set aside, never into a new history.
+            for suffix in ["-wal", "-shm"] {
+                let mut stale = path.as_os_str().to_owned();
+                stale.push(suffix);
+                let stale = PathBuf::from(stale);
+                if stale.exists() {
+                    let mut aside = stale.as_os_str().to_owned();
+                    aside.push(".lost");
+                    std::fs::rename(&stale, PathBuf::from(aside)).map_err(|source| {
+                        StoreError::Create {
+                            path: stale.clone(),
+                            source,
+                        }
+                    })?;
+                }
+            }
+        }
         let store = Store::create_or_open(path)?;
         if let Some(head) = lost {
             store.db().append_audit(&audit::NewAuditEntry {

@@ -214,6 +214,42 @@ BEGIN
     SELECT RAISE(ABORT, 'audit log is append-only');
 END;
 "#,
+    // 9: bounded growth (store/upkeep.rs). The audit log's oldest rows may be pruned, but
+    // only below a checkpoint recorded first: the id and hash of the last pruned row, from
+    // which `verify` goes on. Checkpoints are append-only too. Rejected deliveries beyond
+    // the first few per reason and minute are counted in `rejection_tallies` (one row
+    // per reason, source and minute, updated in place) and audited as one row each.
+    r#"
+CREATE TABLE audit_checkpoints (
+    id        INTEGER PRIMARY KEY,
+    upto_id   INTEGER NOT NULL,
+    upto_hash TEXT    NOT NULL,
+    pruned    INTEGER NOT NULL CHECK (pruned >= 0),
+    at        INTEGER NOT NULL
+);
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'audit checkpoints are append-only');
+END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN
+    SELECT RAISE(ABORT, 'audit checkpoints are append-only');
+END;
+DROP TRIGGER audit_no_delete;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+WHEN OLD.id > COALESCE((SELECT MAX(upto_id) FROM audit_checkpoints), 0)
+BEGIN
+    SELECT RAISE(ABORT, 'audit log is append-only');
+END;
+CREATE TABLE rejection_tallies (
+    reason TEXT    NOT NULL,
+    source TEXT    NOT NULL,
+    minute INTEGER NOT NULL,
+    count  INTEGER NOT NULL CHECK (count >= 1),
+    PRIMARY KEY (reason, source, minute)
+);
+CREATE INDEX alert_outbox_published ON alert_outbox (published_at) WHERE published_at IS NOT NULL;
+"#,
 ];
 
 /// The version that made the audit log a hash chain: older rows are chained on open.

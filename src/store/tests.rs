@@ -94,9 +94,11 @@ fn open_creates_parent_dir_and_migrates_empty_db() {
             "alert_outbox",
             "attempts",
             "audit",
+            "audit_checkpoints",
             "bus_outbox",
             "cursors",
             "holds",
+            "rejection_tallies",
             "requests",
             "seen_events",
             "triggers"
@@ -1460,7 +1462,8 @@ fn audit_chain_of_appends_verifies() {
         AuditVerification {
             checked: 0,
             last_hash: GENESIS_HASH.to_owned(),
-            broken: None
+            broken: None,
+            from_checkpoint: None,
         }
     );
 

@@ -122,6 +122,15 @@ pub struct StateConfig {
     /// standby takes over within two lease periods of the leader stopping). Between 3s and
     /// 10m; 30s by default.
     pub lease: Duration,
+    /// How long seen events (the dedupe memory) and published alerts are kept: 14d to
+    /// 10y, 30d by default (`store::upkeep`).
+    pub retention: Duration,
+    /// How long audit entries are kept before they are pruned below a checkpoint: 90d to
+    /// 100y, 400d by default.
+    pub audit_retention: Duration,
+    /// The most the SQLite file may grow to (`PRAGMA max_page_count`): beyond it writes
+    /// fail as on a full disk, but the host's disk stays free. `None`: no cap.
+    pub max_size: Option<u64>,
 }
 
 impl Default for StateConfig {
@@ -130,12 +139,19 @@ impl Default for StateConfig {
         StateConfig {
             backend: StateBackend::Sqlite,
             lease: DEFAULT_LEASE,
+            retention: DEFAULT_RETENTION,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
+            max_size: None,
         }
     }
 }
 
 /// The default `[state] lease`.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The default `[state] retention`.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// The default `[state] audit_retention`.
+const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
 #[derive(Debug, Clone)]
 pub struct AlertsConfig {

@@ -85,6 +85,9 @@ pub struct RawState {
     pub backend: S<String>,
     pub table: S<String>,
     pub lease: S<String>,
+    pub retention: S<String>,
+    pub audit_retention: S<String>,
+    pub max_size: S<String>,
     /// A `backend` written with a wrong type does not also count as the default backend.
     #[serde(skip)]
     pub written: Written,

@@ -83,12 +83,14 @@ impl App {
         let (store, shared_state) = match &cfg.state.backend {
             crate::config::StateBackend::Sqlite => {
                 let path = cfg.daemon.state_path.clone();
+                let max_size = cfg.state.max_size;
                 let store = tokio::task::spawn_blocking(move || {
                     let store = if init {
                         crate::store::Store::open_init(&path)?
                     } else {
                         crate::store::Store::open(&path)?
                     };
+                    store.set_max_size(max_size)?;
                     StoreHandle::spawn(store)
                 })
                 .await

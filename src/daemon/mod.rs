@@ -33,6 +33,7 @@ pub mod health;
 pub mod policy;
 pub mod reconcile;
 mod standby;
+mod upkeep;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -507,6 +508,7 @@ fn spawn_loops(
         cancel.clone(),
     ));
     tracker.spawn(reconcile::reconcile_loop(shared.clone(), cancel.clone()));
+    tracker.spawn(upkeep::upkeep_loop(shared.clone(), cancel.clone()));
     let consuming = consume_events(
         app,
         shared.inventory.clone(),

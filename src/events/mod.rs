@@ -668,9 +668,11 @@ pub fn rejected_delivery_key(source: &str, delivery: &str) -> String {
     format!("rejected:{source}:{delivery}")
 }
 
-/// Records a rejected event in the audit log (the reason, never the body). With a
-/// `delivery` id, only its first rejection is recorded: `false` for a redelivery, which
-/// writes nothing.
+/// Records a rejected event (the reason, never the body): counted in its minute's tally,
+/// and audited one by one for the first few of the minute
+/// ([`crate::store::upkeep::INDIVIDUAL_REJECTIONS`]; the rest as one aggregate row when
+/// the minute is over). With a `delivery` id, an individually audited rejection is
+/// recorded once: `false` for its redelivery, which writes nothing.
 pub async fn audit_rejection(
     store: &StoreHandle,
     source: &str,
@@ -696,11 +698,19 @@ pub async fn audit_rejection(
         .call(move |s| {
             s.transaction(|db| {
                 if let Some(key) = &key
-                    && !db.mark_event_seen(key, &source, now)?
+                    && db.is_event_seen(key)?
                 {
                     return Ok(false);
                 }
-                db.append_audit(&entry)?;
+                // Beyond the first few of the minute: only the tally, no row per delivery
+                // (and no dedupe memory either), so a flood cannot fill the disk.
+                let n = db.tally_rejection(reason, &source, now)?;
+                if n <= crate::store::upkeep::INDIVIDUAL_REJECTIONS {
+                    if let Some(key) = &key {
+                        db.mark_event_seen(key, &source, now)?;
+                    }
+                    db.append_audit(&entry)?;
+                }
                 Ok(true)
             })
         })

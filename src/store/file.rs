@@ -11,8 +11,8 @@
 //!   unless asked to (`rotationd run --init`), and the new history's first audit entry
 //!   records the lost chain's head. It lives on the same disk, so it proves nothing against
 //!   someone who deletes the whole directory: that needs an anchor kept elsewhere.
-//! * **Write health.** [`WriteHealth`] remembers since when writes fail with a disk-level
-//!   error (full, read-only, I/O), so `/readyz` can say so after a grace period.
+//! * **Write health.** [`WriteHealth`] remembers since when writes keep failing with a
+//!   disk-level error (full, read-only, I/O), so `/readyz` can say so after a grace period.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -133,32 +133,35 @@ pub fn write_head(state: &Path, head: &ChainHead) -> std::io::Result<()> {
     std::fs::rename(&tmp, &path)
 }
 
-/// Since when the store's writes fail at the disk (full, read-only, I/O error), and the
-/// last such error; cleared by the next write that lands.
+/// Since when the store's writes fail at the disk (full, read-only, I/O error): a streak
+/// of such failures, over once none happened for [`QUIET`]. Successful writes do not end
+/// it: on a full disk, updates in place still land while every insert fails.
 #[derive(Debug, Default)]
 pub struct WriteHealth {
-    failing: Mutex<Option<(Instant, String)>>,
+    /// (first failure of the streak, last failure, last error)
+    failing: Mutex<Option<(Instant, Instant, String)>>,
 }
 
+/// How long without a disk failure ends a streak.
+pub const QUIET: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl WriteHealth {
-    pub(super) fn failed(&self, error: &str) {
+    pub(super) fn failed(&self, error: &str, now: Instant) {
         if let Ok(mut f) = self.failing.lock() {
-            match f.as_mut() {
-                Some((_, last)) => *last = error.to_string(),
-                None => *f = Some((Instant::now(), error.to_string())),
-            }
+            let since = match f.as_ref() {
+                Some((since, last, _)) if now.duration_since(*last) < QUIET => *since,
+                _ => now,
+            };
+            *f = Some((since, now, error.to_string()));
         }
     }
 
-    pub(super) fn wrote(&self) {
-        if let Ok(mut f) = self.failing.lock() {
-            *f = None;
-        }
-    }
-
-    /// Since when writes fail, with the last error: `None` while they land.
-    pub fn failing(&self) -> Option<(Instant, String)> {
-        self.failing.lock().ok().and_then(|f| f.clone())
+    /// Since when writes fail, with the last error: `None` once no failure happened for
+    /// [`QUIET`] (or never).
+    pub fn failing(&self, now: Instant) -> Option<(Instant, String)> {
+        let f = self.failing.lock().ok()?;
+        let (since, last, error) = f.as_ref()?;
+        (now.duration_since(*last) < QUIET).then(|| (*since, error.clone()))
     }
 }
 
@@ -266,16 +269,21 @@ mod tests {
     }
 
     #[test]
-    fn write_health_fails_from_the_first_error_until_a_write_lands() {
+    fn a_streak_of_write_failures_lasts_until_none_for_the_quiet_period() {
         let h = WriteHealth::default();
-        assert!(h.failing().is_none());
-        h.failed("disk full");
-        let (since, _) = h.failing().unwrap();
-        h.failed("disk still full");
-        let (again, last) = h.failing().unwrap();
-        assert_eq!(since, again, "the first failure dates the outage");
+        let t0 = Instant::now();
+        let s = std::time::Duration::from_secs;
+        assert!(h.failing(t0).is_none());
+        h.failed("disk full", t0);
+        h.failed("disk still full", t0 + s(20));
+        let (since, last) = h.failing(t0 + s(45)).unwrap();
+        assert_eq!(since, t0, "the first failure dates the streak");
         assert_eq!(last, "disk still full");
-        h.wrote();
-        assert!(h.failing().is_none());
+        assert!(
+            h.failing(t0 + s(50)).is_none(),
+            "30 s without a failure end it"
+        );
+        h.failed("disk full again", t0 + s(60));
+        assert_eq!(h.failing(t0 + s(61)).unwrap().0, t0 + s(60), "a new streak");
     }
 }

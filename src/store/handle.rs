@@ -75,7 +75,7 @@ impl StoreHandle {
 
     /// Since when writes fail at the disk (full, read-only, I/O), with the last error.
     pub fn write_failures(&self) -> Option<(std::time::Instant, String)> {
-        self.writes.failing()
+        self.writes.failing(std::time::Instant::now())
     }
 
     /// Runs `f` on the store thread and returns its result. A panic in `f`
@@ -93,7 +93,6 @@ impl StoreHandle {
         let (reply, result) = oneshot::channel();
         let writes = self.writes.clone();
         let job: Job = Box::new(move |store| {
-            let changes = store.total_changes();
             // With the DynamoDB backend the job first reads what other instances wrote,
             // and its writes reach the shared log before it returns (Store::job).
             let mut tries = 0;
@@ -113,10 +112,10 @@ impl StoreHandle {
                     out => break out,
                 }
             };
-            match &out {
-                Err(e) if is_disk_error(e) => writes.failed(&e.to_string()),
-                Ok(_) if store.total_changes() != changes => writes.wrote(),
-                _ => {}
+            if let Err(e) = &out
+                && is_disk_error(e)
+            {
+                writes.failed(&e.to_string(), std::time::Instant::now());
             }
             // The caller may have stopped waiting (its task was cancelled);
             // the work is done either way.

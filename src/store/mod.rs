@@ -554,10 +554,21 @@ impl Store {
         }
     }
 
-    /// How many rows this connection's statements changed since it opened: a job that
-    /// moved it wrote something.
-    fn total_changes(&self) -> u64 {
-        self.conn.total_changes()
+    /// Caps the file at about `bytes` (`[state] max_size`): past it, writes fail as on a
+    /// full disk (`SQLITE_FULL`). SQLite never sets the cap below the file's size.
+    pub fn set_max_size(&self, bytes: Option<u64>) -> StoreResult<()> {
+        let Some(bytes) = bytes else {
+            return Ok(());
+        };
+        let op = "cap the state database's size";
+        let page: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .map_err(query(op))?;
+        let pages = i64::try_from(bytes).unwrap_or(i64::MAX) / page.max(1);
+        self.conn
+            .pragma_update(None, "max_page_count", pages.max(1))
+            .map_err(query(op))
     }
 
     /// The file this store opened (device and inode); `None` in memory.

@@ -6,7 +6,9 @@ use std::time::Duration;
 use crate::config::checks::{Outside, check_table_name, duration, minutes, written_in_range};
 use crate::config::diag::Diagnostics;
 use crate::config::raw::RawState;
-use crate::config::{DEFAULT_LEASE, StateBackend, StateConfig};
+use crate::config::{
+    DEFAULT_AUDIT_RETENTION, DEFAULT_LEASE, DEFAULT_RETENTION, StateBackend, StateConfig,
+};
 
 /// `[state]`, validated; `span` is its header's. A value written with a wrong type has been
 /// reported already and is left out of the cross-field checks.
@@ -82,10 +84,87 @@ pub(crate) fn state(diags: &mut Diagnostics, span: Range<usize>, s: &RawState) -
         // Errors already recorded when dynamodb lacks its table.
         _ => StateBackend::Sqlite,
     };
+    let day = |d: u64| Duration::from_secs(d * 86_400);
+    let retention = kept(
+        diags,
+        &s.retention,
+        "retention",
+        DEFAULT_RETENTION,
+        day(14)..=day(3650),
+        "14d (longer than SQS keeps a message) to 10y; 30d is the default",
+    );
+    let audit_retention = kept(
+        diags,
+        &s.audit_retention,
+        "audit_retention",
+        DEFAULT_AUDIT_RETENTION,
+        day(90)..=day(36500),
+        "90d to 100y; 400d (a year of evidence and a quarter) is the default",
+    );
+    let max_size = s.max_size.as_ref().and_then(|v| match parse_size(v.get_ref()) {
+        Some(n) if n >= MIN_MAX_SIZE => {
+            if matches!(backend, StateBackend::Dynamodb { .. }) {
+                diags.warning(v.span(), "`max_size` only applies to the sqlite backend and is ignored with dynamodb; remove it");
+            }
+            Some(n)
+        }
+        _ => {
+            diags.error(
+                v.span(),
+                format!(
+                    "invalid max_size `{}`: use a size of at least 64KiB in KiB, MiB or GiB, like max_size = \"256MiB\"",
+                    v.get_ref()
+                ),
+            );
+            None
+        }
+    });
     StateConfig {
         backend,
         lease: if in_range { lease } else { DEFAULT_LEASE },
+        retention,
+        audit_retention,
+        max_size,
     }
+}
+
+/// The smallest `max_size` accepted: below it not even the schema fits.
+const MIN_MAX_SIZE: u64 = 64 * 1024;
+
+/// `key`'s duration, checked against `range` (`hint` says what is allowed); `default`
+/// when absent or invalid (the error is recorded).
+fn kept(
+    diags: &mut Diagnostics,
+    key: &crate::config::raw::S<String>,
+    name: &str,
+    default: Duration,
+    range: std::ops::RangeInclusive<Duration>,
+    hint: &str,
+) -> Duration {
+    let value = duration(diags, key, name, default);
+    let text = key.as_ref().map_or("", |v| v.get_ref());
+    if written_in_range(diags, key, value, range, |_| {
+        format!("{name} `{text}` is out of range: use {hint}")
+    }) {
+        value
+    } else {
+        default
+    }
+}
+
+/// `64KiB`, `256MiB`, `2GiB`: bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let unit = match unit.trim() {
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(unit)
 }
 
 #[cfg(test)]
@@ -126,6 +205,7 @@ mod tests {
                     table: "rotationd-state".into()
                 },
                 lease: Duration::from_secs(45),
+                ..StateConfig::default()
             }
         );
         assert!(warnings_of(&src).is_empty());
@@ -313,5 +393,40 @@ mod tests {
             errs[0].contains("expected one of: aws, account, daemon, state, alerts,"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn retention_and_the_size_cap_are_checked() {
+        let (cfg, _) = Config::from_source(
+            Path::new("t.toml"),
+            &state_section("retention = \"60d\"\naudit_retention = \"2y\"\nmax_size = \"256MiB\""),
+        )
+        .unwrap();
+        assert_eq!(cfg.state.retention, Duration::from_secs(60 * 86_400));
+        assert_eq!(cfg.state.max_size, Some(256 << 20));
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(
+            (
+                cfg.state.retention,
+                cfg.state.audit_retention,
+                cfg.state.max_size
+            ),
+            (
+                Duration::from_secs(30 * 86_400),
+                Duration::from_secs(400 * 86_400),
+                None
+            )
+        );
+        assert_eq!(
+            errors(&state_section(
+                "retention = \"7d\"\naudit_retention = \"30d\"\nmax_size = \"1MB\""
+            )),
+            [
+                "t.toml:11:13: error: retention `7d` is out of range: use 14d (longer than SQS keeps a message) to 10y; 30d is the default",
+                "t.toml:12:19: error: audit_retention `30d` is out of range: use 90d to 100y; 400d (a year of evidence and a quarter) is the default",
+                "t.toml:13:12: error: invalid max_size `1MB`: use a size of at least 64KiB in KiB, MiB or GiB, like max_size = \"256MiB\"",
+            ]
+        );
+        assert_eq!(errors(&state_section("max_size = \"32KiB\"")).len(), 1);
     }
 }

@@ -44,7 +44,7 @@ impl Node {
             &format!("127.0.0.1:{port}"),
         );
         let config = env.dir.path().join(format!("{name}.toml"));
-        std::fs::write(&config, text).unwrap();
+        common::rotationd::write_config(&config, &text);
         config
     }
 

@@ -125,9 +125,9 @@ async fn an_outage_keeps_rotationd_up_and_its_alert_is_delivered_once_afterwards
             .schedule(&format!("{} {} * * *", boundary.minute(), boundary.hour()))
             .window("1h"),
     );
-    std::fs::write(
+    common::rotationd::write_config(
         &config,
-        format!(
+        &format!(
             r#"[aws]
 region = "us-east-1"
 endpoint_url = "{endpoint}"
@@ -143,8 +143,7 @@ unreachable_after = "1s"
             db = db.display(),
             body = body.render(),
         ),
-    )
-    .unwrap();
+    );
     let mut daemon = Daemon(
         Command::new(env!("CARGO_BIN_EXE_rotationd"))
             .arg("--config")

@@ -207,8 +207,9 @@ async fn a_secret_value_never_leaves_aws_and_the_state_is_owner_only() {
 }
 
 /// The review's symlinked `state_path` was followed and the file it named chmodded; a
-/// state directory others can write lets them delete or replace the history. Both are
-/// refused, with what to do, and nothing is touched.
+/// state directory others can write lets them delete or replace the history; a config
+/// file others can write lets them redirect the daemon. All are refused, with what to do,
+/// and nothing is touched.
 #[tokio::test]
 async fn a_symlinked_state_file_or_a_shared_state_directory_is_refused() {
     let name = moto::unique_name("sec/unsafe");
@@ -251,6 +252,31 @@ async fn a_symlinked_state_file_or_a_shared_state_directory_is_refused() {
     // Owner-only, it opens.
     let o = env.cli(&["status"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // A config file the group may write decides what rotationd rotates and where it
+    // reports: the daemon refuses it (validate warns), and runs once it is owner-only.
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let o = env.cli(&["run"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refusing to run")
+            && stderr(&o).contains("writable by its group (mode 664)")
+            && stderr(&o).contains("chmod go-w"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.cli(&["validate"]);
+    assert!(
+        o.status.success() && stderr(&o).contains("warning: config file"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (mut daemon, _) = env.daemon_ready(&[]).await;
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
 }
 
 /// The review deleted `state.db` under the running daemon: `/readyz` stayed ready, the

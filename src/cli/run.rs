@@ -13,6 +13,9 @@ use super::{CliError, load_config, runtime};
 /// Runs [`crate::daemon::run`] on its own runtime until a shutdown signal; `init`: start a
 /// new state database over a lost one (`--init`).
 pub fn run(path: &Path, init: bool) -> Result<(), CliError> {
+    if let Some(why) = crate::config::writable_by_others(path) {
+        return Err(CliError::Failed(format!("refusing to run: {why}")));
+    }
     let cfg = load_config(path)?;
     runtime()?.block_on(async move {
         // Installed before anything else runs: a SIGTERM that arrives while the daemon is

@@ -456,6 +456,28 @@ pub struct SelectorConfig {
     pub settings: SecretSettings,
 }
 
+/// Whoever can write the config file decides what rotationd rotates, when, and where it
+/// reports: like sshd with its key files, the daemon refuses a file that its group or
+/// others may write (`None` when the file is owner-writable only, or cannot be read: the
+/// read itself then says why).
+pub fn writable_by_others(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o022 != 0).then(|| {
+        format!(
+            "config file {} is writable by {} (mode {:o}); whoever can write it decides what rotationd rotates and where it reports: chmod go-w {}",
+            path.display(),
+            match (mode & 0o020 != 0, mode & 0o002 != 0) {
+                (true, true) => "group and others",
+                (true, false) => "its group",
+                _ => "others",
+            },
+            mode & 0o7777,
+            path.display()
+        )
+    })
+}
+
 impl Config {
     /// Reads and validates the file at `path`. Warnings are returned alongside a valid config.
     pub fn load(path: &Path) -> Result<(Config, Diagnostics), ConfigError> {

@@ -352,6 +352,15 @@ impl Daemon {
     /// Reads and validates the config file again: the new config, or `None` (every
     /// problem logged, the failure counted).
     fn load(&self) -> Option<Config> {
+        if let Some(why) = crate::config::writable_by_others(&self.path) {
+            self.metrics
+                .config_reloads_total
+                .with_label_values(&["failure"])
+                .inc();
+            tracing::error!("{why}");
+            tracing::error!("reload refused; the previous configuration stays in force");
+            return None;
+        }
         match Config::load(&self.path) {
             Ok((new, warnings)) => {
                 for w in warnings.warnings() {

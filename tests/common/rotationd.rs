@@ -136,6 +136,14 @@ pub async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<String> {
 }
 
 /// A free loopback port (bound, read, released).
+/// Writes a config file as an operator would: owner-only, whatever the umask, since
+/// `rotationd run` refuses a config others may write.
+pub fn write_config(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -178,7 +186,7 @@ notify_topic_arn = "{notify_topic}"
             endpoint = moto.endpoint(),
             state = dir.path().join("state.db").display(),
         );
-        std::fs::write(&config, text).unwrap();
+        write_config(&config, &text);
         Env {
             moto,
             dir,

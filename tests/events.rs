@@ -118,6 +118,7 @@ async fn a_departure_rotates_what_the_user_could_reach_once() {
     let alice_group = moto::unique_name("ev/alice-group");
     let bob_only = moto::unique_name("ev/bob-only");
     let carol = moto::unique_name("ev/carol");
+    let erin = moto::unique_name("ev/erin");
     let body = Body::new()
         .with(
             table("[[group]]")
@@ -127,13 +128,14 @@ async fn a_departure_rotates_what_the_user_could_reach_once() {
         .with(secret(&alice_direct).custodians(["alice"]))
         .with(secret(&alice_group).custodians(["group:dba"]))
         .with(secret(&bob_only).custodians(["bob"]))
-        .with(secret(&carol).custodians(["carol"]));
+        .with(secret(&carol).custodians(["carol"]))
+        .with(secret(&erin).custodians(["erin"]));
     let env = Env::new("departure", &body.render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "departure").await;
     // moto's put_events leaves `account` out of the envelope (EventBridge always sets
     // it), so this test accepts any account; the hostile test covers the filter.
     add_events(&env, &queue_url, &bus, "");
-    for s in [&alice_direct, &alice_group, &bob_only, &carol] {
+    for s in [&alice_direct, &alice_group, &bob_only, &carol, &erin] {
         env.rotatable_secret(s).await;
     }
     let o = env.cli(&["setup-events"]);
@@ -146,6 +148,17 @@ async fn a_departure_rotates_what_the_user_could_reach_once() {
     let event = iam_delete_user("alice", "5c6a1f0e-0000-4000-8000-00000000a11c");
     send(&env, &queue_url, &event).await;
     send(&env, &queue_url, &event).await;
+    // erin's departure claims to happen 20 hours from now: an event time is evidence, not
+    // authority, and the SLA counts from the receipt.
+    let mut future: serde_json::Value = serde_json::from_str(&iam_delete_user(
+        "erin",
+        "5c6a1f0e-0000-4000-8000-0000000e0e11",
+    ))
+    .unwrap();
+    let ahead = (chrono::Utc::now() + chrono::Duration::hours(20)).to_rfc3339();
+    future["time"] = json!(ahead);
+    future["detail"]["eventTime"] = json!(ahead);
+    send(&env, &queue_url, &future.to_string()).await;
     let eb = aws_sdk_eventbridge::Client::new(&moto::sdk_config(&env.moto.endpoint()));
     eb.put_events()
         .entries(
@@ -163,7 +176,7 @@ async fn a_departure_rotates_what_the_user_could_reach_once() {
     let done = env
         .eventually(Duration::from_secs(60), || {
             let n = count(&env, "SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'departure' AND state = 'succeeded'");
-            (n >= 3).then_some(n)
+            (n >= 4).then_some(n)
         })
         .await;
     // The duplicate was received, and everything on the queue handled: had it been taken
@@ -171,7 +184,7 @@ async fn a_departure_rotates_what_the_user_could_reach_once() {
     let received = env
         .eventually(Duration::from_secs(30), || {
             let m = env.metrics();
-            m.contains("rotationd_events_received_total{kind=\"departure\",source=\"sqs\"} 3")
+            m.contains("rotationd_events_received_total{kind=\"departure\",source=\"sqs\"} 4")
                 .then_some(())
         })
         .await;
@@ -182,7 +195,7 @@ async fn a_departure_rotates_what_the_user_could_reach_once() {
         &env.db(),
         "SELECT action || ' ' || outcome || ' ' || COALESCE(reason, '') || ' ' || COALESCE(detail, '') FROM audit",
     );
-    assert_eq!(done, Some(3), "departures did not rotate: {audit:#?}");
+    assert_eq!(done, Some(4), "departures did not rotate: {audit:#?}");
     assert!(
         received.is_some() && settled,
         "not all handled: {metrics}\n{audit:#?}"
@@ -209,8 +222,23 @@ async fn a_departure_rotates_what_the_user_could_reach_once() {
         (86_390..=86_400).contains(&deadline),
         "deadline {deadline}s after the event"
     );
+    let (erin_deadline, clamped): (i64, i64) = env
+        .db()
+        .query_row(
+            "SELECT deadline - created_at, \
+             (SELECT COUNT(*) FROM audit WHERE json_extract(detail, '$.event_time_in_future') = ?2) \
+             FROM triggers WHERE kind = 'departure' AND secret = ?1",
+            [&erin, &ahead],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
     assert!(
-        metrics.contains("rotationd_events_received_total{kind=\"departure\",source=\"sqs\"} 3"),
+        (86_390..=86_400).contains(&erin_deadline),
+        "a departure dated 20 h ahead got a deadline {erin_deadline}s after its receipt"
+    );
+    assert_eq!(clamped, 1, "the future event time is recorded: {audit:#?}");
+    assert!(
+        metrics.contains("rotationd_events_received_total{kind=\"departure\",source=\"sqs\"} 4"),
         "{metrics}"
     );
     // The queue is drained: everything handled was deleted.
@@ -683,6 +711,14 @@ async fn a_compromise_rotates_at_once_and_pages_security() {
     .unwrap();
     abandoned["detail"]["eventName"] = json!("RotationAbandoned");
     send(&env, &queue_url, &abandoned.to_string()).await;
+    // A compromise of a secret rotationd does not manage: nothing to rotate, but Security
+    // hears of it all the same.
+    let unmanaged =
+        format!("arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:elsewhere/db-AbCdEf");
+    let mut other = event.clone();
+    other["id"] = json!("e9000000-0000-4000-8000-0000000e15e1");
+    other["detail"]["secret"] = json!(unmanaged);
+    send(&env, &queue_url, &other.to_string()).await;
     let done = env
         .eventually(Duration::from_secs(60), || {
             let n = count(&env, "SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'compromise' AND state = 'succeeded'");
@@ -696,7 +732,9 @@ async fn a_compromise_rotates_at_once_and_pages_security() {
             .iter()
             .filter_map(|(_, m)| m["kind"].as_str())
             .collect();
-        if kinds.contains(&"breach_suspected") && kinds.contains(&"rotation_abandoned") {
+        if kinds.iter().filter(|k| **k == "breach_suspected").count() == 2
+            && kinds.contains(&"rotation_abandoned")
+        {
             break;
         }
     }
@@ -715,10 +753,26 @@ async fn a_compromise_rotates_at_once_and_pages_security() {
     assert_eq!(abandoned[0].1["severity"], "P2");
     let breach: Vec<_> = messages
         .iter()
-        .filter(|(_, m)| m["kind"] == "breach_suspected")
+        .filter(|(_, m)| m["kind"] == "breach_suspected" && m["secret"]["name"] == name.as_str())
         .collect();
     assert_eq!(breach.len(), 1, "{messages:?}");
     assert_eq!(breach[0].0, format!("[P1] breach_suspected {name}"));
+    let elsewhere: Vec<_> = messages
+        .iter()
+        .filter(|(_, m)| {
+            m["kind"] == "breach_suspected" && m["secret"]["name"] == unmanaged.as_str()
+        })
+        .collect();
+    assert_eq!(elsewhere.len(), 1, "{messages:?}");
+    assert!(
+        elsewhere[0].1["error"]
+            .as_str()
+            .unwrap()
+            .contains("not managed by rotationd"),
+        "{:?}",
+        elsewhere[0].1
+    );
+    assert_eq!(elsewhere[0].1["ticket"], "INC-9001");
     assert_eq!(breach[0].1["ticket"], "INC-9001");
     assert_eq!(breach[0].1["reason"], "key pasted in a public gist");
     let ticket: String = env
@@ -738,16 +792,21 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
     let names: Vec<String> = (0..4)
         .map(|i| moto::unique_name(&format!("ev/storm{i}")))
         .collect();
-    let body = Body::new().with_all(names.iter().map(|n| secret(n).custodians(["henry"])));
+    let exposed = moto::unique_name("ev/storm-exposed");
+    let body = Body::new()
+        .with_all(names.iter().map(|n| secret(n).custodians(["henry"])))
+        .with(secret(&exposed));
     let env = Env::new("storm", &body.render()).await;
     let (queue_url, bus) = queue_and_bus(&env, "storm").await;
     add_events(
         &env,
         &queue_url,
         &bus,
-        &format!("{ALLOW_ACCOUNT}\nmax_event_rotations_per_hour = 2"),
+        &format!(
+            "{ALLOW_ACCOUNT}\nmax_event_rotations_per_hour = 2\n[[events.compromise]]\nsource = \"com.example.security\"\ndetail_type = \"Credential Exposed\"\nsecret_pointer = \"/detail/secret\"\n"
+        ),
     );
-    for n in &names {
+    for n in names.iter().chain([&exposed]) {
         env.rotatable_secret(n).await;
     }
     let mut daemon = env.daemon(&[]);
@@ -795,6 +854,24 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
         ),
         2
     );
+    // A compromise is never held by the pause.
+    let compromise = json!({
+        "version": "0", "id": "e9000000-0000-4000-8000-00000057c0de",
+        "detail-type": "Credential Exposed", "source": "com.example.security",
+        "account": ACCOUNT, "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+        "detail": { "secret": arn_of(&env, &exposed).await, "ticket": "INC-9002", "reason": "leaked during a storm" }
+    });
+    send(&env, &queue_url, &compromise.to_string()).await;
+    let exposed_rotated = env
+        .eventually(Duration::from_secs(60), || {
+            (env.rotations_by_rotationd(&exposed) == 1).then_some(())
+        })
+        .await;
+    assert!(
+        exposed_rotated.is_some(),
+        "the storm guard held a compromise"
+    );
+    assert_eq!(rotated(&env), 2, "the departures stay paused");
 
     // The guard counts the attempts started since the resume in whole seconds: resume in
     // a later second than the allowed two started in, or they would count against it.

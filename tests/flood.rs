@@ -19,7 +19,13 @@ use common::rotationd::{Env, http_get, metric, rows, terminate};
 
 const FLOOD: usize = 100_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+/// Messages on the queue, visible or in flight.
+async fn backlog(env: &Env, queue_url: &str) -> u64 {
+    let (visible, in_flight) = common::events::left_on_queue(env, queue_url).await;
+    visible.parse::<u64>().unwrap_or(0) + in_flight.parse::<u64>().unwrap_or(0)
+}
+
+#[tokio::test]
 async fn a_garbage_flood_on_a_small_state_disk_does_not_stop_a_real_departure() {
     let name = moto::unique_name("flood/db");
     let body = Body::new().with(secret(&name).custodians(["zed"]));
@@ -31,37 +37,38 @@ async fn a_garbage_flood_on_a_small_state_disk_does_not_stop_a_real_departure() 
     env.rotatable_secret(&name).await;
     let (mut daemon, log_path) = env.daemon_ready(&[]).await;
 
-    // The flood: ten senders, batches of ten; bodies of several kinds of garbage.
-    let mut senders = tokio::task::JoinSet::new();
-    for sender in 0..10 {
-        let sqs = env.sqs.clone();
-        let url = queue_url.clone();
-        senders.spawn(async move {
-            for batch in 0..FLOOD / 100 {
-                let mut req = sqs.send_message_batch().queue_url(&url);
-                for i in 0..10 {
-                    let n = (sender * FLOOD / 10) + batch * 10 + i;
-                    let body = match n % 3 {
-                        0 => format!("not json {n}"),
-                        1 => format!(r#"{{"version":"0","id":"g-{n}","source":"x"}}"#),
-                        _ => format!(r#"{{"detail-type":"Nope","source":"aws.iam","id":"n-{n}","detail":{{}}}}"#),
-                    };
-                    req = req.entries(
-                        aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                            .id(i.to_string())
-                            .message_body(body)
-                            .build()
-                            .unwrap(),
-                    );
-                }
-                let r = req.send().await.unwrap();
-                assert!(r.failed().is_empty(), "{:?}", r.failed());
+    // The flood, in batches of ten, of several kinds of garbage. Paced to keep the backlog
+    // near a thousand messages: moto's SQS slows down with the length of the queue (a
+    // send to a queue of 6,000 takes seconds), which would make this a test of moto.
+    let started = std::time::Instant::now();
+    for batch in 0..FLOOD / 10 {
+        if batch % 20 == 0 {
+            while backlog(&env, &queue_url).await > 1_000 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-        });
+        }
+        let mut req = env.sqs.send_message_batch().queue_url(&queue_url);
+        for i in 0..10 {
+            let n = batch * 10 + i;
+            let body = match n % 3 {
+                0 => format!("not json {n}"),
+                1 => format!(r#"{{"version":"0","id":"g-{n}","source":"x"}}"#),
+                _ => format!(
+                    r#"{{"detail-type":"Nope","source":"aws.iam","id":"n-{n}","detail":{{}}}}"#
+                ),
+            };
+            req = req.entries(
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .message_body(body)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let r = req.send().await.unwrap();
+        assert!(r.failed().is_empty(), "{:?}", r.failed());
     }
-    while let Some(r) = senders.join_next().await {
-        r.unwrap();
-    }
+    eprintln!("flood of {FLOOD} sent in {:?}", started.elapsed());
     // Then the real departure, behind all of it.
     send(
         &env,
@@ -90,10 +97,12 @@ async fn a_garbage_flood_on_a_small_state_disk_does_not_stop_a_real_departure() 
         "the departure was not rotated:\n{}",
         log.lines().rev().take(40).collect::<Vec<_>>().join("\n")
     );
+    // Deliveries are counted: SQS is at-least-once (and moto hands the odd message to two
+    // concurrent receives), so a few of the flood may be counted twice, none not at all.
     let rejected = metric(&metrics, "rotationd_events_rejected_total", &[]);
-    assert_eq!(
-        rejected, FLOOD as f64,
-        "every garbage delivery counted once"
+    assert!(
+        rejected >= FLOOD as f64 && rejected <= FLOOD as f64 * 1.01,
+        "{rejected} rejections counted for {FLOOD} garbage messages"
     );
     // Audited: a few one by one per reason and minute, the rest in aggregate rows whose
     // counts add up.
@@ -121,9 +130,9 @@ async fn a_garbage_flood_on_a_small_state_disk_does_not_stop_a_real_departure() 
         "{individual} rejections audited one by one"
     );
     assert_eq!(
-        individual + in_aggregates + pending,
-        FLOOD as i64,
-        "audited rows and tallies account for every rejection"
+        (individual + in_aggregates + pending) as f64,
+        rejected,
+        "audited rows and tallies account for every rejection counted"
     );
     let size = std::fs::metadata(env.dir.path().join("state.db"))
         .unwrap()

@@ -221,11 +221,8 @@ async fn sighup_with_each_broken_fixture_keeps_the_old_config() {
 
     // Positive control: the good config plus a second secret is applied, and the same
     // signals that stayed put above move.
-    std::fs::write(
-        &env.config,
-        format!("{good}{}", secret_entry(&added, &schedule).render()),
-    )
-    .unwrap();
+    let applied = format!("{good}{}", secret_entry(&added, &schedule).render());
+    std::fs::write(&env.config, &applied).unwrap();
     hup(&daemon);
     let text = metrics_until(&env, Duration::from_secs(20), |t| {
         reloads(t, "success") == 1.0
@@ -269,6 +266,33 @@ async fn sighup_with_each_broken_fixture_keeps_the_old_config() {
         }
     }
     assert!(missing.is_empty(), "not logged:\n{}", missing.join("\n"));
+
+    // Every reload is in the audit log: the refused ones, and the applied one with the
+    // old and new file hashes and the one section that changed.
+    let sha = |t: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(t.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let rows = common::rotationd::rows(
+        &env.db(),
+        "SELECT outcome || ' ' || detail FROM audit WHERE action = 'config' ORDER BY id",
+    );
+    assert_eq!(rows.len(), broken.len() + 1, "{rows:#?}");
+    assert!(
+        rows[..broken.len()]
+            .iter()
+            .all(|r| r.starts_with("refused ")),
+        "{rows:#?}"
+    );
+    let (outcome, detail) = rows[broken.len()].split_once(' ').unwrap();
+    let detail: serde_json::Value = serde_json::from_str(detail).unwrap();
+    assert_eq!(outcome, "ok");
+    assert_eq!(detail["old_sha256"], sha(&good));
+    assert_eq!(detail["new_sha256"], sha(&applied));
+    assert_eq!(detail["changed_sections"], serde_json::json!(["secret"]));
     eprintln!(
         "{} broken fixtures reloaded in {:?}",
         broken.len(),

@@ -97,8 +97,16 @@ pub fn subject(severity: &str, kind: &str, secret: Option<&str>) -> String {
 }
 
 /// What rotationd has already done by the time this alert goes out, per kind.
-fn already_done(kind: &str) -> &'static str {
+fn already_done(kind: &str, doc: &Value) -> &'static str {
+    let unmanaged = doc
+        .get("details")
+        .and_then(|d| d.get("rotation"))
+        .and_then(Value::as_str)
+        .is_some_and(|r| r.starts_with("none"));
     match kind {
+        "breach_suspected" if unmanaged => {
+            "Nothing to rotate: the secret is not managed by rotationd. Recorded the report in the audit log."
+        }
         "rotation_failed" => {
             "Ended the rotation attempt at the failed stage, recorded it in the audit log and put the secret on hold: no planned rotation starts until someone has looked and lifted the hold with rotationd resume --secret (a departure or a compromise still rotates it). It never rotates over an AWSPENDING the failure left."
         }
@@ -134,6 +142,9 @@ fn already_done(kind: &str) -> &'static str {
         "native_schedule_drift" => "Changed nothing: it reports ([policy] native_schedule).",
         "approval_requested" => "Recorded the request; nothing rotates until an L3 approves it.",
         "approval_overdue" => "Kept the request waiting; it closes at its deadline.",
+        "state_lost" => {
+            "Stopped rotating and reacting (events stay on the queue); sent this directly, as the outbox was in the lost file."
+        }
         _ => "Recorded it in the audit log.",
     }
 }
@@ -232,7 +243,7 @@ pub fn email(doc: &Value) -> String {
     }
     t.push_str(&format!(
         "\nWhat rotationd already did:\n  {}\n",
-        already_done(kind)
+        already_done(kind, doc)
     ));
     if let Some(list) = doc
         .get("details")
@@ -335,7 +346,7 @@ pub fn chat(doc: &Value) -> Value {
     if let Some(e) = str_of(doc, "error") {
         d.push_str(&format!("*Error:* `{}`\n", clip(e, 1000).replace('`', "'")));
     }
-    d.push_str(&format!("*Done already:* {}\n", already_done(kind)));
+    d.push_str(&format!("*Done already:* {}\n", already_done(kind, doc)));
     let mut next: Vec<String> = doc
         .get("runbook")
         .and_then(Value::as_array)

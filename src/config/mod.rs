@@ -45,6 +45,8 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/rotationd/rotationd.toml";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
+    /// The SHA-256 of the file's text (hex): what a reload's audit entry records.
+    pub source_sha256: String,
     pub aws: AwsConfig,
     /// The `[[account]]`s, in file order. Empty when the file has none: rotationd then works
     /// on one implicit account, with its own credentials and `[aws] region`.
@@ -479,6 +481,75 @@ pub fn writable_by_others(path: &Path) -> Option<String> {
 }
 
 impl Config {
+    /// The sections whose validated values differ between `self` and `new` (the file's
+    /// comments and layout aside): what a reload's audit entry names. Compared through
+    /// their `Debug` form, which covers every field.
+    pub fn changed_sections(&self, new: &Config) -> Vec<&'static str> {
+        let sections: [(&'static str, String, String); 12] = [
+            ("aws", format!("{:?}", self.aws), format!("{:?}", new.aws)),
+            (
+                "account",
+                format!("{:?}", self.accounts),
+                format!("{:?}", new.accounts),
+            ),
+            (
+                "daemon",
+                format!("{:?}", self.daemon),
+                format!("{:?}", new.daemon),
+            ),
+            (
+                "state",
+                format!("{:?}", self.state),
+                format!("{:?}", new.state),
+            ),
+            (
+                "alerts",
+                format!("{:?}", self.alerts),
+                format!("{:?}", new.alerts),
+            ),
+            (
+                "events",
+                format!("{:?}", self.events),
+                format!("{:?}", new.events),
+            ),
+            (
+                "requests",
+                format!("{:?}", self.requests),
+                format!("{:?}", new.requests),
+            ),
+            (
+                "policy",
+                format!("{:?}", self.policy),
+                format!("{:?}", new.policy),
+            ),
+            (
+                "group",
+                format!("{:?}", self.groups),
+                format!("{:?}", new.groups),
+            ),
+            (
+                "dependent",
+                format!("{:?}", self.dependents),
+                format!("{:?}", new.dependents),
+            ),
+            (
+                "secret",
+                format!("{:?}", self.secrets),
+                format!("{:?}", new.secrets),
+            ),
+            (
+                "selector",
+                format!("{:?}", self.selectors),
+                format!("{:?}", new.selectors),
+            ),
+        ];
+        sections
+            .into_iter()
+            .filter(|(_, old, new)| old != new)
+            .map(|(name, ..)| name)
+            .collect()
+    }
+
     /// Reads and validates the file at `path`. Warnings are returned alongside a valid config.
     pub fn load(path: &Path) -> Result<(Config, Diagnostics), ConfigError> {
         let source = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -495,6 +566,13 @@ impl Config {
             Some(cfg) if !diags.has_errors() => Ok((
                 Config {
                     path: path.to_path_buf(),
+                    source_sha256: {
+                        use sha2::{Digest, Sha256};
+                        Sha256::digest(source.as_bytes())
+                            .iter()
+                            .map(|b| format!("{b:02x}"))
+                            .collect()
+                    },
                     ..cfg
                 },
                 diags,
@@ -592,6 +670,7 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         .map(|(span, r)| sections::requests::requests(diags, span, r, events.as_ref()));
     Some(Config {
         path: PathBuf::new(),
+        source_sha256: String::new(),
         aws,
         accounts,
         daemon,

@@ -329,7 +329,16 @@ impl Daemon {
             return Ok(role);
         }
         health::notify_reloading();
-        let Some(new) = self.load() else {
+        let store = match &role {
+            State::Leading(g) => Some(g.store.clone()),
+            State::Standby(s) => Some(s.app.store.clone()),
+            State::Stopping => None,
+        };
+        let loaded = self.load();
+        if let Some(store) = &store {
+            audit_reload(store, &self.cfg, loaded.as_ref()).await;
+        }
+        let Some(new) = loaded else {
             notify(&[
                 sd_notify::NotifyState::Ready,
                 sd_notify::NotifyState::Status("running; the last reload failed, see the log"),
@@ -424,6 +433,38 @@ impl Daemon {
             fenced,
             renew_at,
         }
+    }
+}
+
+/// The audit entry of a reload: the old and new file hashes and the sections that changed,
+/// or a refusal. A store that does not answer is logged: the reload goes on regardless
+/// (the new policy is in the file either way).
+async fn audit_reload(store: &StoreHandle, old: &Config, new: Option<&Config>) {
+    use crate::store::audit::{Action, NewAuditEntry, Outcome};
+    let entry = NewAuditEntry {
+        at: Clock::from_env().now(),
+        actor: "rotationd".into(),
+        action: Action::Config,
+        secret: None,
+        ticket: None,
+        reason: Some(match new {
+            Some(_) => "configuration reloaded".into(),
+            None => "configuration reload refused (invalid or unsafe file; see the log)".into(),
+        }),
+        outcome: if new.is_some() {
+            Outcome::Ok
+        } else {
+            Outcome::Refused
+        },
+        detail: Some(serde_json::json!({
+            "path": old.path.display().to_string(),
+            "old_sha256": old.source_sha256,
+            "new_sha256": new.map(|n| n.source_sha256.clone()),
+            "changed_sections": new.map(|n| old.changed_sections(n)),
+        })),
+    };
+    if let Err(e) = store.call(move |s| s.db().append_audit(&entry)).await {
+        tracing::warn!(error = %e, "cannot audit the configuration reload");
     }
 }
 

@@ -19,9 +19,11 @@
 //! - RotationAbandoned: P2 `rotation_abandoned`, and the secret is held.
 //!   RotationStarted/Succeeded: audited.
 //! - Departure of a user: a `departure` trigger for every secret the user could reach
-//!   (custodians, directly or through `[[group]]`), deadline = event time +
-//!   `departure_sla`; it runs in the secret's next window if that window ends before the
-//!   deadline, otherwise at once.
+//!   (custodians, directly or through `[[group]]`), deadline = min(event time, receipt
+//!   time) + `departure_sla` (an event time is evidence, not authority: one more than
+//!   [`FUTURE_SKEW`] ahead of its receipt is recorded and clamped to the receipt); it runs
+//!   in the secret's next window if that window ends before the deadline, otherwise at
+//!   once.
 //! - Compromise of a secret: an immediate emergency trigger and P1 `breach_suspected`.
 //! - [`setup`]: `rotationd setup-events` creates the rules and the queue policy.
 
@@ -358,6 +360,20 @@ fn plan_rotation_event(
     }
 }
 
+/// How far ahead of its receipt an event's own time is still believed (clocks differ a
+/// little); beyond it the receipt time is used and the claim recorded.
+pub const FUTURE_SKEW: Duration = Duration::minutes(5);
+
+/// The time a departure's SLA counts from: the earlier of the event's own time and its
+/// receipt, so that a sender cannot buy time by dating an event ahead. `true` when the
+/// event's time was more than [`FUTURE_SKEW`] ahead (clamped, and worth recording).
+pub fn sla_start(event_time: DateTime<Utc>, received: DateTime<Utc>) -> (DateTime<Utc>, bool) {
+    (
+        event_time.min(received),
+        event_time > received + FUTURE_SKEW,
+    )
+}
+
 fn plan_departure(
     cfg: &Config,
     fleet: &Fleet,
@@ -366,19 +382,28 @@ fn plan_departure(
     sla: Duration,
     plan: &mut EventPlan,
 ) {
-    let deadline = d.time + sla;
+    let (start, clamped) = sla_start(d.time, now);
+    let deadline = start + sla;
+    if clamped {
+        tracing::warn!(event = %d.event_id, event_time = %d.time.to_rfc3339(), received = %now.to_rfc3339(), "a departure dated in the future; its SLA counts from its receipt");
+    }
     let reach = reachable(cfg, fleet, &d.user);
     plan.audit.reason = Some(format!("departure of {}", d.user));
     if reach.is_empty() {
         plan.audit.outcome = Outcome::NoSecrets;
         return;
     }
-    plan.audit.detail = Some(serde_json::json!({
+    let mut detail = serde_json::json!({
         "event_id": d.event_id,
         "user": d.user,
         "deadline": deadline.to_rfc3339(),
         "secrets": reach.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
-    }));
+    });
+    if clamped {
+        detail["event_time_in_future"] = serde_json::json!(d.time.to_rfc3339());
+        detail["received"] = serde_json::json!(now.to_rfc3339());
+    }
+    plan.audit.detail = Some(detail);
     for entry in reach {
         plan.triggers.push(NewTrigger {
             secret: entry.key.clone(),
@@ -402,6 +427,23 @@ fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan:
             Some("compromise reported for a secret rotationd does not manage".into());
         plan.audit.detail =
             Some(serde_json::json!({ "event_id": c.event_id, "secret": c.secret_id }));
+        // Nothing to rotate here, but a suspected compromise is Security's to know of
+        // whoever manages the secret.
+        let mut a = Alert::new(AlertKind::BreachSuspected, Some(&c.secret_id), c.time);
+        a.trigger = Some("compromise".into());
+        a.ticket = Some(
+            c.ticket
+                .clone()
+                .unwrap_or_else(|| crate::ticket::INC_PENDING.into()),
+        );
+        a.reason = c.reason.clone();
+        a.error = Some(format!(
+            "not managed by rotationd: {} (rotate it by whatever manages it)",
+            c.secret_id
+        ));
+        a.dedupe_key = format!("breach_suspected:{}:{}", c.secret_id, c.event_id);
+        a.details = serde_json::json!({ "event_id": c.event_id, "source": c.source, "rotation": "none: not managed by rotationd", "secret_id": c.secret_id });
+        plan.alerts.push(a);
         return;
     };
     plan.audit.secret = Some(entry.key.clone());
@@ -781,6 +823,62 @@ custodians = ["carol"]
     }
 
     #[test]
+    fn a_compromise_of_a_secret_rotationd_does_not_manage_still_pages_security() {
+        let (cfg, fleet) = setup();
+        let now = t(10, 0);
+        let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:elsewhere/db-AbCdEf";
+        let ev = Normalized::Compromise(crate::events::normalize::CompromiseEvent {
+            secret_id: arn.into(),
+            event_id: "ev-9".into(),
+            time: now,
+            source: "com.example.security".into(),
+            account: None,
+            ticket: None,
+            reason: Some("pasted in a chat".into()),
+        });
+        let plan = plan_event(&cfg, &fleet, &ev, "sqs", now);
+        assert!(plan.triggers.is_empty(), "nothing of ours to rotate");
+        assert_eq!(plan.audit.outcome, Outcome::UnknownSecret);
+        assert_eq!(plan.alerts.len(), 1);
+        let a = &plan.alerts[0];
+        assert_eq!(a.kind, AlertKind::BreachSuspected);
+        assert_eq!(a.kind.severity(), crate::alerts::Severity::P1);
+        assert_eq!(a.secret.as_deref(), Some(arn));
+        assert!(a.error.as_deref().unwrap().contains("not managed by rotationd"));
+        assert_eq!(a.ticket.as_deref(), Some(crate::ticket::INC_PENDING));
+    }
+
+    #[test]
+    fn a_departure_dated_ahead_counts_its_sla_from_its_receipt() {
+        let (cfg, fleet) = setup();
+        let now = t(10, 0);
+        for (event_time, start, clamped) in [
+            // A few minutes ahead: another clock; still the earlier of the two.
+            (now + Duration::minutes(3), now, false),
+            // Hours ahead: not believed, and said so in the audit entry.
+            (now + Duration::hours(20), now, true),
+            // In the past: the event's own time (the SLA already runs).
+            (t(9, 0), t(9, 0), false),
+        ] {
+            let plan = plan_event(&cfg, &fleet, &departure("alice", event_time), "sqs", now);
+            assert!(!plan.triggers.is_empty());
+            for trig in &plan.triggers {
+                assert_eq!(
+                    trig.deadline,
+                    Some(start + Duration::hours(24)),
+                    "{event_time}"
+                );
+            }
+            let detail = plan.audit.detail.unwrap();
+            assert_eq!(
+                detail.get("event_time_in_future").is_some(),
+                clamped,
+                "{detail}"
+            );
+        }
+    }
+
+    #[test]
     fn a_departure_reaches_direct_and_group_custodianships_with_the_sla_deadline() {
         let (cfg, fleet) = setup();
         let now = t(10, 0);
@@ -1023,7 +1121,9 @@ custodians = ["carol"]
             reason: None,
         });
         let plan = plan_event(&cfg, &fleet, &ev, "sqs", t(10, 0));
-        assert!(plan.triggers.is_empty() && plan.alerts.is_empty());
+        // Nothing rotates; Security is told (see the test of unmanaged compromises).
+        assert!(plan.triggers.is_empty());
+        assert_eq!(plan.alerts.len(), 1);
         assert_eq!(plan.audit.outcome, Outcome::UnknownSecret);
     }
 

@@ -106,6 +106,9 @@ text_enum! {
         /// (`rotationd run --init`; outcome `initialized`, the lost chain's head in the
         /// detail).
         State => "state",
+        /// A configuration reload: applied (`ok`, with the old and new file hashes and the
+        /// sections that changed) or refused (`refused`, with why).
+        Config => "config",
     }
 }
 

@@ -1,5 +1,7 @@
 //! The storm guard: at most `[events] max_event_rotations_per_hour` event-triggered
-//! rotations start in an hour. Past that, event rotations pause (their triggers stay
+//! rotations (departures and their retries) start in an hour. A suspected compromise is
+//! never held by it: compromise rotations run whatever the count, are not counted against
+//! the limit, and are counted apart in the storm alert. Past that, event rotations pause (their triggers stay
 //! queued), Security is paged once with `rotation_storm`, and the pause is a cursor in the
 //! store, so it survives restarts and holds on every instance until `rotationd resume` (or
 //! a reload of the leader) lifts it, both through [`lift_pause`], which audits.
@@ -10,12 +12,9 @@ use crate::alerts::{Alert, AlertKind};
 use crate::daemon::App;
 use crate::store::{StoreError, StoreHandle, TriggerKind};
 
-/// Trigger kinds that come from events, counted by the storm guard.
-pub const EVENT_KINDS: &[TriggerKind] = &[
-    TriggerKind::Departure,
-    TriggerKind::Compromise,
-    TriggerKind::Retry,
-];
+/// Trigger kinds that come from events and that the storm guard counts and may pause.
+/// Not [`TriggerKind::Compromise`]: a suspected compromise rotates at once, always.
+pub const EVENT_KINDS: &[TriggerKind] = &[TriggerKind::Departure, TriggerKind::Retry];
 /// The state-store cursor holding the storm guard's pause (`paused since RFC3339`).
 pub const STORM_CURSOR: &str = "storm_paused";
 /// When `rotationd resume` last lifted a pause.
@@ -50,10 +49,17 @@ pub async fn storm_guard(app: &App, wanted: u64) -> anyhow::Result<u64> {
     if wanted <= left {
         return Ok(left);
     }
+    let compromises = app
+        .store
+        .call(move |s| {
+            s.db()
+                .count_attempts_since(&[TriggerKind::Compromise], since)
+        })
+        .await?;
     let value = now.to_rfc3339();
     let mut alert = Alert::new(AlertKind::RotationStorm, None, now);
     alert.error = Some(format!(
-        "{started} event-triggered rotations in the last hour (limit {max}); event rotations are paused, triggers stay queued"
+        "{started} event-triggered rotations in the last hour (limit {max}); event rotations are paused, triggers stay queued; {compromises} compromise rotations in the same time, never paused"
     ));
     alert.dedupe_key = format!("rotation_storm:{value}");
     let new = alert.to_new_alert();

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{Timelike, Utc};
 use common::config::{Body, secret, table};
 use common::events::*;
 use common::moto::{self, recording};
@@ -907,4 +907,90 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
     assert_eq!(storm.len(), 1, "{messages:?}");
     assert_eq!(storm[0].0, "[P1] rotation_storm");
     assert!(storm[0].1["error"].as_str().unwrap().contains("limit 2"));
+}
+
+/// The review: a departure merged into a planned attempt was cancelled with it when that
+/// attempt was skipped ("already rotated in this window": Secrets Manager's own schedule
+/// had rotated the secret, before the person left). Now a trigger that only a rotation
+/// satisfies goes back to pending and rotates the secret.
+#[tokio::test]
+async fn a_departure_is_not_swallowed_by_a_planned_attempt_that_is_skipped() {
+    recording();
+    let name = moto::unique_name("ev/swallowed");
+    // A daily window open now; rotatable_secret's own RotateSecret rotated it a moment ago,
+    // inside that window, as Secrets Manager's schedule would have.
+    let hour = Utc::now().hour();
+    let body = Body::new().with(
+        secret(&name)
+            .custodians(["ivan"])
+            .schedule(&format!("0 {hour} * * *"))
+            .window("2h"),
+    );
+    let env = Env::new("swallowed", &body.render()).await;
+    let (queue_url, bus) = queue_and_bus(&env, "swallowed").await;
+    add_events(&env, &queue_url, &bus, ALLOW_ACCOUNT);
+    env.rotatable_secret(&name).await;
+    let arn = arn_of(&env, &name).await;
+    // The state the daemon reaches when the departure lands while the window's trigger
+    // waits: both pending, the planned one first (its window ends before the SLA).
+    let o = env.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let now = Utc::now();
+    let start = now.date_naive().and_hms_opt(hour, 0, 0).unwrap().and_utc();
+    let db = env.db();
+    db.execute(
+        "INSERT INTO triggers (secret, kind, dedupe_key, reason, actor, created_at, not_before, deadline, updated_at) \
+         VALUES (?1, 'scheduled', ?2, 'planned window', 'rotationd', ?3, ?4, ?5, ?3)",
+        rusqlite::params![
+            name,
+            format!("plan:{arn}:{}", start.timestamp()),
+            now.timestamp(),
+            start.timestamp(),
+            (start + chrono::Duration::hours(2)).timestamp()
+        ],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO triggers (secret, kind, dedupe_key, reason, actor, created_at, not_before, deadline, updated_at) \
+         VALUES (?1, 'departure', ?2, 'departure of ivan (aws.iam)', 'event:aws.iam', ?3, ?3, ?4, ?3)",
+        rusqlite::params![
+            name,
+            format!("event:5c6a1f0e-0000-4000-8000-0000000005a1:{arn}"),
+            now.timestamp(),
+            (now + chrono::Duration::hours(24)).timestamp()
+        ],
+    )
+    .unwrap();
+    drop(db);
+
+    let mut daemon = env.daemon(&[]);
+    let rotated = env
+        .eventually(Duration::from_secs(60), || {
+            (count(
+                &env,
+                "SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'departure' AND state = 'succeeded'",
+            ) == 1)
+                .then_some(())
+        })
+        .await;
+    assert_eq!(
+        terminate(&mut daemon, Duration::from_secs(60)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let triggers = rows(
+        &env.db(),
+        "SELECT kind || ' ' || status || ' ' || COALESCE(a.state, '-') || ' ' || COALESCE(a.error, '') \
+         FROM triggers t LEFT JOIN attempts a ON a.id = t.attempt_id ORDER BY t.id",
+    );
+    assert!(
+        triggers
+            .iter()
+            .any(|t| t.starts_with("scheduled cancelled skipped already rotated in this window")),
+        "the planned attempt was not skipped, so this test did not reproduce the case: {triggers:#?}"
+    );
+    assert!(
+        rotated.is_some(),
+        "the departure was swallowed: {triggers:#?}"
+    );
+    assert_eq!(env.rotations_by_rotationd(&name), 1);
 }

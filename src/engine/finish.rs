@@ -182,10 +182,15 @@ impl Engine {
             attempt.secret.clone(),
             audit.actor.clone(),
         );
+        let (skipped, own) = (matches!(outcome, Outcome::Skipped(_)), attempt.trigger_id);
         let queued = self
             .store
             .call(move |s| {
                 s.transaction(|db| {
+                    if skipped {
+                        // What only a rotation satisfies was not satisfied: it runs on.
+                        db.release_unplanned_triggers_of_attempt(&aid, own, now)?;
+                    }
                     db.finish_triggers_of_attempt(&aid, status, now)?;
                     db.append_audit(&audit)?;
                     match &hold_change {

@@ -844,7 +844,12 @@ custodians = ["carol"]
         assert_eq!(a.kind, AlertKind::BreachSuspected);
         assert_eq!(a.kind.severity(), crate::alerts::Severity::P1);
         assert_eq!(a.secret.as_deref(), Some(arn));
-        assert!(a.error.as_deref().unwrap().contains("not managed by rotationd"));
+        assert!(
+            a.error
+                .as_deref()
+                .unwrap()
+                .contains("not managed by rotationd")
+        );
         assert_eq!(a.ticket.as_deref(), Some(crate::ticket::INC_PENDING));
     }
 

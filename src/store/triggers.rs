@@ -278,6 +278,31 @@ impl Db<'_> {
         self.trigger_changed(id, changed)
     }
 
+    /// Detaches from `attempt_id` the triggers that only a rotation can satisfy (every kind
+    /// but the planned ones: a departure, a compromise, an operator's or a request's, a
+    /// retry) and makes them pending again, when the attempt ended without rotating: a
+    /// planned attempt skipped because the secret was already rotated in its window must
+    /// not take a departure that arrived after that rotation down with it. Returns how
+    /// many went back to pending. The attempt's `own` trigger stays attached: it ends
+    /// with the attempt (a skip is only ever of a planned trigger).
+    pub fn release_unplanned_triggers_of_attempt(
+        self,
+        attempt_id: &str,
+        own: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<usize> {
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE triggers SET status = 'pending', attempt_id = NULL, updated_at = ?1 \
+                     WHERE attempt_id = ?2 AND status NOT IN {TERMINAL_TRIGGER_SQL} \
+                     AND kind NOT IN ('scheduled', 'overdue', 'never_rotated') AND id IS NOT ?3"
+                ),
+                params![ts(now), attempt_id, own],
+            )
+            .map_err(query("release the triggers of a skipped attempt"))
+    }
+
     /// Sets `status` on every non-terminal trigger attached to `attempt_id`,
     /// e.g. `done` when the attempt succeeded; returns how many changed.
     pub fn finish_triggers_of_attempt(

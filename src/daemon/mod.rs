@@ -482,6 +482,7 @@ fn consume_events<'a>(
 ) -> Option<(&'a crate::config::EventsConfig, Arc<EventSink>)> {
     let events = app.cfg.events.as_ref()?;
     let sink = Arc::new(EventSink {
+        recent_rejections: Default::default(),
         cfg: app.cfg.clone(),
         normalize: crate::events::normalize_config(events, app.cfg.requests.as_ref()),
         store: app.store.clone(),

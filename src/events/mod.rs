@@ -593,6 +593,11 @@ pub enum Disposition {
 /// Where normalized events go, whichever path brought them: counted, planned against the
 /// latest inventory, and committed (or audited as rejected).
 pub struct EventSink {
+    /// Delivery ids of rejections counted lately (at most [`RECENT_REJECTIONS`]): past the
+    /// first few of a minute a rejection leaves no per-delivery row to deduplicate against,
+    /// and SQS delivers at least once, so the redeliveries that come soon after (the usual
+    /// kind) are recognised here. Not durable: after a restart one may count twice.
+    pub recent_rejections: std::sync::Mutex<RecentDeliveries>,
     pub cfg: Arc<Config>,
     pub normalize: NormalizeConfig,
     pub store: StoreHandle,
@@ -607,6 +612,33 @@ pub struct EventSink {
     /// Whether this instance decides CommandBridge requests: the leader does, a standby
     /// never (its replica may lag the leader's, and a decision is an act).
     pub decides_requests: bool,
+}
+
+/// How many recently rejected delivery ids an [`EventSink`] remembers.
+pub const RECENT_REJECTIONS: usize = 20_000;
+
+/// A bounded memory of delivery ids, oldest forgotten first.
+#[derive(Debug, Default)]
+pub struct RecentDeliveries {
+    ids: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl RecentDeliveries {
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    pub fn insert(&mut self, id: &str) {
+        if self.ids.insert(id.to_string()) {
+            self.order.push_back(id.to_string());
+            while self.order.len() > RECENT_REJECTIONS {
+                if let Some(old) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl EventSink {
@@ -628,6 +660,16 @@ impl EventSink {
         match normalized {
             Err(rejection) => {
                 let reason = rejection.reason();
+                let key = delivery.map(|d| rejected_delivery_key(source, d));
+                let recent = |k: &str| {
+                    self.recent_rejections
+                        .lock()
+                        .map(|r| r.contains(k))
+                        .unwrap_or(false)
+                };
+                if key.as_deref().is_some_and(recent) {
+                    return Ok(Disposition::Duplicate);
+                }
                 let new = audit_rejection(
                     &self.store,
                     source,
@@ -640,6 +682,9 @@ impl EventSink {
                 .await?;
                 if !new {
                     return Ok(Disposition::Duplicate);
+                }
+                if let (Some(k), Ok(mut r)) = (&key, self.recent_rejections.lock()) {
+                    r.insert(k);
                 }
                 self.metrics
                     .events_rejected_total
@@ -820,6 +865,18 @@ custodians = ["carol"]
             source: "aws.iam".into(),
             account: None,
         })
+    }
+
+    #[test]
+    fn recent_deliveries_forget_the_oldest_first() {
+        let mut r = RecentDeliveries::default();
+        for i in 0..=RECENT_REJECTIONS {
+            r.insert(&format!("d-{i}"));
+        }
+        r.insert("d-5"); // Already there: no second entry.
+        assert!(!r.contains("d-0"), "the oldest is forgotten");
+        assert!(r.contains("d-1") && r.contains(&format!("d-{RECENT_REJECTIONS}")));
+        assert_eq!(r.order.len(), RECENT_REJECTIONS);
     }
 
     #[test]

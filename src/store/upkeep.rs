@@ -14,8 +14,9 @@
 //!   minute are audited one by one (with their delivery id, so a redelivery is one);
 //!   the rest of that minute only count up a tally row, written to the audit log as one
 //!   `event_rejected`/`aggregated` row once the minute is over. A garbage flood thus
-//!   writes a few rows a minute, not one per message; the tally counts deliveries, so a
-//!   redelivered garbage message beyond the first few may be counted twice.
+//!   writes a few rows a minute, not one per message. A redelivery of a tallied message
+//!   is recognised by the event sink's bounded memory of recent delivery ids
+//!   (`events::RecentDeliveries`), not durably: after a restart it may count twice.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rusqlite::{OptionalExtension, params};

@@ -429,20 +429,11 @@ fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan:
             Some(serde_json::json!({ "event_id": c.event_id, "secret": c.secret_id }));
         // Nothing to rotate here, but a suspected compromise is Security's to know of
         // whoever manages the secret.
-        let mut a = Alert::new(AlertKind::BreachSuspected, Some(&c.secret_id), c.time);
-        a.trigger = Some("compromise".into());
-        a.ticket = Some(
-            c.ticket
-                .clone()
-                .unwrap_or_else(|| crate::ticket::INC_PENDING.into()),
-        );
-        a.reason = c.reason.clone();
+        let mut a = breach_alert(c, &c.secret_id, "none: not managed by rotationd");
         a.error = Some(format!(
             "not managed by rotationd: {} (rotate it by whatever manages it)",
             c.secret_id
         ));
-        a.dedupe_key = format!("breach_suspected:{}:{}", c.secret_id, c.event_id);
-        a.details = serde_json::json!({ "event_id": c.event_id, "source": c.source, "rotation": "none: not managed by rotationd", "secret_id": c.secret_id });
         plan.alerts.push(a);
         return;
     };
@@ -462,8 +453,15 @@ fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan:
         not_before: None,
         deadline: Some(now),
     });
-    let mut a = Alert::new(AlertKind::BreachSuspected, Some(&entry.key), c.time);
+    let mut a = breach_alert(c, &entry.key, "emergency, started at once");
     a.secret_arn = Some(entry.info.arn.clone());
+    plan.alerts.push(a);
+}
+
+/// The P1 `breach_suspected` for compromise `c` of `secret`; `rotation` says what
+/// rotationd did about it.
+fn breach_alert(c: &CompromiseEvent, secret: &str, rotation: &str) -> Alert {
+    let mut a = Alert::new(AlertKind::BreachSuspected, Some(secret), c.time);
     a.trigger = Some("compromise".into());
     a.ticket = Some(
         c.ticket
@@ -471,9 +469,10 @@ fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan:
             .unwrap_or_else(|| crate::ticket::INC_PENDING.into()),
     );
     a.reason = c.reason.clone();
-    a.dedupe_key = format!("breach_suspected:{}:{}", entry.key, c.event_id);
-    a.details = serde_json::json!({ "event_id": c.event_id, "source": c.source, "rotation": "emergency, started at once" });
-    plan.alerts.push(a);
+    a.dedupe_key = format!("breach_suspected:{secret}:{}", c.event_id);
+    a.details =
+        serde_json::json!({ "event_id": c.event_id, "source": c.source, "rotation": rotation });
+    a
 }
 
 /// Writes an event's consequences in one transaction. Returns `false` when the event id

@@ -359,3 +359,76 @@ async fn a_replace_is_refused_and_verify_never_blesses_a_rewrite() {
         stderr(&o)
     );
 }
+
+/// A state database swapped for an older copy of itself holds an intact chain: every row
+/// in it checks. What it no longer holds is the head the daemon recorded in its head file
+/// (`state.db.head`), and `--verify` compares the two.
+#[tokio::test]
+async fn verify_finds_a_database_replaced_by_an_older_copy() {
+    let env = Env::new("audit-replaced", "").await;
+    env.use_endpoint(&format!("http://127.0.0.1:{}", free_port()));
+    let state = env.dir.path().join("state.db");
+    let older = env.dir.path().join("older.db");
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
+    let store = Store::open(&state).unwrap();
+    let reason = |i: u32| format!("entry {i}");
+    store
+        .db()
+        .append_audit(&entry(
+            now,
+            "rotationd",
+            Action::Rotate,
+            "prod/db",
+            None,
+            &reason(1),
+            None,
+        ))
+        .unwrap();
+    store.close().unwrap();
+    std::fs::copy(&state, &older).unwrap();
+
+    let store = Store::open(&state).unwrap();
+    for i in 2..=3 {
+        store
+            .db()
+            .append_audit(&entry(
+                now,
+                "rotationd",
+                Action::Rotate,
+                "prod/db",
+                None,
+                &reason(i),
+                None,
+            ))
+            .unwrap();
+    }
+    // What the daemon's state guard does every second.
+    store.write_head();
+    store.close().unwrap();
+    let o = env.cli(&["audit", "--verify"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("head file: entry 3"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("audit log OK: 3 entries"),
+        "{}",
+        stdout(&o)
+    );
+
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{side}", state.display()));
+    }
+    std::fs::rename(&older, &state).unwrap();
+    // The copy on its own is intact...
+    let copy = Store::open_read_only(&state).unwrap();
+    assert!(copy.db().verify_audit().unwrap().is_intact());
+    drop(copy);
+    // ...but it is not the log the daemon kept.
+    let o = env.cli(&["audit", "--verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("does not hold the head its head file recorded (entry 3"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("OK"), "{}", stdout(&o));
+}

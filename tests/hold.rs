@@ -261,3 +261,218 @@ async fn a_departure_rotates_a_held_secret_and_a_second_failure_pages_with_the_d
     assert_ne!(row["status"], "held", "{row}");
     drop(daemon);
 }
+
+/// The hold's reason and attempt, as `status --format json` shows them.
+fn hold_of(env: &Env, name: &str) -> serde_json::Value {
+    status_row(env, name)["hold"].clone()
+}
+
+/// A RotationAbandoned event (someone wrote a version by hand during a rotation) holds the
+/// secret like a failure: nothing planned starts until someone has looked. A compromise
+/// still rotates it at once (the guide: do not wait), and that success lifts the hold.
+#[tokio::test]
+async fn an_abandoned_rotation_holds_the_secret_and_a_compromise_still_rotates_it() {
+    let name = moto::unique_name("hold/abandoned");
+    let body = Body::new().with(secret(&name));
+    let env = Env::new("hold-abandoned", &body.render()).await;
+    env.rotatable_secret(&name).await;
+    let (queue, bus) = events::queue_and_bus(&env, "hold-abandoned").await;
+    events::add_events(
+        &env,
+        &queue,
+        &bus,
+        &format!(
+            "{}\n[[events.compromise]]\nsource = \"com.example.security\"\ndetail_type = \"Credential Exposed\"\nsecret_pointer = \"/detail/secret\"\n",
+            events::ALLOW_ACCOUNT
+        ),
+    );
+    let arn = events::arn_of(&env, &name).await;
+    let (daemon, log) = env.daemon_ready(&[]).await;
+    let mut abandoned: serde_json::Value =
+        serde_json::from_str(&events::rotation_failed(&arn, "hold-abandoned-1", "")).unwrap();
+    abandoned["detail"]["eventName"] = serde_json::json!("RotationAbandoned");
+    events::send(&env, &queue, &abandoned.to_string()).await;
+    let held = env
+        .eventually(Duration::from_secs(30), || {
+            let h = hold_of(&env, &name);
+            (!h.is_null()).then_some(h)
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the abandoned rotation did not hold {name}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+    assert_eq!(held["attempt_id"], "event-hold-abandoned-1", "{held}");
+    assert!(
+        held["reason"]
+            .as_str()
+            .unwrap()
+            .contains("RotationAbandoned"),
+        "{held}"
+    );
+    assert_eq!(status_row(&env, &name)["status"], "held");
+    assert_eq!(env.rotations_by_rotationd(&name), 0);
+
+    // A compromise is not held back.
+    let exposed = serde_json::json!({
+        "version": "0", "id": "e9000000-0000-4000-8000-00000000ab0d",
+        "detail-type": "Credential Exposed", "source": "com.example.security",
+        "account": events::ACCOUNT, "time": Utc::now().to_rfc3339(), "region": "us-east-1",
+        "resources": [],
+        "detail": { "secret": arn, "ticket": "INC-8300", "reason": "key in a pastebin" }
+    });
+    events::send(&env, &queue, &exposed.to_string()).await;
+    let rotated = env
+        .eventually(Duration::from_secs(60), || {
+            let (_, state, kind) = latest_attempt(&env, &name);
+            (kind == "compromise" && state == "succeeded").then_some(())
+        })
+        .await;
+    assert!(
+        rotated.is_some(),
+        "the compromise did not rotate the held secret:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(env.rotations_by_rotationd(&name), 1);
+    assert!(hold_of(&env, &name).is_null());
+    drop(daemon);
+}
+
+/// `retry_failed = true` keeps its one automatic retry after a RotationFailed event, even
+/// though the failure held the secret; when the retry fails too the hold counts a second
+/// failure, and nothing retries again.
+#[tokio::test]
+async fn retry_failed_retries_a_held_secret_once_and_the_hold_stays_after_it() {
+    let name = moto::unique_name("hold/retry");
+    let body = Body::new().with(secret(&name));
+    let env = Env::new("hold-retry", &body.render()).await;
+    env.rotatable_secret(&name).await;
+    let (queue, bus) = events::queue_and_bus(&env, "hold-retry").await;
+    events::add_events(
+        &env,
+        &queue,
+        &bus,
+        &format!(
+            "{}\nretry_failed = true\nretry_backoff = \"2s\"\n",
+            events::ALLOW_ACCOUNT
+        ),
+    );
+    let arn = events::arn_of(&env, &name).await;
+    let proxy = Proxy::start(env.moto.port());
+    env.use_endpoint(&proxy.endpoint());
+    proxy.deny(ROTATE_SECRET);
+    let (daemon, log) = env.daemon_ready(&[]).await;
+    events::send(
+        &env,
+        &queue,
+        &events::rotation_failed(
+            &arn,
+            "hold-retry-1",
+            "Error when executing lambda arn:aws:lambda:us-east-1:123456789012:function:rotate during testSecret step",
+        ),
+    )
+    .await;
+    let retried = env
+        .eventually(Duration::from_secs(60), || {
+            let (id, state, kind) = latest_attempt(&env, &name);
+            (kind == "retry" && state == "failed").then_some(id)
+        })
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the retry did not run on the held secret:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+    // It really asked AWS (and was refused): the hold did not stop the retry.
+    assert_eq!(proxy.count("RotateSecret", Outcome::Denied), 1);
+    let hold = env
+        .eventually(Duration::from_secs(10), || {
+            let h = hold_of(&env, &name);
+            (h["failures"] == 2).then_some(h)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{}", hold_of(&env, &name)));
+    assert_eq!(hold["attempt_id"], retried.as_str(), "{hold}");
+    // One retry, and only one: a few seconds later there is still none pending and no
+    // second RotateSecret.
+    assert!(env.reconciles(2, Duration::from_secs(30)).await);
+    let retries = events::count(&env, "SELECT count(*) FROM triggers WHERE kind = 'retry'");
+    assert_eq!(retries, 1);
+    let pending = events::count(
+        &env,
+        "SELECT count(*) FROM triggers WHERE status = 'pending'",
+    );
+    assert_eq!(pending, 0);
+    assert_eq!(proxy.count("RotateSecret", Outcome::Denied), 1);
+    assert_eq!(status_row(&env, &name)["status"], "held");
+    drop(daemon);
+}
+
+/// An overdue secret that is held is not rotated by the reconciler (the overdue trigger
+/// is deferred and audited), and a successful `rotationd rotate` by an operator lifts the
+/// hold.
+#[tokio::test]
+async fn an_overdue_held_secret_waits_and_a_manual_rotation_lifts_the_hold() {
+    // rotationd's clock runs 100 days ahead: the secret is past max_age (93d) and no
+    // quarterly window is open then.
+    let offset = chrono::Duration::days(100);
+    let name = moto::unique_name("hold/overdue");
+    let body = Body::new().with(secret(&name));
+    let env = Env::new("hold-overdue", &body.render()).await;
+    env.rotatable_secret(&name).await;
+    let proxy = Proxy::start(env.moto.port());
+    env.use_endpoint(&proxy.endpoint());
+    proxy.deny(ROTATE_SECRET);
+    let failed = fail_once(&env, &name).await;
+    proxy.allow_all();
+
+    let (mut daemon, log) = env
+        .daemon_ready(&[(
+            "ROTATIOND_TEST_CLOCK_OFFSET",
+            &offset.num_seconds().to_string(),
+        )])
+        .await;
+    let deferred = env
+        .eventually(Duration::from_secs(30), || {
+            let n = events::count(
+                &env,
+                "SELECT count(*) FROM audit WHERE action = 'hold' AND outcome = 'deferred'",
+            );
+            (n > 0).then_some(n)
+        })
+        .await;
+    assert_eq!(
+        deferred,
+        Some(1),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let overdue = events::count(
+        &env,
+        "SELECT count(*) FROM triggers WHERE kind = 'overdue' AND status = 'pending'",
+    );
+    assert_eq!(overdue, 1);
+    assert!(env.reconciles(2, Duration::from_secs(30)).await);
+    assert_eq!(proxy.count("RotateSecret", Outcome::Forwarded), 0);
+    assert_eq!(
+        status_row(&env, &name)["hold"]["attempt_id"],
+        failed.as_str()
+    );
+    let status = common::rotationd::terminate(&mut daemon, Duration::from_secs(30));
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+
+    // The operator fixed the cause and rotates by hand: success lifts the hold.
+    let o = env.rotate_emergency(&name, "INC-8101", "hold test: fixed, rotating");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(proxy.count("RotateSecret", Outcome::Forwarded), 1);
+    assert!(hold_of(&env, &name).is_null());
+    let lifted = common::rotationd::rows(
+        &env.db(),
+        "SELECT reason FROM audit WHERE action = 'hold' AND outcome = 'resumed'",
+    );
+    assert_eq!(lifted.len(), 1, "{lifted:?}");
+    assert!(lifted[0].contains("rotation succeeded"), "{lifted:?}");
+}

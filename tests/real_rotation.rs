@@ -142,17 +142,28 @@ impl World {
             .ok()
     }
 
-    /// The P1 messages that reached Security within `wait`.
-    async fn p1s(&self, wait: Duration) -> Vec<serde_json::Value> {
+    /// Every message (subject, document) that reached Security within `wait`.
+    async fn security(&self, wait: Duration) -> Vec<(String, serde_json::Value)> {
         let deadline = Instant::now() + wait;
         let mut all = Vec::new();
         while Instant::now() < deadline {
-            for (_, m) in self.env.security_messages(Duration::from_secs(1)).await {
-                all.push(m);
-            }
+            all.extend(self.env.security_messages(Duration::from_secs(1)).await);
         }
-        all.into_iter().filter(|m| m["severity"] == "P1").collect()
+        all
     }
+
+    /// The P1 messages that reached Security within `wait`.
+    async fn p1s(&self, wait: Duration) -> Vec<serde_json::Value> {
+        p1s_of(self.security(wait).await)
+    }
+}
+
+fn p1s_of(messages: Vec<(String, serde_json::Value)>) -> Vec<serde_json::Value> {
+    messages
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m["severity"] == "P1")
+        .collect()
 }
 
 fn single_user(delays: serde_json::Value) -> serde_json::Value {
@@ -225,7 +236,8 @@ dependents = ["ledger-logs"]
     assert!(app.log().contains(CANARY), "the canary was not written");
 
     // One P1, whose evidence is the count, the stream and the times.
-    let p1s = w.p1s(Duration::from_secs(8)).await;
+    let security = w.security(Duration::from_secs(8)).await;
+    let p1s = p1s_of(security.clone());
     assert_eq!(p1s.len(), 1, "{p1s:#?}");
     assert_eq!(p1s[0]["kind"], "dependents_unhealthy");
     let evidence = &p1s[0]["details"]["evidence"][0];
@@ -245,10 +257,16 @@ dependents = ["ledger-logs"]
     );
     assert!(counted["first_match"].is_string() && counted["last_match"].is_string());
 
-    // The canary reached none of: Security's messages, the audit log, the state files,
-    // rotationd's log.
-    let everything = serde_json::to_string(&p1s).unwrap();
+    // The canary reached none of: Security's messages (every one, subjects included),
+    // the audit log, the state files, rotationd's log, the output of `rotationd rotate`.
+    let everything = serde_json::to_string(&security).unwrap();
     assert!(!everything.contains(CANARY), "a log line reached SNS");
+    for out in [&o.stdout, &o.stderr] {
+        assert!(
+            !String::from_utf8_lossy(out).contains(CANARY),
+            "a log line reached the CLI's output"
+        );
+    }
     let audit = common::rotationd::rows(
         &w.env.db(),
         "SELECT action || ' ' || COALESCE(reason, '') || ' ' || COALESCE(detail, '') FROM audit",
@@ -620,6 +638,15 @@ strategy = "{function}"
         stderr(&again)
     );
     assert_eq!(w.host.rotate_calls(&arn), 1);
+    // That second attempt is reported `stuck`, naming the version AWSPENDING dangles on.
+    let second = common::rotationd::rows(
+        &w.env.db(),
+        "SELECT state || ': ' || COALESCE(error, '') FROM attempts ORDER BY started_at DESC, rowid DESC LIMIT 1",
+    );
+    assert!(
+        second[0].starts_with("stuck: a previous rotation is not complete"),
+        "{second:?}"
+    );
 
     // The old password still opens the database.
     assert_eq!(w.pg.login(&user, "svc-Old-Pa55"), Ok(user.clone()));

@@ -353,6 +353,15 @@ async fn a_state_file_deleted_under_the_daemon_stops_it_and_is_not_quietly_repla
         assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
     }
     assert!(!state.exists(), "the refused start created a database");
+    // Nor does `audit --verify` read the lost history as an empty, intact log (the
+    // review's "OK: 0 entries", exit 0).
+    let o = env.cli(&["audit", "--verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for needle in ["is missing", &recorded, "restore"] {
+        assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("OK"), "{out}");
 
     // --init starts a new history that names the lost one, and the departure that waited
     // on the queue is handled.

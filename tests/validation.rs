@@ -433,3 +433,85 @@ async fn cloudwatch_reads_are_batched_to_the_api_limits() {
         assert!(text.contains(&line), "{line} not in\n{text}");
     }
 }
+
+/// The log reads of the watch are bounded (`aws::logs`): a count follows the pages' tokens
+/// to the end, stops at its page limit (the count is then a lower bound, `complete` false),
+/// and stops early once more lines matched than the caller needs to decide. Pages of 5
+/// lines on moto stand for the 10,000-line pages of a real watch; the proxy counts the
+/// FilterLogEvents calls.
+#[tokio::test]
+async fn log_counts_follow_the_pages_and_stop_at_their_bounds() {
+    use rotationd::aws::logs::{Paging, count_matches_paged};
+    let m = moto::shared();
+    let proxy = common::proxy::Proxy::start(m.port());
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&moto::sdk_config(&proxy.endpoint()));
+    let group = format!("/paging/{}", moto::unique_name("logs").replace('/', "-"));
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("app-1")
+        .send()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let mut put = logs
+        .put_log_events()
+        .log_group_name(&group)
+        .log_stream_name("app-1");
+    for i in 0..12 {
+        put = put.log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(now.timestamp_millis() + i)
+                .message(format!(
+                    "FATAL: password authentication failed for user \"svc\" ({i})"
+                ))
+                .build()
+                .unwrap(),
+        );
+    }
+    put.send().await.unwrap();
+    let pattern: rotationd::filter_pattern::FilterPattern =
+        "\"authentication failed\"".parse().unwrap();
+    let range = (
+        now - chrono::Duration::minutes(1),
+        now + chrono::Duration::minutes(1),
+    );
+    let calls = || proxy.count("FilterLogEvents", common::proxy::Outcome::Forwarded);
+    let count = |enough: u64, max_pages: usize| {
+        count_matches_paged(
+            &logs,
+            &group,
+            &pattern,
+            range,
+            enough,
+            Paging {
+                per_page: 5,
+                max_pages,
+            },
+        )
+    };
+
+    // Every page, following the tokens: 5 + 5 + 2 lines in 3 calls.
+    let before = calls();
+    let all = count(u64::MAX, 10).await.unwrap();
+    assert_eq!((all.matches, all.complete), (12, true), "{all:?}");
+    assert_eq!(calls() - before, 3);
+    assert_eq!(all.streams.iter().collect::<Vec<_>>(), ["app-1"]);
+    assert!(all.first < all.last, "{all:?}");
+
+    // The page limit: 2 pages, 10 lines, a lower bound.
+    let before = calls();
+    let capped = count(u64::MAX, 2).await.unwrap();
+    assert_eq!((capped.matches, capped.complete), (10, false), "{capped:?}");
+    assert_eq!(calls() - before, 2);
+
+    // Enough to decide after the first page: one call.
+    let before = calls();
+    let early = count(4, 10).await.unwrap();
+    assert_eq!((early.matches, early.complete), (5, false), "{early:?}");
+    assert_eq!(calls() - before, 1);
+}

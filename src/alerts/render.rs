@@ -20,8 +20,9 @@
 
 use serde_json::{Value, json};
 
-/// SNS: an email subject is at most 100 printable ASCII characters.
-pub const SUBJECT_MAX: usize = 100;
+/// SNS: a subject must be "less than 100 characters long" (Publish, `Subject`), in
+/// printable ASCII so that no mail gateway rewrites it.
+pub const SUBJECT_MAX: usize = 99;
 /// What the issue of SMS delivery leaves for one message in one part.
 pub const SMS_MAX: usize = 140;
 /// SNS: a whole Publish message (every protocol's body together) is at most 256 KiB.
@@ -449,8 +450,8 @@ mod tests {
         a
     }
 
-    /// Golden files: `tests/fixtures/alerts/KIND.{subject,email,sms}.txt` and
-    /// `KIND.chat.json`. `UPDATE_GOLDEN=1 cargo test --lib alerts::render` rewrites them.
+    /// Golden files: `tests/fixtures/alerts/KIND.{subject,email,sms}.txt`,
+    /// `KIND.chat.json` and `KIND.machine.json` (the `rotationd.alert.v1` document as sent). `UPDATE_GOLDEN=1 cargo test --lib alerts::render` rewrites them.
     #[test]
     fn every_kind_renders_as_its_golden_files() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alerts");
@@ -458,7 +459,14 @@ mod tests {
         let mut mismatches = Vec::new();
         for &kind in AlertKind::ALL {
             let doc = sample(kind).message();
+            let bodies: Value = serde_json::from_str(&structured(&doc)).unwrap();
             let renderings = [
+                // The machine contract (`default`, `sqs`, `lambda`, `http`, `https`), byte
+                // for byte as published.
+                (
+                    "machine.json",
+                    bodies["default"].as_str().unwrap().to_owned() + "\n",
+                ),
                 ("subject.txt", sample(kind).subject() + "\n"),
                 ("email.txt", email(&doc)),
                 ("sms.txt", sms(&doc) + "\n"),
@@ -491,6 +499,31 @@ mod tests {
         assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     }
 
+    /// docs/alerts.md shows a P1 email and a P1 chat notification: they are the golden
+    /// files, so the manual cannot drift from what Security receives.
+    #[test]
+    fn the_examples_in_the_alerts_doc_are_the_golden_files() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(root.join("docs/alerts.md")).unwrap();
+        let block = |heading: &str, fence: &str| -> String {
+            let after = &doc[doc.find(heading).unwrap_or_else(|| panic!("{heading}"))..];
+            let start = after.find(fence).unwrap() + fence.len() + 1;
+            let len = after[start..].find("\n```").unwrap() + 1;
+            after[start..start + len].to_owned()
+        };
+        let golden = |name: &str| {
+            std::fs::read_to_string(root.join("tests/fixtures/alerts").join(name)).unwrap()
+        };
+        assert_eq!(
+            block("## Example: the email of a P1", "```text"),
+            golden("rotation_failed.email.txt")
+        );
+        assert_eq!(
+            block("## Example: the chat notification of a P1", "```json"),
+            golden("breach_suspected.chat.json")
+        );
+    }
+
     #[test]
     fn subjects_start_with_severity_and_kind_and_fit_sns() {
         let a = sample(AlertKind::RotationFailed);
@@ -501,7 +534,7 @@ mod tests {
             chrono::Utc::now(),
         );
         let s = long.subject();
-        assert!(s.len() <= SUBJECT_MAX, "{}", s.len());
+        assert!(s.len() < 100 && s.len() <= SUBJECT_MAX, "{}", s.len());
         assert!(s.starts_with("[P1] dependents_unhealthy "));
         assert!(s.chars().all(|c| c.is_ascii() && !c.is_ascii_control()));
     }

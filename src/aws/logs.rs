@@ -39,8 +39,23 @@ pub struct LogCount {
     pub complete: bool,
 }
 
+/// How far [`count_matches`] reads: lines per page and pages per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub per_page: i32,
+    pub max_pages: usize,
+}
+
+impl Paging {
+    /// What the watch reads: [`EVENTS_PER_PAGE`] lines a page, [`MAX_PAGES`] pages.
+    pub const WATCH: Paging = Paging {
+        per_page: EVENTS_PER_PAGE,
+        max_pages: MAX_PAGES,
+    };
+}
+
 /// Counts the lines of `group` in `[start, end)` that match `pattern`, reading no further
-/// once more than `enough` have matched.
+/// once more than `enough` have matched, within [`Paging::WATCH`].
 pub async fn count_matches(
     client: &Client,
     group: &str,
@@ -49,16 +64,28 @@ pub async fn count_matches(
     end: DateTime<Utc>,
     enough: u64,
 ) -> Result<LogCount, AwsError> {
+    count_matches_paged(client, group, pattern, (start, end), enough, Paging::WATCH).await
+}
+
+/// [`count_matches`] with the paging given (the bounds are tested with small pages).
+pub async fn count_matches_paged(
+    client: &Client,
+    group: &str,
+    pattern: &FilterPattern,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    enough: u64,
+    paging: Paging,
+) -> Result<LogCount, AwsError> {
     let mut out = LogCount::default();
     let mut token: Option<String> = None;
-    for _ in 0..MAX_PAGES {
+    for _ in 0..paging.max_pages {
         let page = client
             .filter_log_events()
             .log_group_name(group)
             .filter_pattern(pattern.as_str())
             .start_time(start.timestamp_millis())
             .end_time(end.timestamp_millis())
-            .limit(EVENTS_PER_PAGE)
+            .limit(paging.per_page)
             .set_next_token(token.clone())
             .send()
             .await

@@ -51,6 +51,10 @@ pub fn audit(
     // The runtime (DynamoDB backend) lives as long as the replica may call out.
     let (store, _runtime) = open_state(&cfg)?;
     if verify {
+        // The head file first: a lost database must not read as an empty, intact log.
+        if let crate::config::StateBackend::Sqlite = cfg.state.backend {
+            check_head_file(&cfg.daemon.state_path, store.as_ref())?;
+        }
         return verify_chain(store.as_ref(), expect_hash);
     }
     let filter = AuditFilter {
@@ -116,6 +120,64 @@ fn verify_chain(store: Option<&Store>, expect_hash: Option<&str>) -> Result<(), 
             "audit log tampered: hash {h} recorded earlier is no longer in the chain (entries after it were removed or rewritten); keep a copy of the state database for investigation and compare it with a backup"
         ))),
     }
+}
+
+/// The head file the daemon keeps next to the database (`store::file`) against the
+/// database found: a missing database whose head file remains was lost, and a database
+/// without the head the file recorded was replaced by another or an older copy. Both are
+/// what an intact chain alone cannot show.
+fn check_head_file(state: &Path, store: Option<&Store>) -> Result<(), CliError> {
+    let head_path = crate::store::file::head_path(state);
+    let head = match crate::store::file::read_head(state) {
+        Ok(None) => return Ok(()),
+        Ok(Some(Ok(head))) => head,
+        Ok(Some(Err(text))) => {
+            return Err(CliError::Failed(format!(
+                "the head file {} cannot be parsed (it holds `{text}`): it was damaged or written by hand; keep a copy of the state directory for investigation",
+                head_path.display()
+            )));
+        }
+        Err(e) => {
+            return Err(CliError::Failed(format!(
+                "cannot read the head file {}: {e}; run as rotationd's user",
+                head_path.display()
+            )));
+        }
+    };
+    let Some(store) = store else {
+        return Err(CliError::Failed(format!(
+            "the state database {} is missing, but its head file says the audit log held entries up to {} (last hash {}): the history was deleted or moved; restore it from a backup (rotationd run refuses to start without it unless --init)",
+            state.display(),
+            head.last_id,
+            head.last_hash
+        )));
+    };
+    if head.last_id == 0 {
+        return Ok(());
+    }
+    let at = store
+        .db()
+        .audit_entry_with_hash(&head.last_hash)
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let pruned = store
+        .db()
+        .audit_checkpoint()
+        .map_err(|e| CliError::Failed(e.to_string()))?
+        .is_some_and(|c| c.upto_id >= head.last_id);
+    if at == Some(head.last_id) || pruned {
+        println!(
+            "head file: entry {} with its hash is in the chain (written {})",
+            head.last_id,
+            head.written_at.format(TIME_FORMAT)
+        );
+        return Ok(());
+    }
+    Err(CliError::Failed(format!(
+        "the audit log does not hold the head its head file recorded (entry {}, hash {}, written {}): the database was replaced by another or an older copy, or its tail was removed; keep both for investigation and restore the database from a backup",
+        head.last_id,
+        head.last_hash,
+        head.written_at.format(TIME_FORMAT)
+    )))
 }
 
 fn report_verification(result: Result<AuditVerification, StoreError>) -> Result<(), CliError> {

@@ -259,6 +259,10 @@ pub enum AuditFault {
     /// The row has no hash, although rows are hashed when written and older
     /// rows when the store opens.
     MissingHash,
+    /// The newest pruning checkpoint (the id is its last pruned entry) has no audit
+    /// entry in the chain recording that pruning: the checkpoint was written by hand to
+    /// delete rows, not by [`Db::prune`](super::Db::prune).
+    CheckpointUnvouched,
 }
 
 impl AuditFault {
@@ -267,6 +271,9 @@ impl AuditFault {
             AuditFault::HashMismatch => "hash mismatch: row edited",
             AuditFault::ChainBroken => "chain broken: a row before it was removed or reordered",
             AuditFault::MissingHash => "missing hash",
+            AuditFault::CheckpointUnvouched => {
+                "pruning checkpoint not recorded in the chain: rows were deleted below a checkpoint written by hand"
+            }
         }
     }
 }
@@ -535,9 +542,11 @@ impl Db<'_> {
             .map_err(query("verify the audit log"))?;
         let mut rows = stmt.query([]).map_err(query("verify the audit log"))?;
         let mut checked = 0;
-        let checkpoint = self.audit_checkpoint()?;
-        let from_checkpoint = checkpoint.as_ref().map(|c| c.upto_id);
-        let mut last_hash = checkpoint.map_or_else(|| GENESIS_HASH.to_owned(), |c| c.upto_hash);
+        let checkpoint_at = self.audit_checkpoint()?;
+        let from_checkpoint = checkpoint_at.as_ref().map(|c| c.upto_id);
+        let mut last_hash = checkpoint_at
+            .as_ref()
+            .map_or_else(|| GENESIS_HASH.to_owned(), |c| c.upto_hash.clone());
         while let Some(row) = rows.next().map_err(query("verify the audit log"))? {
             match check_row(row, &last_hash).map_err(query("verify the audit log"))? {
                 Ok(hash) => {
@@ -553,6 +562,33 @@ impl Db<'_> {
                         from_checkpoint,
                     });
                 }
+            }
+        }
+        // Only `prune` writes a checkpoint, and in the same transaction appends the
+        // `state`/`pruned` entry that names it, above the rows it removed (so no later
+        // pruning can remove that entry). A checkpoint without it was inserted by hand,
+        // to make the delete trigger let rows go.
+        if let Some(c) = &checkpoint_at {
+            let vouched: bool = self
+                .conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM audit WHERE id > ?1 AND action = 'state' \
+                     AND outcome = 'pruned' AND json_extract(detail, '$.upto_id') = ?1 \
+                     AND json_extract(detail, '$.upto_hash') = ?2)",
+                    params![c.upto_id, c.upto_hash],
+                    |r| r.get(0),
+                )
+                .map_err(query("verify the audit log"))?;
+            if !vouched {
+                return Ok(AuditVerification {
+                    checked,
+                    last_hash,
+                    broken: Some(AuditBreak {
+                        id: c.upto_id,
+                        fault: AuditFault::CheckpointUnvouched,
+                    }),
+                    from_checkpoint,
+                });
             }
         }
         Ok(AuditVerification {

@@ -250,6 +250,24 @@ CREATE TABLE rejection_tallies (
 );
 CREATE INDEX alert_outbox_published ON alert_outbox (published_at) WHERE published_at IS NOT NULL;
 "#,
+    // 10: a checkpoint lets rows below it be deleted, so writing one is as guarded as the
+    // audit log itself: `INSERT OR REPLACE` onto an existing one (which fires no delete
+    // trigger) is refused, and a new one must name an audit row that exists, with its
+    // hash, above the previous checkpoint. `verify` also wants the chained `state`/`pruned`
+    // entry `prune` writes with it (store/audit.rs).
+    r#"
+CREATE TRIGGER audit_checkpoints_no_replace BEFORE INSERT ON audit_checkpoints
+WHEN NEW.id IS NOT NULL AND EXISTS (SELECT 1 FROM audit_checkpoints WHERE id = NEW.id)
+BEGIN
+    SELECT RAISE(ABORT, 'audit checkpoints are append-only');
+END;
+CREATE TRIGGER audit_checkpoints_name_a_row BEFORE INSERT ON audit_checkpoints
+WHEN NOT EXISTS (SELECT 1 FROM audit WHERE id = NEW.upto_id AND hash = NEW.upto_hash)
+  OR NEW.upto_id <= COALESCE((SELECT MAX(upto_id) FROM audit_checkpoints), 0)
+BEGIN
+    SELECT RAISE(ABORT, 'an audit checkpoint must name an existing audit entry and its hash, above the last checkpoint');
+END;
+"#,
 ];
 
 /// The version that made the audit log a hash chain: older rows are chained on open.

@@ -307,19 +307,57 @@ mod tests {
             .execute("DELETE FROM audit_checkpoints", [])
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
-        // A checkpoint forged to delete a row above the real one: the chain shows the gap.
+        // A checkpoint naming no real row (or not above the last one) is refused.
+        for (id, hash) in [(3, "forged".to_owned()), (3, row_hash(&store, 4))] {
+            let err = store
+                .conn
+                .execute(
+                    "INSERT INTO audit_checkpoints (upto_id, upto_hash, pruned, at) VALUES (?1, ?2, 1, 0)",
+                    rusqlite::params![id, hash],
+                )
+                .unwrap_err();
+            assert!(err.to_string().contains("must name an existing"), "{err}");
+        }
+        // REPLACE onto the real checkpoint would rewrite it without a delete trigger.
+        let err = store
+            .conn
+            .execute(
+                "INSERT OR REPLACE INTO audit_checkpoints (id, upto_id, upto_hash, pruned, at) \
+                 SELECT id, upto_id + 1, upto_hash, pruned, at FROM audit_checkpoints",
+                [],
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+        // Forged with the real hash of the row to delete: the schema lets it through, but
+        // no chained `state`/`pruned` entry records it, and verify says so.
+        assert!(db.verify_audit().unwrap().is_intact());
         store
             .conn
             .execute(
-                "INSERT INTO audit_checkpoints (upto_id, upto_hash, pruned, at) VALUES (3, 'forged', 1, 0)",
-                [],
+                "INSERT INTO audit_checkpoints (upto_id, upto_hash, pruned, at) VALUES (3, ?1, 1, 0)",
+                [row_hash(&store, 3)],
             )
             .unwrap();
         store
             .conn
             .execute("DELETE FROM audit WHERE id = 3", [])
             .unwrap();
-        assert!(!db.verify_audit().unwrap().is_intact());
+        let v = db.verify_audit().unwrap();
+        assert_eq!(
+            v.broken,
+            Some(crate::store::AuditBreak {
+                id: 3,
+                fault: crate::store::AuditFault::CheckpointUnvouched
+            }),
+            "{v:?}"
+        );
+    }
+
+    fn row_hash(store: &Store, id: i64) -> String {
+        store
+            .conn
+            .query_row("SELECT hash FROM audit WHERE id = ?1", [id], |r| r.get(0))
+            .unwrap()
     }
 
     #[test]

@@ -13,6 +13,7 @@ Before 2, the daemon idles for --idle-seconds (60): its CPU time and RSS are rea
 from 3 s after /readyz first answers 200 (the first reconcile is done, the consumers are in
 their long poll, nothing is due). Its loops wait on notifications and due times rather than
 ticking, so this is the floor: SQS long polls, and the executor's and the outbox's safety polls.
+At the end the daemon is stopped with SIGTERM while its consumers long-poll: the time to exit.
 
 --idle-only stops after the idle figure (about 80 s), e.g. to compare two builds:
     bench-events.py --idle-only --rotationd target/release/rotationd ...
@@ -232,8 +233,12 @@ try:
     calls = db.execute("SELECT COALESCE(SUM(rotate_calls), 0) FROM attempts WHERE trigger_kind = 'departure'").fetchone()[0]
     db.close()
 finally:
+    # The stop: SIGTERM with the consumers' SQS long polls in flight ([G3]/[G4]: <= 2 s).
+    t_stop = time.monotonic()
     daemon.send_signal(signal.SIGTERM)
     daemon.wait(timeout=60)
+    print(f"SIGTERM -> exit: {time.monotonic() - t_stop:.2f} s (SQS long polls in flight), "
+          f"exit status {daemon.returncode}")
 
 print(idle_line)
 print(f"moto floor put_events->receive (50): median {statistics.median(floor)*1000:.0f} ms, "

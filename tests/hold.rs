@@ -251,10 +251,18 @@ async fn a_departure_rotates_a_held_secret_and_a_second_failure_pages_with_the_d
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    let lifted = common::rotationd::rows(
-        &env.db(),
-        "SELECT actor || ' ' || reason FROM audit WHERE action = 'hold' AND outcome = 'resumed'",
-    );
+    // The attempt's state commits before its end (triggers, audit, the lift) does: wait
+    // for the lift itself.
+    let lifted = env
+        .eventually(Duration::from_secs(20), || {
+            let rows = common::rotationd::rows(
+                &env.db(),
+                "SELECT actor || ' ' || reason FROM audit WHERE action = 'hold' AND outcome = 'resumed'",
+            );
+            (!rows.is_empty()).then_some(rows)
+        })
+        .await
+        .unwrap_or_default();
     assert_eq!(lifted.len(), 1, "{lifted:?}");
     assert!(lifted[0].contains("rotation succeeded"), "{lifted:?}");
     let row = status_row(&env, &name);
@@ -336,7 +344,13 @@ async fn an_abandoned_rotation_holds_the_secret_and_a_compromise_still_rotates_i
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert_eq!(env.rotations_by_rotationd(&name), 1);
-    assert!(hold_of(&env, &name).is_null());
+    // The lift commits with the attempt's end, just after its state.
+    let lifted = env
+        .eventually(Duration::from_secs(20), || {
+            hold_of(&env, &name).is_null().then_some(())
+        })
+        .await;
+    assert!(lifted.is_some(), "{}", hold_of(&env, &name));
     drop(daemon);
 }
 

@@ -513,6 +513,12 @@ strategy = "alternating-users"
         ),
         Ok("0".to_string())
     );
+    // An app started now reads the new credential: it logs in as the clone.
+    let on_clone = w.dependent(&name, &ns, "billing-api-clone", "on-failure");
+    assert_eq!(
+        on_clone.status().unwrap().username.as_deref(),
+        Some("billing_clone")
+    );
 
     // Rollback: AWSCURRENT back to the old version, which still logs in.
     let o = w.env.cli(&[
@@ -536,6 +542,13 @@ strategy = "alternating-users"
     tokio::time::sleep(Duration::from_secs(2)).await;
     let s = app.status().unwrap();
     assert_eq!(s.auth_failures, 0, "{s:?}\n{}", app.log());
+    // Nor did the one on the clone: alternating users keep both working until the next
+    // rotation, so a rollback breaks neither side.
+    let clone_ok = on_clone.status().unwrap().ok;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = on_clone.status().unwrap();
+    assert_eq!(s.auth_failures, 0, "{s:?}\n{}", on_clone.log());
+    assert!(s.ok > clone_ok, "{s:?}");
     drop(app);
     let restarted = w.dependent(&name, &ns, "billing-api-2", "on-failure");
     let s = restarted.status().unwrap();

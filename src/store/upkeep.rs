@@ -323,7 +323,7 @@ mod tests {
             .conn
             .execute(
                 "INSERT OR REPLACE INTO audit_checkpoints (id, upto_id, upto_hash, pruned, at) \
-                 SELECT id, upto_id + 1, upto_hash, pruned, at FROM audit_checkpoints",
+                 SELECT id, 3, (SELECT hash FROM audit WHERE id = 3), pruned, at FROM audit_checkpoints",
                 [],
             )
             .unwrap_err();

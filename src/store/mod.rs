@@ -62,6 +62,7 @@
 mod alerts;
 mod attempts;
 pub mod audit;
+mod directory;
 pub mod dynamodb;
 mod events;
 pub mod file;
@@ -82,6 +83,7 @@ pub use attempts::{Attempt, AttemptState, AttemptUpdate, NewAttempt, Validation}
 pub use audit::{
     AuditBreak, AuditEntry, AuditFault, AuditFilter, AuditVerification, GENESIS_HASH, NewAuditEntry,
 };
+pub use directory::KnownUser;
 pub use events::Cursor;
 pub use handle::{STALE_RETRIES, StoreHandle};
 pub use holds::Hold;

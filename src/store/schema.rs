@@ -250,6 +250,17 @@ CREATE TABLE rejection_tallies (
 );
 CREATE INDEX alert_outbox_published ON alert_outbox (published_at) WHERE published_at IS NOT NULL;
 "#,
+    // 10: the Identity Center users last seen, so that a departure event carrying only a
+    // user id (which arrives after the user is gone from the Identity Store) still finds
+    // the user's name and groups, across restarts.
+    r#"
+CREATE TABLE directory_users (
+    user_id   TEXT    PRIMARY KEY NOT NULL,
+    user_name TEXT    NOT NULL,
+    groups    TEXT    NOT NULL,
+    seen_at   INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The version that made the audit log a hash chain: older rows are chained on open.

@@ -355,7 +355,12 @@ impl Alert {
     /// A notice and its copies: one for each of `dependents` with its own
     /// `notify_topic_arn`, one for `vendor` when it has a `contact_topic_arn` (each with
     /// its own dedupe key), then the notice itself.
-    pub fn with_copies(self, cfg: &Config, dependents: &[String], vendor: Option<&str>) -> Vec<Alert> {
+    pub fn with_copies(
+        self,
+        cfg: &Config,
+        dependents: &[String],
+        vendor: Option<&str>,
+    ) -> Vec<Alert> {
         let mut out = Vec::new();
         for d in dependents {
             if cfg
@@ -368,10 +373,9 @@ impl Alert {
                 out.push(copy);
             }
         }
-        if let Some(v) = vendor.filter(|v| {
-            cfg.vendor(v)
-                .is_some_and(|v| v.contact_topic_arn.is_some())
-        }) {
+        if let Some(v) =
+            vendor.filter(|v| cfg.vendor(v).is_some_and(|v| v.contact_topic_arn.is_some()))
+        {
             let mut copy = self.clone();
             copy.dedupe_key = format!("{}:vendor:{v}", self.dedupe_key);
             copy.vendor = Some(v.to_string());

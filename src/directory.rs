@@ -198,7 +198,9 @@ pub enum Resolution {
     Known(Departed),
     /// The event named only a user id that no directory knows: nobody can tell whose
     /// secrets to rotate (`departure_unresolved`).
-    Unresolved { user_id: String },
+    Unresolved {
+        user_id: String,
+    },
 }
 
 /// Resolves a departure of `user` (the event's user name, or its user id when it carried
@@ -275,7 +277,10 @@ mod tests {
                 ("u-ivan".into(), "Ivan@Example.com".into()),
                 ("u-erin".into(), "erin".into()),
             ],
-            groups: vec![("g-dba".into(), "dba".into()), ("g-ops".into(), "ops".into())],
+            groups: vec![
+                ("g-dba".into(), "dba".into()),
+                ("g-ops".into(), "ops".into()),
+            ],
             memberships: vec![
                 ("g-dba".into(), "u-ivan".into()),
                 ("g-ops".into(), "u-ivan".into()),

@@ -989,7 +989,9 @@ async fn a_departure_is_not_swallowed_by_a_planned_attempt_that_is_skipped() {
         "the departure was swallowed: {triggers:#?}"
     );
     assert!(
-        triggers.iter().any(|t| t.starts_with("scheduled done succeeded")),
+        triggers
+            .iter()
+            .any(|t| t.starts_with("scheduled done succeeded")),
         "the planned window was not served by the departure's rotation: {triggers:#?}"
     );
     assert_eq!(env.rotations_by_rotationd(&name), 1);

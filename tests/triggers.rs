@@ -60,15 +60,13 @@ fn served(env: &Env, name: &str) -> Vec<String> {
 async fn merged_with_a_planned_window(test: &str, kind: &str) {
     recording();
     let name = moto::unique_name(&format!("trg/{test}"));
-    let body = Body::new()
-        .change_tickets_required()
-        .with(
-            secret(&name)
-                .custodians(["ivan"])
-                .schedule("0 3 1 1 *")
-                .window("2h")
-                .ticket("CHG-7"),
-        );
+    let body = Body::new().change_tickets_required().with(
+        secret(&name)
+            .custodians(["ivan"])
+            .schedule("0 3 1 1 *")
+            .window("2h")
+            .ticket("CHG-7"),
+    );
     let env = Env::new(test, &body.render()).await;
     env.rotatable_secret(&name).await;
     let arn = arn_of(&env, &name).await;
@@ -98,8 +96,10 @@ async fn merged_with_a_planned_window(test: &str, kind: &str) {
     let done = env
         .eventually(Duration::from_secs(60), || {
             let s = served(&env, &name);
-            (s.len() == 2 && s.iter().all(|t| !t.contains("pending") && !t.contains("running")))
-                .then_some(s)
+            (s.len() == 2
+                && s.iter()
+                    .all(|t| !t.contains("pending") && !t.contains("running")))
+            .then_some(s)
         })
         .await;
     assert_eq!(

@@ -36,7 +36,8 @@ impl IdentityStore {
         store_id: &str,
         region: Option<&str>,
     ) -> IdentityStore {
-        let mut conf = aws_sdk_identitystore::config::Builder::from(sdk).interceptor(counter.clone());
+        let mut conf =
+            aws_sdk_identitystore::config::Builder::from(sdk).interceptor(counter.clone());
         if let Some(r) = region {
             conf = conf.region(aws_config::Region::new(r.to_string()));
         }
@@ -81,7 +82,8 @@ impl IdentityStore {
                 .map_err(|e| AwsError::from_sdk("ListGroups", e))?;
             for g in page.groups() {
                 if let Some(name) = g.display_name() {
-                    out.groups.push((g.group_id().to_string(), name.to_string()));
+                    out.groups
+                        .push((g.group_id().to_string(), name.to_string()));
                 }
             }
             match page.next_token().filter(|t| !t.is_empty()) {

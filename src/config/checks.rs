@@ -443,7 +443,10 @@ pub(super) fn notice_leads(
         if leads.contains(&lead) {
             diags.error(
                 item.span(),
-                format!("notice lead {} is listed twice; remove one", fmt_duration(lead)),
+                format!(
+                    "notice lead {} is listed twice; remove one",
+                    fmt_duration(lead)
+                ),
             );
             continue;
         }

@@ -95,8 +95,15 @@ pub(super) fn record_events(app: &App, cancel: CancellationToken) -> TaskTracker
     // find what this one records at their safety poll.
     let nobody = Arc::new(tokio::sync::Notify::new());
     let directory = Arc::new(RwLock::new(None));
-    let consuming =
-        super::consume_events(app, inventory.clone(), directory.clone(), nobody, &tracker, &cancel, false);
+    let consuming = super::consume_events(
+        app,
+        inventory.clone(),
+        directory.clone(),
+        nobody,
+        &tracker,
+        &cancel,
+        false,
+    );
     if consuming.is_none() {
         return tracker;
     }

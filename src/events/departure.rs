@@ -181,4 +181,3 @@ fn plan_unresolved(
     });
     plan.alerts.push(a);
 }
-

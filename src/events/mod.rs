@@ -43,7 +43,6 @@ use crate::arn::Arn;
 use crate::clock::Clock;
 use crate::config::{Config, EventsConfig};
 use crate::directory::Directory;
-pub use departure::{FUTURE_SKEW, departure_not_before, reachable, sla_start};
 use crate::inventory::{Fleet, FleetEntry, Inventory};
 use crate::metrics::Metrics;
 use crate::requests::RequestKind;
@@ -52,9 +51,10 @@ use crate::store::{
     Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
     StoreHandle, TriggerKind,
 };
+pub use departure::{FUTURE_SKEW, departure_not_before, reachable, sla_start};
 use normalize::{
-    CompromiseEvent, CustomSource, DepartureEvent, NormalizeConfig, Normalized, Rejection,
-    RotationEvent, RotationKind,
+    CompromiseEvent, CustomSource, NormalizeConfig, Normalized, Rejection, RotationEvent,
+    RotationKind,
 };
 
 /// The normalizer's view of `[events]`.
@@ -738,6 +738,7 @@ pub async fn audit_rejection(
 mod tests {
     use super::*;
     use crate::aws::secrets::SecretInfo;
+    use crate::events::normalize::DepartureEvent;
     use chrono::TimeZone;
     use std::path::Path;
 
@@ -853,7 +854,14 @@ custodians = ["carol"]
             // In the past: the event's own time (the SLA already runs).
             (t(9, 0), t(9, 0), false),
         ] {
-            let plan = plan_event(&cfg, &fleet, None, &departure("alice", event_time), "sqs", now);
+            let plan = plan_event(
+                &cfg,
+                &fleet,
+                None,
+                &departure("alice", event_time),
+                "sqs",
+                now,
+            );
             assert!(!plan.triggers.is_empty());
             for trig in &plan.triggers {
                 assert_eq!(
@@ -929,7 +937,14 @@ custodians = ["carol"]
     #[test]
     fn a_departure_of_someone_without_access_is_audited_only() {
         let (cfg, fleet) = setup();
-        let plan = plan_event(&cfg, &fleet, None, &departure("zoe", t(9, 0)), "sqs", t(10, 0));
+        let plan = plan_event(
+            &cfg,
+            &fleet,
+            None,
+            &departure("zoe", t(9, 0)),
+            "sqs",
+            t(10, 0),
+        );
         assert!(plan.triggers.is_empty());
         assert_eq!(plan.audit.outcome, Outcome::NoSecrets);
     }

@@ -1913,7 +1913,8 @@ fn remembered_users_outlive_the_directory_and_are_written_only_when_changed() {
     assert_eq!(db.remember_users(&first, t(3600)).unwrap(), 0);
     // ivan leaves dba; erin is gone from the directory (not in the list): kept as seen.
     assert_eq!(
-        db.remember_users(&[user("u-1", "ivan", &[])], t(7200)).unwrap(),
+        db.remember_users(&[user("u-1", "ivan", &[])], t(7200))
+            .unwrap(),
         1
     );
     let known = db.known_users().unwrap();

@@ -729,6 +729,7 @@ mod tests {
             auto_rollback: false,
             baseline_at: Some(at(0)),
             baseline_error: None,
+            vendor: None,
         }
     }
 

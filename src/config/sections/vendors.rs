@@ -121,10 +121,7 @@ pub(crate) fn vendors(
                 ),
             );
         }
-        let contact_topic_arn = v
-            .contact_topic_arn
-            .as_ref()
-            .map(|t| arn(diags, t, "sns"));
+        let contact_topic_arn = v.contact_topic_arn.as_ref().map(|t| arn(diags, t, "sns"));
         let notice = notice_leads(diags, &v.notice);
         if diags.error_count() > errors {
             names.insert(n, None);

@@ -36,7 +36,7 @@ pub struct App {
     /// One CloudTrail client per account-region (its own 2 requests/s budget each).
     pub cloudtrail: Vec<Trail>,
     /// `[identity_center]`'s Identity Store, read once per reconcile (`crate::directory`).
-    pub identity_store: Option<crate::aws::identitystore::IdentityStore>,
+    pub identity_store: Option<Arc<crate::aws::identitystore::IdentityStore>>,
     pub clock: Clock,
     /// With `[state] backend = "dynamodb"`: the shared log this process's replica follows
     /// (the daemon sets its fence while it leads) and the DynamoDB client for the lease.
@@ -193,7 +193,7 @@ impl App {
             sqs,
             eventbridge,
             cloudtrail,
-            identity_store,
+            identity_store: identity_store.map(Arc::new),
             clock,
             shared_state,
             instance: instance.to_string(),

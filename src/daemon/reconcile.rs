@@ -384,7 +384,7 @@ async fn reconcile(
         inv = inventory::scan(&app.engine.sm, cfg, cache) => inv.context("inventory")?,
     };
     refresh_directory(
-        app.identity_store.as_ref(),
+        app.identity_store.as_deref(),
         &app.store,
         &app.metrics,
         now,

@@ -118,7 +118,7 @@ pub(super) fn record_events(app: &App, cancel: CancellationToken) -> TaskTracker
     tracker.spawn(async move {
         let mut cache = AgeCache::default();
         loop {
-            super::reconcile::refresh_directory(ids.as_ref(), &store, &metrics, clock.now(), &directory)
+            super::reconcile::refresh_directory(ids.as_deref(), &store, &metrics, clock.now(), &directory)
                 .await;
             let scanned = tokio::select! {
                 _ = cancel.cancelled() => return,

@@ -81,10 +81,17 @@ pub(crate) fn settings(
             }
             None => {
                 let name = v.get_ref();
+                let mut known: Vec<&str> = declared.vendors.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                let known = if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (declared: {})", known.join(", "))
+                };
                 diags.error(
                     v.span(),
                     format!(
-                        "unknown vendor `{name}`: declare it with [[vendor]] name = \"{name}\""
+                        "unknown vendor `{name}`{known}: declare it with [[vendor]] name = \"{name}\""
                     ),
                 );
                 ok = false;

@@ -24,6 +24,9 @@ use serde_json::json;
 /// A planned trigger for a window that opened just now (after the secret's last rotation,
 /// so "already rotated in this window" does not apply), recorded without a ticket.
 fn insert_ticketless_window(env: &Env, name: &str, arn: &str, start: DateTime<Utc>) {
+    // The state database, as any command creates it.
+    let o = env.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     env.db()
         .execute(
             "INSERT INTO triggers (secret, kind, dedupe_key, reason, actor, created_at, not_before, deadline, updated_at) \

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::config::{Body, secret};
 use common::events::*;
 use common::moto::{self, recording};
-use common::rotationd::{Env, rows, terminate};
+use common::rotationd::{Env, rows, stderr, terminate};
 use serde_json::json;
 
 /// Identity Center's DeleteUser as EventBridge delivers it: no user name, only the id.
@@ -140,6 +140,8 @@ async fn a_delete_user_naming_only_an_id_rotates_what_the_gone_user_could_reach(
     }
 
     // A first daemon reads the directory (and remembers it), then stops.
+    let o = env.cli(&["status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let mut daemon = env.daemon(&[]);
     let read = env
         .eventually(Duration::from_secs(60), || {

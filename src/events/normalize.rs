@@ -114,9 +114,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+mod paths;
 mod place;
 mod rejection;
 
+use paths::{ENVELOPE_PATHS, Paths, RECORD_PATHS};
 use place::same_place;
 pub use rejection::Rejection;
 
@@ -399,44 +401,6 @@ fn normalize_cloudtrail(record_json: &str, cfg: &NormalizeConfig) -> Result<Norm
     }
 }
 
-/// Field names reported in rejections. The same CloudTrail record sits under `detail` in an
-/// envelope and at the top level from `LookupEvents`; the operator should see which.
-struct Paths {
-    event_name: &'static str,
-    event_id: &'static str,
-    event_time: &'static str,
-    additional_secret_id: &'static str,
-    service_event_details: &'static str,
-    resources: &'static str,
-    request_parameters: &'static str,
-    user_name: &'static str,
-    user_id: &'static str,
-}
-
-const ENVELOPE_PATHS: Paths = Paths {
-    event_name: "detail.eventName",
-    event_id: "detail.eventID",
-    event_time: "detail.eventTime",
-    additional_secret_id: "detail.additionalEventData.SecretId",
-    service_event_details: "detail.serviceEventDetails",
-    resources: "resources",
-    request_parameters: "detail.requestParameters",
-    user_name: "detail.requestParameters.userName",
-    user_id: "detail.requestParameters.userId",
-};
-
-const RECORD_PATHS: Paths = Paths {
-    event_name: "eventName",
-    event_id: "eventID",
-    event_time: "eventTime",
-    additional_secret_id: "additionalEventData.SecretId",
-    service_event_details: "serviceEventDetails",
-    resources: "resources",
-    request_parameters: "requestParameters",
-    user_name: "requestParameters.userName",
-    user_id: "requestParameters.userId",
-};
-
 /// What a CloudTrail record is read with: where it came from and what the envelope adds.
 struct Ctx<'a> {
     paths: &'static Paths,
@@ -619,18 +583,14 @@ fn identity_center_departure(
     let id = ["userId", "UserId"]
         .iter()
         .find_map(|k| params.get(*k).and_then(non_empty_str));
-    let (user, field) = if let Some(n) = params.get("userName").and_then(non_empty_str) {
-        (n, p.user_name)
-    } else if let Some(id) = id {
-        (id, p.user_id)
-    } else {
-        return Err(Rejection::MissingField(p.user_id));
+    let (user, field) = match (params.get("userName").and_then(non_empty_str), id) {
+        (Some(n), _) => (n, p.user_name),
+        (None, Some(id)) => (id, p.user_id),
+        (None, None) => return Err(Rejection::MissingField(p.user_id)),
     };
-    let user_id = id
-        .map(|i| bounded(i, MAX_USER_CHARS, p.user_id))
-        .transpose()?;
+    let user_id = id.map(|i| bounded(i, MAX_USER_CHARS, p.user_id));
     Ok(Normalized::Departure(DepartureEvent {
-        user_id,
+        user_id: user_id.transpose()?,
         user: bounded(user, MAX_USER_CHARS, field)?,
         event_id,
         time,

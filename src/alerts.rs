@@ -92,6 +92,7 @@ pub enum AlertKind {
     ApprovalRequested,
     ApprovalOverdue,
     StateLost,
+    DepartureUnresolved,
 }
 
 impl AlertKind {
@@ -114,6 +115,7 @@ impl AlertKind {
         AlertKind::ApprovalRequested,
         AlertKind::ApprovalOverdue,
         AlertKind::StateLost,
+        AlertKind::DepartureUnresolved,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +138,7 @@ impl AlertKind {
             AlertKind::ApprovalRequested => "approval_requested",
             AlertKind::ApprovalOverdue => "approval_overdue",
             AlertKind::StateLost => "state_lost",
+            AlertKind::DepartureUnresolved => "departure_unresolved",
         }
     }
 
@@ -160,7 +163,8 @@ impl AlertKind {
             | AlertKind::Overdue
             | AlertKind::SecretMissing
             | AlertKind::AwsUnreachable
-            | AlertKind::AccountUnreachable => Severity::P2,
+            | AlertKind::AccountUnreachable
+            | AlertKind::DepartureUnresolved => Severity::P2,
             AlertKind::RotationScheduled
             | AlertKind::RotationCompleted
             | AlertKind::NativeScheduleDrift
@@ -198,6 +202,7 @@ impl AlertKind {
             AlertKind::ApprovalRequested => "Rotation approval requested",
             AlertKind::ApprovalOverdue => "Emergency rotation still awaiting approval",
             AlertKind::StateLost => "State database lost, rotationd stopped acting",
+            AlertKind::DepartureUnresolved => "Departure of a user nobody can name",
         }
     }
 
@@ -287,6 +292,12 @@ impl AlertKind {
                 "Restore the database (with its -wal file) from a backup and restart rotationd, or restart it with rotationd run --init to start a new history (its first audit entry records the lost chain's head)",
                 ESCALATE,
             ],
+            AlertKind::DepartureUnresolved => &[
+                "An Identity Center user left, but the event names only a user id that neither the Identity Store nor rotationd's memory of it knows: no secret was rotated",
+                "Find who it was: the IAM Identity Center console or CloudTrail (CreateUser, UpdateUser events with that user id)",
+                "Rotate the secrets that person could reach within 24 hours of the departure: rotationd rotate --secret <secret> --ticket <INC> --reason departure --emergency",
+                "Configure [identity_center] identity_store_id if it is missing, so that the next departure resolves",
+            ],
             AlertKind::NativeScheduleDrift => &[
                 "Secrets Manager's own rotation schedule (RotationRules) disagrees with the TOML schedule: the secret can rotate twice, or not when planned",
                 "Compare them with rotationd plan --live",
@@ -316,6 +327,9 @@ pub struct Alert {
     /// A copy for one `[[dependent]]`: published to its `notify_topic_arn` instead of the
     /// audience's topic, and carried as the `dependent` message attribute.
     pub dependent: Option<String>,
+    /// A copy for one `[[vendor]]`: published to its `contact_topic_arn`, and carried as the
+    /// `vendor` message attribute.
+    pub vendor: Option<String>,
 }
 
 impl Alert {
@@ -334,7 +348,41 @@ impl Alert {
             details: serde_json::Value::Null,
             dedupe_key,
             dependent: None,
+            vendor: None,
         }
+    }
+
+    /// A notice and its copies: one for each of `dependents` with its own
+    /// `notify_topic_arn`, one for `vendor` when it has a `contact_topic_arn` (each with
+    /// its own dedupe key), then the notice itself.
+    pub fn with_copies(
+        self,
+        cfg: &Config,
+        dependents: &[String],
+        vendor: Option<&str>,
+    ) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for d in dependents {
+            if cfg
+                .dependent(d)
+                .is_some_and(|d| d.notify_topic_arn.is_some())
+            {
+                let mut copy = self.clone();
+                copy.dedupe_key = format!("{}:{d}", self.dedupe_key);
+                copy.dependent = Some(d.clone());
+                out.push(copy);
+            }
+        }
+        if let Some(v) =
+            vendor.filter(|v| cfg.vendor(v).is_some_and(|v| v.contact_topic_arn.is_some()))
+        {
+            let mut copy = self.clone();
+            copy.dedupe_key = format!("{}:vendor:{v}", self.dedupe_key);
+            copy.vendor = Some(v.to_string());
+            out.push(copy);
+        }
+        out.push(self);
+        out
     }
 
     /// `[P1] rotation_failed prod/payments/db`: severity and kind first, at most 100 ASCII
@@ -379,6 +427,9 @@ impl Alert {
         );
         if let Some(d) = &self.dependent {
             attributes.insert("dependent".to_string(), d.clone());
+        }
+        if let Some(v) = &self.vendor {
+            attributes.insert("vendor".to_string(), v.clone());
         }
         NewAlert {
             dedupe_key: self.dedupe_key.clone(),
@@ -465,6 +516,7 @@ impl Alerts {
     /// [`Alerts::log_queued`] after the commit.
     pub fn prepare(&self, alert: &Alert) -> Option<Prepared> {
         if alert.dependent.is_none()
+            && alert.vendor.is_none()
             && alert.kind.audience() == Audience::Notify
             && !self.notify_enabled
         {
@@ -538,7 +590,8 @@ async fn publish_one(sns: &Sns, topic: &str, alert: &OutboxAlert) -> Result<(), 
 /// and the notify topic's alerts, a dependent's own `chat_topic_arn` for its copies; only
 /// from the configured least severity up. Chat copies themselves are not copied again.
 fn chat_topic<'a>(cfg: &'a Config, alert: &OutboxAlert) -> Option<&'a str> {
-    if alert.attributes.contains_key(CHANNEL) {
+    // Chat copies are not copied again; a vendor's copy goes to the vendor only.
+    if alert.attributes.contains_key(CHANNEL) || alert.attributes.contains_key("vendor") {
         return None;
     }
     let rank = Severity::parse(&alert.severity)?.rank();
@@ -701,6 +754,12 @@ async fn publish_pass(
             (None, _) if chat => cfg.alerts.chat_topic_arn.as_deref(),
             // A dependent's copy goes to its own topic, as configured now.
             (Some(d), _) => cfg.dependent(d).and_then(|d| d.notify_topic_arn.as_deref()),
+            // A vendor's copy, to its contact topic, as configured now.
+            (None, _) if alert.attributes.contains_key("vendor") => alert
+                .attributes
+                .get("vendor")
+                .and_then(|v| cfg.vendor(v))
+                .and_then(|v| v.contact_topic_arn.as_deref()),
             (None, Some(Audience::Notify)) => cfg.alerts.notify_topic_arn.as_deref(),
             (None, Some(Audience::Approvers)) => Some(
                 cfg.requests

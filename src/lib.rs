@@ -23,6 +23,9 @@
 //!   (`[[account]]`, roles assumed through STS), request counting, retryable/fatal errors,
 //!   and a small typed wrapper per service (the only Secrets Manager one has no call that
 //!   reads or writes a value).
+//! - [`directory`]: the IAM Identity Center directory (`[identity_center]`), read once per
+//!   reconcile and remembered in the store, that turns a departure's user id into the
+//!   names and groups custodians are written with.
 //! - [`inventory`]: the fleet from filtered `ListSecrets` pages, and the facts per secret.
 //! - [`engine`]: one rotation attempt as a persisted state machine (checklist, RotateSecret,
 //!   monitoring of the four stages, validation).
@@ -58,6 +61,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod directory;
 pub mod drift;
 pub mod engine;
 pub mod events;

@@ -20,6 +20,12 @@ pub struct Metrics {
     pub departure_deadline_earliest_timestamp_seconds: Gauge,
     pub events_received_total: IntCounterVec,
     pub events_rejected_total: IntCounterVec,
+    /// Departures that rotate nothing, by why (`DEPARTURE_UNMATCHED`).
+    pub departures_unmatched_total: IntCounterVec,
+    /// Notices sent ahead of a planned window (`[policy] notice`).
+    pub notices_total: IntCounterVec,
+    /// Users the Identity Center directory knows (listed and remembered).
+    pub directory_users: IntGauge,
     pub alerts_published_total: IntCounterVec,
     pub alerts_outbox: IntGauge,
     pub aws_requests_total: IntCounterVec,
@@ -37,6 +43,9 @@ pub struct Metrics {
     pub config_sla_warning_seconds: Gauge,
     pub config_departure_sla_seconds: Gauge,
 }
+
+/// The `reason` values of `rotationd_departures_unmatched_total`.
+pub const DEPARTURE_UNMATCHED: [&str; 2] = ["no_secrets", "unresolved"];
 
 /// The series of the counters that alerting rules watch, exported at 0 before anything
 /// happened ([`Metrics::export_known`]). A counter that first appears at 1 shows no
@@ -145,6 +154,24 @@ impl Metrics {
                 "rotationd_events_rejected_total",
                 "Events rejected and audited, by reason",
                 &["reason"],
+            ),
+            departures_unmatched_total: counter(
+                "rotationd_departures_unmatched_total",
+                "Departures that rotate nothing: a custodian nowhere (no_secrets) or a user id nobody knows (unresolved)",
+                &["reason"],
+            ),
+            notices_total: counter(
+                "rotationd_notices_total",
+                "rotation_scheduled notices queued ahead of a planned window, by lead time",
+                &["lead"],
+            ),
+            directory_users: reg(
+                &registry,
+                IntGauge::new(
+                    "rotationd_directory_users",
+                    "Identity Center users the directory knows, listed and remembered",
+                )
+                .expect("valid metric"),
             ),
             alerts_published_total: counter(
                 "rotationd_alerts_published_total",
@@ -291,6 +318,13 @@ impl Metrics {
             self.events_rejected_total
                 .with_label_values(&[reason])
                 .inc_by(0);
+        }
+        if !known.event_sources.is_empty() {
+            for reason in DEPARTURE_UNMATCHED {
+                self.departures_unmatched_total
+                    .with_label_values(&[reason])
+                    .inc_by(0);
+            }
         }
         self.config_max_age_seconds.set(max_age.as_secs_f64());
         let (sla, warning) = departure.unwrap_or_default();

@@ -911,8 +911,10 @@ async fn the_storm_guard_pauses_event_rotations_until_resumed() {
 
 /// The review: a departure merged into a planned attempt was cancelled with it when that
 /// attempt was skipped ("already rotated in this window": Secrets Manager's own schedule
-/// had rotated the secret, before the person left). Now a trigger that only a rotation
-/// satisfies goes back to pending and rotates the secret.
+/// had rotated the secret, before the person left). Now the departure leads the attempt it
+/// is merged into (`engine::lead`): the planned window's skip no longer applies, the
+/// secret rotates once, and that rotation serves the window too. tests/triggers.rs covers
+/// a compromise, an approved request and a failed planned-only check.
 #[tokio::test]
 async fn a_departure_is_not_swallowed_by_a_planned_attempt_that_is_skipped() {
     recording();
@@ -983,14 +985,14 @@ async fn a_departure_is_not_swallowed_by_a_planned_attempt_that_is_skipped() {
          FROM triggers t LEFT JOIN attempts a ON a.id = t.attempt_id ORDER BY t.id",
     );
     assert!(
-        triggers
-            .iter()
-            .any(|t| t.starts_with("scheduled cancelled skipped already rotated in this window")),
-        "the planned attempt was not skipped, so this test did not reproduce the case: {triggers:#?}"
-    );
-    assert!(
         rotated.is_some(),
         "the departure was swallowed: {triggers:#?}"
+    );
+    assert!(
+        triggers
+            .iter()
+            .any(|t| t.starts_with("scheduled done succeeded")),
+        "the planned window was not served by the departure's rotation: {triggers:#?}"
     );
     assert_eq!(env.rotations_by_rotationd(&name), 1);
 }

@@ -58,6 +58,43 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
         )
         .with(selector("lp/").dependents(["lp-api"]));
     let env = Env::new("leastpriv", &body.render()).await;
+    // The Identity Center directory, read by every reconcile (a user in a group, so that
+    // the group's memberships are listed too).
+    let ids = aws_sdk_identitystore::Client::new(&moto::sdk_config(&env.moto.endpoint()));
+    let store_id = "d-1e45710cc1";
+    let user = ids
+        .create_user()
+        .identity_store_id(store_id)
+        .user_name("lp-ivan")
+        .display_name("Ivan")
+        .name(
+            aws_sdk_identitystore::types::Name::builder()
+                .given_name("Ivan")
+                .family_name("Least")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let group = ids
+        .create_group()
+        .identity_store_id(store_id)
+        .display_name("lp-dba")
+        .send()
+        .await
+        .unwrap();
+    ids.create_group_membership()
+        .identity_store_id(store_id)
+        .group_id(group.group_id())
+        .member_id(aws_sdk_identitystore::types::MemberId::UserId(
+            user.user_id().to_string(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    env.append_config(&format!(
+        "\n[identity_center]\nidentity_store_id = \"{store_id}\"\n"
+    ));
     let logs = aws_sdk_cloudwatchlogs::Client::new(&moto::sdk_config(&env.moto.endpoint()));
     logs.create_log_group()
         .log_group_name("/lp/api")
@@ -185,6 +222,9 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
         "DescribeAlarms",
         "GetMetricData",
         "FilterLogEvents",
+        "ListUsers",
+        "ListGroups",
+        "ListGroupMemberships",
     ] {
         assert!(granted.contains(action), "{action} missing from the policy");
         assert!(

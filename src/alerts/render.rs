@@ -143,6 +143,9 @@ fn already_done(kind: &str, doc: &Value) -> &'static str {
         "native_schedule_drift" => "Changed nothing: it reports ([policy] native_schedule).",
         "approval_requested" => "Recorded the request; nothing rotates until an L3 approves it.",
         "approval_overdue" => "Kept the request waiting; it closes at its deadline.",
+        "departure_unresolved" => {
+            "Rotated nothing: neither the Identity Store nor what rotationd remembers of it knows the user id. Recorded the departure in the audit log."
+        }
         "state_lost" => {
             "Stopped rotating and reacting (events stay on the queue); sent this directly, as the outbox was in the lost file."
         }

@@ -23,7 +23,8 @@
 //!   secret values), [`cloudwatch`] (alarm states and metric values, read-only), [`logs`]
 //!   (authentication errors counted in application logs, no line kept),
 //!   [`cloudtrail`] (`LookupEvents`), [`sns`] (`Publish`), [`sqs`] (the events queue),
-//!   [`eventbridge`] (the bus, its rules and targets) and [`dynamodb`] (the state table).
+//!   [`eventbridge`] (the bus, its rules and targets), [`identitystore`] (the Identity
+//!   Center directory, read-only) and [`dynamodb`] (the state table).
 //! - [`Place`] and [`Targets`]: one client per account-region, routed by a secret's ARN.
 
 /// A client of the SDK crate `$sdk` from the SDK configuration `$conf`, counted by the
@@ -43,6 +44,7 @@ pub mod cloudtrail;
 pub mod cloudwatch;
 pub mod dynamodb;
 pub mod eventbridge;
+pub mod identitystore;
 pub mod logs;
 pub mod secrets;
 pub mod sns;
@@ -249,6 +251,8 @@ pub struct Clients {
     pub secrets: secrets::SecretsManager,
     pub cloudwatch: cloudwatch::CloudWatch,
     pub cloudtrail: Vec<cloudtrail::Trail>,
+    /// `[identity_center]`'s directory, when configured.
+    pub identity_store: Option<identitystore::IdentityStore>,
 }
 
 impl Clients {
@@ -259,6 +263,7 @@ impl Clients {
         counter: &RequestCounter,
         accounts: &[crate::config::Account],
         trail_endpoint: Option<&str>,
+        identity_center: Option<&crate::config::IdentityCenterConfig>,
     ) -> anyhow::Result<Clients> {
         let mut sms = Vec::new();
         let mut cws = Vec::new();
@@ -306,6 +311,14 @@ impl Clients {
             secrets,
             cloudwatch,
             cloudtrail,
+            identity_store: identity_center.map(|ic| {
+                identitystore::IdentityStore::new(
+                    sdk,
+                    counter,
+                    &ic.identity_store_id,
+                    ic.region.as_deref(),
+                )
+            }),
         })
     }
 }

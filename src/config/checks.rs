@@ -413,6 +413,49 @@ pub(super) fn arn(diags: &mut Diagnostics, value: &Spanned<String>, service: &st
     value.get_ref().clone()
 }
 
+/// The longest notice lead: within the shortest `[state] retention` (14d), so the
+/// outbox still remembers a notice sent for a window when the window comes.
+pub(super) const MAX_NOTICE: Duration = Duration::from_secs(14 * 86_400);
+
+/// `notice = ["7d", "24h"]`: lead times before a planned window, each between 1m and
+/// [`MAX_NOTICE`] and written once; longest first. `None` when the key is not written.
+pub(super) fn notice_leads(
+    diags: &mut Diagnostics,
+    value: &S<Vec<Spanned<String>>>,
+) -> Option<Vec<Duration>> {
+    let list = value.as_ref()?;
+    let mut leads: Vec<Duration> = Vec::new();
+    for item in list.get_ref() {
+        let lead = duration(diags, &Some(item.clone()), "notice", Duration::ZERO);
+        if lead.is_zero() {
+            continue;
+        }
+        let ok = in_range(diags, item.span(), lead, minutes(1)..=MAX_NOTICE, |_| {
+            format!(
+                "notice lead {} must be between 1m and {} (a notice is remembered for the shortest [state] retention)",
+                fmt_duration(lead),
+                fmt_duration(MAX_NOTICE)
+            )
+        });
+        if ok.is_none() {
+            continue;
+        }
+        if leads.contains(&lead) {
+            diags.error(
+                item.span(),
+                format!(
+                    "notice lead {} is listed twice; remove one",
+                    fmt_duration(lead)
+                ),
+            );
+            continue;
+        }
+        leads.push(lead);
+    }
+    leads.sort_by(|a, b| b.cmp(a));
+    Some(leads)
+}
+
 pub(super) fn quarterly() -> Schedule {
     Schedule::parse("@quarterly").expect("@quarterly is a built-in schedule")
 }

@@ -57,7 +57,11 @@ pub struct Config {
     pub alerts: AlertsConfig,
     pub events: Option<EventsConfig>,
     pub requests: Option<RequestsConfig>,
+    /// `[identity_center]`: the directory Identity Center departures are resolved against.
+    pub identity_center: Option<IdentityCenterConfig>,
     pub policy: PolicyConfig,
+    /// The `[[vendor]]`s, in file order.
+    pub vendors: Vec<VendorConfig>,
     pub groups: Vec<Group>,
     pub dependents: Vec<DependentConfig>,
     pub secrets: Vec<SecretConfig>,
@@ -281,6 +285,36 @@ pub struct PolicyConfig {
     /// How long the rotation function's four steps may take, from the attempt's start,
     /// before the attempt fails (and a dangling AWSPENDING counts as stuck).
     pub rotation_timeout: Duration,
+    /// Lead times before a planned window at which its dependents get `rotation_scheduled`
+    /// (`notice = ["7d", "24h"]`), longest first; empty: told only when the rotation starts.
+    pub notice: Vec<Duration>,
+}
+
+/// `[identity_center]`: the IAM Identity Center identity store rotationd reads (ListUsers,
+/// ListGroups, ListGroupMemberships, once per reconcile) so that a departure naming only a
+/// user id finds the user's name and groups, and `group:NAME` custodians take the Identity
+/// Center group's members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityCenterConfig {
+    /// `d-` and ten digits or lowercase letters.
+    pub identity_store_id: String,
+    /// Where Identity Center runs, when not `[aws] region`.
+    pub region: Option<String>,
+}
+
+/// A `[[vendor]]`: a secret with `vendor = "NAME"` takes its schedule and window (unless
+/// the secret sets its own: the secret's own keys win, then the vendor's, then
+/// `[policy]`'s), its notice lead times (else `[policy] notice`), and its notices also go
+/// to `contact_topic_arn`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VendorConfig {
+    pub name: String,
+    pub schedule: Option<Schedule>,
+    pub window: Option<Duration>,
+    /// The vendor's SNS topic: a copy of each notice about its secrets.
+    pub contact_topic_arn: Option<String>,
+    /// `None`: `[policy] notice`.
+    pub notice: Option<Vec<Duration>>,
 }
 
 /// A `[[dependent]]`: a service that uses secrets. It is notified around a rotation and,
@@ -407,10 +441,14 @@ pub struct SecretSettings {
     pub change_ticket: Option<String>,
     pub dependents: Vec<String>,
     pub custodians: Vec<Custodian>,
+    /// The `[[vendor]]` it belongs to (validated to exist).
     pub vendor: Option<String>,
     /// Roll back on its own when a watched dependent turns unhealthy after a rotation.
     /// Off by default: the guide reserves rollback to L3.
     pub auto_rollback: bool,
+    /// Notice lead times before its planned windows (its vendor's, else `[policy]`'s),
+    /// longest first.
+    pub notice: Vec<Duration>,
 }
 
 impl SecretSettings {
@@ -485,7 +523,7 @@ impl Config {
     /// comments and layout aside): what a reload's audit entry names. Compared through
     /// their `Debug` form, which covers every field.
     pub fn changed_sections(&self, new: &Config) -> Vec<&'static str> {
-        let sections: [(&'static str, String, String); 12] = [
+        let sections: [(&'static str, String, String); 14] = [
             ("aws", format!("{:?}", self.aws), format!("{:?}", new.aws)),
             (
                 "account",
@@ -518,9 +556,19 @@ impl Config {
                 format!("{:?}", new.requests),
             ),
             (
+                "identity_center",
+                format!("{:?}", self.identity_center),
+                format!("{:?}", new.identity_center),
+            ),
+            (
                 "policy",
                 format!("{:?}", self.policy),
                 format!("{:?}", new.policy),
+            ),
+            (
+                "vendor",
+                format!("{:?}", self.vendors),
+                format!("{:?}", new.vendors),
             ),
             (
                 "group",
@@ -595,6 +643,11 @@ impl Config {
         self.dependents.iter().find(|d| d.name == name)
     }
 
+    /// The `[[vendor]]` called `name`.
+    pub fn vendor(&self, name: &str) -> Option<&VendorConfig> {
+        self.vendors.iter().find(|v| v.name == name)
+    }
+
     /// Expands a user's reach: the groups a custodian list names are replaced by members.
     pub fn custodian_users(&self, custodians: &[Custodian]) -> HashSet<String> {
         let mut users = HashSet::new();
@@ -644,13 +697,24 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         .events
         .as_ref()
         .map(|(span, e)| sections::events::events(diags, span, e));
+    let identity_center = doc
+        .identity_center
+        .as_ref()
+        .and_then(|(span, ic)| sections::vendors::identity_center(diags, span, ic));
     let mut schedules = Schedules::default();
     let policy = sections::policy::policy(diags, &doc.policy, &mut schedules);
+    let (vendors, vendor_names) =
+        sections::vendors::vendors(diags, doc.vendors, &policy, &mut schedules);
     let (groups, group_names) = sections::groups::groups(diags, doc.groups);
     let (dependents, watched) =
         sections::dependents::dependents(diags, doc.dependents, policy.validation_period);
     let declared = Declared {
         groups: group_names,
+        directory: doc.identity_center.is_some(),
+        vendors: vendor_names
+            .into_iter()
+            .map(|(n, i)| (n, i.and_then(|i| vendors.get(i).cloned())))
+            .collect(),
         dependents: watched,
         sync: sections::policy::sync_span(&doc.policy, &policy),
     };
@@ -678,7 +742,9 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         alerts: alerts?,
         events,
         requests,
+        identity_center,
         policy,
+        vendors,
         groups,
         dependents,
         secrets,

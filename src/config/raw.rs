@@ -154,6 +154,26 @@ pub struct RawPolicy {
     pub validation_interval: S<String>,
     pub native_schedule: S<String>,
     pub rotation_timeout: S<String>,
+    pub notice: S<Vec<Spanned<String>>>,
+}
+
+/// `[identity_center]`: the IAM Identity Center directory departures are resolved against.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityCenter {
+    pub identity_store_id: S<String>,
+    pub region: S<String>,
+}
+
+/// A `[[vendor]]`: whose schedule, window and notices its secrets (`vendor = "NAME"`) take.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVendor {
+    pub name: S<String>,
+    pub schedule: S<String>,
+    pub window: S<String>,
+    pub contact_topic_arn: S<String>,
+    pub notice: S<Vec<Spanned<String>>>,
 }
 
 /// A `[[dependent]]`: a service that uses secrets, notified and watched around rotations.

@@ -35,6 +35,8 @@ pub struct App {
     pub eventbridge: EventBridge,
     /// One CloudTrail client per account-region (its own 2 requests/s budget each).
     pub cloudtrail: Vec<Trail>,
+    /// `[identity_center]`'s Identity Store, read once per reconcile (`crate::directory`).
+    pub identity_store: Option<Arc<crate::aws::identitystore::IdentityStore>>,
     pub clock: Clock,
     /// With `[state] backend = "dynamodb"`: the shared log this process's replica follows
     /// (the daemon sets its fence while it leads) and the DynamoDB client for the lease.
@@ -129,7 +131,15 @@ impl App {
             secrets: sm,
             cloudwatch: cw,
             cloudtrail,
-        } = Clients::build(&sdk, &counter, &cfg.accounts, trail_endpoint).await?;
+            identity_store,
+        } = Clients::build(
+            &sdk,
+            &counter,
+            &cfg.accounts,
+            trail_endpoint,
+            cfg.identity_center.as_ref(),
+        )
+        .await?;
         let places: Vec<(String, String)> = sm
             .places()
             .into_iter()
@@ -183,6 +193,7 @@ impl App {
             sqs,
             eventbridge,
             cloudtrail,
+            identity_store: identity_store.map(Arc::new),
             clock,
             shared_state,
             instance: instance.to_string(),

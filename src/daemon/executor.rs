@@ -342,6 +342,15 @@ impl Executor {
             };
         // Event rotations this pass may still start: None until the guard was asked.
         let mut storm_budget: Option<u64> = None;
+        // Secrets with a due event trigger the storm guard counts: a planned trigger's
+        // attempt that takes one in is led by it (engine::lead), so it is one more event
+        // rotation, and while the guard pauses them the event trigger stays out.
+        let due_events: HashSet<String> = pending
+            .iter()
+            .filter(|o| storm::EVENT_KINDS.contains(&o.kind))
+            .filter(|o| o.not_before.is_none_or(|nb| nb <= now))
+            .map(|o| o.secret.clone())
+            .collect();
         for t in pending {
             if let Some(nb) = t.not_before.filter(|nb| *nb > now) {
                 next.at_time(now, nb);
@@ -379,6 +388,21 @@ impl Executor {
                 window_missed(&shared, &t, now).await?;
                 continue;
             }
+            let mut held: &'static [TriggerKind] = &[];
+            if crate::engine::lead_rank(t.kind) > crate::engine::lead_rank(TriggerKind::Retry)
+                && due_events.contains(&t.secret)
+            {
+                let budget = match storm_budget {
+                    Some(b) => b,
+                    None => storm::storm_guard(app, 0).await?,
+                };
+                if budget == 0 {
+                    held = storm::EVENT_KINDS;
+                    storm_budget = Some(0);
+                } else {
+                    storm_budget = Some(budget - 1);
+                }
+            }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 return Ok(());
             };
@@ -393,7 +417,7 @@ impl Executor {
                 .and_then(|inv| inv.fleet.find(&t.secret).map(|e| e.info.arn.clone()));
             // On error the claim and the slot are dropped here, waking nobody: the pass
             // retries after PASS_RETRY.
-            let attempt = app.engine.attempt_for_trigger(&t, arn).await?;
+            let attempt = app.engine.attempt_for_trigger(&t, arn, held).await?;
             lock(&self.owned).insert(attempt.clone());
             self.spawn_drive(claim, permit, attempt, t.secret.clone());
         }

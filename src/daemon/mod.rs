@@ -74,6 +74,9 @@ pub(crate) struct Shared {
     pub(crate) app: App,
     /// The latest inventory (the reconciler writes it; events and the executor read it).
     pub(crate) inventory: Arc<RwLock<Option<Inventory>>>,
+    /// The Identity Center directory (`[identity_center]`): the reconciler refreshes it,
+    /// events read it.
+    pub(crate) directory: Arc<RwLock<Option<crate::directory::Directory>>>,
     pub(crate) health: Arc<Health>,
     /// Secrets with an attempt being driven by this process.
     pub(crate) claims: executor::Claims,
@@ -475,6 +478,7 @@ async fn audit_reload(store: &StoreHandle, old: &Config, new: Option<&Config>) {
 fn consume_events<'a>(
     app: &'a App,
     inventory: Arc<RwLock<Option<Inventory>>>,
+    directory: Arc<RwLock<Option<crate::directory::Directory>>>,
     wake: Arc<Notify>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
@@ -489,6 +493,7 @@ fn consume_events<'a>(
         metrics: app.metrics.clone(),
         clock: app.clock,
         inventory,
+        directory,
         wake,
         alerts: app.engine.alerts.clone(),
         decides_requests: leading,
@@ -531,6 +536,7 @@ fn spawn_loops(
     let shared = Arc::new(Shared {
         app,
         inventory: Arc::new(RwLock::new(None)),
+        directory: Arc::new(RwLock::new(None)),
         health,
         claims: executor::Claims::default(),
         wake: Arc::new(Notify::new()),
@@ -563,6 +569,7 @@ fn spawn_loops(
     let consuming = consume_events(
         app,
         shared.inventory.clone(),
+        shared.directory.clone(),
         shared.wake.clone(),
         &tracker,
         &cancel,

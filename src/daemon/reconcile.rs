@@ -75,6 +75,45 @@ pub struct ReconcilePlan {
     pub triggers: Vec<NewTrigger>,
     pub alerts: Vec<(Alert, Repeat)>,
     pub statuses: Vec<Status>,
+    /// `rotation_scheduled` ahead of planned windows (`[policy] notice`), each once per
+    /// window and lead time (its dedupe key, [`notice_key`]).
+    pub notices: Vec<Notice>,
+}
+
+/// One advance notice of a planned window: the notice and its copies (each dependent with
+/// its own topic, the vendor's contact topic), all queued once.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub secret: String,
+    pub window_start: DateTime<Utc>,
+    /// The lead time it is sent at, as configured.
+    pub lead: Duration,
+    pub alerts: Vec<Alert>,
+}
+
+/// The dedupe key of the notice `lead` ahead of the window of `arn` opening at
+/// `window_start`: one per secret, window and lead time, however many passes see it.
+pub fn notice_key(arn: &str, window_start: DateTime<Utc>, lead: Duration) -> String {
+    format!(
+        "rotation_scheduled:ahead:{arn}:{}:{}",
+        window_start.timestamp(),
+        lead.as_secs()
+    )
+}
+
+/// The lead time whose notice is due at `now` for a window opening at `start`: the
+/// shortest of `leads` already reached, so a notice comes once per lead time and a
+/// daemon that was down at the 7d mark sends the 24h one, not both. `None` before the
+/// longest lead, and once the window has opened. Pure.
+pub fn due_lead(leads: &[Duration], start: DateTime<Utc>, now: DateTime<Utc>) -> Option<Duration> {
+    if now >= start {
+        return None;
+    }
+    leads
+        .iter()
+        .copied()
+        .filter(|l| chrono::Duration::from_std(*l).is_ok_and(|l| now >= start - l))
+        .min()
 }
 
 /// The trigger dedupe key of a planned window: one trigger per secret and window.
@@ -147,6 +186,7 @@ pub fn plan(fleet: &Fleet, observed: &Observed, cfg: &Config, now: DateTime<Utc>
             _ => {}
         }
     }
+    out.notices = notices(fleet, observed, cfg, now);
     for (id, reason) in &fleet.missing {
         let mut a = Alert::new(AlertKind::SecretMissing, Some(id), now);
         a.error = Some(format!("configured secret {id} is {}", reason.as_str()));
@@ -203,6 +243,61 @@ pub fn plan(fleet: &Fleet, observed: &Observed, cfg: &Config, now: DateTime<Utc>
                 e.start_at
             }),
             deadline: Some(e.window_end),
+        });
+    }
+    out
+}
+
+/// The advance notices due at `now`: for each observed secret not on hold whose settings
+/// have notice lead times, its next window (the next one to open after `now`) at the
+/// lead time [`due_lead`] picks.
+fn notices(fleet: &Fleet, observed: &Observed, cfg: &Config, now: DateTime<Utc>) -> Vec<Notice> {
+    let mut next_fire: HashMap<String, Option<DateTime<Utc>>> = HashMap::new();
+    let mut out = Vec::new();
+    for e in &fleet.entries {
+        if !observed.facts.contains_key(&e.key) || observed.held.contains(&e.key) {
+            continue;
+        }
+        let settings = inventory::settings(cfg, e.origin);
+        if settings.notice.is_empty() {
+            continue;
+        }
+        let Some(start) = *next_fire
+            .entry(settings.schedule.as_str().to_string())
+            .or_insert_with(|| settings.schedule.next_after(now))
+        else {
+            continue;
+        };
+        let Some(lead) = due_lead(&settings.notice, start, now) else {
+            continue;
+        };
+        let end = start
+            + chrono::Duration::from_std(settings.window).unwrap_or(chrono::Duration::hours(4));
+        let mut a = Alert::new(AlertKind::RotationScheduled, Some(&e.key), now);
+        a.secret_arn = Some(e.info.arn.clone());
+        a.trigger = Some("scheduled".into());
+        a.ticket = settings.change_ticket.clone();
+        a.reason = Some(format!(
+            "planned rotation in the window {} .. {} ({} notice)",
+            start.format(crate::clock::TIME_FORMAT),
+            end.format(crate::clock::TIME_FORMAT),
+            crate::config::fmt_duration(lead)
+        ));
+        a.deadline = Some(end);
+        a.dedupe_key = notice_key(&e.info.arn, start, lead);
+        a.details = serde_json::json!({
+            "notice": "ahead",
+            "lead": crate::config::fmt_duration(lead),
+            "window": { "start": start.to_rfc3339(), "end": end.to_rfc3339() },
+            "dependents": settings.dependents,
+            "vendor": settings.vendor,
+            "strategy": settings.strategy.as_str(),
+        });
+        out.push(Notice {
+            secret: e.key.clone(),
+            window_start: start,
+            lead,
+            alerts: a.with_copies(cfg, &settings.dependents, settings.vendor.as_deref()),
         });
     }
     out
@@ -288,6 +383,14 @@ async fn reconcile(
         _ = cancel.cancelled() => anyhow::bail!("shutting down"),
         inv = inventory::scan(&app.engine.sm, cfg, cache) => inv.context("inventory")?,
     };
+    refresh_directory(
+        app.identity_store.as_deref(),
+        &app.store,
+        &app.metrics,
+        now,
+        &shared.directory,
+    )
+    .await;
     let stale = carry_over(&shared.inventory, &mut inv).await;
     report_places(app, &inv, now).await?;
     let unfinished = app.store.call(|s| s.db().unfinished_attempts()).await?;
@@ -343,6 +446,19 @@ async fn reconcile(
             Repeat::Never => app.engine.alerts.raise_once(a).await?,
         };
     }
+    for n in planned.notices {
+        let mut queued = false;
+        for a in n.alerts {
+            queued |= app.engine.alerts.raise_once(a).await?;
+        }
+        if queued {
+            tracing::info!(secret = %n.secret, window_start = %n.window_start.to_rfc3339(), lead = %crate::config::fmt_duration(n.lead), "advance notice of a planned rotation queued");
+            app.metrics
+                .notices_total
+                .with_label_values(&[&crate::config::fmt_duration(n.lead)])
+                .inc();
+        }
+    }
     super::drift::native_schedules(app, &inv, &active, now).await?;
     app.metrics.set_secret_counts(&sm.places(), &counts);
 
@@ -378,6 +494,37 @@ async fn reconcile(
     *shared.inventory.write().await = Some(inv);
     shared.health.set_ready(true);
     Ok(())
+}
+
+/// Reads `[identity_center]`'s directory for this pass (once per pass, never per event)
+/// into `directory`. When the Identity Store does not answer, the last good directory
+/// stays; before there is one, what the store remembers stands in, so that a departure
+/// right after a restart still resolves.
+pub(super) async fn refresh_directory(
+    ids: Option<&crate::aws::identitystore::IdentityStore>,
+    store: &crate::store::StoreHandle,
+    metrics: &crate::metrics::Metrics,
+    now: DateTime<Utc>,
+    directory: &RwLock<Option<crate::directory::Directory>>,
+) {
+    let Some(ids) = ids else {
+        return;
+    };
+    let fresh = match crate::directory::refresh(ids, store, now).await {
+        Ok(dir) => Some(dir),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot read the Identity Center directory; departures resolve against the last good one");
+            if directory.read().await.is_some() {
+                None
+            } else {
+                crate::directory::remembered(store).await.ok()
+            }
+        }
+    };
+    if let Some(dir) = fresh {
+        metrics.directory_users.set(dir.len() as i64);
+        *directory.write().await = Some(dir);
+    }
 }
 
 /// Keeps the secrets of account-regions this scan could not list, as the last good scan saw
@@ -845,5 +992,183 @@ strategy = "single-user"
         let (cfg, _, _) = fixture();
         let p = plan(&Fleet::default(), &Observed::default(), &cfg, now());
         assert!(p.triggers.is_empty() && p.alerts.is_empty() && p.statuses.is_empty());
+    }
+
+    #[test]
+    fn the_notice_due_is_the_shortest_lead_reached_before_the_window() {
+        let start = now() + chrono::Duration::days(10);
+        let leads = [Duration::from_secs(7 * 86_400), Duration::from_secs(86_400)];
+        let at = |d: chrono::Duration| due_lead(&leads, start, start - d);
+        assert_eq!(
+            at(chrono::Duration::days(8)),
+            None,
+            "before the longest lead"
+        );
+        assert_eq!(at(chrono::Duration::days(7)), Some(leads[0]));
+        assert_eq!(at(chrono::Duration::days(2)), Some(leads[0]));
+        assert_eq!(at(chrono::Duration::hours(24)), Some(leads[1]));
+        // Down at the 7d mark, up 20 h before: the 24h notice alone.
+        assert_eq!(at(chrono::Duration::hours(20)), Some(leads[1]));
+        assert_eq!(at(chrono::Duration::zero()), None, "the window opened");
+        assert_eq!(due_lead(&[], start, now()), None);
+    }
+
+    const NOTICE_CFG: &str = r#"
+[alerts]
+security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
+notify_topic_arn = "arn:aws:sns:us-east-1:123456789012:notify"
+[policy]
+require_change_ticket = false
+notice = ["7d", "24h"]
+[[dependent]]
+name = "billing"
+notify_topic_arn = "arn:aws:sns:us-east-1:123456789012:billing"
+[[dependent]]
+name = "quiet"
+[[vendor]]
+name = "acme"
+schedule = "0 3 1 * *"
+window = "2h"
+contact_topic_arn = "arn:aws:sns:us-east-1:123456789012:acme"
+notice = ["3d"]
+[[secret]]
+id = "prod/weekly"
+schedule = "0 3 * * 6"
+window = "2h"
+strategy = "single-user"
+change_ticket = "CHG-7"
+dependents = ["billing", "quiet"]
+[[secret]]
+id = "prod/acme"
+vendor = "acme"
+strategy = "single-user"
+[[secret]]
+id = "prod/silent"
+schedule = "0 3 * * 6"
+window = "2h"
+strategy = "single-user"
+[[secret]]
+id = "prod/held"
+schedule = "0 3 * * 6"
+window = "2h"
+strategy = "single-user"
+"#;
+
+    fn notice_fixture() -> (Config, Fleet, Observed) {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), NOTICE_CFG).unwrap();
+        let names = ["prod/weekly", "prod/acme", "prod/silent", "prod/held"];
+        let infos = names
+            .iter()
+            .map(|n| SecretInfo {
+                name: n.to_string(),
+                arn: arn(n),
+                ..Default::default()
+            })
+            .collect();
+        let fleet = inventory::match_fleet(&cfg, infos);
+        let mut observed = Observed::default();
+        for n in names {
+            observed.facts.insert(
+                n.into(),
+                Facts {
+                    current_created: Some(now() - chrono::Duration::days(3)),
+                    ever_rotated: true,
+                    rotation: RotationState::Idle,
+                },
+            );
+        }
+        observed.held.insert("prod/held".into());
+        (cfg, fleet, observed)
+    }
+
+    #[test]
+    fn notices_go_ahead_of_the_next_window_once_per_lead_to_dependents_and_the_vendor() {
+        let (cfg, fleet, observed) = notice_fixture();
+        // Wednesday 03:30: the weekly window opens Saturday 03:00, 2 days 23.5 h ahead
+        // (the 7d lead reached, not the 24h one); acme's on December 1st, 5 days 23.5 h
+        // ahead (its own 3d lead not reached yet).
+        let p = plan(&fleet, &observed, &cfg, now());
+        let keys = |p: &ReconcilePlan| -> Vec<(String, String, Option<String>, Option<String>)> {
+            p.notices
+                .iter()
+                .flat_map(|n| n.alerts.iter())
+                .map(|a| {
+                    (
+                        a.secret.clone().unwrap_or_default(),
+                        a.dedupe_key.clone(),
+                        a.dependent.clone(),
+                        a.vendor.clone(),
+                    )
+                })
+                .collect()
+        };
+        let saturday = Utc.with_ymd_and_hms(2026, 11, 28, 3, 0, 0).unwrap();
+        let weekly_7d = notice_key(
+            &arn("prod/weekly"),
+            saturday,
+            Duration::from_secs(7 * 86_400),
+        );
+        let silent_7d = notice_key(
+            &arn("prod/silent"),
+            saturday,
+            Duration::from_secs(7 * 86_400),
+        );
+        assert_eq!(
+            keys(&p),
+            vec![
+                ("prod/silent".into(), silent_7d.clone(), None, None),
+                // Only the dependent with its own topic gets a copy; the held secret none.
+                (
+                    "prod/weekly".into(),
+                    format!("{weekly_7d}:billing"),
+                    Some("billing".into()),
+                    None
+                ),
+                ("prod/weekly".into(), weekly_7d.clone(), None, None),
+            ]
+        );
+        let n = p
+            .notices
+            .iter()
+            .find(|n| n.secret == "prod/weekly")
+            .unwrap();
+        assert_eq!(n.window_start, saturday);
+        let a = n.alerts.last().unwrap();
+        assert_eq!(a.kind, AlertKind::RotationScheduled);
+        assert_eq!(a.ticket.as_deref(), Some("CHG-7"));
+        assert_eq!(a.deadline, Some(saturday + chrono::Duration::hours(2)));
+        assert_eq!(a.details["lead"], "7d");
+        // The same pass again: the same keys (the outbox sends each once).
+        assert_eq!(keys(&plan(&fleet, &observed, &cfg, now())), keys(&p));
+        // Friday 04:00, 23 h before: the 24h notice, a new key.
+        let friday = saturday - chrono::Duration::hours(23);
+        let p = plan(&fleet, &observed, &cfg, friday);
+        let weekly_24h = notice_key(&arn("prod/weekly"), saturday, Duration::from_secs(86_400));
+        assert!(keys(&p).iter().any(|k| k.1 == weekly_24h), "{:?}", keys(&p));
+        // Three days before acme's window: its vendor's lead, with a copy to the vendor.
+        let december = Utc.with_ymd_and_hms(2026, 12, 1, 3, 0, 0).unwrap();
+        let p = plan(
+            &fleet,
+            &observed,
+            &cfg,
+            december - chrono::Duration::days(3),
+        );
+        let acme = notice_key(&arn("prod/acme"), december, Duration::from_secs(3 * 86_400));
+        let acme_keys: Vec<_> = keys(&p)
+            .into_iter()
+            .filter(|k| k.0 == "prod/acme")
+            .collect();
+        assert_eq!(
+            acme_keys,
+            vec![
+                (
+                    "prod/acme".into(),
+                    format!("{acme}:vendor:acme"),
+                    None,
+                    Some("acme".into())
+                ),
+                ("prod/acme".into(), acme.clone(), None, None),
+            ]
+        );
     }
 }

@@ -94,14 +94,32 @@ pub(super) fn record_events(app: &App, cancel: CancellationToken) -> TaskTracker
     // Nothing to wake: the leader's executor and publisher are another process's, and
     // find what this one records at their safety poll.
     let nobody = Arc::new(tokio::sync::Notify::new());
-    if super::consume_events(app, inventory.clone(), nobody, &tracker, &cancel, false).is_none() {
+    let directory = Arc::new(RwLock::new(None));
+    let consuming = super::consume_events(
+        app,
+        inventory.clone(),
+        directory.clone(),
+        nobody,
+        &tracker,
+        &cancel,
+        false,
+    );
+    if consuming.is_none() {
         return tracker;
     }
     let sm = app.engine.sm.clone();
     let cfg = app.cfg.clone();
+    let (ids, store, metrics, clock) = (
+        app.identity_store.clone(),
+        app.store.clone(),
+        app.metrics.clone(),
+        app.clock,
+    );
     tracker.spawn(async move {
         let mut cache = AgeCache::default();
         loop {
+            super::reconcile::refresh_directory(ids.as_deref(), &store, &metrics, clock.now(), &directory)
+                .await;
             let scanned = tokio::select! {
                 _ = cancel.cancelled() => return,
                 scanned = inventory::scan(&sm, &cfg, &mut cache) => scanned,

@@ -111,25 +111,16 @@ impl Engine {
         };
         // The completion notice also goes to each dependent's own topic.
         let plan = crate::validation::plan_of(&attempt);
+        let vendor = plan.as_ref().and_then(|p| p.vendor.clone());
         let dependents = plan.map(|p| p.dependents).unwrap_or_default();
         let mut alerts: Vec<Alert> = Vec::new();
         if let Some(mut a) = alert {
             if matches!(outcome, Outcome::Succeeded { .. }) {
                 a.details["dependents"] = serde_json::json!(dependents);
-                for d in &dependents {
-                    if self
-                        .cfg
-                        .dependent(d)
-                        .is_some_and(|d| d.notify_topic_arn.is_some())
-                    {
-                        let mut copy = a.clone();
-                        copy.dedupe_key = format!("{}:{d}", a.dedupe_key);
-                        copy.dependent = Some(d.clone());
-                        alerts.push(copy);
-                    }
-                }
+                alerts.extend(a.with_copies(&self.cfg, &dependents, vendor.as_deref()));
+            } else {
+                alerts.push(a);
             }
-            alerts.push(a);
         }
         let queue: Vec<crate::alerts::Prepared> = alerts
             .iter()

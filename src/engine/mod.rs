@@ -151,6 +151,36 @@ fn is_planned(kind: TriggerKind) -> bool {
     )
 }
 
+/// How much a trigger of `kind` asks of the attempt that serves it, most first: a
+/// compromise, a departure, a person's (an approved request, an operator), the automatic
+/// retry, then the planned kinds, which alone may be skipped ("already rotated in this
+/// window") or refused for want of a CHG ticket.
+pub fn lead_rank(kind: TriggerKind) -> u8 {
+    match kind {
+        TriggerKind::Compromise => 0,
+        TriggerKind::Departure => 1,
+        TriggerKind::Manual => 2,
+        TriggerKind::Retry => 3,
+        TriggerKind::Overdue => 4,
+        TriggerKind::NeverRotated => 5,
+        TriggerKind::Scheduled => 6,
+    }
+}
+
+/// The trigger that leads an attempt serving `served` (its kind, ticket and reason): the
+/// one that asks most ([`lead_rank`]), then the earliest deadline, then the oldest. Pure.
+pub fn lead(served: &[Trigger]) -> Option<&Trigger> {
+    served.iter().min_by_key(|t| {
+        (
+            lead_rank(t.kind),
+            t.deadline.is_none(),
+            t.deadline,
+            t.created_at,
+            t.id,
+        )
+    })
+}
+
 /// Every `trigger` label of `rotationd_rotations_total` ([`trigger_label`]).
 pub const TRIGGER_LABELS: &[&str] = &["scheduled", "departure", "compromise", "manual", "retry"];
 /// Every `outcome` label of `rotationd_rotations_total` ([`Outcome::label`]).
@@ -228,12 +258,17 @@ impl Engine {
         Ok(attempt_id)
     }
 
-    /// Creates an attempt serving the pending trigger `trigger` (and any other pending
-    /// trigger of the same secret).
+    /// Creates an attempt serving the pending trigger `trigger` and every other due pending
+    /// trigger of the same secret, except those of the kinds in `held` (the storm guard's,
+    /// while it pauses them: they stay pending). The attempt is led by the trigger that asks
+    /// most ([`lead`]): a departure, a compromise or a request merged with a planned
+    /// window makes it their rotation, which no planned-only rule (the window already
+    /// served, the CHG ticket) can skip or fail.
     pub async fn attempt_for_trigger(
         &self,
         trigger: &Trigger,
         arn: Option<String>,
+        held: &'static [TriggerKind],
     ) -> Result<String, EngineError> {
         let now = self.clock.now();
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
@@ -242,22 +277,30 @@ impl Engine {
         self.store
             .call(move |s| {
                 s.transaction(|db| {
+                    let mut served = vec![t.clone()];
+                    for other in db.pending_triggers_for(&t.secret)? {
+                        // Planned triggers whose window has not opened wait for it.
+                        if other.id != t.id
+                            && other.not_before.is_none_or(|nb| nb <= now)
+                            && !held.contains(&other.kind)
+                        {
+                            served.push(other);
+                        }
+                    }
+                    let lead = lead(&served).unwrap_or(&t);
                     db.create_attempt(&NewAttempt {
                         id: id.clone(),
-                        trigger_id: Some(t.id),
-                        secret: t.secret.clone(),
+                        trigger_id: Some(lead.id),
+                        secret: lead.secret.clone(),
                         secret_arn: arn.clone(),
-                        trigger_kind: t.kind,
-                        ticket: t.ticket.clone(),
+                        trigger_kind: lead.kind,
+                        ticket: lead.ticket.clone(),
                         client_request_token: request_token(&id),
                         previous_version: None,
                         started_at: now,
                     })?;
-                    for other in db.pending_triggers_for(&t.secret)? {
-                        // Planned triggers whose window has not opened wait for it.
-                        if other.id == t.id || other.not_before.is_none_or(|nb| nb <= now) {
-                            db.attach_attempt(other.id, &id, now)?;
-                        }
+                    for s in &served {
+                        db.attach_attempt(s.id, &id, now)?;
                     }
                     Ok(())
                 })
@@ -511,8 +554,10 @@ impl Engine {
             })),
         });
         notice.dedupe_key = format!("rotation_scheduled:{}:{}", attempt.secret, attempt.id);
-        self.raise_with_dependent_copies(notice, &dependents)
-            .await?;
+        let vendor = settings.and_then(|s| s.vendor.as_deref());
+        for a in notice.with_copies(&self.cfg, &dependents, vendor) {
+            self.alerts.raise(a).await?;
+        }
         // What to watch after the rotation, with the baseline read now, before the
         // credential changes (validation.rs).
         let mut plan = crate::validation::WatchPlan::for_dependents(
@@ -520,6 +565,11 @@ impl Engine {
             &dependents,
             settings.is_some_and(|s| s.auto_rollback),
         );
+        // The vendor rides on the plan to the completion notice (none without dependents:
+        // a plan that watches nothing reads nothing).
+        if let Some(v) = vendor {
+            plan.get_or_insert_with(Default::default).vendor = Some(v.to_string());
+        }
         if let Some(plan) = plan.as_mut() {
             // The dependents' alarms and metrics are in the secret's account and region.
             match self.cw.for_secret(&aws_id(attempt)) {
@@ -551,29 +601,6 @@ impl Engine {
         self.update(&attempt.id, update).await?;
         *fresh = Some(info);
         Ok(None)
-    }
-
-    /// Queues `alert`, plus one copy for each of `dependents` that has its own
-    /// `notify_topic_arn` (published there, see `alerts::publish_due`).
-    async fn raise_with_dependent_copies(
-        &self,
-        alert: Alert,
-        dependents: &[String],
-    ) -> Result<(), StoreError> {
-        for d in dependents {
-            if self
-                .cfg
-                .dependent(d)
-                .is_some_and(|d| d.notify_topic_arn.is_some())
-            {
-                let mut copy = alert.clone();
-                copy.dedupe_key = format!("{}:{d}", alert.dedupe_key);
-                copy.dependent = Some(d.clone());
-                self.alerts.raise(copy).await?;
-            }
-        }
-        self.alerts.raise(alert).await?;
-        Ok(())
     }
 
     /// Finds the config settings that apply to a described secret.
@@ -830,6 +857,66 @@ mod tests {
         assert_eq!(trigger_label(TriggerKind::Overdue), "scheduled");
         assert_eq!(trigger_label(TriggerKind::NeverRotated), "scheduled");
         assert_eq!(trigger_label(TriggerKind::Departure), "departure");
+    }
+
+    fn trigger(id: i64, kind: TriggerKind, deadline_h: Option<i64>) -> Trigger {
+        let at = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        Trigger {
+            id,
+            secret: "prod/db".into(),
+            kind,
+            dedupe_key: None,
+            ticket: None,
+            reason: String::new(),
+            actor: String::new(),
+            created_at: at,
+            not_before: None,
+            deadline: deadline_h.map(|h| at + chrono::Duration::hours(h)),
+            status: crate::store::TriggerStatus::Pending,
+            attempt_id: None,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn what_only_a_rotation_satisfies_leads_a_planned_window() {
+        // The window ends first, so the executor reaches the planned trigger first; the
+        // attempt is still the departure's (no planned-only skip or CHG check can end it).
+        let served = [
+            trigger(1, TriggerKind::Scheduled, Some(2)),
+            trigger(2, TriggerKind::Departure, Some(24)),
+        ];
+        assert_eq!(lead(&served).map(|t| t.id), Some(2));
+        let served = [
+            trigger(1, TriggerKind::Scheduled, Some(2)),
+            trigger(2, TriggerKind::Manual, Some(2)),
+            trigger(3, TriggerKind::Retry, None),
+        ];
+        assert_eq!(lead(&served).map(|t| t.id), Some(2));
+        let served = [
+            trigger(1, TriggerKind::Departure, Some(1)),
+            trigger(2, TriggerKind::Compromise, Some(5)),
+        ];
+        assert_eq!(lead(&served).map(|t| t.id), Some(2));
+        // Among equals, the earliest deadline.
+        let served = [
+            trigger(1, TriggerKind::Departure, Some(20)),
+            trigger(2, TriggerKind::Departure, Some(3)),
+        ];
+        assert_eq!(lead(&served).map(|t| t.id), Some(2));
+        // Only planned kinds: the planned order (overdue before the window).
+        let served = [
+            trigger(1, TriggerKind::Scheduled, Some(2)),
+            trigger(2, TriggerKind::Overdue, Some(4)),
+        ];
+        assert_eq!(lead(&served).map(|t| t.id), Some(2));
+        for kind in TriggerKind::ALL {
+            assert_eq!(
+                lead_rank(*kind) > lead_rank(TriggerKind::Retry),
+                is_planned(*kind),
+                "{kind}"
+            );
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! - [`setup`]: `rotationd setup-events` creates the rules and the queue policy.
 
 pub mod cloudtrail;
+mod departure;
 pub mod normalize;
 pub mod setup;
 pub mod sqs;
@@ -41,6 +42,7 @@ use crate::alerts::{Alert, AlertKind};
 use crate::arn::Arn;
 use crate::clock::Clock;
 use crate::config::{Config, EventsConfig};
+use crate::directory::Directory;
 use crate::inventory::{Fleet, FleetEntry, Inventory};
 use crate::metrics::Metrics;
 use crate::requests::RequestKind;
@@ -49,9 +51,10 @@ use crate::store::{
     Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
     StoreHandle, TriggerKind,
 };
+pub use departure::{FUTURE_SKEW, departure_not_before, reachable, sla_start};
 use normalize::{
-    CompromiseEvent, CustomSource, DepartureEvent, NormalizeConfig, Normalized, Rejection,
-    RotationEvent, RotationKind,
+    CompromiseEvent, CustomSource, NormalizeConfig, Normalized, Rejection, RotationEvent,
+    RotationKind,
 };
 
 /// The normalizer's view of `[events]`.
@@ -88,37 +91,6 @@ pub fn find_secret<'a>(fleet: &'a Fleet, id: &str) -> Option<&'a FleetEntry> {
     fleet.find(id)
 }
 
-/// The secrets `user` could reach: those naming the user or one of the user's groups as a
-/// custodian.
-pub fn reachable<'a>(cfg: &Config, fleet: &'a Fleet, user: &str) -> Vec<&'a FleetEntry> {
-    fleet
-        .entries
-        .iter()
-        .filter(|e| {
-            let settings = crate::inventory::settings(cfg, e.origin);
-            cfg.custodian_users(&settings.custodians).contains(user)
-        })
-        .collect()
-}
-
-/// When a departure rotation may start: in the secret's next window (or the one open now)
-/// if that window ends before the deadline, otherwise at once.
-pub fn departure_not_before(
-    cfg: &Config,
-    entry: &FleetEntry,
-    now: DateTime<Utc>,
-    deadline: DateTime<Utc>,
-) -> DateTime<Utc> {
-    let settings = crate::inventory::settings(cfg, entry.origin);
-    let target = settings.target(entry.key.clone());
-    // Windows are no longer than the schedule's shortest gap, so when the open window
-    // ends past the deadline the next one does too: one candidate is enough.
-    match crate::planner::window_at_or_after(&target, now) {
-        Some(start) if start + target.window <= deadline => start.max(now),
-        _ => now,
-    }
-}
-
 /// Everything one event causes, decided without I/O.
 #[derive(Debug, Clone)]
 pub struct EventPlan {
@@ -140,6 +112,10 @@ pub struct EventPlan {
     /// whether it reports on rotationd's own attempt ([`reports_on`]) and then ties it
     /// to that attempt instead of recording it as an external rotation.
     pub report: Option<RotationReport>,
+    /// A departure that rotates nothing, and why (`no_secrets`: a custodian nowhere;
+    /// `unresolved`: a user id nobody knows), for
+    /// `rotationd_departures_unmatched_total{reason}`.
+    pub unmatched: Option<&'static str>,
 }
 
 /// What a Secrets Manager rotation event says about a managed secret.
@@ -208,10 +184,13 @@ pub fn event_action(ev: &Normalized) -> Action {
     }
 }
 
-/// Decides what `ev` does. `source` is `sqs` or `cloudtrail` (for the audit log).
+/// Decides what `ev` does. `source` is `sqs` or `cloudtrail` (for the audit log);
+/// `directory`, the Identity Center directory as last read (`[identity_center]`), resolves
+/// departures that name a user id.
 pub fn plan_event(
     cfg: &Config,
     fleet: &Fleet,
+    directory: Option<&Directory>,
     ev: &Normalized,
     source: &str,
     now: DateTime<Utc>,
@@ -235,6 +214,7 @@ pub fn plan_event(
         succeeded_attempt: None,
         hold: None,
         report: None,
+        unmatched: None,
     };
     match ev {
         Normalized::Rotation(r) => plan_rotation_event(cfg, fleet, r, now, &mut plan),
@@ -242,7 +222,7 @@ pub fn plan_event(
             let sla = events
                 .map(|e| Duration::from_std(e.departure_sla).unwrap_or(Duration::hours(24)))
                 .unwrap_or(Duration::hours(24));
-            plan_departure(cfg, fleet, d, now, sla, &mut plan);
+            departure::plan_departure(cfg, fleet, directory, d, now, sla, &mut plan);
         }
         Normalized::Compromise(c) => plan_compromise(fleet, c, now, &mut plan),
         // Decided against the stored request in `requests::accept`, never planned here.
@@ -357,66 +337,6 @@ fn plan_rotation_event(
             });
         }
         RotationKind::Started => {}
-    }
-}
-
-/// How far ahead of its receipt an event's own time is still believed (clocks differ a
-/// little); beyond it the receipt time is used and the claim recorded.
-pub const FUTURE_SKEW: Duration = Duration::minutes(5);
-
-/// The time a departure's SLA counts from: the earlier of the event's own time and its
-/// receipt, so that a sender cannot buy time by dating an event ahead. `true` when the
-/// event's time was more than [`FUTURE_SKEW`] ahead (clamped, and worth recording).
-pub fn sla_start(event_time: DateTime<Utc>, received: DateTime<Utc>) -> (DateTime<Utc>, bool) {
-    (
-        event_time.min(received),
-        event_time > received + FUTURE_SKEW,
-    )
-}
-
-fn plan_departure(
-    cfg: &Config,
-    fleet: &Fleet,
-    d: &DepartureEvent,
-    now: DateTime<Utc>,
-    sla: Duration,
-    plan: &mut EventPlan,
-) {
-    let (start, clamped) = sla_start(d.time, now);
-    let deadline = start + sla;
-    if clamped {
-        tracing::warn!(event = %d.event_id, event_time = %d.time.to_rfc3339(), received = %now.to_rfc3339(), "a departure dated in the future; its SLA counts from its receipt");
-    }
-    let reach = reachable(cfg, fleet, &d.user);
-    plan.audit.reason = Some(format!("departure of {}", d.user));
-    if reach.is_empty() {
-        plan.audit.outcome = Outcome::NoSecrets;
-        return;
-    }
-    let mut detail = serde_json::json!({
-        "event_id": d.event_id,
-        "user": d.user,
-        "deadline": deadline.to_rfc3339(),
-        "secrets": reach.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
-    });
-    if clamped {
-        detail["event_time_in_future"] = serde_json::json!(d.time.to_rfc3339());
-        detail["received"] = serde_json::json!(now.to_rfc3339());
-    }
-    plan.audit.detail = Some(detail);
-    for entry in reach {
-        plan.triggers.push(NewTrigger {
-            secret: entry.key.clone(),
-            kind: TriggerKind::Departure,
-            dedupe_key: Some(format!("event:{}:{}", d.event_id, entry.info.arn)),
-            // Events carry no ticket: the attempt records INC-pending and says so.
-            ticket: None,
-            reason: format!("departure of {} ({})", d.user, d.source),
-            actor: format!("event:{}", d.source),
-            created_at: now,
-            not_before: Some(departure_not_before(cfg, entry, now, deadline)),
-            deadline: Some(deadline),
-        });
     }
 }
 
@@ -604,6 +524,9 @@ pub struct EventSink {
     pub clock: Clock,
     /// The latest inventory (who can reach what); consumers wait until there is one.
     pub inventory: Arc<RwLock<Option<Inventory>>>,
+    /// The Identity Center directory as last read, with the users remembered from earlier
+    /// reads (`None` without `[identity_center]`, or before the store was read).
+    pub directory: Arc<RwLock<Option<Directory>>>,
     /// Wakes the executor when an event committed new triggers (instead of its next tick).
     pub wake: Arc<tokio::sync::Notify>,
     /// For the approval notices of requests.
@@ -728,16 +651,24 @@ impl EventSink {
                     .inc();
                 let plan = {
                     let inv = self.inventory.read().await;
+                    let dir = self.directory.read().await;
                     let empty = Fleet::default();
                     let fleet = inv.as_ref().map_or(&empty, |i| &i.fleet);
-                    plan_event(&self.cfg, fleet, &ev, source, now)
+                    plan_event(&self.cfg, fleet, dir.as_ref(), &ev, source, now)
                 };
+                let unmatched = plan.unmatched;
                 let realert = Duration::from_std(self.cfg.alerts.realert_interval)
                     .unwrap_or(Duration::hours(4));
                 let has_triggers = !plan.triggers.is_empty();
                 let new = commit(&self.store, plan, source, realert, now).await?;
                 if new && has_triggers {
                     self.wake.notify_one();
+                }
+                if let Some(reason) = unmatched.filter(|_| new) {
+                    self.metrics
+                        .departures_unmatched_total
+                        .with_label_values(&[reason])
+                        .inc();
                 }
                 Ok(if new {
                     Disposition::Acted
@@ -807,6 +738,7 @@ pub async fn audit_rejection(
 mod tests {
     use super::*;
     use crate::aws::secrets::SecretInfo;
+    use crate::events::normalize::DepartureEvent;
     use chrono::TimeZone;
     use std::path::Path;
 
@@ -859,6 +791,7 @@ custodians = ["carol"]
     fn departure(user: &str, at: DateTime<Utc>) -> Normalized {
         Normalized::Departure(DepartureEvent {
             user: user.into(),
+            user_id: None,
             event_id: "ev-1".into(),
             time: at,
             source: "aws.iam".into(),
@@ -892,7 +825,7 @@ custodians = ["carol"]
             ticket: None,
             reason: Some("pasted in a chat".into()),
         });
-        let plan = plan_event(&cfg, &fleet, &ev, "sqs", now);
+        let plan = plan_event(&cfg, &fleet, None, &ev, "sqs", now);
         assert!(plan.triggers.is_empty(), "nothing of ours to rotate");
         assert_eq!(plan.audit.outcome, Outcome::UnknownSecret);
         assert_eq!(plan.alerts.len(), 1);
@@ -921,7 +854,14 @@ custodians = ["carol"]
             // In the past: the event's own time (the SLA already runs).
             (t(9, 0), t(9, 0), false),
         ] {
-            let plan = plan_event(&cfg, &fleet, &departure("alice", event_time), "sqs", now);
+            let plan = plan_event(
+                &cfg,
+                &fleet,
+                None,
+                &departure("alice", event_time),
+                "sqs",
+                now,
+            );
             assert!(!plan.triggers.is_empty());
             for trig in &plan.triggers {
                 assert_eq!(
@@ -943,7 +883,7 @@ custodians = ["carol"]
     fn a_departure_reaches_direct_and_group_custodianships_with_the_sla_deadline() {
         let (cfg, fleet) = setup();
         let now = t(10, 0);
-        let plan = plan_event(&cfg, &fleet, &departure("alice", t(9, 0)), "sqs", now);
+        let plan = plan_event(&cfg, &fleet, None, &departure("alice", t(9, 0)), "sqs", now);
         let mut secrets: Vec<&str> = plan.triggers.iter().map(|t| t.secret.as_str()).collect();
         secrets.sort();
         assert_eq!(secrets, vec!["prod/daily", "prod/quarterly"]);
@@ -981,6 +921,7 @@ custodians = ["carol"]
         let plan = plan_event(
             &cfg,
             &fleet,
+            None,
             &departure("alice", t(2, 0) - Duration::hours(24)),
             "sqs",
             now,
@@ -996,7 +937,14 @@ custodians = ["carol"]
     #[test]
     fn a_departure_of_someone_without_access_is_audited_only() {
         let (cfg, fleet) = setup();
-        let plan = plan_event(&cfg, &fleet, &departure("zoe", t(9, 0)), "sqs", t(10, 0));
+        let plan = plan_event(
+            &cfg,
+            &fleet,
+            None,
+            &departure("zoe", t(9, 0)),
+            "sqs",
+            t(10, 0),
+        );
         assert!(plan.triggers.is_empty());
         assert_eq!(plan.audit.outcome, Outcome::NoSecrets);
     }
@@ -1101,7 +1049,7 @@ custodians = ["carol"]
             account: None,
             region: None,
         });
-        let plan = plan_event(&cfg, &fleet, &ev, "cloudtrail", t(10, 0));
+        let plan = plan_event(&cfg, &fleet, None, &ev, "cloudtrail", t(10, 0));
         assert_eq!(plan.audit.secret.as_deref(), Some("prod/other"));
         assert_eq!(plan.alerts.len(), 1);
         assert_eq!(plan.alerts[0].kind, AlertKind::RotationFailed);
@@ -1158,7 +1106,7 @@ custodians = ["carol"]
             account: None,
             region: None,
         });
-        let plan = plan_event(&cfg, &fleet, &ev, "eventbridge", t(10, 0));
+        let plan = plan_event(&cfg, &fleet, None, &ev, "eventbridge", t(10, 0));
         assert_eq!(plan.alerts.len(), 1);
         assert_eq!(plan.alerts[0].kind, AlertKind::RotationAbandoned);
         assert!(plan.triggers.is_empty());
@@ -1181,7 +1129,7 @@ custodians = ["carol"]
             ticket: None,
             reason: None,
         });
-        let plan = plan_event(&cfg, &fleet, &ev, "sqs", t(10, 0));
+        let plan = plan_event(&cfg, &fleet, None, &ev, "sqs", t(10, 0));
         // Nothing rotates; Security is told (see the test of unmanaged compromises).
         assert!(plan.triggers.is_empty());
         assert_eq!(plan.alerts.len(), 1);

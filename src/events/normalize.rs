@@ -114,9 +114,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+mod paths;
 mod place;
 mod rejection;
 
+use paths::{ENVELOPE_PATHS, Paths, RECORD_PATHS};
 use place::same_place;
 pub use rejection::Rejection;
 
@@ -239,6 +241,9 @@ pub struct RotationEvent {
 pub struct DepartureEvent {
     /// IAM user name, Identity Center user name or user id, or the custom feed's value.
     pub user: String,
+    /// The Identity Center user id the event carried (`requestParameters.userId`), with
+    /// or without a name: `crate::directory::resolve` finds the user's name and groups.
+    pub user_id: Option<String>,
     pub event_id: String,
     pub time: DateTime<Utc>,
     /// `aws.iam`, `aws.sso-directory`, `aws.identitystore`, or the custom source.
@@ -396,44 +401,6 @@ fn normalize_cloudtrail(record_json: &str, cfg: &NormalizeConfig) -> Result<Norm
     }
 }
 
-/// Field names reported in rejections. The same CloudTrail record sits under `detail` in an
-/// envelope and at the top level from `LookupEvents`; the operator should see which.
-struct Paths {
-    event_name: &'static str,
-    event_id: &'static str,
-    event_time: &'static str,
-    additional_secret_id: &'static str,
-    service_event_details: &'static str,
-    resources: &'static str,
-    request_parameters: &'static str,
-    user_name: &'static str,
-    user_id: &'static str,
-}
-
-const ENVELOPE_PATHS: Paths = Paths {
-    event_name: "detail.eventName",
-    event_id: "detail.eventID",
-    event_time: "detail.eventTime",
-    additional_secret_id: "detail.additionalEventData.SecretId",
-    service_event_details: "detail.serviceEventDetails",
-    resources: "resources",
-    request_parameters: "detail.requestParameters",
-    user_name: "detail.requestParameters.userName",
-    user_id: "detail.requestParameters.userId",
-};
-
-const RECORD_PATHS: Paths = Paths {
-    event_name: "eventName",
-    event_id: "eventID",
-    event_time: "eventTime",
-    additional_secret_id: "additionalEventData.SecretId",
-    service_event_details: "serviceEventDetails",
-    resources: "resources",
-    request_parameters: "requestParameters",
-    user_name: "requestParameters.userName",
-    user_id: "requestParameters.userId",
-};
-
 /// What a CloudTrail record is read with: where it came from and what the envelope adds.
 struct Ctx<'a> {
     paths: &'static Paths,
@@ -590,6 +557,7 @@ fn iam_departure(rec: &Map<String, Value>, ctx: &Ctx<'_>) -> Result<Normalized, 
     )?;
     Ok(Normalized::Departure(DepartureEvent {
         user,
+        user_id: None,
         event_id,
         time,
         source: SRC_IAM.to_owned(),
@@ -612,17 +580,17 @@ fn identity_center_departure(
     let time = record_time(rec, ctx)?;
     let params = req_obj(rec, "requestParameters", p.request_parameters)?;
     // Identity Center stopped logging user names (2025); the immutable userId is what remains.
-    let (user, field) = if let Some(n) = params.get("userName").and_then(non_empty_str) {
-        (n, p.user_name)
-    } else if let Some(id) = ["userId", "UserId"]
+    let id = ["userId", "UserId"]
         .iter()
-        .find_map(|k| params.get(*k).and_then(non_empty_str))
-    {
-        (id, p.user_id)
-    } else {
-        return Err(Rejection::MissingField(p.user_id));
+        .find_map(|k| params.get(*k).and_then(non_empty_str));
+    let (user, field) = match (params.get("userName").and_then(non_empty_str), id) {
+        (Some(n), _) => (n, p.user_name),
+        (None, Some(id)) => (id, p.user_id),
+        (None, None) => return Err(Rejection::MissingField(p.user_id)),
     };
+    let user_id = id.map(|i| bounded(i, MAX_USER_CHARS, p.user_id));
     Ok(Normalized::Departure(DepartureEvent {
+        user_id: user_id.transpose()?,
         user: bounded(user, MAX_USER_CHARS, field)?,
         event_id,
         time,
@@ -655,6 +623,7 @@ fn custom_departure(
     let user = pointer_str(root, &custom.pointer, "user_pointer", MAX_USER_CHARS)?;
     Ok(Normalized::Departure(DepartureEvent {
         user,
+        user_id: None,
         event_id,
         time,
         source: custom.source.clone(),
@@ -1410,6 +1379,7 @@ mod tests {
             departure_of(n),
             DepartureEvent {
                 user: "bob.builder".to_owned(),
+                user_id: None,
                 event_id: "3c4d5e6f-2222-4a1b-8c9d-0e1f2a3b4c5d".to_owned(),
                 time: ts("2024-06-10T08:00:01Z"),
                 source: "aws.iam".to_owned(),
@@ -1424,6 +1394,7 @@ mod tests {
             departure_of(ok(IAM_DELETE_LOGIN_PROFILE)),
             DepartureEvent {
                 user: "carol".to_owned(),
+                user_id: None,
                 event_id: "3c4d5e6f-3333-4a1b-8c9d-0e1f2a3b4c5e".to_owned(),
                 time: ts("2024-06-11T09:30:00Z"),
                 source: "aws.iam".to_owned(),
@@ -1438,6 +1409,7 @@ mod tests {
             departure_of(ok(SSO_DISABLE_USER)),
             DepartureEvent {
                 user: "93670dc30f-6d321996-eab8-4d2e-9f41-0db53b051a5b".to_owned(),
+                user_id: Some("93670dc30f-6d321996-eab8-4d2e-9f41-0db53b051a5b".to_owned()),
                 event_id: "02ff70e0-d0ac-4284-bb43-7166c247bd52".to_owned(),
                 time: ts("2024-06-12T15:36:48Z"),
                 source: "aws.sso-directory".to_owned(),
@@ -1452,6 +1424,7 @@ mod tests {
             departure_of(ok(IDENTITYSTORE_DELETE_USER)),
             DepartureEvent {
                 user: "erin@example.com".to_owned(),
+                user_id: Some("22c554e4-c091-708a-0ec5-08b46733f1a2".to_owned()),
                 event_id: "d1678273-85cf-4a64-a14e-d0f58a35497a".to_owned(),
                 time: ts("2024-06-13T10:00:01Z"),
                 source: "aws.identitystore".to_owned(),
@@ -1479,6 +1452,7 @@ mod tests {
             departure_of(n),
             DepartureEvent {
                 user: "dave.jones".to_owned(),
+                user_id: None,
                 event_id: "hr-evt-20240701-0001".to_owned(),
                 time: ts("2024-07-01T17:30:00Z"),
                 source: "com.example.hr".to_owned(),
@@ -1609,6 +1583,7 @@ mod tests {
             departure_of(n),
             DepartureEvent {
                 user: "bob.builder".to_owned(),
+                user_id: None,
                 event_id: "3c4d5e6f-2222-4a1b-8c9d-0e1f2a3b4c5d".to_owned(),
                 time: ts("2024-06-10T08:00:01Z"),
                 source: "aws.iam".to_owned(),

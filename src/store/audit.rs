@@ -149,6 +149,8 @@ pub enum Outcome {
     UnknownSecret,
     /// A departure that reaches no managed secret.
     NoSecrets,
+    /// A departure naming only a user id no directory knows (`departure_unresolved`).
+    Unresolved,
     /// A RotationFailed event tied to rotationd's own running attempt.
     TiedToAttempt,
     /// An attempt that ended other than succeeded (that is [`Outcome::Ok`]).
@@ -185,6 +187,7 @@ impl Outcome {
             Outcome::Request => "request",
             Outcome::UnknownSecret => "unknown_secret",
             Outcome::NoSecrets => "no_secrets",
+            Outcome::Unresolved => "unresolved",
             Outcome::TiedToAttempt => "tied_to_attempt",
             Outcome::Attempt(s) => s.as_str(),
             Outcome::RequestState(s) => s.as_str(),

@@ -62,6 +62,7 @@
 mod alerts;
 mod attempts;
 pub mod audit;
+mod directory;
 pub mod dynamodb;
 mod error;
 mod events;
@@ -83,6 +84,7 @@ pub use attempts::{Attempt, AttemptState, AttemptUpdate, NewAttempt, Validation}
 pub use audit::{
     AuditBreak, AuditEntry, AuditFault, AuditFilter, AuditVerification, GENESIS_HASH, NewAuditEntry,
 };
+pub use directory::KnownUser;
 use error::query;
 pub use error::{StoreError, StoreResult};
 pub use events::Cursor;

@@ -268,6 +268,17 @@ BEGIN
     SELECT RAISE(ABORT, 'an audit checkpoint must name an existing audit entry and its hash, above the last checkpoint');
 END;
 "#,
+    // 11: the Identity Center users last seen, so that a departure event carrying only a
+    // user id (which arrives after the user is gone from the Identity Store) still finds
+    // the user's name and groups, across restarts.
+    r#"
+CREATE TABLE directory_users (
+    user_id   TEXT    PRIMARY KEY NOT NULL,
+    user_name TEXT    NOT NULL,
+    groups    TEXT    NOT NULL,
+    seen_at   INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The version that made the audit log a hash chain: older rows are chained on open.

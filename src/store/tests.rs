@@ -97,6 +97,7 @@ fn open_creates_parent_dir_and_migrates_empty_db() {
             "audit_checkpoints",
             "bus_outbox",
             "cursors",
+            "directory_users",
             "holds",
             "rejection_tallies",
             "requests",
@@ -1892,4 +1893,56 @@ fn an_alert_is_claimed_by_one_publisher_and_due_again_if_it_dies() {
         !db.claim_alert(id, t(200), t(260))
             .expect("published is never claimed")
     );
+}
+
+// ---- the remembered Identity Center directory ----
+
+#[test]
+fn remembered_users_outlive_the_directory_and_are_written_only_when_changed() {
+    let store = Store::open_in_memory().expect("open");
+    let db = store.db();
+    let user = |id: &str, name: &str, groups: &[&str]| KnownUser {
+        user_id: id.to_owned(),
+        user_name: name.to_owned(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        seen_at: t(0),
+    };
+    let first = [user("u-1", "ivan", &["dba"]), user("u-2", "erin", &[])];
+    assert_eq!(db.remember_users(&first, t(0)).unwrap(), 2);
+    // The same directory an hour later: nothing to write.
+    assert_eq!(db.remember_users(&first, t(3600)).unwrap(), 0);
+    // ivan leaves dba; erin is gone from the directory (not in the list): kept as seen.
+    assert_eq!(
+        db.remember_users(&[user("u-1", "ivan", &[])], t(7200))
+            .unwrap(),
+        1
+    );
+    let known = db.known_users().unwrap();
+    assert_eq!(
+        known,
+        vec![
+            KnownUser {
+                seen_at: t(7200),
+                ..user("u-1", "ivan", &[])
+            },
+            user("u-2", "erin", &[]),
+        ]
+    );
+    // A day later the unchanged row is refreshed, so pruning keeps who is still there.
+    assert_eq!(
+        db.remember_users(&[user("u-1", "ivan", &[])], t(7200 + 86_401))
+            .unwrap(),
+        1
+    );
+    let pruned = db
+        .prune(t(7200 + 86_401), TimeDelta::hours(20), TimeDelta::days(400))
+        .unwrap();
+    assert_eq!(pruned.directory_users, 1, "erin, unseen for 20 hours");
+    let left: Vec<String> = db
+        .known_users()
+        .unwrap()
+        .into_iter()
+        .map(|u| u.user_name)
+        .collect();
+    assert_eq!(left, vec!["ivan"]);
 }

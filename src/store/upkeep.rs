@@ -33,6 +33,8 @@ pub struct Pruned {
     pub seen_events: u64,
     pub alerts: u64,
     pub audit: u64,
+    /// Identity Center users not seen in the Identity Store for `retention`.
+    pub directory_users: u64,
 }
 
 /// The newest audit checkpoint: rows up to `upto_id` were pruned, the last of them had
@@ -146,6 +148,10 @@ impl Db<'_> {
                     [cutoff],
                 )
                 .map_err(query(op))? as u64;
+            let directory_users = self
+                .conn
+                .execute("DELETE FROM directory_users WHERE seen_at < ?1", [cutoff])
+                .map_err(query(op))? as u64;
             let floor = self.audit_checkpoint()?.map_or(0, |c| c.upto_id);
             // The newest row old enough; everything up to it goes (ids grow with time).
             let last: Option<(i64, String)> = self
@@ -201,6 +207,7 @@ impl Db<'_> {
                 seen_events,
                 alerts,
                 audit,
+                directory_users,
             })
         })
     }
@@ -263,7 +270,8 @@ mod tests {
             Pruned {
                 seen_events: 7,
                 alerts: 0,
-                audit: 5
+                audit: 5,
+                directory_users: 0,
             }
         );
         let cp = db.audit_checkpoint().unwrap().unwrap();

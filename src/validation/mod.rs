@@ -78,6 +78,10 @@ pub struct WatchPlan {
     pub baseline_at: Option<DateTime<Utc>>,
     /// Why no baseline could be read (the watch then judges on thresholds alone).
     pub baseline_error: Option<String>,
+    /// The secret's `[[vendor]]`, whose contact topic gets a copy of the completion notice
+    /// (absent from plans stored before vendors existed).
+    #[serde(default)]
+    pub vendor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -725,6 +729,7 @@ mod tests {
             auto_rollback: false,
             baseline_at: Some(at(0)),
             baseline_error: None,
+            vendor: None,
         }
     }
 

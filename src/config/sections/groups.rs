@@ -72,7 +72,7 @@ mod tests {
         assert_eq!(
             errors(&src),
             vec![
-                "t.toml:9:28: error: custodian `group:ops` names no [[group]]; declare a [[group]] with name = \"ops\"",
+                "t.toml:9:28: error: custodian `group:ops` names no [[group]]; declare a [[group]] with name = \"ops\", or configure [identity_center] to take the members of an Identity Center group",
                 "t.toml:13:21: error: groups do not nest: list the members of `group:ops` here instead",
                 "t.toml:13:34: error: a group member may not be empty",
                 "t.toml:16:8: error: duplicate group `dba`",

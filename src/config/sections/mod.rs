@@ -15,3 +15,4 @@ pub(super) mod requests;
 pub(super) mod secrets;
 pub(super) mod settings;
 pub(super) mod state;
+pub(super) mod vendors;

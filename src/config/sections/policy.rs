@@ -116,6 +116,7 @@ pub(crate) fn policy(
         validation_interval,
         native_schedule,
         rotation_timeout,
+        notice: crate::config::checks::notice_leads(diags, &p.notice).unwrap_or_default(),
     };
     if let Some(d) = &default_schedule
         && let Some(gap) = d.min_gap

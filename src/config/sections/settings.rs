@@ -46,6 +46,11 @@ pub(crate) use raw_settings;
 /// What a `[[secret]]` or `[[selector]]` may refer to, declared elsewhere in the file.
 pub(crate) struct Declared {
     pub(crate) groups: HashSet<String>,
+    /// Whether `[identity_center]` is configured: a `group:NAME` custodian may then name
+    /// an Identity Center group, which only the directory can confirm.
+    pub(crate) directory: bool,
+    /// Vendor name -> its settings (`None` for a `[[vendor]]` with errors, reported there).
+    pub(crate) vendors: HashMap<String, Option<crate::config::VendorConfig>>,
     /// Dependent name -> whether it is watched (has alarms or metrics).
     pub(crate) dependents: HashMap<String, bool>,
     /// The span of `[policy] native_schedule` when it is "sync": every schedule in use must
@@ -65,11 +70,53 @@ pub(crate) fn settings(
     schedules: &mut Schedules,
 ) -> Option<SecretSettings> {
     let mut ok = true;
-    let parsed = match raw.schedule {
-        Some(s) => schedules.parse(diags, s),
-        None => Some(schedules.of(&policy.default_schedule)),
+    let vendor = match raw.vendor {
+        None => None,
+        Some(v) => match declared.vendors.get(v.get_ref().trim()) {
+            Some(Some(cfg)) => Some(cfg),
+            // Its own errors are reported at the [[vendor]].
+            Some(None) => {
+                ok = false;
+                None
+            }
+            None => {
+                let name = v.get_ref();
+                let mut known: Vec<&str> = declared.vendors.keys().map(String::as_str).collect();
+                known.sort_unstable();
+                let known = if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (declared: {})", known.join(", "))
+                };
+                diags.error(
+                    v.span(),
+                    format!(
+                        "unknown vendor `{name}`{known}: declare it with [[vendor]] name = \"{name}\""
+                    ),
+                );
+                ok = false;
+                None
+            }
+        },
     };
-    let window = duration(diags, raw.window, "window", policy.default_window);
+    if let (Some(own), Some(v)) = (raw.schedule, vendor.filter(|v| v.schedule.is_some())) {
+        diags.warning(
+            own.span(),
+            format!(
+                "{what} sets its own schedule, which takes the place of vendor `{}`'s; remove it to follow the vendor",
+                v.name
+            ),
+        );
+    }
+    let parsed = match (raw.schedule, vendor.and_then(|v| v.schedule.as_ref())) {
+        (Some(s), _) => schedules.parse(diags, s),
+        (None, Some(vs)) => Some(schedules.of(vs)),
+        (None, None) => Some(schedules.of(&policy.default_schedule)),
+    };
+    let default_window = vendor
+        .and_then(|v| v.window)
+        .unwrap_or(policy.default_window);
+    let window = duration(diags, raw.window, "window", default_window);
     ok &= written_in_range(diags, raw.window, window, minutes(1).., |_| {
         "`window` must be at least 1m: a rotation needs a minute to start in".into()
     });
@@ -202,10 +249,10 @@ pub(crate) fn settings(
     for c in raw.custodians.iter().flat_map(|v| v.get_ref().iter()) {
         let name = c.get_ref().trim();
         if let Some(group) = name.strip_prefix("group:") {
-            if !declared.groups.contains(group) {
+            if !declared.groups.contains(group) && !declared.directory {
                 diags.error(
                     c.span(),
-                    format!("custodian `{name}` names no [[group]]; declare a [[group]] with name = \"{group}\""),
+                    format!("custodian `{name}` names no [[group]]; declare a [[group]] with name = \"{group}\", or configure [identity_center] to take the members of an Identity Center group"),
                 );
                 ok = false;
             }
@@ -272,7 +319,10 @@ pub(crate) fn settings(
             ),
         );
     }
-    let vendor = raw.vendor.as_ref().map(|v| v.get_ref().clone());
+    let notice = vendor
+        .and_then(|v| v.notice.clone())
+        .unwrap_or_else(|| policy.notice.clone());
+    let vendor = vendor.map(|v| v.name.clone());
     if !ok {
         return None;
     }
@@ -285,6 +335,7 @@ pub(crate) fn settings(
         custodians,
         vendor,
         auto_rollback,
+        notice,
     })
 }
 

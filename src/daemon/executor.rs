@@ -342,9 +342,24 @@ impl Executor {
             };
         // Event rotations this pass may still start: None until the guard was asked.
         let mut storm_budget: Option<u64> = None;
-        for t in pending {
+        let observing = app.engine.observing();
+        for mut t in pending {
             if let Some(nb) = t.not_before.filter(|nb| *nb > now) {
                 next.at_time(now, nb);
+                continue;
+            }
+            let planned = matches!(
+                t.kind,
+                TriggerKind::Scheduled | TriggerKind::Overdue | TriggerKind::NeverRotated
+            );
+            let closed = planned && t.deadline.is_some_and(|d| d <= now);
+            if observing && t.observed_by.is_some() {
+                // Looked at once already: it waits, pending, for enforce mode. A planned
+                // window that closes meanwhile is dropped as in enforce mode; an overdue
+                // trigger is kept (the secret stays overdue, enforce mode rotates it).
+                if closed && t.kind != TriggerKind::Overdue {
+                    window_missed(&shared, &t, now).await?;
+                }
                 continue;
             }
             if let Some(hold) = holds.get(&t.secret).filter(|_| held_back(t.kind)) {
@@ -371,13 +386,15 @@ impl Executor {
                 }
                 storm_budget = Some(budget - 1);
             }
-            let planned = matches!(
-                t.kind,
-                TriggerKind::Scheduled | TriggerKind::Overdue | TriggerKind::NeverRotated
-            );
-            if planned && t.deadline.is_some_and(|d| d <= now) {
-                window_missed(&shared, &t, now).await?;
-                continue;
+            if closed {
+                if !observing && still_overdue(&shared, &t).await {
+                    // Observed in observe mode, its window passed, the secret is still
+                    // overdue on the same version: enforce mode rotates it now.
+                    reopen(&shared, &mut t, now).await?;
+                } else {
+                    window_missed(&shared, &t, now).await?;
+                    continue;
+                }
             }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
                 return Ok(());
@@ -473,6 +490,74 @@ async fn defer(
         .store
         .call(move |s| s.db().append_audit(&entry))
         .await?;
+    Ok(())
+}
+
+/// Whether `t` is an overdue trigger that observe mode looked at and whose secret is still
+/// overdue on the same AWSCURRENT version (the last part of its dedupe key
+/// `overdue:ARN:VERSION`), as the latest inventory shows.
+async fn still_overdue(shared: &Shared, t: &crate::store::Trigger) -> bool {
+    if t.kind != TriggerKind::Overdue || t.observed_by.is_none() {
+        return false;
+    }
+    let Some(version) = t.dedupe_key.as_deref().and_then(|k| k.rsplit(':').next()) else {
+        return false;
+    };
+    shared.inventory.read().await.as_ref().is_some_and(|inv| {
+        inv.fleet
+            .find(&t.secret)
+            .is_some_and(|e| e.info.current_version() == Some(version))
+    })
+}
+
+/// Gives an observed overdue trigger a new window of the same length from `now`, audited
+/// (`trigger` / `reopened`).
+async fn reopen(
+    shared: &Shared,
+    t: &mut crate::store::Trigger,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let length = match (t.not_before, t.deadline) {
+        (Some(nb), Some(d)) if d > nb => d - nb,
+        _ => chrono::Duration::hours(4),
+    };
+    let (id, secret, ticket, reason, observed_by) = (
+        t.id,
+        t.secret.clone(),
+        t.ticket.clone(),
+        t.reason.clone(),
+        t.observed_by.clone(),
+    );
+    let deadline = now + length;
+    shared
+        .app
+        .store
+        .call(move |s| {
+            s.transaction(|db| {
+                db.reopen_trigger(id, now, deadline, now)?;
+                db.append_audit(&crate::store::NewAuditEntry {
+                    at: now,
+                    actor: "rotationd".into(),
+                    action: crate::store::audit::Action::Trigger,
+                    secret: Some(secret.clone()),
+                    ticket: ticket.clone(),
+                    reason: Some(reason.clone()),
+                    outcome: crate::store::audit::Outcome::Reopened,
+                    detail: Some(serde_json::json!({
+                        "trigger": id,
+                        "observed_by": observed_by,
+                        "not_before": now.to_rfc3339(),
+                        "deadline": deadline.to_rfc3339(),
+                        "why": "observed in observe mode; its window passed and the secret is still overdue",
+                    })),
+                })?;
+                Ok(())
+            })
+        })
+        .await?;
+    tracing::info!(secret = %t.secret, trigger = t.id, "overdue trigger observed in observe mode: reopened for enforce mode");
+    t.not_before = Some(now);
+    t.deadline = Some(deadline);
     Ok(())
 }
 

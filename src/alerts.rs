@@ -295,7 +295,7 @@ impl AlertKind {
             AlertKind::ObserveSummary => &[
                 "rotationd runs in observe mode ([daemon] mode = \"observe\"): it plans, reacts and alerts, but changes nothing in Secrets Manager",
                 "Read what it would have rotated and why (rotationd status shows the same per secret); a would_fail or would_stick verdict is what enforce mode would meet: fix it first (rotation function, AWSPENDING left over, tickets)",
-                "The queued triggers listed run when enforce mode starts: departures and compromises at once, planned windows still open, overdue secrets",
+                "The triggers queued meanwhile (queued_for_enforce) run when enforce mode starts: departures and compromises at once, planned windows still open, overdue secrets",
                 "When a week of summaries reads right, set mode = \"enforce\" and reload (systemctl reload rotationd; the change is audited)",
             ],
             AlertKind::NativeScheduleDrift => &[

@@ -479,7 +479,7 @@ mod tests {
             // Only ever sent in observe mode, about the fleet rather than one secret.
             a = Alert::new(kind, None, t);
             a.mode = crate::config::Mode::Observe;
-            a.reason = Some("2 rotations would have been sent in the 24 hours to 2026-12-06T00:00:00Z; 1 would have failed".into());
+            a.reason = Some("2 rotation(s) would have been sent from 2026-12-05T00:00:00Z to 2026-12-06T00:00:00Z, 1 would have failed, 0 would have been stuck; 3 trigger(s) wait for enforce mode".into());
             a.details = json!({
                 "from": "2026-12-05T00:00:00Z",
                 "to": "2026-12-06T00:00:00Z",
@@ -489,12 +489,13 @@ mod tests {
                 "queued_for_enforce": 3,
                 "secrets": [
                     "prod/payments/db: would rotate (departure: alice left the team)",
-                    "prod/orders/db: would rotate (scheduled window 2026-12-05 02:00 .. 06:00)",
-                    "prod/legacy/api-key: would fail: rotation is not configured for this secret",
+                    "prod/orders/db: would rotate (scheduled: scheduled window 2026-12-05 02:00 .. 2026-12-05 06:00)",
+                    "prod/legacy/api-key: would fail (scheduled: scheduled window 2026-12-05 02:00 .. 2026-12-05 06:00): rotation is not configured for this secret",
                 ],
                 "more": 0,
                 "see": "rotationd status",
             });
+            a.dedupe_key = "observe_summary:2026-12-05".into();
         }
         a
     }

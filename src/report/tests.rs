@@ -78,6 +78,8 @@ region = "eu-west-1"
 security_topic_arn = "arn:aws:sns:eu-west-1:111122223333:security"
 [policy]
 max_age = "30d"
+default_schedule = "0 2 1 * *"
+default_window = "4h"
 [[dependent]]
 name = "api"
 alarms = ["api-5xx"]
@@ -93,6 +95,7 @@ change_ticket = "CHG-2"
 [[selector]]
 name_prefix = "team/"
 strategy = "single-user"
+change_ticket = "CHG-3"
 "#;
 
 fn cfg() -> Config {

@@ -408,11 +408,13 @@ fn exception_of(e: &AuditEntry) -> Option<Exception> {
     let reason = e.reason.clone().unwrap_or_default();
     match (e.action.as_str(), e.outcome.as_str()) {
         ("hold", "held") => ex("held", reason),
-        ("hold", "resumed") if e.actor != "rotationd" => ex(
-            "hold_lifted",
-            format!("lifted by an operator: {reason}"),
+        ("hold", "resumed") if e.actor != "rotationd" => {
+            ex("hold_lifted", format!("lifted by an operator: {reason}"))
+        }
+        ("hold", "deferred") => ex(
+            "deferred",
+            format!("planned rotation deferred by a hold: {reason}"),
         ),
-        ("hold", "deferred") => ex("deferred", format!("planned rotation deferred by a hold: {reason}")),
         ("rotate", "window_missed") => ex("window_missed", reason),
         ("rollback", outcome) => ex(
             "rollback",
@@ -429,7 +431,10 @@ fn exception_of(e: &AuditEntry) -> Option<Exception> {
                 .and_then(|v| v.as_bool())
                 == Some(true) =>
         {
-            ex("emergency", format!("emergency rotation outside the window: {reason}"))
+            ex(
+                "emergency",
+                format!("emergency rotation outside the window: {reason}"),
+            )
         }
         ("native_schedule_sync" | "native_schedule_disable", outcome) => {
             ex(&e.action, format!("{outcome}: {reason}"))
@@ -599,8 +604,11 @@ pub fn build(input: &Input<'_>) -> Report {
                 let detail = match a.state {
                     AttemptState::Observed => format!(
                         "observe mode, nothing sent: {}{} ({} trigger)",
-                        a.verdict.map_or("would rotate".into(), |v| v.as_str().replace('_', " ")),
-                        a.error.as_deref().map_or(String::new(), |e| format!(": {e}")),
+                        a.verdict
+                            .map_or("would rotate".into(), |v| v.as_str().replace('_', " ")),
+                        a.error
+                            .as_deref()
+                            .map_or(String::new(), |e| format!(": {e}")),
                         a.trigger_kind.as_str()
                     ),
                     _ => format!(
@@ -823,8 +831,10 @@ pub fn csv(r: &Report) -> String {
             "head entry {} hash {}{}",
             c.head_id.map_or("-".into(), |i| i.to_string()),
             c.head_hash.as_deref().unwrap_or("-"),
-            c.broken_at
-                .map_or(String::new(), |b| format!("; broken at entry {b}: {}", c.fault.as_deref().unwrap_or("?")))
+            c.broken_at.map_or(String::new(), |b| format!(
+                "; broken at entry {b}: {}",
+                c.fault.as_deref().unwrap_or("?")
+            ))
         ),
     ]);
     out

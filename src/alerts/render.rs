@@ -95,7 +95,8 @@ fn observed(doc: &Value) -> bool {
 }
 
 /// What the email and the chat card say about the mode, in observe mode.
-const OBSERVE_NOTE: &str = "observe ([daemon] mode = \"observe\"): rotationd changed nothing in Secrets Manager";
+const OBSERVE_NOTE: &str =
+    "observe ([daemon] mode = \"observe\"): rotationd changed nothing in Secrets Manager";
 
 /// `[P1] rotation_failed prod/payments/db`: severity and kind first, so that mail filters
 /// and pager rules can match on them; at most [`SUBJECT_MAX`] ASCII characters. In observe
@@ -584,7 +585,11 @@ mod tests {
             assert!(s.len() <= SMS_MAX, "{kind:?}: {} chars: {s}", s.len());
             assert!(s.starts_with(&format!(
                 "rotationd {}[{}] {}",
-                if a.mode.is_observe() { "[observe] " } else { "" },
+                if a.mode.is_observe() {
+                    "[observe] "
+                } else {
+                    ""
+                },
                 kind.severity().as_str(),
                 kind.as_str()
             )));
@@ -643,12 +648,30 @@ mod tests {
             let e = email(&doc);
             assert!(e.contains("Mode:     observe"), "{kind:?}: {e}");
             let c = chat(&doc);
-            assert!(c["content"]["title"].as_str().unwrap().contains("[observe] ["));
-            assert!(c["content"]["description"].as_str().unwrap().contains("*Mode:* observe"));
-            assert!(c["content"]["keywords"].as_array().unwrap().contains(&json!("observe")));
+            assert!(
+                c["content"]["title"]
+                    .as_str()
+                    .unwrap()
+                    .contains("[observe] [")
+            );
+            assert!(
+                c["content"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("*Mode:* observe")
+            );
+            assert!(
+                c["content"]["keywords"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("observe"))
+            );
             if kind != AlertKind::ObserveSummary {
                 // It never claims what it did not do.
-                assert!(e.contains("Nothing in Secrets Manager: rotationd is in observe mode"), "{kind:?}");
+                assert!(
+                    e.contains("Nothing in Secrets Manager: rotationd is in observe mode"),
+                    "{kind:?}"
+                );
             }
             // The enforce rendering has none of it.
             a.mode = crate::config::Mode::Enforce;

@@ -34,9 +34,7 @@ pub fn report(
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let r = report::build(&input);
     let text = match format {
-        ReportFormat::Json => {
-            serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"
-        }
+        ReportFormat::Json => serde_json::to_string_pretty(&r).unwrap_or_default() + "\n",
         ReportFormat::Csv => report::csv(&r),
         ReportFormat::Html => report::html::render(&r),
     };
@@ -50,9 +48,9 @@ pub fn report(
         None => {
             let mut out = std::io::stdout().lock();
             match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::Failed(
-                    format!("cannot write the report: {e}"),
-                )),
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(CliError::Failed(format!("cannot write the report: {e}")))
+                }
                 _ => Ok(()),
             }
         }

@@ -231,9 +231,9 @@ async fn observations(
             a.verdict.unwrap_or(crate::store::Verdict::WouldRotate),
             None,
         );
-        let at = a
-            .finished_at
-            .map_or(String::new(), |f| format!(", seen {}", f.format(TIME_FORMAT)));
+        let at = a.finished_at.map_or(String::new(), |f| {
+            format!(", seen {}", f.format(TIME_FORMAT))
+        });
         out.insert(
             secret,
             match a.error.as_deref().filter(|e| !e.is_empty()) {

@@ -80,10 +80,7 @@ pub async fn native_schedules(
         if app.engine.observing() {
             // Observe mode changes nothing: reported with what enforce mode would do.
             let what = match &action {
-                Action::Write(r) => format!(
-                    "write {} for {}",
-                    r.schedule_expression, r.duration
-                ),
+                Action::Write(r) => format!("write {} for {}", r.schedule_expression, r.duration),
                 _ => "turn it off (CancelRotateSecret)".to_string(),
             };
             let why = format!("observe mode: rotationd would {what}; {}", d.why);

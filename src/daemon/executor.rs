@@ -50,6 +50,8 @@ pub const EXECUTOR_SAFETY_POLL: Duration = Duration::from_secs(15);
 /// While triggers keep waking the executor, the SLA watch (a read of every unresolved
 /// departure) runs at most this often; its own due times are kept exactly.
 const SLA_SPACING: Duration = Duration::from_secs(5);
+/// How soon to look again at a trigger that waits for the first inventory.
+const INVENTORY_WAIT: Duration = Duration::from_secs(1);
 /// After a failed pass (the store did not answer), the next try.
 const PASS_RETRY: Duration = Duration::from_secs(1);
 
@@ -387,13 +389,20 @@ impl Executor {
                 storm_budget = Some(budget - 1);
             }
             if closed {
-                if !observing && still_overdue(&shared, &t).await {
+                match still_overdue(&shared, &t).await {
                     // Observed in observe mode, its window passed, the secret is still
                     // overdue on the same version: enforce mode rotates it now.
-                    reopen(&shared, &mut t, now).await?;
-                } else {
-                    window_missed(&shared, &t, now).await?;
-                    continue;
+                    Some(true) if !observing => reopen(&shared, &mut t, now).await?,
+                    // No inventory yet (the first pass after a start or a reload): decided
+                    // once the reconciler has listed the fleet.
+                    None if !observing => {
+                        next.at(Instant::now() + INVENTORY_WAIT);
+                        continue;
+                    }
+                    _ => {
+                        window_missed(&shared, &t, now).await?;
+                        continue;
+                    }
                 }
             }
             let Ok(permit) = self.permits.clone().try_acquire_owned() else {
@@ -496,14 +505,15 @@ async fn defer(
 /// Whether `t` is an overdue trigger that observe mode looked at and whose secret is still
 /// overdue on the same AWSCURRENT version (the last part of its dedupe key
 /// `overdue:ARN:VERSION`), as the latest inventory shows.
-async fn still_overdue(shared: &Shared, t: &crate::store::Trigger) -> bool {
+/// `None` while there is no inventory yet.
+async fn still_overdue(shared: &Shared, t: &crate::store::Trigger) -> Option<bool> {
     if t.kind != TriggerKind::Overdue || t.observed_by.is_none() {
-        return false;
+        return Some(false);
     }
     let Some(version) = t.dedupe_key.as_deref().and_then(|k| k.rsplit(':').next()) else {
-        return false;
+        return Some(false);
     };
-    shared.inventory.read().await.as_ref().is_some_and(|inv| {
+    shared.inventory.read().await.as_ref().map(|inv| {
         inv.fleet
             .find(&t.secret)
             .is_some_and(|e| e.info.current_version() == Some(version))

@@ -476,8 +476,11 @@ async fn audit_reload(store: &StoreHandle, old: &Config, new: Option<&Config>) {
         })),
     };
     if let Some(n) = new.filter(|n| n.daemon.mode != old.daemon.mode) {
-        tracing::warn!(from = old.daemon.mode.as_str(), to = n.daemon.mode.as_str(),
-            "reload: [daemon] mode changed");
+        tracing::warn!(
+            from = old.daemon.mode.as_str(),
+            to = n.daemon.mode.as_str(),
+            "reload: [daemon] mode changed"
+        );
     }
     let mode = new.map(|n| n.daemon.mode);
     let at = entry.at;

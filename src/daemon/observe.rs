@@ -289,7 +289,10 @@ mod tests {
         ];
         let triggers: HashMap<i64, Trigger> = [
             (1, trigger(1, TriggerKind::Departure, "alice left")),
-            (2, trigger(2, TriggerKind::Scheduled, "window 02:00 .. 06:00")),
+            (
+                2,
+                trigger(2, TriggerKind::Scheduled, "window 02:00 .. 06:00"),
+            ),
             (3, trigger(3, TriggerKind::Compromise, "key in a log")),
         ]
         .into();

@@ -64,13 +64,18 @@ pub use monitor::{RotationProgress, STAGE_CREATE, STAGE_FINISH, judge_progress};
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Succeeded { new_version: String },
+    Succeeded {
+        new_version: String,
+    },
     Failed(String),
     Stuck(String),
     Skipped(String),
     /// Observe mode: the preflight ran and nothing was sent; what enforce mode would have
     /// done, and why (the failed check, or empty when it would have rotated).
-    Observed { verdict: Verdict, reason: String },
+    Observed {
+        verdict: Verdict,
+        reason: String,
+    },
 }
 
 impl Outcome {

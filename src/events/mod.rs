@@ -570,7 +570,9 @@ pub async fn commit(
                     if tied.is_some() && a.kind == AlertKind::RotationFailed {
                         continue;
                     }
-                    db.enqueue_alert_deduped(&a.to_new_alert(mode), now, realert)?;
+                    // The outbox runs on the wall clock, as `Alerts::prepare` says: an
+                    // alert queued at a shifted clock's time would wait for it.
+                    db.enqueue_alert_deduped(&a.to_new_alert(mode), Utc::now(), realert)?;
                 }
                 db.append_audit(&audit)?;
                 Ok(true)

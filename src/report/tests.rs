@@ -12,9 +12,21 @@ fn at(m: u32, d: u32, h: u32) -> DateTime<Utc> {
 #[test]
 fn periods_are_quarters_months_days_or_inclusive_ranges() {
     let p = parse_period("2026-Q4").unwrap();
-    assert_eq!((p.from, p.to), (at(10, 1, 0), Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()));
+    assert_eq!(
+        (p.from, p.to),
+        (
+            at(10, 1, 0),
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
+        )
+    );
     let p = parse_period("2026-q1").unwrap();
-    assert_eq!((p.from, p.to), (Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(), at(4, 1, 0)));
+    assert_eq!(
+        (p.from, p.to),
+        (
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+            at(4, 1, 0)
+        )
+    );
     let p = parse_period("2026-11").unwrap();
     assert_eq!((p.from, p.to), (at(11, 1, 0), at(12, 1, 0)));
     let p = parse_period("2026-12").unwrap();
@@ -22,8 +34,21 @@ fn periods_are_quarters_months_days_or_inclusive_ranges() {
     let p = parse_period("2026-11-05").unwrap();
     assert_eq!((p.from, p.to), (at(11, 5, 0), at(11, 6, 0)));
     let p = parse_period("2026-10-01..2026-12-31").unwrap();
-    assert_eq!((p.from, p.to), (at(10, 1, 0), Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()));
-    for bad in ["2026-Q5", "2026-13", "Q4", "2026-11-31", "", "2026-12-01..2026-11-01"] {
+    assert_eq!(
+        (p.from, p.to),
+        (
+            at(10, 1, 0),
+            Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
+        )
+    );
+    for bad in [
+        "2026-Q5",
+        "2026-13",
+        "Q4",
+        "2026-11-31",
+        "",
+        "2026-12-01..2026-11-01",
+    ] {
         let e = parse_period(bad).unwrap_err();
         assert!(e.starts_with("invalid --period"), "{bad}: {e}");
     }
@@ -54,7 +79,13 @@ fn a_day_is_non_compliant_when_the_credential_was_past_max_age_at_some_moment() 
         }
     );
     // Never rotated before 20 November: unknown until then.
-    let d = daily(&[at(11, 20, 9)], &[], ninety_three, at(11, 1, 0), at(12, 1, 0));
+    let d = daily(
+        &[at(11, 20, 9)],
+        &[],
+        ninety_three,
+        at(11, 1, 0),
+        at(12, 1, 0),
+    );
     assert_eq!(d, format!("{}{}", "u".repeat(19), "c".repeat(11)));
     // A rollback puts the older credential back in force: rotated 1 October and 15
     // November, rolled back on 16 November, max_age 30 days.
@@ -67,7 +98,13 @@ fn a_day_is_non_compliant_when_the_credential_was_past_max_age_at_some_moment() 
     );
     assert_eq!(d, format!("{}c{}", "n".repeat(14), "n".repeat(15)));
     // Counting stops at `until` (now): a partial last day counts.
-    let d = daily(&[at(11, 1, 0)], &[], ninety_three, at(11, 1, 0), at(11, 3, 12));
+    let d = daily(
+        &[at(11, 1, 0)],
+        &[],
+        ninety_three,
+        at(11, 1, 0),
+        at(11, 3, 12),
+    );
     assert_eq!(d, "ccc");
 }
 
@@ -158,7 +195,13 @@ fn trigger(id: i64, secret: &str, kind: TriggerKind, actor: &str, when: DateTime
     }
 }
 
-fn entry(id: i64, when: DateTime<Utc>, secret: Option<&str>, action: &str, outcome: &str) -> AuditEntry {
+fn entry(
+    id: i64,
+    when: DateTime<Utc>,
+    secret: Option<&str>,
+    action: &str,
+    outcome: &str,
+) -> AuditEntry {
     AuditEntry {
         id,
         at: when,
@@ -211,19 +254,49 @@ fn input(cfg: &Config) -> Input<'_> {
         at(10, 15, 0),
         AttemptState::Succeeded,
     );
-    let mut t1 = trigger(1, "prod/a", TriggerKind::Scheduled, "rotationd", at(11, 2, 2));
+    let mut t1 = trigger(
+        1,
+        "prod/a",
+        TriggerKind::Scheduled,
+        "rotationd",
+        at(11, 2, 2),
+    );
     t1.attempt_id = Some("a1".into());
     t1.ticket = Some("CHG-1".into());
-    let mut t2 = trigger(2, "prod/a", TriggerKind::Manual, "request:bob", at(11, 20, 9));
+    let mut t2 = trigger(
+        2,
+        "prod/a",
+        TriggerKind::Manual,
+        "request:bob",
+        at(11, 20, 9),
+    );
     t2.attempt_id = Some("a2".into());
-    let mut t3 = trigger(3, "prod/a", TriggerKind::Departure, "rotationd", at(11, 21, 0));
+    let mut t3 = trigger(
+        3,
+        "prod/a",
+        TriggerKind::Departure,
+        "rotationd",
+        at(11, 21, 0),
+    );
     t3.attempt_id = Some("a3".into());
     t3.deadline = Some(at(11, 22, 0));
-    let mut t4 = trigger(4, "prod/a", TriggerKind::Departure, "rotationd", at(11, 24, 0));
+    let mut t4 = trigger(
+        4,
+        "prod/a",
+        TriggerKind::Departure,
+        "rotationd",
+        at(11, 24, 0),
+    );
     t4.attempt_id = Some("a4".into());
     t4.deadline = Some(at(11, 25, 0));
     t4.status = TriggerStatus::Failed;
-    let mut t5 = trigger(5, "team/x", TriggerKind::Scheduled, "rotationd", at(11, 26, 1));
+    let mut t5 = trigger(
+        5,
+        "team/x",
+        TriggerKind::Scheduled,
+        "rotationd",
+        at(11, 26, 1),
+    );
     t5.status = TriggerStatus::Pending;
     t5.observed_by = Some("a5".into());
     let request = Request {
@@ -334,7 +407,11 @@ fn the_report_holds_each_secret_s_rotations_days_departures_and_exceptions() {
     let x = &r.secrets[2];
     assert_eq!(x.policy.source, "[[selector]] selector:prefix:team/");
     assert_eq!(x.exceptions[0].kind, "observed");
-    assert!(x.exceptions[0].detail.contains("would rotate"), "{:?}", x.exceptions[0]);
+    assert!(
+        x.exceptions[0].detail.contains("would rotate"),
+        "{:?}",
+        x.exceptions[0]
+    );
     let fleet: Vec<&str> = r.fleet_exceptions.iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(fleet, ["storm_guard", "config"]);
     assert!(r.fleet_exceptions[1].detail.contains("(mode enforce)"));
@@ -350,7 +427,11 @@ fn days_after_now_are_not_counted() {
     let r = build(&i);
     assert_eq!(r.period.evaluated_to, at(11, 10, 12));
     assert_eq!(r.secrets[0].days.total(), 10);
-    assert_eq!(r.secrets[0].rotations.len(), 3, "the rows of the period all count");
+    assert_eq!(
+        r.secrets[0].rotations.len(),
+        3,
+        "the rows of the period all count"
+    );
 }
 
 #[test]
@@ -381,11 +462,17 @@ fn csv_is_one_table_of_typed_records() {
     assert_eq!(records.iter().filter(|r| **r == "secret").count(), 3);
     assert_eq!(records.iter().filter(|r| **r == "rotation").count(), 3);
     assert_eq!(records.iter().filter(|r| **r == "departure").count(), 2);
-    assert_eq!(records.iter().filter(|r| **r == "fleet_exception").count(), 2);
+    assert_eq!(
+        records.iter().filter(|r| **r == "fleet_exception").count(),
+        2
+    );
     assert_eq!(records.last(), Some(&"audit_chain"));
     // The secret row carries the days; no field breaks the columns (quoted commas aside).
     let a = lines[1];
-    assert!(a.starts_with("secret,prod/a,2026-11-21T01:00:00Z,alternating-users,CHG-1,,,,,30,0,0,"), "{a}");
+    assert!(
+        a.starts_with("secret,prod/a,2026-11-21T01:00:00Z,alternating-users,CHG-1,,,,,30,0,0,"),
+        "{a}"
+    );
     for l in &lines {
         let mut fields = 0;
         let mut quoted = false;
@@ -406,7 +493,13 @@ fn the_html_is_one_self_contained_file_with_a_bar_per_secret() {
     let cfg = cfg();
     let mut i = input(&cfg);
     // Text that must be escaped, in a secret's exception.
-    i.audit.push(entry(13, at(11, 29, 0), Some("prod/b"), "rotate", "window_missed"));
+    i.audit.push(entry(
+        13,
+        at(11, 29, 0),
+        Some("prod/b"),
+        "rotate",
+        "window_missed",
+    ));
     i.audit.last_mut().unwrap().reason = Some("<script>alert(1)</script> & \"quoted\"".into());
     let r = build(&i);
     let text = html::render(&r);
@@ -416,9 +509,19 @@ fn the_html_is_one_self_contained_file_with_a_bar_per_secret() {
     assert_eq!(rows.len(), r.secrets.len());
     for (row, s) in rows.iter().zip(&r.secrets) {
         assert_eq!(row.value().attr("data-secret"), Some(s.secret.as_str()));
-        let bar = row.select(&sel("div.bar")).next().expect("a bar per secret");
-        assert_eq!(bar.value().attr("data-total"), Some(s.days.total().to_string().as_str()));
-        for (class, n) in [("c", s.days.compliant), ("n", s.days.non_compliant), ("u", s.days.unknown)] {
+        let bar = row
+            .select(&sel("div.bar"))
+            .next()
+            .expect("a bar per secret");
+        assert_eq!(
+            bar.value().attr("data-total"),
+            Some(s.days.total().to_string().as_str())
+        );
+        for (class, n) in [
+            ("c", s.days.compliant),
+            ("n", s.days.non_compliant),
+            ("u", s.days.unknown),
+        ] {
             let span = bar.select(&sel(&format!("span.{class}"))).next().unwrap();
             assert_eq!(span.value().attr("data-days"), Some(n.to_string().as_str()));
             let width = span.value().attr("style").unwrap();
@@ -428,9 +531,18 @@ fn the_html_is_one_self_contained_file_with_a_bar_per_secret() {
                 .parse()
                 .unwrap();
             let want = f64::from(n) * 100.0 / f64::from(s.days.total());
-            assert!((pct - want).abs() < 0.01, "{}: {class} {pct} vs {want}", s.secret);
+            assert!(
+                (pct - want).abs() < 0.01,
+                "{}: {class} {pct} vs {want}",
+                s.secret
+            );
         }
-        let days = row.select(&sel("td.days-c")).next().unwrap().text().collect::<String>();
+        let days = row
+            .select(&sel("td.days-c"))
+            .next()
+            .unwrap()
+            .text()
+            .collect::<String>();
         assert_eq!(days, s.days.compliant.to_string());
     }
     // The prod/a bar: all compliant; prod/b: all unknown.
@@ -438,14 +550,20 @@ fn the_html_is_one_self_contained_file_with_a_bar_per_secret() {
     assert_eq!(first.value().attr("style"), Some("width:100.00%"));
     // Nothing outside the file: no script, stylesheet link, image, frame, font or remote
     // URL; every link is to a section of the same page.
-    for tag in ["script", "link", "img", "iframe", "object", "embed", "source", "video", "audio"] {
+    for tag in [
+        "script", "link", "img", "iframe", "object", "embed", "source", "video", "audio",
+    ] {
         assert_eq!(doc.select(&sel(tag)).count(), 0, "<{tag}>");
     }
     for el in doc.select(&sel("[src], [srcset], [action], [formaction]")) {
         panic!("external reference in {:?}", el.value());
     }
     for a in doc.select(&sel("[href]")) {
-        assert!(a.value().attr("href").unwrap().starts_with('#'), "{:?}", a.value());
+        assert!(
+            a.value().attr("href").unwrap().starts_with('#'),
+            "{:?}",
+            a.value()
+        );
     }
     let style: String = doc.select(&sel("style")).flat_map(|s| s.text()).collect();
     for bad in ["url(", "@import", "http", "@font-face"] {
@@ -455,9 +573,19 @@ fn the_html_is_one_self_contained_file_with_a_bar_per_secret() {
     assert!(text.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quoted&quot;"));
     // Every secret has its section and the audit chain closes the file.
     assert_eq!(doc.select(&sel("section.detail")).count(), r.secrets.len());
-    let head: String = doc.select(&sel("#head-hash")).next().unwrap().text().collect();
+    let head: String = doc
+        .select(&sel("#head-hash"))
+        .next()
+        .unwrap()
+        .text()
+        .collect();
     assert_eq!(head, "ab".repeat(32));
-    let result: String = doc.select(&sel("#chain-result")).next().unwrap().text().collect();
+    let result: String = doc
+        .select(&sel("#chain-result"))
+        .next()
+        .unwrap()
+        .text()
+        .collect();
     assert!(result.starts_with("Verified"), "{result}");
 }
 

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{DaemonConfig, Mode};
 use crate::config::checks::{duration, minutes, positive, written_in_range};
 use crate::config::diag::Diagnostics;
 use crate::config::raw::RawDaemon;
+use crate::config::{DaemonConfig, Mode};
 
 /// `[daemon]`, validated; the defaults when the section is absent.
 pub(crate) fn daemon(diags: &mut Diagnostics, d: &RawDaemon) -> DaemonConfig {
@@ -148,7 +148,8 @@ mod tests {
         let (cfg, _) = Config::from_source(Path::new("t.toml"), MINIMAL).unwrap();
         assert_eq!(cfg.daemon.mode, crate::config::Mode::Enforce);
         let (cfg, _) =
-            Config::from_source(Path::new("t.toml"), &daemon_section("mode = \"observe\"")).unwrap();
+            Config::from_source(Path::new("t.toml"), &daemon_section("mode = \"observe\""))
+                .unwrap();
         assert_eq!(cfg.daemon.mode, crate::config::Mode::Observe);
         assert_eq!(
             errors(&daemon_section("mode = \"dry-run\"")),

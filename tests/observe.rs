@@ -359,13 +359,11 @@ async fn observe_mode_sends_nothing_and_enforce_then_acts_on_every_trigger_once(
     );
     assert_eq!(mode_change, 1, "the switch is audited once");
     // The overdue trigger observed a day ago was reopened, not dropped.
-    assert_eq!(
-        count(
-            &env,
-            "SELECT COUNT(*) FROM audit WHERE action = 'trigger' AND outcome = 'reopened'"
-        ) >= 1,
-        true
+    let reopened = count(
+        &env,
+        "SELECT COUNT(*) FROM audit WHERE action = 'trigger' AND outcome = 'reopened'",
     );
+    assert!(reopened >= 1, "{reopened}");
     assert_eq!(
         count(
             &env,

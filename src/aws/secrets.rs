@@ -173,9 +173,7 @@ pub fn observe_refusal(operation: &'static str) -> AwsError {
     AwsError {
         operation,
         code: Some(OBSERVE_MODE.into()),
-        message: format!(
-            "not sent: rotationd is in observe mode ([daemon] mode = \"observe\"); set mode = \"enforce\" and reload to let it change Secrets Manager"
-        ),
+        message: "not sent: rotationd is in observe mode ([daemon] mode = \"observe\"); set mode = \"enforce\" and reload to let it change Secrets Manager".into(),
         retryable: false,
     }
 }

@@ -442,3 +442,55 @@ impl SecretsManager {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client whose endpoint refuses connections: any request that is sent fails as a
+    /// transport error, so a refusal before sending is told apart.
+    fn unreachable() -> SecretsManager {
+        let conf = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        SecretsManager::new(Client::from_conf(conf))
+    }
+
+    #[tokio::test]
+    async fn observe_mode_refuses_every_changing_call_before_sending_it() {
+        let sm = unreachable().in_mode(crate::config::Mode::Observe);
+        let rules = crate::schedule::aws_cron::AwsRules {
+            schedule_expression: "cron(0 2 * * ? *)".into(),
+            duration: "4h".into(),
+        };
+        let errors = [
+            sm.rotate("s", "rotationd-t", None).await.map(|_| ()),
+            sm.write_schedule("s", None, &rules).await,
+            sm.cancel_rotation("s").await,
+            sm.move_label("s", AWSCURRENT, "v2", "v1").await,
+        ];
+        for (e, op) in errors.into_iter().zip([
+            "RotateSecret",
+            "RotateSecret",
+            "CancelRotateSecret",
+            "UpdateSecretVersionStage",
+        ]) {
+            let e = e.expect_err("refused");
+            assert_eq!(e.code.as_deref(), Some(OBSERVE_MODE), "{e}");
+            assert_eq!(e.operation, op);
+            assert!(!e.retryable);
+        }
+        // Enforce mode sends them (and here meets the closed port), reads are never refused.
+        let sm = unreachable().in_mode(crate::config::Mode::Enforce);
+        let e = sm.cancel_rotation("s").await.expect_err("no server");
+        assert_ne!(e.code.as_deref(), Some(OBSERVE_MODE));
+        let observe = unreachable().in_mode(crate::config::Mode::Observe);
+        let e = observe.describe("s").await.expect_err("no server");
+        assert_ne!(e.code.as_deref(), Some(OBSERVE_MODE));
+    }
+}

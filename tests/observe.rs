@@ -279,6 +279,22 @@ async fn observe_mode_sends_nothing_and_enforce_then_acts_on_every_trigger_once(
         0,
         "nothing was tried, nothing is held"
     );
+    // The preflight stopped before telling the dependents of a rotation that will not
+    // happen, and found nothing wrong.
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM alert_outbox WHERE kind = 'rotation_scheduled'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT COUNT(*) FROM attempts WHERE state = 'observed' AND error IS NOT NULL"
+        ),
+        0
+    );
     // The start in observe mode is audited.
     assert_eq!(
         count(

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::AwsError;
 use crate::aws::sns::Sns;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::metrics::Metrics;
 use crate::store::{NewAlert, OutboxAlert, StoreError, StoreHandle};
 
@@ -93,6 +93,7 @@ pub enum AlertKind {
     ApprovalOverdue,
     StateLost,
     DepartureUnresolved,
+    ObserveSummary,
 }
 
 impl AlertKind {
@@ -116,6 +117,7 @@ impl AlertKind {
         AlertKind::ApprovalOverdue,
         AlertKind::StateLost,
         AlertKind::DepartureUnresolved,
+        AlertKind::ObserveSummary,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +141,7 @@ impl AlertKind {
             AlertKind::ApprovalOverdue => "approval_overdue",
             AlertKind::StateLost => "state_lost",
             AlertKind::DepartureUnresolved => "departure_unresolved",
+            AlertKind::ObserveSummary => "observe_summary",
         }
     }
 
@@ -168,7 +171,8 @@ impl AlertKind {
             AlertKind::RotationScheduled
             | AlertKind::RotationCompleted
             | AlertKind::NativeScheduleDrift
-            | AlertKind::ApprovalRequested => Severity::P3,
+            | AlertKind::ApprovalRequested
+            | AlertKind::ObserveSummary => Severity::P3,
         }
     }
 
@@ -203,6 +207,7 @@ impl AlertKind {
             AlertKind::ApprovalOverdue => "Emergency rotation still awaiting approval",
             AlertKind::StateLost => "State database lost, rotationd stopped acting",
             AlertKind::DepartureUnresolved => "Departure of a user nobody can name",
+            AlertKind::ObserveSummary => "Observe mode: what rotationd would have rotated",
         }
     }
 
@@ -298,6 +303,12 @@ impl AlertKind {
                 "Rotate the secrets that person could reach within 24 hours of the departure: rotationd rotate --secret <secret> --ticket <INC> --reason departure --emergency",
                 "Configure [identity_center] identity_store_id if it is missing, so that the next departure resolves",
             ],
+            AlertKind::ObserveSummary => &[
+                "rotationd runs in observe mode ([daemon] mode = \"observe\"): it plans, reacts and alerts, but changes nothing in Secrets Manager",
+                "Read what it would have rotated and why (rotationd status shows the same per secret); a would_fail or would_stick verdict is what enforce mode would meet: fix it first (rotation function, AWSPENDING left over, tickets)",
+                "The triggers queued meanwhile (queued_for_enforce) run when enforce mode starts: departures and compromises at once, planned windows still open, overdue secrets",
+                "When a week of summaries reads right, set mode = \"enforce\" and reload (systemctl reload rotationd; the change is audited)",
+            ],
             AlertKind::NativeScheduleDrift => &[
                 "Secrets Manager's own rotation schedule (RotationRules) disagrees with the TOML schedule: the secret can rotate twice, or not when planned",
                 "Compare them with rotationd plan --live",
@@ -330,6 +341,9 @@ pub struct Alert {
     /// A copy for one `[[vendor]]`: published to its `contact_topic_arn`, and carried as the
     /// `vendor` message attribute.
     pub vendor: Option<String>,
+    /// The daemon's `[daemon] mode` when the alert was queued, set by
+    /// [`Alert::to_new_alert`]: observe-mode alerts say so in every rendering.
+    pub mode: Mode,
 }
 
 impl Alert {
@@ -349,6 +363,7 @@ impl Alert {
             dedupe_key,
             dependent: None,
             vendor: None,
+            mode: Mode::Enforce,
         }
     }
 
@@ -392,6 +407,7 @@ impl Alert {
             self.kind.severity().as_str(),
             self.kind.as_str(),
             self.secret.as_deref(),
+            self.mode.is_observe(),
         )
     }
 
@@ -411,11 +427,24 @@ impl Alert {
             "runbook": self.kind.runbook(),
             "details": self.details,
             "dedupe_key": self.dedupe_key,
+            // Added to v1 (consumers ignore what they do not know): `observe` means
+            // rotationd changed nothing in Secrets Manager.
+            "mode": self.mode.as_str(),
         })
     }
 
-    pub fn to_new_alert(&self) -> NewAlert {
+    /// The outbox row for this alert, queued while the daemon runs in `mode`.
+    pub fn to_new_alert(&self, mode: Mode) -> NewAlert {
+        if self.mode != mode {
+            return Alert {
+                mode,
+                ..self.clone()
+            }
+            .to_new_alert(mode);
+        }
         let mut attributes = BTreeMap::new();
+        // An SNS subscription filter policy can route observe-mode alerts away from pagers.
+        attributes.insert("mode".to_string(), self.mode.as_str().to_string());
         attributes.insert("kind".to_string(), self.kind.as_str().to_string());
         attributes.insert(
             "severity".to_string(),
@@ -456,6 +485,7 @@ pub struct Alerts {
     store: StoreHandle,
     realert_interval: chrono::Duration,
     notify_enabled: bool,
+    mode: Mode,
     /// Wakes this process's publisher ([`publish_loop`]) once an alert is committed, so it
     /// sleeps instead of polling the outbox. Shared by every clone.
     outbox: Arc<tokio::sync::Notify>,
@@ -468,6 +498,7 @@ impl Alerts {
             realert_interval: chrono::Duration::from_std(cfg.alerts.realert_interval)
                 .unwrap_or(chrono::Duration::hours(4)),
             notify_enabled: cfg.alerts.notify_topic_arn.is_some(),
+            mode: cfg.daemon.mode,
             outbox: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -505,7 +536,7 @@ impl Alerts {
             return Ok(false);
         }
         // A realert interval longer than any deployment: once per key.
-        let new = alert.to_new_alert();
+        let new = alert.to_new_alert(self.mode);
         self.enqueue(&alert, new, chrono::Duration::days(365 * 100))
             .await
     }
@@ -523,7 +554,7 @@ impl Alerts {
             return None;
         }
         Some(Prepared {
-            alert: alert.to_new_alert(),
+            alert: alert.to_new_alert(self.mode),
             realert: self.realert_interval,
             // The outbox runs on the wall clock: the publisher compares `next_attempt_at`
             // with `Utc::now()`, whatever the engine's (test-shiftable) clock says.
@@ -570,7 +601,7 @@ const CHAT: &str = "chat";
 /// store itself is what failed (`state_lost`). No dedupe and no chat copy; the caller
 /// retries until it is accepted.
 pub async fn publish_direct(sns: &Sns, cfg: &Config, alert: &Alert) -> Result<(), AwsError> {
-    let unsaved = OutboxAlert::unsaved(alert.to_new_alert(), Utc::now());
+    let unsaved = OutboxAlert::unsaved(alert.to_new_alert(cfg.daemon.mode), Utc::now());
     publish_one(sns, &cfg.alerts.security_topic_arn, &unsaved).await
 }
 
@@ -836,7 +867,7 @@ mod tests {
     use chrono::TimeZone;
 
     fn outbox(alert: &Alert) -> OutboxAlert {
-        OutboxAlert::unsaved(alert.to_new_alert(), Utc::now())
+        OutboxAlert::unsaved(alert.to_new_alert(Mode::Enforce), Utc::now())
     }
 
     #[test]
@@ -922,10 +953,26 @@ change_ticket = "CHG-1"
                 .iter()
                 .any(|s| s.as_str().unwrap().contains("rotationd rollback"))
         );
-        let n = a.to_new_alert();
+        assert_eq!(m["mode"], "enforce");
+        let n = a.to_new_alert(Mode::Enforce);
         assert_eq!(n.attributes["kind"], "dependents_unhealthy");
+        assert_eq!(n.attributes["mode"], "enforce");
         assert_eq!(n.attributes["severity"], "P1");
         assert_eq!(n.attributes["secret"], "prod/db");
+    }
+
+    #[test]
+    fn an_alert_queued_in_observe_mode_says_so_in_the_document_and_the_subject() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap();
+        let a = Alert::new(AlertKind::BreachSuspected, Some("prod/db"), t);
+        let n = a.to_new_alert(Mode::Observe);
+        assert_eq!(n.message["mode"], "observe");
+        assert_eq!(n.attributes["mode"], "observe");
+        assert_eq!(n.subject, "[observe] [P1] breach_suspected prod/db");
+        // Everything else is the enforce document, unchanged (v1 stays compatible).
+        let mut e = a.to_new_alert(Mode::Enforce).message;
+        e["mode"] = serde_json::json!("observe");
+        assert_eq!(e, n.message);
     }
 
     #[test]

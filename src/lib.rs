@@ -69,6 +69,7 @@ pub mod filter_pattern;
 pub mod inventory;
 pub mod metrics;
 pub mod planner;
+pub mod report;
 pub mod requests;
 pub mod rollback;
 pub mod schedule;

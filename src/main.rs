@@ -50,6 +50,27 @@ enum AuditFormat {
     Csv,
 }
 
+/// How `rotationd report` writes the report.
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    /// One document (schema rotationd.report.v1).
+    Json,
+    /// RFC 4180, one table of typed records (secret, rotation, departure, exception...).
+    Csv,
+    /// One self-contained file (no network), with a compliance bar per secret.
+    Html,
+}
+
+impl From<ReportFormat> for cli::report::ReportFormat {
+    fn from(f: ReportFormat) -> Self {
+        match f {
+            ReportFormat::Json => Self::Json,
+            ReportFormat::Csv => Self::Csv,
+            ReportFormat::Html => Self::Html,
+        }
+    }
+}
+
 impl From<AuditFormat> for cli::audit::AuditFormat {
     fn from(f: AuditFormat) -> Self {
         match f {
@@ -158,6 +179,20 @@ enum Command {
         #[arg(long, requires = "verify")]
         expect_hash: Option<String>,
     },
+    /// Evidence for auditors over a period, from the state database (read-only): per
+    /// secret its policy, rotations, compliant days, departures and exceptions, then the
+    /// audit chain's head, verified.
+    Report {
+        /// A quarter (2026-Q4), a month (2026-11), a day (2026-11-05) or FROM..TO with both
+        /// days included (2026-10-01..2026-12-31), UTC.
+        #[arg(long)]
+        period: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Json)]
+        format: ReportFormat,
+        /// Write the report to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -224,6 +259,11 @@ fn main() -> ExitCode {
             verify,
             expect_hash.as_deref(),
         ),
+        Command::Report {
+            period,
+            format,
+            output,
+        } => cli::report::report(&cli.config, &period, format.into(), output.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub config_max_age_seconds: Gauge,
     pub config_sla_warning_seconds: Gauge,
     pub config_departure_sla_seconds: Gauge,
+    pub observed_rotations_total: IntCounterVec,
+    pub observe_mode: IntGauge,
 }
 
 /// The `reason` values of `rotationd_departures_unmatched_total`.
@@ -266,6 +268,19 @@ impl Metrics {
             config_departure_sla_seconds: gauge(
                 "rotationd_config_departure_sla_seconds",
                 "[events] departure_sla: how long after a departure its secrets must be rotated (0 without [events])",
+            ),
+            observed_rotations_total: counter(
+                "rotationd_observed_rotations_total",
+                "Observe mode: rotations looked at and not sent, by trigger and verdict (would_rotate, would_fail, would_stick)",
+                &["trigger", "verdict"],
+            ),
+            observe_mode: reg(
+                &registry,
+                IntGauge::new(
+                    "rotationd_observe_mode",
+                    "1 while [daemon] mode = \"observe\" (nothing is changed in Secrets Manager), 0 in enforce mode",
+                )
+                .expect("valid metric"),
             ),
             registry,
         };

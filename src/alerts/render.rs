@@ -14,6 +14,10 @@
 //! the custom-notification schema of AWS's chat integration (Amazon Q Developer in chat
 //! applications, formerly AWS Chatbot) for Slack and Teams, published as the plain message.
 //!
+//! An alert queued in observe mode (`"mode": "observe"` in the document) says so in each:
+//! `[observe] ` before the subject and the SMS, a `Mode:` line and "changed nothing" in
+//! the email and the chat card.
+//!
 //! Everything is rendered from the stored alert document, which holds names, ARNs, version
 //! ids, tickets and error messages only: no rendering can carry a secret value that the
 //! document does not, and the document never holds one.
@@ -86,15 +90,40 @@ fn ascii(s: &str) -> String {
         .collect()
 }
 
+/// Whether the document was queued in observe mode.
+fn observed(doc: &Value) -> bool {
+    str_of(doc, "mode") == Some("observe")
+}
+
+/// What the email and the chat card say about the mode, in observe mode.
+const OBSERVE_NOTE: &str =
+    "observe ([daemon] mode = \"observe\"): rotationd changed nothing in Secrets Manager";
+
 /// `[P1] rotation_failed prod/payments/db`: severity and kind first, so that mail filters
-/// and pager rules can match on them; at most [`SUBJECT_MAX`] ASCII characters.
-pub fn subject(severity: &str, kind: &str, secret: Option<&str>) -> String {
-    let mut s = format!("[{severity}] {kind}");
+/// and pager rules can match on them; at most [`SUBJECT_MAX`] ASCII characters. In observe
+/// mode `[observe] ` comes first, so a rule matching the enforce subject does not page.
+pub fn subject(severity: &str, kind: &str, secret: Option<&str>, observe: bool) -> String {
+    let mut s = format!(
+        "{}[{severity}] {kind}",
+        if observe { "[observe] " } else { "" }
+    );
     if let Some(secret) = secret {
         s.push(' ');
         s.push_str(secret);
     }
     clip(&ascii(&s), SUBJECT_MAX)
+}
+
+/// What rotationd has already done by the time this alert goes out: per kind, and in
+/// observe mode what it would have done.
+fn done(kind: &str, doc: &Value) -> String {
+    if observed(doc) && kind != "observe_summary" {
+        return format!(
+            "Nothing in Secrets Manager: rotationd is in observe mode. In enforce mode it would have done this: {}",
+            already_done(kind, doc)
+        );
+    }
+    already_done(kind, doc).to_string()
 }
 
 /// What rotationd has already done by the time this alert goes out, per kind.
@@ -148,6 +177,9 @@ fn already_done(kind: &str, doc: &Value) -> &'static str {
         }
         "state_lost" => {
             "Stopped rotating and reacting (events stay on the queue); sent this directly, as the outbox was in the lost file."
+        }
+        "observe_summary" => {
+            "Planned, reacted to events and ran every preflight; sent no RotateSecret, UpdateSecretVersionStage or CancelRotateSecret. The triggers stay queued for enforce mode."
         }
         _ => "Recorded it in the audit log.",
     }
@@ -212,9 +244,13 @@ pub fn email(doc: &Value) -> String {
         "=".repeat(summary.len().min(72))
     ));
     t.push_str(&format!(
-        "Severity: {}\nKind:     {kind}\n\n",
+        "Severity: {}\nKind:     {kind}\n",
         urgency(severity)
     ));
+    if observed(doc) {
+        t.push_str(&format!("Mode:     {OBSERVE_NOTE}\n"));
+    }
+    t.push('\n');
     match (secret_name(doc), secret_arn(doc)) {
         (Some(name), arn) => {
             t.push_str(&format!("Secret:   {name}\n"));
@@ -247,7 +283,7 @@ pub fn email(doc: &Value) -> String {
     }
     t.push_str(&format!(
         "\nWhat rotationd already did:\n  {}\n",
-        already_done(kind, doc)
+        done(kind, doc)
     ));
     if let Some(list) = doc
         .get("details")
@@ -268,7 +304,11 @@ pub fn email(doc: &Value) -> String {
         if let Some(more) = doc["details"].get("more").and_then(Value::as_u64)
             && more > 0
         {
-            t.push_str(&format!("  ... and {more} more (rotationd plan --live)\n"));
+            let see = doc["details"]
+                .get("see")
+                .and_then(Value::as_str)
+                .unwrap_or("rotationd plan --live");
+            t.push_str(&format!("  ... and {more} more ({see})\n"));
         }
     }
     t.push_str("\nWhat to do:\n");
@@ -303,7 +343,8 @@ pub fn sms(doc: &Value) -> String {
     let kind = str_of(doc, "kind").unwrap_or("alert");
     let severity = str_of(doc, "severity").unwrap_or("P3");
     const TAIL: &str = " - see email";
-    let head = format!("rotationd [{severity}] {kind}");
+    let mode = if observed(doc) { "[observe] " } else { "" };
+    let head = format!("rotationd {mode}[{severity}] {kind}");
     let room = SMS_MAX - head.len() - TAIL.len();
     let secret = secret_name(doc)
         .map(|s| format!(" {}", clip(&ascii(s), room.saturating_sub(1))))
@@ -324,8 +365,12 @@ pub fn chat(doc: &Value) -> Value {
     };
     let name = secret_name(doc);
     let arn = secret_arn(doc);
+    let observe = observed(doc);
     let mut d = String::new();
     d.push_str(&format!("*{}* · `{kind}`\n", urgency(severity)));
+    if observe {
+        d.push_str(&format!("*Mode:* {OBSERVE_NOTE}\n"));
+    }
     if let Some(name) = name {
         d.push_str(&format!("*Secret:* `{name}`"));
         if let Some((account, region)) = arn.and_then(place) {
@@ -350,7 +395,7 @@ pub fn chat(doc: &Value) -> Value {
     if let Some(e) = str_of(doc, "error") {
         d.push_str(&format!("*Error:* `{}`\n", clip(e, 1000).replace('`', "'")));
     }
-    d.push_str(&format!("*Done already:* {}\n", already_done(kind, doc)));
+    d.push_str(&format!("*Done already:* {}\n", done(kind, doc)));
     let mut next: Vec<String> = doc
         .get("runbook")
         .and_then(Value::as_array)
@@ -363,6 +408,9 @@ pub fn chat(doc: &Value) -> Value {
         .unwrap_or_default();
     next.extend(commands(doc).into_iter().map(|c| format!("`{c}`")));
     let mut keywords = vec![severity.to_string(), kind.to_string()];
+    if observe {
+        keywords.push("observe".into());
+    }
     if let Some((account, region)) = arn.and_then(place) {
         keywords.push(account.to_string());
         keywords.push(region.to_string());
@@ -373,14 +421,14 @@ pub fn chat(doc: &Value) -> Value {
         "id": str_of(doc, "dedupe_key"),
         "content": {
             "textType": "client-markdown",
-            "title": format!("{icon} [{severity}] {summary}{}", name.map(|n| format!(": {n}")).unwrap_or_default()),
+            "title": format!("{icon} {}[{severity}] {summary}{}", if observe { "[observe] " } else { "" }, name.map(|n| format!(": {n}")).unwrap_or_default()),
             "description": clip(&d, 4000),
             "nextSteps": next,
             "keywords": keywords,
         },
         "metadata": {
             "threadId": arn.or(name).unwrap_or(kind),
-            "summary": subject(severity, kind, name),
+            "summary": subject(severity, kind, name, observe),
             "eventType": kind,
             "relatedResources": arn.into_iter().collect::<Vec<_>>(),
             "additionalContext": {
@@ -432,6 +480,28 @@ mod tests {
             a.deadline = Some(t + chrono::Duration::hours(20));
         }
         a.details = json!({ "attempt": "a1b2c3" });
+        if kind == AlertKind::ObserveSummary {
+            // Only ever sent in observe mode, about the fleet rather than one secret.
+            a = Alert::new(kind, None, t);
+            a.mode = crate::config::Mode::Observe;
+            a.reason = Some("2 rotation(s) would have been sent from 2026-12-05T00:00:00Z to 2026-12-06T00:00:00Z, 1 would have failed, 0 would have been stuck; 3 trigger(s) wait for enforce mode".into());
+            a.details = json!({
+                "from": "2026-12-05T00:00:00Z",
+                "to": "2026-12-06T00:00:00Z",
+                "would_rotate": 2,
+                "would_fail": 1,
+                "would_stick": 0,
+                "queued_for_enforce": 3,
+                "secrets": [
+                    "prod/payments/db: would rotate (departure: alice left the team)",
+                    "prod/orders/db: would rotate (scheduled: scheduled window 2026-12-05 02:00 .. 2026-12-05 06:00)",
+                    "prod/legacy/api-key: would fail (scheduled: scheduled window 2026-12-05 02:00 .. 2026-12-05 06:00): rotation is not configured for this secret",
+                ],
+                "more": 0,
+                "see": "rotationd status",
+            });
+            a.dedupe_key = "observe_summary:2026-12-05".into();
+        }
         a
     }
 
@@ -550,7 +620,12 @@ mod tests {
             let s = sms(&a.message());
             assert!(s.len() <= SMS_MAX, "{kind:?}: {} chars: {s}", s.len());
             assert!(s.starts_with(&format!(
-                "rotationd [{}] {}",
+                "rotationd {}[{}] {}",
+                if a.mode.is_observe() {
+                    "[observe] "
+                } else {
+                    ""
+                },
                 kind.severity().as_str(),
                 kind.as_str()
             )));
@@ -596,6 +671,52 @@ mod tests {
         assert!(e.contains("$ aws secretsmanager describe-secret --secret-id arn:aws:secretsmanager:eu-west-1:111122223333:secret:prod/payments/db-AbCdEf"));
         assert!(e.trim_end().ends_with("machines read the JSON body)."));
         assert!(e.contains("attempt:    a1b2c3"));
+    }
+
+    #[test]
+    fn an_observe_mode_alert_says_so_in_every_rendering() {
+        for &kind in AlertKind::ALL {
+            let mut a = sample(kind);
+            a.mode = crate::config::Mode::Observe;
+            let doc = a.message();
+            assert!(a.subject().starts_with("[observe] ["), "{kind:?}");
+            assert!(sms(&doc).starts_with("rotationd [observe] ["), "{kind:?}");
+            let e = email(&doc);
+            assert!(e.contains("Mode:     observe"), "{kind:?}: {e}");
+            let c = chat(&doc);
+            assert!(
+                c["content"]["title"]
+                    .as_str()
+                    .unwrap()
+                    .contains("[observe] [")
+            );
+            assert!(
+                c["content"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("*Mode:* observe")
+            );
+            assert!(
+                c["content"]["keywords"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("observe"))
+            );
+            if kind != AlertKind::ObserveSummary {
+                // It never claims what it did not do.
+                assert!(
+                    e.contains("Nothing in Secrets Manager: rotationd is in observe mode"),
+                    "{kind:?}"
+                );
+            }
+            // The enforce rendering has none of it.
+            a.mode = crate::config::Mode::Enforce;
+            let doc = a.message();
+            if kind != AlertKind::ObserveSummary {
+                assert!(!email(&doc).contains("observe mode"), "{kind:?}");
+            }
+            assert!(!a.subject().contains("[observe]"));
+        }
     }
 
     #[test]

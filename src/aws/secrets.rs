@@ -164,7 +164,22 @@ fn stalled_pagination(operation: &'static str) -> AwsError {
 #[derive(Clone, Debug)]
 pub struct SecretsManager {
     targets: Targets<Client>,
+    /// `[daemon] mode = "observe"`: the changing calls are refused ([`observe_refusal`]).
+    observe: bool,
 }
+
+/// The error a changing call returns in observe mode: fatal, code `ObserveMode`.
+pub fn observe_refusal(operation: &'static str) -> AwsError {
+    AwsError {
+        operation,
+        code: Some(OBSERVE_MODE.into()),
+        message: "not sent: rotationd is in observe mode ([daemon] mode = \"observe\"); set mode = \"enforce\" and reload to let it change Secrets Manager".into(),
+        retryable: false,
+    }
+}
+
+/// The `code` of [`observe_refusal`].
+pub const OBSERVE_MODE: &str = "ObserveMode";
 
 impl SecretsManager {
     /// One client for every secret (no `[[account]]` tables).
@@ -174,11 +189,35 @@ impl SecretsManager {
                 Place::own(client.config().region().map(|r| r.as_ref())),
                 client,
             ),
+            observe: false,
         }
     }
 
     pub fn with_targets(targets: Targets<Client>) -> Self {
-        SecretsManager { targets }
+        SecretsManager {
+            targets,
+            observe: false,
+        }
+    }
+
+    /// The same clients, refusing the changing calls when `mode` is observe.
+    pub fn in_mode(mut self, mode: crate::config::Mode) -> Self {
+        self.observe = mode.is_observe();
+        self
+    }
+
+    /// Whether the changing calls are refused.
+    pub fn is_observing(&self) -> bool {
+        self.observe
+    }
+
+    /// The changing calls' gate: refused in observe mode, before any request is built.
+    fn changing(&self, id: &str, operation: &'static str) -> Result<&Client, AwsError> {
+        if self.observe {
+            tracing::warn!(secret = %id, operation, "observe mode: not sent");
+            return Err(observe_refusal(operation));
+        }
+        self.client(id, operation)
     }
 
     /// The account-regions, in config order: what an inventory lists.
@@ -329,7 +368,7 @@ impl SecretsManager {
         lambda_arn: Option<&str>,
     ) -> Result<Option<String>, AwsError> {
         let out = self
-            .client(id, "RotateSecret")?
+            .changing(id, "RotateSecret")?
             .rotate_secret()
             .secret_id(id)
             .client_request_token(token)
@@ -352,7 +391,7 @@ impl SecretsManager {
         lambda_arn: Option<&str>,
         rules: &crate::schedule::aws_cron::AwsRules,
     ) -> Result<(), AwsError> {
-        self.client(id, "RotateSecret")?
+        self.changing(id, "RotateSecret")?
             .rotate_secret()
             .secret_id(id)
             .set_rotation_lambda_arn(lambda_arn.map(str::to_string))
@@ -373,7 +412,7 @@ impl SecretsManager {
     /// cancels a rotation in progress, which can leave the staging labels half moved, so
     /// callers only call this when no AWSPENDING exists and no attempt is running.
     pub async fn cancel_rotation(&self, id: &str) -> Result<(), AwsError> {
-        self.client(id, "CancelRotateSecret")?
+        self.changing(id, "CancelRotateSecret")?
             .cancel_rotate_secret()
             .secret_id(id)
             .send()
@@ -391,7 +430,7 @@ impl SecretsManager {
         to_version: &str,
         from_version: &str,
     ) -> Result<(), AwsError> {
-        self.client(id, "UpdateSecretVersionStage")?
+        self.changing(id, "UpdateSecretVersionStage")?
             .update_secret_version_stage()
             .secret_id(id)
             .version_stage(label)
@@ -401,5 +440,57 @@ impl SecretsManager {
             .await
             .map_err(|e| AwsError::from_sdk("UpdateSecretVersionStage", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client whose endpoint refuses connections: any request that is sent fails as a
+    /// transport error, so a refusal before sending is told apart.
+    fn unreachable() -> SecretsManager {
+        let conf = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        SecretsManager::new(Client::from_conf(conf))
+    }
+
+    #[tokio::test]
+    async fn observe_mode_refuses_every_changing_call_before_sending_it() {
+        let sm = unreachable().in_mode(crate::config::Mode::Observe);
+        let rules = crate::schedule::aws_cron::AwsRules {
+            schedule_expression: "cron(0 2 * * ? *)".into(),
+            duration: "4h".into(),
+        };
+        let errors = [
+            sm.rotate("s", "rotationd-t", None).await.map(|_| ()),
+            sm.write_schedule("s", None, &rules).await,
+            sm.cancel_rotation("s").await,
+            sm.move_label("s", AWSCURRENT, "v2", "v1").await,
+        ];
+        for (e, op) in errors.into_iter().zip([
+            "RotateSecret",
+            "RotateSecret",
+            "CancelRotateSecret",
+            "UpdateSecretVersionStage",
+        ]) {
+            let e = e.expect_err("refused");
+            assert_eq!(e.code.as_deref(), Some(OBSERVE_MODE), "{e}");
+            assert_eq!(e.operation, op);
+            assert!(!e.retryable);
+        }
+        // Enforce mode sends them (and here meets the closed port), reads are never refused.
+        let sm = unreachable().in_mode(crate::config::Mode::Enforce);
+        let e = sm.cancel_rotation("s").await.expect_err("no server");
+        assert_ne!(e.code.as_deref(), Some(OBSERVE_MODE));
+        let observe = unreachable().in_mode(crate::config::Mode::Observe);
+        let e = observe.describe("s").await.expect_err("no server");
+        assert_ne!(e.code.as_deref(), Some(OBSERVE_MODE));
     }
 }

@@ -225,7 +225,7 @@ pub fn parse_since(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String>
 /// another user must not leave a file the daemon's user cannot open), or with
 /// `[state] backend = "dynamodb"` a replica of the shared log (which needs the AWS
 /// credentials of the daemon's own account and `dynamodb:Query`).
-fn open_state(
+pub(super) fn open_state(
     cfg: &crate::config::Config,
 ) -> Result<(Option<Store>, Option<tokio::runtime::Runtime>), CliError> {
     match &cfg.state.backend {
@@ -383,11 +383,7 @@ fn write_csv_record(out: &mut impl Write, fields: &[&str]) -> std::io::Result<()
 /// RFC 4180 quoting: a field with a comma, a double quote or a line break is enclosed
 /// in double quotes, and its double quotes are doubled.
 pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
-    }
+    crate::report::csv_field(s)
 }
 
 /// Text for a terminal: audit fields can carry text from events and operators, and a

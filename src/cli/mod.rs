@@ -13,6 +13,7 @@ use crate::config::{Config, ConfigError};
 
 pub mod audit;
 pub mod plan;
+pub mod report;
 pub mod resume;
 pub mod rollback;
 pub mod rotate;

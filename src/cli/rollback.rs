@@ -1,5 +1,6 @@
 //! `rotationd rollback`: the operator's side of [`crate::rollback`]: the ticket checked,
-//! the plan shown, every outcome audited as `rollback` with the `cli:USER` actor.
+//! the plan shown, every outcome audited as `rollback` with the `cli:USER` actor. In observe
+//! mode the plan is shown and the rollback refused (audited, exit 1).
 
 use crate::store::audit::Outcome;
 use std::path::Path;
@@ -52,6 +53,16 @@ async fn rollback_now(
             )));
         }
     };
+    if app.engine.observing() {
+        let why = format!(
+            "rotationd is in observe mode ([daemon] mode = \"observe\"): it would move AWSCURRENT of {secret} from {current} back to {previous}, and changed nothing; set mode = \"enforce\" to roll back, or move the label with aws secretsmanager update-secret-version-stage"
+        );
+        let mut detail = audit_detail(&current, &previous, false);
+        detail["mode"] = serde_json::json!("observe");
+        detail["error"] = serde_json::json!(why);
+        record(Outcome::Refused, detail).await.ok();
+        return Err(CliError::Failed(why));
+    }
     eprintln!("rolling back {secret}: AWSCURRENT {current} -> {previous} (ticket {ticket})");
     let verified = match execute(&app.engine.sm, secret, &current, &previous).await {
         Ok(v) => v,

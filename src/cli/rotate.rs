@@ -1,6 +1,7 @@
 //! `rotationd rotate`: one secret through the whole pipeline now (the daemon's own
 //! engine), progress on stderr. Planned: inside the secret's window, with a CHG or INC
-//! ticket; `--emergency`: at once, with an INC ticket.
+//! ticket; `--emergency`: at once, with an INC ticket. In observe mode only the preflight
+//! runs: what it found is printed, nothing is sent, and the exit status is 1.
 
 use std::path::Path;
 
@@ -98,6 +99,16 @@ async fn rotate_now(
             eprintln!("rotated {}: AWSCURRENT is now {new_version}", entry.key);
             Ok(())
         }
+        Ok(Outcome::Observed { verdict, reason }) => Err(CliError::Failed(format!(
+            "{} was not rotated: rotationd is in observe mode ([daemon] mode = \"observe\"), RotateSecret was not sent; the preflight says it {}{}; set mode = \"enforce\" to rotate",
+            entry.key,
+            verdict.as_str().replace('_', " "),
+            if reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {reason}")
+            }
+        ))),
         Ok(Outcome::Failed(e)) | Ok(Outcome::Stuck(e)) | Ok(Outcome::Skipped(e)) => Err(
             CliError::Failed(format!("rotation of {} did not complete: {e}", entry.key)),
         ),

@@ -1,6 +1,8 @@
 //! `rotationd status`: live compliance per secret, from one `ListSecrets` scan and the
 //! state store: the planner's status, the next window, pending triggers, the last watch
-//! of the dependents and the native-schedule drift.
+//! of the dependents and the native-schedule drift. In observe mode a table header says
+//! so, and each secret's `observed` says what enforce mode would do for its queued
+//! triggers and why (the observed attempt's verdict).
 
 use std::io::Write;
 use std::path::Path;
@@ -34,6 +36,10 @@ pub struct StatusRow {
     /// The hold after a failure (status `held`): the failed attempt, why, since when.
     pub hold: Option<crate::store::Hold>,
     pub detail: Option<String>,
+    /// Observe mode: what enforce mode would do for the queued triggers that observe mode
+    /// looked at, and why (`would rotate (departure: ...)`, `would fail (...): WHY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<String>,
 }
 
 /// Prints the rows as a table or JSON; with `secret`, only that secret's row (by name or
@@ -51,7 +57,16 @@ pub fn status(path: &Path, json: bool, secret: Option<&str>) -> Result<(), CliEr
                 )));
             }
         }
-        write_out(json, &rows, "status", |out| write_status_table(out, &rows))?;
+        let mode = app.cfg.daemon.mode;
+        write_out(json, &rows, "status", |out| {
+            if mode.is_observe() {
+                writeln!(
+                    out,
+                    "mode: observe ([daemon] mode = \"observe\"): nothing is changed in Secrets Manager; OBSERVED says what enforce mode would do"
+                )?;
+            }
+            write_status_table(out, &rows)
+        })?;
         // The events queue is the front door: say when others can send to it.
         if let Some(events) = &app.cfg.events {
             match crate::events::setup::check_queue(events, app.cfg.requests.as_ref(), &app.sqs)
@@ -86,6 +101,7 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
     let last = app.store.call(|s| s.db().last_finished_attempts()).await?;
     let pending = app.store.call(|s| s.db().pending_triggers()).await?;
     let holds = app.store.call(|s| s.db().holds()).await?;
+    let observations = observations(app, &pending).await?;
     let policy = cfg.planner_policy();
     let stuck_after = chrono::Duration::from_std(app.engine.opts.monitor_timeout)
         .unwrap_or(chrono::Duration::minutes(15));
@@ -150,6 +166,7 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
             ),
             hold,
             detail,
+            observed: observations.get(&e.key).cloned(),
         });
     }
     for (id, reason) in &inv.fleet.missing {
@@ -166,10 +183,66 @@ pub async fn status_rows(app: &crate::daemon::App) -> anyhow::Result<Vec<StatusR
             native_schedule: None,
             hold: None,
             detail: Some(reason.as_str().to_string()),
+            observed: None,
         });
     }
     rows.sort_by(|a, b| a.secret.cmp(&b.secret));
     Ok(rows)
+}
+
+/// Per secret, what its queued triggers that observe mode looked at would get in enforce
+/// mode: `would rotate (departure: alice left; scheduled: window ...)` from the latest
+/// observed attempt's verdict, `: WHY` when it would fail or stick.
+async fn observations(
+    app: &crate::daemon::App,
+    pending: &[crate::store::Trigger],
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    use std::collections::HashMap;
+    let mut by_secret: HashMap<String, Vec<&crate::store::Trigger>> = HashMap::new();
+    for t in pending.iter().filter(|t| t.observed_by.is_some()) {
+        by_secret.entry(t.secret.clone()).or_default().push(t);
+    }
+    let mut out = HashMap::new();
+    for (secret, triggers) in by_secret {
+        let latest = triggers
+            .iter()
+            .filter_map(|t| t.observed_by.clone())
+            .max()
+            .unwrap_or_default();
+        let mut attempts = Vec::new();
+        for t in &triggers {
+            let id = t.observed_by.clone().unwrap_or_default();
+            if let Some(a) = app.store.call(move |s| s.db().get_attempt(&id)).await? {
+                attempts.push(a);
+            }
+        }
+        // The latest observation speaks for the secret.
+        let Some(a) = attempts
+            .iter()
+            .max_by_key(|a| (a.finished_at, a.id == latest))
+        else {
+            continue;
+        };
+        let why: Vec<String> = triggers
+            .iter()
+            .map(|t| format!("{}: {}", t.kind.as_str(), t.reason))
+            .collect();
+        let verdict = crate::daemon::observe::verdict_words(
+            a.verdict.unwrap_or(crate::store::Verdict::WouldRotate),
+            None,
+        );
+        let at = a.finished_at.map_or(String::new(), |f| {
+            format!(", seen {}", f.format(TIME_FORMAT))
+        });
+        out.insert(
+            secret,
+            match a.error.as_deref().filter(|e| !e.is_empty()) {
+                Some(e) => format!("{verdict} ({}{at}): {e}", why.join("; ")),
+                None => format!("{verdict} ({}{at})", why.join("; ")),
+            },
+        );
+    }
+    Ok(out)
 }
 
 fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Result<()> {
@@ -218,6 +291,11 @@ fn write_status_table(out: &mut impl Write, rows: &[StatusRow]) -> std::io::Resu
                 _ => String::new(),
             }
         )?;
+    }
+    for r in rows {
+        if let Some(o) = &r.observed {
+            writeln!(out, "OBSERVED {}: {o}", r.secret)?;
+        }
     }
     // One line, not one per secret: a fleet whose rotation functions all run on their own
     // schedule would double the table. `plan --live` and `--format json` have the details.

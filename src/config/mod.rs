@@ -103,6 +103,35 @@ pub struct DaemonConfig {
     pub metrics_listen: SocketAddr,
     pub reconcile_interval: Duration,
     pub max_rotations_per_minute: NonZeroU32,
+    /// `enforce` (the default) or `observe`: everything runs but nothing is changed in
+    /// Secrets Manager.
+    pub mode: Mode,
+}
+
+/// `[daemon] mode`: whether rotationd acts on Secrets Manager or only watches.
+///
+/// In `observe` mode inventory, plans, events, SLA clocks and alerts run as in `enforce`,
+/// but RotateSecret, UpdateSecretVersionStage and CancelRotateSecret are never sent:
+/// the Secrets Manager wrapper refuses them (`aws::secrets`), and every path above it
+/// records what it would have done instead (docs/operations.md, "Observe mode").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Observe,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Observe => "observe",
+        }
+    }
+
+    pub fn is_observe(self) -> bool {
+        self == Mode::Observe
+    }
 }
 
 /// Where rotationd keeps its state (`[state] backend`).

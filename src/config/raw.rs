@@ -75,6 +75,7 @@ pub struct RawDaemon {
     pub metrics_listen: S<String>,
     pub reconcile_interval: S<String>,
     pub max_rotations_per_minute: S<i64>,
+    pub mode: S<String>,
 }
 
 /// `[state]`: where the daemon keeps its state, the embedded SQLite file (`[daemon]

@@ -140,6 +140,10 @@ impl App {
             cfg.identity_center.as_ref(),
         )
         .await?;
+        // Every Secrets Manager call of the process goes through this one wrapper (the
+        // engine's, cloned by the watcher and the request loop): observe mode refuses the
+        // changing calls there, whatever path asks.
+        let sm = sm.in_mode(cfg.daemon.mode);
         let places: Vec<(String, String)> = sm
             .places()
             .into_iter()
@@ -168,6 +172,9 @@ impl App {
                 .as_ref()
                 .map(|e| (e.departure_sla, e.sla_warning)),
         );
+        metrics
+            .observe_mode
+            .set(i64::from(cfg.daemon.mode.is_observe()));
         let clock = Clock::from_env();
         let alerts = Alerts::new(store.clone(), &cfg);
         let engine = Arc::new(Engine {

@@ -1,7 +1,8 @@
 //! The drift application of `[policy] native_schedule`: Secrets Manager's own rotation
 //! schedule compared with the TOML one on every reconcile ([`crate::drift`] decides, pure;
 //! this applies it: metrics, notices, and for `sync` / `disable` the change itself, once
-//! per target, audited).
+//! per target, audited). In observe mode `sync` and `disable` only report, saying what
+//! they would do.
 
 use std::collections::{HashMap, HashSet};
 
@@ -74,6 +75,16 @@ pub async fn native_schedules(
         };
         if action == Action::None {
             reported.push((e.key.clone(), d));
+            continue;
+        }
+        if app.engine.observing() {
+            // Observe mode changes nothing: reported with what enforce mode would do.
+            let what = match &action {
+                Action::Write(r) => format!("write {} for {}", r.schedule_expression, r.duration),
+                _ => "turn it off (CancelRotateSecret)".to_string(),
+            };
+            let why = format!("observe mode: rotationd would {what}; {}", d.why);
+            reported.push((e.key.clone(), crate::drift::Drift { why, ..d }));
             continue;
         }
         if active.contains(&e.key) || e.info.dangling_pending().is_some() {

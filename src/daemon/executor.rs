@@ -50,6 +50,8 @@ pub const EXECUTOR_SAFETY_POLL: Duration = Duration::from_secs(15);
 /// While triggers keep waking the executor, the SLA watch (a read of every unresolved
 /// departure) runs at most this often; its own due times are kept exactly.
 const SLA_SPACING: Duration = Duration::from_secs(5);
+/// How soon to look again at a trigger that waits for the first inventory.
+const INVENTORY_WAIT: Duration = Duration::from_secs(1);
 /// After a failed pass (the store did not answer), the next try.
 const PASS_RETRY: Duration = Duration::from_secs(1);
 
@@ -351,9 +353,24 @@ impl Executor {
             .filter(|o| o.not_before.is_none_or(|nb| nb <= now))
             .map(|o| o.secret.clone())
             .collect();
-        for t in pending {
+        let observing = app.engine.observing();
+        for mut t in pending {
             if let Some(nb) = t.not_before.filter(|nb| *nb > now) {
                 next.at_time(now, nb);
+                continue;
+            }
+            let planned = matches!(
+                t.kind,
+                TriggerKind::Scheduled | TriggerKind::Overdue | TriggerKind::NeverRotated
+            );
+            let closed = planned && t.deadline.is_some_and(|d| d <= now);
+            if observing && t.observed_by.is_some() {
+                // Looked at once already: it waits, pending, for enforce mode. A planned
+                // window that closes meanwhile is dropped as in enforce mode; an overdue
+                // trigger is kept (the secret stays overdue, enforce mode rotates it).
+                if closed && t.kind != TriggerKind::Overdue {
+                    window_missed(&shared, &t, now).await?;
+                }
                 continue;
             }
             if let Some(hold) = holds.get(&t.secret).filter(|_| held_back(t.kind)) {
@@ -380,13 +397,22 @@ impl Executor {
                 }
                 storm_budget = Some(budget - 1);
             }
-            let planned = matches!(
-                t.kind,
-                TriggerKind::Scheduled | TriggerKind::Overdue | TriggerKind::NeverRotated
-            );
-            if planned && t.deadline.is_some_and(|d| d <= now) {
-                window_missed(&shared, &t, now).await?;
-                continue;
+            if closed {
+                match still_overdue(&shared, &t).await {
+                    // Observed in observe mode, its window passed, the secret is still
+                    // overdue on the same version: enforce mode rotates it now.
+                    Some(true) if !observing => reopen(&shared, &mut t, now).await?,
+                    // No inventory yet (the first pass after a start or a reload): decided
+                    // once the reconciler has listed the fleet.
+                    None if !observing => {
+                        next.at(Instant::now() + INVENTORY_WAIT);
+                        continue;
+                    }
+                    _ => {
+                        window_missed(&shared, &t, now).await?;
+                        continue;
+                    }
+                }
             }
             let mut held: &'static [TriggerKind] = &[];
             if crate::engine::lead_rank(t.kind) > crate::engine::lead_rank(TriggerKind::Retry)
@@ -497,6 +523,75 @@ async fn defer(
         .store
         .call(move |s| s.db().append_audit(&entry))
         .await?;
+    Ok(())
+}
+
+/// Whether `t` is an overdue trigger that observe mode looked at and whose secret is still
+/// overdue on the same AWSCURRENT version (the last part of its dedupe key
+/// `overdue:ARN:VERSION`), as the latest inventory shows.
+/// `None` while there is no inventory yet.
+async fn still_overdue(shared: &Shared, t: &crate::store::Trigger) -> Option<bool> {
+    if t.kind != TriggerKind::Overdue || t.observed_by.is_none() {
+        return Some(false);
+    }
+    let Some(version) = t.dedupe_key.as_deref().and_then(|k| k.rsplit(':').next()) else {
+        return Some(false);
+    };
+    shared.inventory.read().await.as_ref().map(|inv| {
+        inv.fleet
+            .find(&t.secret)
+            .is_some_and(|e| e.info.current_version() == Some(version))
+    })
+}
+
+/// Gives an observed overdue trigger a new window of the same length from `now`, audited
+/// (`trigger` / `reopened`).
+async fn reopen(
+    shared: &Shared,
+    t: &mut crate::store::Trigger,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let length = match (t.not_before, t.deadline) {
+        (Some(nb), Some(d)) if d > nb => d - nb,
+        _ => chrono::Duration::hours(4),
+    };
+    let (id, secret, ticket, reason, observed_by) = (
+        t.id,
+        t.secret.clone(),
+        t.ticket.clone(),
+        t.reason.clone(),
+        t.observed_by.clone(),
+    );
+    let deadline = now + length;
+    shared
+        .app
+        .store
+        .call(move |s| {
+            s.transaction(|db| {
+                db.reopen_trigger(id, now, deadline, now)?;
+                db.append_audit(&crate::store::NewAuditEntry {
+                    at: now,
+                    actor: "rotationd".into(),
+                    action: crate::store::audit::Action::Trigger,
+                    secret: Some(secret.clone()),
+                    ticket: ticket.clone(),
+                    reason: Some(reason.clone()),
+                    outcome: crate::store::audit::Outcome::Reopened,
+                    detail: Some(serde_json::json!({
+                        "trigger": id,
+                        "observed_by": observed_by,
+                        "not_before": now.to_rfc3339(),
+                        "deadline": deadline.to_rfc3339(),
+                        "why": "observed in observe mode; its window passed and the secret is still overdue",
+                    })),
+                })?;
+                Ok(())
+            })
+        })
+        .await?;
+    tracing::info!(secret = %t.secret, trigger = t.id, "overdue trigger observed in observe mode: reopened for enforce mode");
+    t.not_before = Some(now);
+    t.deadline = Some(deadline);
     Ok(())
 }
 

@@ -30,6 +30,7 @@ mod drift;
 pub mod executor;
 mod guard;
 pub mod health;
+pub mod observe;
 pub mod policy;
 pub mod reconcile;
 mod standby;
@@ -451,6 +452,11 @@ async fn audit_reload(store: &StoreHandle, old: &Config, new: Option<&Config>) {
         secret: None,
         ticket: None,
         reason: Some(match new {
+            Some(n) if n.daemon.mode != old.daemon.mode => format!(
+                "configuration reloaded; mode changed from {} to {}",
+                old.daemon.mode.as_str(),
+                n.daemon.mode.as_str()
+            ),
             Some(_) => "configuration reloaded".into(),
             None => "configuration reload refused (invalid or unsafe file; see the log)".into(),
         }),
@@ -464,9 +470,34 @@ async fn audit_reload(store: &StoreHandle, old: &Config, new: Option<&Config>) {
             "old_sha256": old.source_sha256,
             "new_sha256": new.map(|n| n.source_sha256.clone()),
             "changed_sections": new.map(|n| old.changed_sections(n)),
+            // The mode in force after this entry, and the one before when it changed:
+            // an auditor reads when rotationd started (or stopped) acting.
+            "mode": new.map_or(old.daemon.mode, |n| n.daemon.mode).as_str(),
+            "mode_changed_from": new
+                .filter(|n| n.daemon.mode != old.daemon.mode)
+                .map(|_| old.daemon.mode.as_str()),
         })),
     };
-    if let Err(e) = store.call(move |s| s.db().append_audit(&entry)).await {
+    if let Some(n) = new.filter(|n| n.daemon.mode != old.daemon.mode) {
+        tracing::warn!(
+            from = old.daemon.mode.as_str(),
+            to = n.daemon.mode.as_str(),
+            "reload: [daemon] mode changed"
+        );
+    }
+    let mode = new.map(|n| n.daemon.mode);
+    let at = entry.at;
+    let written = store.call(move |s| {
+        s.transaction(|db| {
+            db.append_audit(&entry)?;
+            if let Some(mode) = mode {
+                // The new generation's start then finds it recorded (observe.rs).
+                observe::set_mode_cursor(db, mode, at)?;
+            }
+            Ok(())
+        })
+    });
+    if let Err(e) = written.await {
         tracing::warn!(error = %e, "cannot audit the configuration reload");
     }
 }

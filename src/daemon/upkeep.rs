@@ -2,7 +2,8 @@
 //! [`FLUSH_EVERY`] the rejection tallies of past minutes become aggregate audit rows;
 //! at start and every [`PRUNE_EVERY`] seen events and published alerts older than
 //! `[state] retention` go, and audit entries older than `[state] audit_retention` are
-//! pruned below a checkpoint.
+//! pruned below a checkpoint. Every pass also runs observe mode's bookkeeping
+//! ([`super::observe::tick`]: the mode's history, the daily summary).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,9 @@ pub(super) async fn upkeep_loop(shared: Arc<Shared>, cancel: CancellationToken) 
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "audited the rejection tallies of past minutes"),
             Err(e) => tracing::warn!(error = %e, "cannot flush the rejection tallies; retrying"),
+        }
+        if let Err(e) = super::observe::tick(app).await {
+            tracing::warn!(error = %format!("{e:#}"), "observe mode bookkeeping failed; retrying");
         }
         if tokio::time::Instant::now() >= next_prune {
             match app

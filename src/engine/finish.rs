@@ -26,16 +26,22 @@ impl Engine {
             Some(tid) => self.store.call(move |s| s.db().get_trigger(tid)).await?,
             None => None,
         };
+        if let Outcome::Observed { verdict, reason } = outcome {
+            return self
+                .finish_observed(&attempt, trigger.as_ref(), *verdict, reason)
+                .await;
+        }
         let status = match outcome {
             Outcome::Succeeded { .. } => TriggerStatus::Done,
             // A skipped planned attempt (window closed) is done with; the planner makes a
             // new trigger for the next window or when the secret turns overdue.
             Outcome::Skipped(_) => TriggerStatus::Cancelled,
             Outcome::Failed(_) | Outcome::Stuck(_) => TriggerStatus::Failed,
+            Outcome::Observed { .. } => unreachable!("finished by finish_observed"),
         };
         let outcome_label = outcome.label();
         let error = match outcome {
-            Outcome::Succeeded { .. } => None,
+            Outcome::Succeeded { .. } | Outcome::Observed { .. } => None,
             Outcome::Failed(e) | Outcome::Stuck(e) | Outcome::Skipped(e) => Some(e.clone()),
         };
         let alert = |kind: AlertKind| {
@@ -107,7 +113,7 @@ impl Engine {
                 Some(with_hold(a))
             }
             Outcome::Stuck(_) => Some(with_hold(alert(AlertKind::RotationStuck))),
-            Outcome::Skipped(_) => None,
+            Outcome::Skipped(_) | Outcome::Observed { .. } => None,
         };
         // The completion notice also goes to each dependent's own topic.
         let plan = crate::validation::plan_of(&attempt);
@@ -166,7 +172,7 @@ impl Engine {
                 },
             ))),
             Outcome::Succeeded { .. } => Some(HoldChange::Lift),
-            Outcome::Skipped(_) => None,
+            Outcome::Skipped(_) | Outcome::Observed { .. } => None,
         };
         let (aid, secret, actor) = (
             attempt.id.clone(),
@@ -243,7 +249,61 @@ impl Engine {
             Outcome::Skipped(e) => {
                 tracing::info!(secret = %attempt.secret, attempt = %attempt.id, reason = %e, "rotation skipped");
             }
+            Outcome::Observed { .. } => {}
         }
+        Ok(())
+    }
+
+    /// The end of an observed attempt, in one transaction: its triggers back to pending,
+    /// marked observed ([`crate::store::Db::release_observed_triggers`]), and the `rotate`
+    /// audit entry with outcome `observed` and the verdict. No alert (the daily
+    /// `observe_summary` reports it), no hold (nothing was tried), no rotation counted.
+    async fn finish_observed(
+        &self,
+        attempt: &Attempt,
+        trigger: Option<&crate::store::Trigger>,
+        verdict: crate::store::Verdict,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let aid = attempt.id.clone();
+        let why = (!reason.is_empty()).then(|| reason.to_string());
+        let audit = NewAuditEntry {
+            at: now,
+            actor: trigger.map_or("rotationd".to_string(), |t| t.actor.clone()),
+            action: audit::Action::Rotate,
+            secret: Some(attempt.secret.clone()),
+            ticket: attempt.ticket.clone(),
+            reason: trigger.map(|t| t.reason.clone()),
+            outcome: audit::Outcome::Attempt(AttemptState::Observed),
+            detail: None,
+        };
+        let (released, cancelled) = self
+            .store
+            .call(move |s| {
+                s.transaction(|db| {
+                    let (released, cancelled) = db.release_observed_triggers(&aid, now)?;
+                    let mut audit = audit.clone();
+                    audit.detail = Some(serde_json::json!({
+                        "attempt": aid,
+                        "mode": "observe",
+                        "verdict": verdict.as_str(),
+                        "why": why,
+                        "released_triggers": released,
+                        "cancelled_triggers": cancelled,
+                    }));
+                    db.append_audit(&audit)?;
+                    Ok((released.len(), cancelled.len()))
+                })
+            })
+            .await?;
+        let label = trigger_label(attempt.trigger_kind);
+        self.metrics
+            .observed_rotations_total
+            .with_label_values(&[label, verdict.as_str()])
+            .inc();
+        tracing::info!(secret = %attempt.secret, attempt = %attempt.id, verdict = verdict.as_str(),
+            reason = %reason, released, cancelled, "observe mode: rotation observed, nothing sent");
         Ok(())
     }
 

@@ -23,6 +23,12 @@
 //! - **validating** is the post-rotation check: AWSCURRENT is the new version and
 //!   AWSPREVIOUS the old one.
 //!
+//! In observe mode (`[daemon] mode = "observe"`) the preflight runs as always and the
+//! attempt then ends `observed` with a verdict (would rotate, would fail, would stick)
+//! instead of notifying dependents and sending RotateSecret; nothing ends failed or stuck
+//! and nothing is held, since nothing was tried. Its triggers go back to pending for
+//! enforce mode (`finish.rs`).
+//!
 //! Every transition is committed to the store before the next AWS call, so a crash at any
 //! point resumes from the last committed state. Retryable AWS errors leave the state as
 //! it is (the daemon retries later); fatal ones fail the attempt and escalate to Security.
@@ -44,7 +50,7 @@ use crate::metrics::Metrics;
 use crate::store::audit;
 use crate::store::{
     Attempt, AttemptState, AttemptUpdate, NewAttempt, NewAuditEntry, NewTrigger, StoreError,
-    StoreHandle, Trigger, TriggerKind,
+    StoreHandle, Trigger, TriggerKind, Verdict,
 };
 use crate::ticket::{INC_PENDING, is_ticket};
 
@@ -58,10 +64,18 @@ pub use monitor::{RotationProgress, STAGE_CREATE, STAGE_FINISH, judge_progress};
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Succeeded { new_version: String },
+    Succeeded {
+        new_version: String,
+    },
     Failed(String),
     Stuck(String),
     Skipped(String),
+    /// Observe mode: the preflight ran and nothing was sent; what enforce mode would have
+    /// done, and why (the failed check, or empty when it would have rotated).
+    Observed {
+        verdict: Verdict,
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -70,6 +84,7 @@ impl Outcome {
             Outcome::Succeeded { .. } => "succeeded",
             Outcome::Failed(_) | Outcome::Stuck(_) => "failed",
             Outcome::Skipped(_) => "skipped",
+            Outcome::Observed { .. } => "observed",
         }
     }
 }
@@ -373,6 +388,12 @@ impl Engine {
                 AttemptState::Skipped => {
                     return Ok(Outcome::Skipped(attempt.error.unwrap_or_default()));
                 }
+                AttemptState::Observed => {
+                    return Ok(Outcome::Observed {
+                        verdict: attempt.verdict.unwrap_or(Verdict::WouldRotate),
+                        reason: attempt.error.unwrap_or_default(),
+                    });
+                }
             };
             match step {
                 Ok(Some(outcome)) => {
@@ -383,6 +404,13 @@ impl Engine {
                 Err(AwsCall::Cancelled) => return Err(EngineError::Cancelled),
                 Err(AwsCall::Store(e)) => return Err(EngineError::Store(e)),
                 Err(AwsCall::Aws(e)) if e.retryable => return Err(EngineError::Retryable(e)),
+                Err(AwsCall::Aws(e)) if self.observing() => {
+                    let outcome = self
+                        .observed(&attempt, Verdict::WouldFail, e.to_string())
+                        .await?;
+                    self.finish(&attempt, &outcome, started.elapsed()).await?;
+                    return Ok(outcome);
+                }
                 Err(AwsCall::Aws(e)) => {
                     let outcome = Outcome::Failed(e.to_string());
                     self.update(
@@ -532,6 +560,16 @@ impl Engine {
                 None => {}
             }
         }
+        if self.observing() {
+            // Every check passed: enforce mode would notify the dependents and rotate now.
+            progress(&format!(
+                "preflight: ok (AWSCURRENT {current}); observe mode: RotateSecret not sent"
+            ));
+            return Ok(Some(
+                self.observed(attempt, Verdict::WouldRotate, String::new())
+                    .await?,
+            ));
+        }
         // Dependents are told before the credential changes (the Secrets Rotation Guide's checklist).
         let settings = self.settings_for(&info);
         let dependents = settings.map(|s| s.dependents.clone()).unwrap_or_default();
@@ -634,6 +672,18 @@ impl Engine {
             )
             .await?;
             return Ok(None);
+        }
+        if self.observing() {
+            // Resumed after a switch to observe mode: the request is not (re-)sent.
+            progress("rotate: observe mode: RotateSecret not sent");
+            return Ok(Some(
+                self.observed(
+                    attempt,
+                    Verdict::WouldRotate,
+                    "stopped before RotateSecret: the mode changed to observe".into(),
+                )
+                .await?,
+            ));
         }
         // The rotation function already configured: passing it explicitly makes a missing
         // function fail fast instead of leaving the rotation pending.
@@ -746,13 +796,45 @@ impl Engine {
         Ok(Some(Outcome::Succeeded { new_version: new }))
     }
 
-    /// Moves the attempt to a terminal state with `reason`.
+    /// Whether this engine runs in observe mode (`[daemon] mode = "observe"`).
+    pub fn observing(&self) -> bool {
+        self.cfg.daemon.mode.is_observe()
+    }
+
+    /// Ends the attempt `observed` with `verdict` (and the failed check, if any).
+    async fn observed(
+        &self,
+        attempt: &Attempt,
+        verdict: Verdict,
+        reason: String,
+    ) -> Result<Outcome, EngineError> {
+        let mut update = AttemptUpdate::observed(verdict);
+        if !reason.is_empty() {
+            update = update.error(reason.clone());
+        }
+        self.update(&attempt.id, update).await?;
+        Ok(Outcome::Observed { verdict, reason })
+    }
+
+    /// Moves the attempt to a terminal state with `reason`. In observe mode a failure or a
+    /// stuck rotation is only what enforce mode would have met: the attempt ends
+    /// `observed` with that verdict.
     async fn end(
         &self,
         attempt: &Attempt,
         state: AttemptState,
         reason: String,
     ) -> Result<Option<Outcome>, AwsCall> {
+        if self.observing() {
+            let verdict = match state {
+                AttemptState::Stuck => Some(Verdict::WouldStick),
+                AttemptState::Failed => Some(Verdict::WouldFail),
+                _ => None,
+            };
+            if let Some(verdict) = verdict {
+                return Ok(Some(self.observed(attempt, verdict, reason).await?));
+            }
+        }
         self.update(&attempt.id, AttemptUpdate::to(state).error(reason.clone()))
             .await?;
         Ok(Some(match state {
@@ -875,6 +957,7 @@ mod tests {
             status: crate::store::TriggerStatus::Pending,
             attempt_id: None,
             updated_at: at,
+            observed_by: None,
         }
     }
 

@@ -402,6 +402,7 @@ pub async fn commit(
     plan: EventPlan,
     source: &str,
     realert: Duration,
+    mode: crate::config::Mode,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
     let source = source.to_string();
@@ -489,7 +490,9 @@ pub async fn commit(
                     if tied.is_some() && a.kind == AlertKind::RotationFailed {
                         continue;
                     }
-                    db.enqueue_alert_deduped(&a.to_new_alert(), now, realert)?;
+                    // The outbox runs on the wall clock, as `Alerts::prepare` says: an
+                    // alert queued at a shifted clock's time would wait for it.
+                    db.enqueue_alert_deduped(&a.to_new_alert(mode), Utc::now(), realert)?;
                 }
                 db.append_audit(&audit)?;
                 Ok(true)
@@ -660,7 +663,15 @@ impl EventSink {
                 let realert = Duration::from_std(self.cfg.alerts.realert_interval)
                     .unwrap_or(Duration::hours(4));
                 let has_triggers = !plan.triggers.is_empty();
-                let new = commit(&self.store, plan, source, realert, now).await?;
+                let new = commit(
+                    &self.store,
+                    plan,
+                    source,
+                    realert,
+                    self.cfg.daemon.mode,
+                    now,
+                )
+                .await?;
                 if new && has_triggers {
                     self.wake.notify_one();
                 }
@@ -976,6 +987,7 @@ custodians = ["carol"]
             watch_evidence: None,
             stage_times: None,
             function_error: None,
+            verdict: None,
         }
     }
 

@@ -1,7 +1,9 @@
 //! The request loop: the I/O side of the approval policy. It expires requests, reminds
 //! Security of an emergency still awaiting approval, carries out approved rollbacks, closes
 //! requests when their attempt ends, and puts the answers of the bus outbox on the bus.
-//! The decisions themselves are [`super::decide`]'s.
+//! The decisions themselves are [`super::decide`]'s. In observe mode an approved
+//! rollback is refused (it would be wrong days later) and an approved rotation waits,
+//! pending, for enforce mode like every other trigger.
 
 use super::*;
 
@@ -286,6 +288,15 @@ impl RequestLoop {
             }
             Err(refusal) => return Ok((RequestState::Failed, refusal.to_string())),
         };
+        if self.sm.is_observing() {
+            // Not kept for later: labels moved days after the request would be wrong.
+            return Ok((
+                RequestState::Refused,
+                format!(
+                    "not rolled back: rotationd is in observe mode ([daemon] mode = \"observe\"); it would have moved AWSCURRENT from {current} back to {previous}"
+                ),
+            ));
+        }
         match crate::rollback::execute(&self.sm, &r.secret, &current, &previous).await {
             Ok(v) if v.ok => Ok((
                 RequestState::Completed,

@@ -26,6 +26,22 @@ text_enum! {
         Stuck => "stuck",
         /// Preflight decided no rotation was needed or allowed.
         Skipped => "skipped",
+        /// Observe mode: the preflight ran, nothing was sent; `verdict` says what enforce
+        /// mode would have done. Its triggers went back to pending (`observed_by`).
+        Observed => "observed",
+    }
+}
+
+text_enum! {
+    /// What an `observed` attempt found enforce mode would have done.
+    pub enum Verdict ("verdict") {
+        /// The preflight passed: RotateSecret would have been sent.
+        WouldRotate => "would_rotate",
+        /// The preflight failed (the reason is the attempt's `error`): the rotation would
+        /// have failed and held the secret.
+        WouldFail => "would_fail",
+        /// A previous rotation's AWSPENDING is out: the attempt would have ended stuck.
+        WouldStick => "would_stick",
     }
 }
 
@@ -59,7 +75,7 @@ impl AttemptState {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Stuck | Self::Skipped
+            Self::Succeeded | Self::Failed | Self::Stuck | Self::Skipped | Self::Observed
         )
     }
 }
@@ -116,6 +132,8 @@ pub struct Attempt {
     /// The rotation function's failure, from a RotationFailed event that reports on this
     /// attempt (`events::commit`): `EVENT_ID: ERROR MESSAGE`.
     pub function_error: Option<String>,
+    /// For an `observed` attempt: what enforce mode would have done.
+    pub verdict: Option<Verdict>,
 }
 
 /// A state change for [`Db::update_attempt`]. `None` fields keep their stored
@@ -129,6 +147,8 @@ pub struct AttemptUpdate {
     pub watch_plan: Option<String>,
     /// Starts the watch of the dependents (sets `validation = watching`).
     pub watch_until: Option<DateTime<Utc>>,
+    /// Set with [`AttemptState::Observed`].
+    pub verdict: Option<Verdict>,
 }
 
 impl AttemptUpdate {
@@ -141,6 +161,15 @@ impl AttemptUpdate {
             new_version: None,
             watch_plan: None,
             watch_until: None,
+            verdict: None,
+        }
+    }
+
+    /// An observed end with what enforce mode would have done.
+    pub fn observed(verdict: Verdict) -> AttemptUpdate {
+        AttemptUpdate {
+            verdict: Some(verdict),
+            ..AttemptUpdate::to(AttemptState::Observed)
         }
     }
 
@@ -173,7 +202,7 @@ impl AttemptUpdate {
 const COLUMNS: &str = "id, trigger_id, secret, secret_arn, trigger_kind, ticket, state, \
                        client_request_token, previous_version, new_version, started_at, \
                        updated_at, finished_at, error, rotate_calls, validation, watch_until, \
-                       watch_plan, watch_evidence, stage_times, function_error";
+                       watch_plan, watch_evidence, stage_times, function_error, verdict";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
     Ok(Attempt {
@@ -198,6 +227,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
         watch_evidence: row.get(18)?,
         stage_times: row.get(19)?,
         function_error: row.get(20)?,
+        verdict: row.get(21)?,
     })
 }
 
@@ -262,7 +292,8 @@ impl Db<'_> {
                      watch_plan = COALESCE(?8, watch_plan), \
                      watch_until = COALESCE(?9, watch_until), \
                      validation = CASE WHEN ?9 IS NULL THEN validation ELSE 'watching' END, \
-                     stage_times = json_set(COALESCE(stage_times, '{}'), '$.' || ?1, ?10) \
+                     stage_times = json_set(COALESCE(stage_times, '{}'), '$.' || ?1, ?10), \
+                     verdict = COALESCE(?11, verdict) \
                  WHERE id = ?7 AND finished_at IS NULL",
                 params![
                     update.state,
@@ -275,6 +306,7 @@ impl Db<'_> {
                     update.watch_plan,
                     update.watch_until.map(ts),
                     now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    update.verdict,
                 ],
             )
             .map_err(query("update a rotation attempt"))?;
@@ -419,10 +451,11 @@ impl Db<'_> {
         )
     }
 
-    /// The most recently finished attempt for `secret`, in any terminal state.
+    /// The most recently finished attempt for `secret`, in any terminal state but
+    /// `observed` (which changed nothing).
     pub fn last_finished_attempt(self, secret: &str) -> StoreResult<Option<Attempt>> {
         self.attempts_where(
-            "WHERE secret = ?1 AND finished_at IS NOT NULL \
+            "WHERE secret = ?1 AND finished_at IS NOT NULL AND state != 'observed' \
              ORDER BY finished_at DESC, rowid DESC LIMIT 1",
             [secret],
             "find the last finished rotation attempt",
@@ -441,15 +474,15 @@ impl Db<'_> {
         .map(|v| v.into_iter().next())
     }
 
-    /// The most recently finished attempt of every secret that has one,
-    /// ordered by secret.
+    /// The most recently finished attempt of every secret that has one (`observed` ones
+    /// aside: they changed nothing), ordered by secret.
     pub fn last_finished_attempts(self) -> StoreResult<Vec<Attempt>> {
         self.attempts_where(
             "WHERE rowid IN (\
                  SELECT rowid FROM (\
                      SELECT rowid, ROW_NUMBER() OVER (\
                          PARTITION BY secret ORDER BY finished_at DESC, rowid DESC) AS n \
-                     FROM attempts WHERE finished_at IS NOT NULL) \
+                     FROM attempts WHERE finished_at IS NOT NULL AND state != 'observed') \
                  WHERE n = 1) \
              ORDER BY secret",
             [],
@@ -467,7 +500,7 @@ impl Db<'_> {
     }
 
     /// How many attempts for triggers of `kinds` started at or after `since` (the storm
-    /// guard's hourly count).
+    /// guard's hourly count). Observed attempts rotate nothing and are not counted.
     pub fn count_attempts_since(
         self,
         kinds: &[TriggerKind],
@@ -478,7 +511,8 @@ impl Db<'_> {
             let c: i64 = self
                 .conn
                 .query_row(
-                    "SELECT COUNT(*) FROM attempts WHERE trigger_kind = ?1 AND started_at >= ?2",
+                    "SELECT COUNT(*) FROM attempts WHERE trigger_kind = ?1 AND started_at >= ?2 \
+                     AND state != 'observed'",
                     params![kind, ts(since)],
                     |r| r.get(0),
                 )
@@ -486,6 +520,31 @@ impl Db<'_> {
             n += u64::try_from(c).unwrap_or(0);
         }
         Ok(n)
+    }
+
+    /// Observed attempts that finished in `[from, to)`, oldest first: what the daily
+    /// observe summary and `rotationd report` read.
+    pub fn observed_attempts(
+        self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<Vec<Attempt>> {
+        self.attempts_where(
+            "WHERE state = 'observed' AND finished_at >= ?1 AND finished_at < ?2 \
+             ORDER BY finished_at, rowid",
+            params![ts(from), ts(to)],
+            "list observed attempts",
+        )
+    }
+
+    /// Every attempt started before `to`, oldest first: the history `rotationd report`
+    /// reads (what came before a period decides the credential's age at its start).
+    pub fn attempts_started_before(self, to: DateTime<Utc>) -> StoreResult<Vec<Attempt>> {
+        self.attempts_where(
+            "WHERE started_at < ?1 ORDER BY started_at, rowid",
+            params![ts(to)],
+            "list the attempts before a time",
+        )
     }
 
     fn attempts_where(

@@ -135,6 +135,8 @@ pub enum Outcome {
     Deferred,
     /// A trigger whose window passed before an attempt could start.
     WindowMissed,
+    /// An overdue trigger observed in observe mode given a new window by enforce mode.
+    Reopened,
     /// A new state database started over a lost one.
     Initialized,
     /// Old audit rows pruned below a checkpoint (`store::upkeep`).
@@ -180,6 +182,7 @@ impl Outcome {
             Outcome::Held => "held",
             Outcome::Deferred => "deferred",
             Outcome::WindowMissed => "window_missed",
+            Outcome::Reopened => "reopened",
             Outcome::Initialized => "initialized",
             Outcome::Pruned => "pruned",
             Outcome::Aggregated => "aggregated",

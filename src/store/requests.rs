@@ -187,6 +187,15 @@ impl Db<'_> {
         )
     }
 
+    /// Every request created before `to` that led to a trigger: who asked for a
+    /// rotation and who approved it (`rotationd report`).
+    pub fn requests_with_triggers_before(self, to: DateTime<Utc>) -> StoreResult<Vec<Request>> {
+        self.requests_where(
+            "WHERE trigger_id IS NOT NULL AND created_at < ?1 ORDER BY created_at, rowid",
+            [ts(to)],
+        )
+    }
+
     /// Approved rollbacks the request loop has to carry out.
     pub fn executing_rollbacks(self) -> StoreResult<Vec<Request>> {
         self.requests_where(

@@ -279,6 +279,16 @@ CREATE TABLE directory_users (
     seen_at   INTEGER NOT NULL
 );
 "#,
+    // 12: observe mode (`[daemon] mode = "observe"`). An attempt that ran its preflight
+    // and stopped before RotateSecret ends `observed` with what enforce mode would have
+    // done (`verdict`: would_rotate, would_fail, would_stick); the triggers it served go
+    // back to pending with `observed_by`, so observe mode looks at each once and enforce
+    // mode still acts on them.
+    r#"
+ALTER TABLE attempts ADD COLUMN verdict TEXT;
+ALTER TABLE triggers ADD COLUMN observed_by TEXT REFERENCES attempts(id);
+CREATE INDEX attempts_observed ON attempts (finished_at) WHERE state = 'observed';
+"#,
 ];
 
 /// The version that made the audit log a hash chain: older rows are chained on open.

@@ -404,6 +404,7 @@ fn trigger_round_trip_and_per_secret_listing() {
             status: TriggerStatus::Pending,
             attempt_id: None,
             updated_at: t(5),
+            observed_by: None,
         }
     );
     let mine = db.pending_triggers_for("db/main").expect("list");

@@ -86,6 +86,10 @@ pub struct Trigger {
     /// The attempt working on (or that finished) this trigger.
     pub attempt_id: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// Observe mode: the `observed` attempt that looked at this trigger, which then went
+    /// back to pending. Observe mode looks at a trigger once; enforce mode ignores this.
+    #[serde(default)]
+    pub observed_by: Option<String>,
 }
 
 /// Result of [`Db::insert_trigger`].
@@ -99,7 +103,7 @@ pub struct TriggerInsert {
 }
 
 const COLUMNS: &str = "id, secret, kind, dedupe_key, ticket, reason, actor, created_at, \
-                       not_before, deadline, status, attempt_id, updated_at";
+                       not_before, deadline, status, attempt_id, updated_at, observed_by";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Trigger> {
     Ok(Trigger {
@@ -116,6 +120,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Trigger> {
         status: row.get(10)?,
         attempt_id: row.get(11)?,
         updated_at: row.get::<_, Ts>(12)?.0,
+        observed_by: row.get(13)?,
     })
 }
 
@@ -320,6 +325,79 @@ impl Db<'_> {
                 params![status, ts(now), attempt_id],
             )
             .map_err(query("update the triggers of an attempt"))
+    }
+
+    /// The end of an `observed` attempt for its triggers: each goes back to pending,
+    /// detached, with `observed_by` naming the attempt, so that observe mode does not look
+    /// at it again and enforce mode still acts on it (nothing is lost, nothing counted
+    /// twice). The one exception is the trigger of `rotationd rotate` (a manual trigger
+    /// without a dedupe key): its operator had the answer at once, so it is cancelled
+    /// rather than left to run when enforce mode starts. Returns the ids (released,
+    /// cancelled).
+    pub fn release_observed_triggers(
+        self,
+        attempt_id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(Vec<i64>, Vec<i64>)> {
+        let ids = |sql: &str, op: &'static str| -> StoreResult<Vec<i64>> {
+            let mut stmt = self.conn.prepare_cached(sql).map_err(query(op))?;
+            stmt.query_map(params![ts(now), attempt_id], |row| row.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(query(op))
+        };
+        let cancelled = ids(
+            &format!(
+                "UPDATE triggers SET status = 'cancelled', observed_by = ?2, updated_at = ?1 \
+                 WHERE attempt_id = ?2 AND status NOT IN {TERMINAL_TRIGGER_SQL} \
+                 AND kind = 'manual' AND dedupe_key IS NULL RETURNING id"
+            ),
+            "cancel the trigger of an observed manual rotation",
+        )?;
+        let released = ids(
+            &format!(
+                "UPDATE triggers SET status = 'pending', attempt_id = NULL, observed_by = ?2, \
+                 updated_at = ?1 \
+                 WHERE attempt_id = ?2 AND status NOT IN {TERMINAL_TRIGGER_SQL} RETURNING id"
+            ),
+            "release the triggers of an observed attempt",
+        )?;
+        Ok((released, cancelled))
+    }
+
+    /// Gives a pending trigger a new window (an overdue trigger observed in observe mode
+    /// whose window passed: enforce mode rotates the still-overdue secret now instead of
+    /// dropping it). Refused once the trigger is terminal.
+    pub fn reopen_trigger(
+        self,
+        id: i64,
+        not_before: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let changed = self
+            .conn
+            .execute(
+                &format!(
+                    "UPDATE triggers SET not_before = ?1, deadline = ?2, updated_at = ?3 \
+                     WHERE id = ?4 AND status NOT IN {TERMINAL_TRIGGER_SQL}"
+                ),
+                params![ts(not_before), ts(deadline), ts(now), id],
+            )
+            .map_err(query("reopen a trigger's window"))?;
+        self.trigger_changed(id, changed)
+    }
+
+    /// Every trigger created before `to`, oldest first (`rotationd report`).
+    pub fn triggers_created_before(self, to: DateTime<Utc>) -> StoreResult<Vec<Trigger>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM triggers WHERE created_at < ?1 ORDER BY created_at, id"
+            ))
+            .map_err(query("list the triggers before a time"))?;
+        stmt.query_map(params![ts(to)], from_row)
+            .and_then(|rows| rows.collect())
+            .map_err(query("list the triggers before a time"))
     }
 
     /// Number of pending triggers per kind; kinds with none are absent.

@@ -611,6 +611,13 @@ impl Watcher {
                 format!("AWSCURRENT is already {version}"),
                 None,
             ),
+            Ok(RollbackPlan::Move { from, to }) if self.sm.is_observing() => (
+                Outcome::Skipped,
+                format!(
+                    "observe mode: would move AWSCURRENT from {from} back to {to}; UpdateSecretVersionStage not sent"
+                ),
+                None,
+            ),
             Ok(RollbackPlan::Move { from, to }) => {
                 match crate::rollback::execute(&self.sm, &id, &from, &to).await {
                     Ok(v) if v.ok => (

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::DaemonConfig;
 use crate::config::checks::{duration, minutes, positive, written_in_range};
 use crate::config::diag::Diagnostics;
 use crate::config::raw::RawDaemon;
+use crate::config::{DaemonConfig, Mode};
 
 /// `[daemon]`, validated; the defaults when the section is absent.
 pub(crate) fn daemon(diags: &mut Diagnostics, d: &RawDaemon) -> DaemonConfig {
@@ -72,6 +72,20 @@ pub(crate) fn daemon(diags: &mut Diagnostics, d: &RawDaemon) -> DaemonConfig {
             "reconcile_interval must be at least 1s (each reconcile lists the fleet); 15m is the default".into()
         },
     );
+    let mode = match &d.mode {
+        None => Mode::default(),
+        Some(v) => match v.get_ref().as_str() {
+            "enforce" => Mode::Enforce,
+            "observe" => Mode::Observe,
+            other => {
+                diags.error(
+                    v.span(),
+                    format!("unknown mode `{other}`, expected \"enforce\" or \"observe\""),
+                );
+                Mode::default()
+            }
+        },
+    };
     DaemonConfig {
         state_path: d.state_path.as_ref().map_or_else(
             || PathBuf::from("/var/lib/rotationd/state.db"),
@@ -80,6 +94,7 @@ pub(crate) fn daemon(diags: &mut Diagnostics, d: &RawDaemon) -> DaemonConfig {
         metrics_listen,
         reconcile_interval,
         max_rotations_per_minute,
+        mode,
     }
 }
 
@@ -126,6 +141,20 @@ mod tests {
         assert_eq!(cfg.daemon.reconcile_interval, Duration::from_secs(1));
         assert_eq!(cfg.daemon.metrics_listen.to_string(), "127.0.0.1:9000");
         assert!(warnings_of(&src).is_empty());
+    }
+
+    #[test]
+    fn mode_is_enforce_unless_observe_is_written() {
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(cfg.daemon.mode, crate::config::Mode::Enforce);
+        let (cfg, _) =
+            Config::from_source(Path::new("t.toml"), &daemon_section("mode = \"observe\""))
+                .unwrap();
+        assert_eq!(cfg.daemon.mode, crate::config::Mode::Observe);
+        assert_eq!(
+            errors(&daemon_section("mode = \"dry-run\"")),
+            vec!["t.toml:11:8: error: unknown mode `dry-run`, expected \"enforce\" or \"observe\""]
+        );
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub async fn storm_guard(app: &App, wanted: u64) -> anyhow::Result<u64> {
         "{started} event-triggered rotations in the last hour (limit {max}); event rotations are paused, triggers stay queued; {compromises} compromise rotations in the same time, never paused"
     ));
     alert.dedupe_key = format!("rotation_storm:{value}");
-    let new = alert.to_new_alert();
+    let new = alert.to_new_alert(app.cfg.daemon.mode);
     app.store
         .call(move |s| {
             s.transaction(|db| {

@@ -92,6 +92,9 @@ pub enum AlertKind {
     ApprovalRequested,
     ApprovalOverdue,
     StateLost,
+    RollbackEscalated,
+    RollbackCompleted,
+    RollbackForced,
 }
 
 impl AlertKind {
@@ -114,6 +117,9 @@ impl AlertKind {
         AlertKind::ApprovalRequested,
         AlertKind::ApprovalOverdue,
         AlertKind::StateLost,
+        AlertKind::RollbackEscalated,
+        AlertKind::RollbackCompleted,
+        AlertKind::RollbackForced,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +142,9 @@ impl AlertKind {
             AlertKind::ApprovalRequested => "approval_requested",
             AlertKind::ApprovalOverdue => "approval_overdue",
             AlertKind::StateLost => "state_lost",
+            AlertKind::RollbackEscalated => "rollback_escalated",
+            AlertKind::RollbackCompleted => "rollback_completed",
+            AlertKind::RollbackForced => "rollback_forced",
         }
     }
 
@@ -155,16 +164,19 @@ impl AlertKind {
             | AlertKind::RotationStorm
             | AlertKind::DependentsUnhealthy
             | AlertKind::ApprovalOverdue
-            | AlertKind::StateLost => Severity::P1,
+            | AlertKind::StateLost
+            | AlertKind::RollbackForced => Severity::P1,
             AlertKind::RotationAbandoned
             | AlertKind::Overdue
             | AlertKind::SecretMissing
             | AlertKind::AwsUnreachable
-            | AlertKind::AccountUnreachable => Severity::P2,
+            | AlertKind::AccountUnreachable
+            | AlertKind::RollbackEscalated => Severity::P2,
             AlertKind::RotationScheduled
             | AlertKind::RotationCompleted
             | AlertKind::NativeScheduleDrift
-            | AlertKind::ApprovalRequested => Severity::P3,
+            | AlertKind::ApprovalRequested
+            | AlertKind::RollbackCompleted => Severity::P3,
         }
     }
 
@@ -172,7 +184,8 @@ impl AlertKind {
         match self {
             AlertKind::RotationScheduled
             | AlertKind::RotationCompleted
-            | AlertKind::NativeScheduleDrift => Audience::Notify,
+            | AlertKind::NativeScheduleDrift
+            | AlertKind::RollbackCompleted => Audience::Notify,
             AlertKind::ApprovalRequested => Audience::Approvers,
             _ => Audience::Security,
         }
@@ -198,6 +211,9 @@ impl AlertKind {
             AlertKind::ApprovalRequested => "Rotation approval requested",
             AlertKind::ApprovalOverdue => "Emergency rotation still awaiting approval",
             AlertKind::StateLost => "State database lost, rotationd stopped acting",
+            AlertKind::RollbackEscalated => "Rollback refused below L3, escalated",
+            AlertKind::RollbackCompleted => "AWSCURRENT is the previous version again: reload",
+            AlertKind::RollbackForced => "A retired credential was put back (rollback --force)",
         }
     }
 
@@ -287,6 +303,24 @@ impl AlertKind {
                 "Restore the database (with its -wal file) from a backup and restart rotationd, or restart it with rotationd run --init to start a new history (its first audit entry records the lost chain's head)",
                 ESCALATE,
             ],
+            AlertKind::RollbackEscalated => &[
+                "An L1/L2 operator asked for a rollback; the guide restricts rollback to L3 (L1/L2 must escalate), so it was refused",
+                "Check the ticket and the reason with the requester: do the dependents fail with the new credential?",
+                "If the rollback is needed, an L3 runs it: rotationd rollback --secret <secret> --ticket <INC> --reason <why>",
+                RESTART,
+            ],
+            AlertKind::RollbackCompleted => &[
+                "AWSCURRENT is the previous version again: reload the credential (restart or re-read the secret) in every service that consumes it",
+                "Watch 401/403/connection errors until every instance uses it",
+                INVESTIGATE,
+            ],
+            AlertKind::RollbackForced => &[
+                "An L3 forced a rollback to a version that a compromise, departure or emergency rotation retired: the credential believed exposed is current again",
+                "Confirm the INC ticket and the reason with the L3 who forced it",
+                "Rotate again as soon as the dependents work: rotationd rotate --secret <secret> --ticket <INC> --reason <why> --emergency",
+                "Monitor CloudTrail for unauthorized access with the restored credential",
+                ESCALATE,
+            ],
             AlertKind::NativeScheduleDrift => &[
                 "Secrets Manager's own rotation schedule (RotationRules) disagrees with the TOML schedule: the secret can rotate twice, or not when planned",
                 "Compare them with rotationd plan --live",
@@ -316,6 +350,9 @@ pub struct Alert {
     /// A copy for one `[[dependent]]`: published to its `notify_topic_arn` instead of the
     /// audience's topic, and carried as the `dependent` message attribute.
     pub dependent: Option<String>,
+    /// Security's copy of a notice for the dependents (`rollback_completed`): published to
+    /// the Security topic, carried as the `copy` message attribute `security`.
+    pub security_copy: bool,
 }
 
 impl Alert {
@@ -334,7 +371,42 @@ impl Alert {
             details: serde_json::Value::Null,
             dedupe_key,
             dependent: None,
+            security_copy: false,
         }
+    }
+
+    /// This alert's copy for Security (see [`Alert::security_copy`]), with its own dedupe
+    /// key.
+    pub fn copy_for_security(&self) -> Alert {
+        let mut a = self.clone();
+        a.dependent = None;
+        a.security_copy = true;
+        a.dedupe_key = format!("{}:{COPY_SECURITY}", self.dedupe_key);
+        a
+    }
+
+    /// The P1 `breach_suspected`: a suspected compromise of `secret`, reported by
+    /// `source` (an event source, `cli`, `request`) as `report` (its event, attempt or
+    /// request id, the dedupe key). `rotation` says what rotationd does about it. The one
+    /// builder for a compromise event, an unmanaged secret, `rotate --emergency` and an
+    /// emergency request.
+    #[allow(clippy::too_many_arguments)]
+    pub fn breach_suspected(
+        secret: &str,
+        at: DateTime<Utc>,
+        ticket: Option<String>,
+        reason: Option<String>,
+        source: &str,
+        report: &str,
+        rotation: &str,
+    ) -> Alert {
+        let mut a = Alert::new(AlertKind::BreachSuspected, Some(secret), at);
+        a.trigger = Some("compromise".into());
+        a.ticket = Some(ticket.unwrap_or_else(|| crate::ticket::INC_PENDING.into()));
+        a.reason = reason;
+        a.dedupe_key = format!("breach_suspected:{secret}:{report}");
+        a.details = json!({ "event_id": report, "source": source, "rotation": rotation });
+        a
     }
 
     /// `[P1] rotation_failed prod/payments/db`: severity and kind first, at most 100 ASCII
@@ -379,6 +451,9 @@ impl Alert {
         );
         if let Some(d) = &self.dependent {
             attributes.insert("dependent".to_string(), d.clone());
+        }
+        if self.security_copy {
+            attributes.insert(COPY.to_string(), COPY_SECURITY.to_string());
         }
         NewAlert {
             dedupe_key: self.dedupe_key.clone(),
@@ -465,6 +540,7 @@ impl Alerts {
     /// [`Alerts::log_queued`] after the commit.
     pub fn prepare(&self, alert: &Alert) -> Option<Prepared> {
         if alert.dependent.is_none()
+            && !alert.security_copy
             && alert.kind.audience() == Audience::Notify
             && !self.notify_enabled
         {
@@ -506,6 +582,10 @@ impl Alerts {
         Ok(queued)
     }
 }
+
+/// The outbox attribute that marks Security's copy of a notice ([`Alert::security_copy`]).
+const COPY: &str = "copy";
+const COPY_SECURITY: &str = "security";
 
 /// The outbox attribute that marks a chat copy of an alert (see [`chat_copy`]).
 const CHANNEL: &str = "channel";
@@ -701,6 +781,10 @@ async fn publish_pass(
             (None, _) if chat => cfg.alerts.chat_topic_arn.as_deref(),
             // A dependent's copy goes to its own topic, as configured now.
             (Some(d), _) => cfg.dependent(d).and_then(|d| d.notify_topic_arn.as_deref()),
+            // Security's copy of a notice.
+            (None, _) if alert.attributes.get(COPY).map(String::as_str) == Some(COPY_SECURITY) => {
+                Some(cfg.alerts.security_topic_arn.as_str())
+            }
             (None, Some(Audience::Notify)) => cfg.alerts.notify_topic_arn.as_deref(),
             (None, Some(Audience::Approvers)) => Some(
                 cfg.requests

@@ -142,6 +142,15 @@ fn already_done(kind: &str, doc: &Value) -> &'static str {
         "native_schedule_drift" => "Changed nothing: it reports ([policy] native_schedule).",
         "approval_requested" => "Recorded the request; nothing rotates until an L3 approves it.",
         "approval_overdue" => "Kept the request waiting; it closes at its deadline.",
+        "rollback_escalated" => {
+            "Refused the rollback (L3 only, per the guide) and recorded who asked, with the ticket and the reason, in the audit log; nothing moved."
+        }
+        "rollback_completed" => {
+            "Moved AWSCURRENT back to the previous version and checked both labels."
+        }
+        "rollback_forced" => {
+            "Moved AWSCURRENT back, with --force, to a version a compromise, departure or emergency rotation had retired, and recorded it in the audit log."
+        }
         "state_lost" => {
             "Stopped rotating and reacting (events stay on the queue); sent this directly, as the outbox was in the lost file."
         }
@@ -173,6 +182,7 @@ fn commands(doc: &Value) -> Vec<String> {
             "rotation_failed"
             | "rotation_stuck"
             | "breach_suspected"
+            | "rollback_forced"
             | "departure_sla_at_risk"
             | "departure_sla_missed"
             | "overdue",

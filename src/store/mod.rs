@@ -78,7 +78,7 @@ pub mod upkeep;
 mod tests;
 
 pub use alerts::{NewAlert, OutboxAlert};
-pub use attempts::{Attempt, AttemptState, AttemptUpdate, NewAttempt, Validation};
+pub use attempts::{Attempt, AttemptState, AttemptUpdate, NewAttempt, Retiring, Validation};
 pub use audit::{
     AuditBreak, AuditEntry, AuditFault, AuditFilter, AuditVerification, GENESIS_HASH, NewAuditEntry,
 };

@@ -38,8 +38,6 @@ struct Policy {
     lead: Keys,
     /// L3 through a session of the role `team/<name>` (STS drops the path).
     chief: Keys,
-    /// Another session of the same role: the same principal as `chief`.
-    chief_again: Keys,
     /// L2 through a role session.
     mid: Keys,
 }
@@ -59,12 +57,6 @@ async fn policy(test: &str, body: &str, events_extra: &str) -> Policy {
         "chief",
     )
     .await;
-    let chief_again = iam::session(
-        m,
-        &format!("arn:aws:iam::{ACCOUNT}:role/team/{chief_role}"),
-        "chief-2",
-    )
-    .await;
     let mid = iam::session(m, &format!("arn:aws:iam::{ACCOUNT}:role/{mid_role}"), "mid").await;
     // The role keyed with its path and a name in another case: STS's session ARN has
     // neither, and still maps to it.
@@ -82,7 +74,6 @@ levels = {{ "{lead}" = "L3", "arn:aws:iam::{ACCOUNT}:role/team/{upper}" = "L3", 
         junior,
         lead,
         chief,
-        chief_again,
         mid,
     }
 }
@@ -306,4 +297,442 @@ async fn an_l1_rotate_files_a_request_that_only_another_l3_approves() {
     assert_eq!(request_state(&p.env, &second).as_deref(), Some("denied"));
     assert_eq!(p.env.rotations_by_rotationd(&name), 1);
     terminate(&mut daemon, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn below_l3_a_rollback_is_refused_and_escalated_and_an_l3_rollback_tells_the_dependents() {
+    let m = moto::shared();
+    let conf = moto::sdk_config(&m.endpoint());
+    let (api_topic, api_queue) = common::rotationd::subscribed_topic(
+        &aws_sdk_sns::Client::new(&conf),
+        &aws_sdk_sqs::Client::new(&conf),
+        "pol-rollback-api",
+    )
+    .await;
+    let prefix = moto::unique_name("pol/rollback/");
+    let body = Body::new()
+        .with(
+            dependent("billing-api")
+                .set("notify_topic_arn", &api_topic)
+                .list("alarms", ["billing-api-auth"]),
+        )
+        .with(selector(&prefix).dependents(["billing-api"]))
+        .render();
+    let p = policy("pol-rollback", &body, ALLOW_ACCOUNT).await;
+    let name = format!("{prefix}db");
+    p.env.rotatable_secret(&name).await;
+    let before = p.env.stages(&name).await;
+    let current = Env::version_with(&before, "AWSCURRENT").unwrap();
+    let previous = Env::version_with(&before, "AWSPREVIOUS").unwrap();
+
+    // An L2 (a role's session): refused, nothing moves, Security hears of it.
+    let o = p.env.cli_as(
+        &p.mid,
+        &[
+            "rollback",
+            "--secret",
+            &name,
+            "--ticket",
+            "INC-41",
+            "--reason",
+            "401s after the rotation",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("rollback is L3 only"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Security has been told"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(p.env.stages(&name).await, before, "an L2 rolled back");
+    let sec = until_kinds(
+        &p.env,
+        &p.env.security_queue_url,
+        &["rollback_escalated"],
+        Duration::from_secs(20),
+    )
+    .await;
+    let escalated = of_kind(&sec, "rollback_escalated");
+    assert_eq!(escalated.len(), 1, "{sec:#?}");
+    let e = escalated[0];
+    assert_eq!(e["severity"], "P2");
+    assert_eq!(e["details"]["requester"], p.mid.arn.as_str());
+    assert_eq!(e["details"]["level"], "L2");
+    assert_eq!(e["ticket"], "INC-41");
+    assert_eq!(e["reason"], "401s after the rotation");
+    // So is an L1 (a user with a path).
+    let o = p.env.cli_as(
+        &p.junior,
+        &[
+            "rollback", "--secret", &name, "--ticket", "INC-42", "--reason", "x",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(p.env.stages(&name).await, before, "an L1 rolled back");
+
+    // An L3: rolled back; the dependents are told to reload (the notify topic and the
+    // dependent's own), and Security gets a copy.
+    let o = p.env.cli_as(
+        &p.lead,
+        &[
+            "rollback",
+            "--secret",
+            &name,
+            "--ticket",
+            "INC-43",
+            "--reason",
+            "401s after the rotation",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let after = p.env.stages(&name).await;
+    assert_eq!(
+        Env::version_with(&after, "AWSCURRENT"),
+        Some(previous.clone())
+    );
+    for (queue, who) in [
+        (&p.env.notify_queue_url, "the notify topic"),
+        (&api_queue, "the dependent's topic"),
+        (&p.env.security_queue_url, "Security"),
+    ] {
+        let got = until_kinds(
+            &p.env,
+            queue,
+            &["rollback_completed"],
+            Duration::from_secs(20),
+        )
+        .await;
+        let done = of_kind(&got, "rollback_completed");
+        assert_eq!(done.len(), 1, "{who}: {got:#?}");
+        assert_eq!(
+            done[0]["summary"], "AWSCURRENT is the previous version again: reload",
+            "{who}"
+        );
+        assert_eq!(done[0]["details"]["current_version"], previous.as_str());
+        assert_eq!(done[0]["details"]["rolled_back_version"], current.as_str());
+        assert_eq!(done[0]["ticket"], "INC-43");
+    }
+    let audit = rows(
+        &p.env.db(),
+        "SELECT outcome || ' ' || actor || ' ' || json_extract(detail, '$.caller.level') FROM audit WHERE action = 'rollback' ORDER BY id",
+    );
+    assert_eq!(
+        audit,
+        vec![
+            format!("refused cli:{} L2", p.mid.arn),
+            format!("refused cli:{} L1", p.junior.arn),
+            format!("ok cli:{} L3", p.lead.arn),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_emergency_rotation_pages_security_tells_the_dependents_first_and_its_version_goes_back_only_forced()
+ {
+    recording();
+    let prefix = moto::unique_name("pol/forced/");
+    let p = policy(
+        "pol-forced",
+        &Body::new().with(selector(&prefix)).render(),
+        ALLOW_ACCOUNT,
+    )
+    .await;
+    let name = format!("{prefix}db");
+    p.env.rotatable_secret(&name).await;
+    let arn = arn_of(&p.env, &name).await;
+    let old = Env::version_with(&p.env.stages(&name).await, "AWSCURRENT").unwrap();
+
+    // An L3 session rotates at once.
+    let o = p.env.cli_as(
+        &p.chief,
+        &[
+            "rotate",
+            "--secret",
+            &name,
+            "--ticket",
+            "INC-51",
+            "--reason",
+            "key in a public repo",
+            "--emergency",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let new = Env::version_with(&p.env.stages(&name).await, "AWSCURRENT").unwrap();
+    assert_ne!(new, old);
+    // Security is paged: an emergency rotation is a suspected compromise.
+    let sec = until_kinds(
+        &p.env,
+        &p.env.security_queue_url,
+        &["breach_suspected"],
+        Duration::from_secs(20),
+    )
+    .await;
+    let breach = of_kind(&sec, "breach_suspected");
+    assert_eq!(breach.len(), 1, "{sec:#?}");
+    assert_eq!(breach[0]["severity"], "P1");
+    assert_eq!(breach[0]["ticket"], "INC-51");
+    assert_eq!(breach[0]["details"]["source"], "cli");
+    assert_eq!(
+        breach[0]["details"]["by"],
+        format!("cli:{}", p.chief.arn).as_str()
+    );
+    // The dependents' notice was published before RotateSecret, not after the drive.
+    let requests = p.env.moto.recorded_requests();
+    let notice = requests.iter().position(|r| {
+        let body = String::from_utf8_lossy(&r.body);
+        r.operation == "Publish"
+            && body.contains("rotation_scheduled")
+            && body.contains(&name.replace('/', "%2F"))
+    });
+    let rotate = requests.iter().position(|r| {
+        r.operation == "RotateSecret"
+            && r.user_agent.contains("app/rotationd")
+            && r.secret_id().is_some_and(|id| id == arn || id == name)
+    });
+    assert!(
+        notice.is_some() && rotate.is_some(),
+        "notice {notice:?}, RotateSecret {rotate:?}"
+    );
+    assert!(
+        notice < rotate,
+        "rotation_scheduled (request {notice:?}) left after RotateSecret ({rotate:?})"
+    );
+
+    // The retired version does not go back, not even for an L3.
+    let o = p.env.cli_as(
+        &p.lead,
+        &[
+            "rollback", "--secret", &name, "--ticket", "INC-52", "--reason", "app down",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("retired by an emergency rotation"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        Env::version_with(&p.env.stages(&name).await, "AWSCURRENT"),
+        Some(new.clone())
+    );
+    // --force wants an incident ticket.
+    let o = p.env.cli_as(
+        &p.lead,
+        &[
+            "rollback", "--secret", &name, "--ticket", "CHG-53", "--reason", "app down", "--force",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // Forced with an INC ticket: put back, and Security is paged (P1).
+    let o = p.env.cli_as(
+        &p.lead,
+        &[
+            "rollback", "--secret", &name, "--ticket", "INC-52", "--reason", "app down", "--force",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        Env::version_with(&p.env.stages(&name).await, "AWSCURRENT"),
+        Some(old.clone())
+    );
+    let sec = until_kinds(
+        &p.env,
+        &p.env.security_queue_url,
+        &["rollback_forced", "rollback_completed"],
+        Duration::from_secs(20),
+    )
+    .await;
+    let forced = of_kind(&sec, "rollback_forced");
+    assert_eq!(forced.len(), 1, "{sec:#?}");
+    assert_eq!(forced[0]["severity"], "P1");
+    assert_eq!(forced[0]["details"]["restored_version"], old.as_str());
+    assert_eq!(forced[0]["details"]["retired_because"], "emergency");
+    assert_eq!(forced[0]["ticket"], "INC-52");
+    assert_eq!(of_kind(&sec, "rollback_completed").len(), 1, "{sec:#?}");
+    let audit = rows(
+        &p.env.db(),
+        "SELECT outcome || ' ' || COALESCE(json_extract(detail, '$.forced.cause'), '-') FROM audit WHERE action = 'rollback' ORDER BY id",
+    );
+    assert_eq!(audit, vec!["refused -", "ok emergency"]);
+}
+
+#[tokio::test]
+async fn a_version_a_compromise_retired_goes_back_neither_by_the_cli_nor_by_a_request() {
+    recording();
+    let name = moto::unique_name("pol/exposed");
+    let p = policy(
+        "pol-exposed",
+        &Body::new().with(secret(&name).schedule("0 3 1 1 *")).render(),
+        &format!("{ALLOW_ACCOUNT}\n[[events.compromise]]\nsource = \"com.example.security\"\ndetail_type = \"Credential Exposed\"\nsecret_pointer = \"/detail/secret\"\n"),
+    )
+    .await;
+    p.env.rotatable_secret(&name).await;
+    let arn = arn_of(&p.env, &name).await;
+    let old = Env::version_with(&p.env.stages(&name).await, "AWSCURRENT").unwrap();
+    let (mut daemon, log) = p.env.daemon_ready(&[]).await;
+    let event = json!({
+        "version": "0", "id": "e9100000-0000-4000-8000-0000000c0de1",
+        "detail-type": "Credential Exposed", "source": "com.example.security",
+        "account": ACCOUNT, "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+        "detail": { "secret": arn, "ticket": "INC-61", "reason": "key pasted in a public gist" }
+    });
+    send(&p.env, &p.queue_url, &event.to_string()).await;
+    let rotated = p
+        .env
+        .eventually(Duration::from_secs(60), || {
+            (count(&p.env, "SELECT COUNT(*) FROM attempts WHERE trigger_kind = 'compromise' AND state = 'succeeded'") == 1).then_some(())
+        })
+        .await;
+    assert!(
+        rotated.is_some(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let new = Env::version_with(&p.env.stages(&name).await, "AWSCURRENT").unwrap();
+    assert_ne!(new, old);
+
+    // An L3 on the CLI: refused.
+    let o = p.env.cli_as(
+        &p.lead,
+        &[
+            "rollback", "--secret", &name, "--ticket", "INC-62", "--reason", "app down",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("retired by a compromise rotation"),
+        "{}",
+        stderr(&o)
+    );
+    // An L3's CommandBridge request: closed as failed, with the reason.
+    let request = json!({
+        "version": "0", "id": "e9100000-0000-4000-8000-0000000b0551",
+        "detail-type": "Rollback Requested", "source": "commandbridge",
+        "account": ACCOUNT, "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+        "detail": { "request_id": "rb-exposed", "secret": name, "ticket": "INC-63", "reason": "app down", "requester": "boss" }
+    });
+    send(&p.env, &p.queue_url, &request.to_string()).await;
+    let closed = p
+        .env
+        .eventually(Duration::from_secs(60), || {
+            p.env
+                .db()
+                .query_row("SELECT state || ' ' || comment FROM requests WHERE id = 'rb-exposed' AND state NOT IN ('awaiting_approval', 'executing')", [], |r| r.get::<_, String>(0))
+                .ok()
+        })
+        .await;
+    terminate(&mut daemon, Duration::from_secs(10));
+    let closed = closed.unwrap_or_else(|| panic!("{}", std::fs::read_to_string(&log).unwrap()));
+    assert!(
+        closed.starts_with("failed ") && closed.contains("retired by a compromise rotation"),
+        "{closed}"
+    );
+    assert_eq!(
+        Env::version_with(&p.env.stages(&name).await, "AWSCURRENT"),
+        Some(new)
+    );
+}
+
+#[tokio::test]
+async fn the_storm_guard_never_pauses_an_l3_emergency_request_and_counts_it_apart() {
+    recording();
+    let names: Vec<String> = (0..3)
+        .map(|i| moto::unique_name(&format!("pol/storm{i}")))
+        .collect();
+    let urgent = moto::unique_name("pol/storm-urgent");
+    let body = Body::new()
+        .with_all(names.iter().map(|n| secret(n).custodians(["hank"])))
+        .with(secret(&urgent))
+        .render();
+    let p = policy(
+        "pol-storm",
+        &body,
+        &format!("{ALLOW_ACCOUNT}\nmax_event_rotations_per_hour = 1\n"),
+    )
+    .await;
+    for n in names.iter().chain([&urgent]) {
+        p.env.rotatable_secret(n).await;
+    }
+    let (mut daemon, log) = p.env.daemon_ready(&[]).await;
+    send(
+        &p.env,
+        &p.queue_url,
+        &iam_delete_user("hank", "f5100000-0000-4000-8000-0000000570a1"),
+    )
+    .await;
+    let paused = p
+        .env
+        .eventually(Duration::from_secs(60), || {
+            (count(
+                &p.env,
+                "SELECT COUNT(*) FROM alert_outbox WHERE kind = 'rotation_storm'",
+            ) >= 1
+                && count(
+                    &p.env,
+                    "SELECT COUNT(*) FROM attempts WHERE finished_at IS NULL",
+                ) == 0)
+                .then_some(())
+        })
+        .await;
+    assert!(
+        paused.is_some(),
+        "no storm pause:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let departures = || {
+        names
+            .iter()
+            .map(|n| p.env.rotations_by_rotationd(n))
+            .sum::<usize>()
+    };
+    assert_eq!(departures(), 1, "the hourly allowance is one");
+    // An L3's emergency request (an IAM user, as CommandBridge names it) during the pause.
+    let request = json!({
+        "version": "0", "id": "e9200000-0000-4000-8000-00000000e3e1",
+        "detail-type": "Rotation Requested", "source": "commandbridge",
+        "account": ACCOUNT, "time": Utc::now().to_rfc3339(), "region": "us-east-1", "resources": [],
+        "detail": { "request_id": "r-storm", "secret": urgent, "ticket": "INC-71", "reason": "leaked during a storm",
+                    "requester": p.lead.arn, "emergency": true }
+    });
+    send(&p.env, &p.queue_url, &request.to_string()).await;
+    let done = p
+        .env
+        .eventually(Duration::from_secs(60), || {
+            (request_state(&p.env, "r-storm").as_deref() == Some("completed")).then_some(())
+        })
+        .await;
+    let exempt = p.env.metric(
+        "rotationd_storm_exempt_rotations_total",
+        &["reason=\"emergency_request\""],
+    );
+    let compromise = p.env.metric(
+        "rotationd_storm_exempt_rotations_total",
+        &["reason=\"compromise\""],
+    );
+    terminate(&mut daemon, Duration::from_secs(10));
+    assert!(
+        done.is_some(),
+        "the storm guard held an L3 emergency request: {:?}\n{}",
+        request_state(&p.env, "r-storm"),
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(p.env.rotations_by_rotationd(&urgent), 1);
+    assert_eq!(departures(), 1, "the departures stay paused");
+    assert_eq!(
+        count(
+            &p.env,
+            "SELECT COUNT(*) FROM triggers WHERE kind = 'departure' AND status = 'pending'"
+        ),
+        2
+    );
+    // The request's rotation is a manual trigger, which the guard neither pauses nor counts.
+    assert_eq!(
+        rows(
+            &p.env.db(),
+            "SELECT t.kind FROM triggers t JOIN requests r ON r.trigger_id = t.id WHERE r.id = 'r-storm'"
+        ),
+        vec!["manual"]
+    );
+    assert_eq!((exempt, compromise), (1.0, 0.0));
 }

@@ -505,6 +505,8 @@ strategy = "alternating-users"
         "INC-7101",
         "--reason",
         "clone misbehaves",
+        // The rotation was an emergency one: its old version is retired as exposed.
+        "--force",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let rolled = w.current(&name).await;

@@ -94,6 +94,9 @@ pub enum AlertKind {
     StateLost,
     DepartureUnresolved,
     ObserveSummary,
+    RollbackEscalated,
+    RollbackCompleted,
+    RollbackForced,
 }
 
 impl AlertKind {
@@ -118,6 +121,9 @@ impl AlertKind {
         AlertKind::StateLost,
         AlertKind::DepartureUnresolved,
         AlertKind::ObserveSummary,
+        AlertKind::RollbackEscalated,
+        AlertKind::RollbackCompleted,
+        AlertKind::RollbackForced,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +148,9 @@ impl AlertKind {
             AlertKind::StateLost => "state_lost",
             AlertKind::DepartureUnresolved => "departure_unresolved",
             AlertKind::ObserveSummary => "observe_summary",
+            AlertKind::RollbackEscalated => "rollback_escalated",
+            AlertKind::RollbackCompleted => "rollback_completed",
+            AlertKind::RollbackForced => "rollback_forced",
         }
     }
 
@@ -161,18 +170,21 @@ impl AlertKind {
             | AlertKind::RotationStorm
             | AlertKind::DependentsUnhealthy
             | AlertKind::ApprovalOverdue
-            | AlertKind::StateLost => Severity::P1,
+            | AlertKind::StateLost
+            | AlertKind::RollbackForced => Severity::P1,
             AlertKind::RotationAbandoned
             | AlertKind::Overdue
             | AlertKind::SecretMissing
             | AlertKind::AwsUnreachable
             | AlertKind::AccountUnreachable
-            | AlertKind::DepartureUnresolved => Severity::P2,
+            | AlertKind::DepartureUnresolved
+            | AlertKind::RollbackEscalated => Severity::P2,
             AlertKind::RotationScheduled
             | AlertKind::RotationCompleted
             | AlertKind::NativeScheduleDrift
             | AlertKind::ApprovalRequested
-            | AlertKind::ObserveSummary => Severity::P3,
+            | AlertKind::ObserveSummary
+            | AlertKind::RollbackCompleted => Severity::P3,
         }
     }
 
@@ -180,7 +192,8 @@ impl AlertKind {
         match self {
             AlertKind::RotationScheduled
             | AlertKind::RotationCompleted
-            | AlertKind::NativeScheduleDrift => Audience::Notify,
+            | AlertKind::NativeScheduleDrift
+            | AlertKind::RollbackCompleted => Audience::Notify,
             AlertKind::ApprovalRequested => Audience::Approvers,
             _ => Audience::Security,
         }
@@ -208,6 +221,9 @@ impl AlertKind {
             AlertKind::StateLost => "State database lost, rotationd stopped acting",
             AlertKind::DepartureUnresolved => "Departure of a user nobody can name",
             AlertKind::ObserveSummary => "Observe mode: what rotationd would have rotated",
+            AlertKind::RollbackEscalated => "Rollback refused below L3, escalated",
+            AlertKind::RollbackCompleted => "AWSCURRENT is the previous version again: reload",
+            AlertKind::RollbackForced => "A retired credential was put back (rollback --force)",
         }
     }
 
@@ -309,6 +325,24 @@ impl AlertKind {
                 "The triggers queued meanwhile (queued_for_enforce) run when enforce mode starts: departures and compromises at once, planned windows still open, overdue secrets",
                 "When a week of summaries reads right, set mode = \"enforce\" and reload (systemctl reload rotationd; the change is audited)",
             ],
+            AlertKind::RollbackEscalated => &[
+                "An L1/L2 operator asked for a rollback; the guide restricts rollback to L3 (L1/L2 must escalate), so it was refused",
+                "Check the ticket and the reason with the requester: do the dependents fail with the new credential?",
+                "If the rollback is needed, an L3 runs it: rotationd rollback --secret <secret> --ticket <INC> --reason <why>",
+                RESTART,
+            ],
+            AlertKind::RollbackCompleted => &[
+                "AWSCURRENT is the previous version again: reload the credential (restart or re-read the secret) in every service that consumes it",
+                "Watch 401/403/connection errors until every instance uses it",
+                INVESTIGATE,
+            ],
+            AlertKind::RollbackForced => &[
+                "An L3 forced a rollback to a version that a compromise, departure or emergency rotation retired: the credential believed exposed is current again",
+                "Confirm the INC ticket and the reason with the L3 who forced it",
+                "Rotate again as soon as the dependents work: rotationd rotate --secret <secret> --ticket <INC> --reason <why> --emergency",
+                "Monitor CloudTrail for unauthorized access with the restored credential",
+                ESCALATE,
+            ],
             AlertKind::NativeScheduleDrift => &[
                 "Secrets Manager's own rotation schedule (RotationRules) disagrees with the TOML schedule: the secret can rotate twice, or not when planned",
                 "Compare them with rotationd plan --live",
@@ -344,6 +378,9 @@ pub struct Alert {
     /// The daemon's `[daemon] mode` when the alert was queued, set by
     /// [`Alert::to_new_alert`]: observe-mode alerts say so in every rendering.
     pub mode: Mode,
+    /// Security's copy of a notice for the dependents (`rollback_completed`): published to
+    /// the Security topic, carried as the `copy` message attribute `security`.
+    pub security_copy: bool,
 }
 
 impl Alert {
@@ -364,6 +401,7 @@ impl Alert {
             dependent: None,
             vendor: None,
             mode: Mode::Enforce,
+            security_copy: false,
         }
     }
 
@@ -398,6 +436,41 @@ impl Alert {
         }
         out.push(self);
         out
+    }
+
+    /// This alert's copy for Security (see [`Alert::security_copy`]), with its own dedupe
+    /// key.
+    pub fn copy_for_security(&self) -> Alert {
+        let mut a = self.clone();
+        a.dependent = None;
+        a.vendor = None;
+        a.security_copy = true;
+        a.dedupe_key = format!("{}:{COPY_SECURITY}", self.dedupe_key);
+        a
+    }
+
+    /// The P1 `breach_suspected`: a suspected compromise of `secret`, reported by
+    /// `source` (an event source, `cli`, `request`) as `report` (its event, attempt or
+    /// request id, the dedupe key). `rotation` says what rotationd does about it. The one
+    /// builder for a compromise event, an unmanaged secret, `rotate --emergency` and an
+    /// emergency request.
+    #[allow(clippy::too_many_arguments)]
+    pub fn breach_suspected(
+        secret: &str,
+        at: DateTime<Utc>,
+        ticket: Option<String>,
+        reason: Option<String>,
+        source: &str,
+        report: &str,
+        rotation: &str,
+    ) -> Alert {
+        let mut a = Alert::new(AlertKind::BreachSuspected, Some(secret), at);
+        a.trigger = Some("compromise".into());
+        a.ticket = Some(ticket.unwrap_or_else(|| crate::ticket::INC_PENDING.into()));
+        a.reason = reason;
+        a.dedupe_key = format!("breach_suspected:{secret}:{report}");
+        a.details = json!({ "event_id": report, "source": source, "rotation": rotation });
+        a
     }
 
     /// `[P1] rotation_failed prod/payments/db`: severity and kind first, at most 100 ASCII
@@ -459,6 +532,9 @@ impl Alert {
         }
         if let Some(v) = &self.vendor {
             attributes.insert("vendor".to_string(), v.clone());
+        }
+        if self.security_copy {
+            attributes.insert(COPY.to_string(), COPY_SECURITY.to_string());
         }
         NewAlert {
             dedupe_key: self.dedupe_key.clone(),
@@ -548,6 +624,7 @@ impl Alerts {
     pub fn prepare(&self, alert: &Alert) -> Option<Prepared> {
         if alert.dependent.is_none()
             && alert.vendor.is_none()
+            && !alert.security_copy
             && alert.kind.audience() == Audience::Notify
             && !self.notify_enabled
         {
@@ -589,6 +666,10 @@ impl Alerts {
         Ok(queued)
     }
 }
+
+/// The outbox attribute that marks Security's copy of a notice ([`Alert::security_copy`]).
+const COPY: &str = "copy";
+const COPY_SECURITY: &str = "security";
 
 /// The outbox attribute that marks a chat copy of an alert (see [`chat_copy`]).
 const CHANNEL: &str = "channel";
@@ -785,6 +866,10 @@ async fn publish_pass(
             (None, _) if chat => cfg.alerts.chat_topic_arn.as_deref(),
             // A dependent's copy goes to its own topic, as configured now.
             (Some(d), _) => cfg.dependent(d).and_then(|d| d.notify_topic_arn.as_deref()),
+            // Security's copy of a notice.
+            (None, _) if alert.attributes.get(COPY).map(String::as_str) == Some(COPY_SECURITY) => {
+                Some(cfg.alerts.security_topic_arn.as_str())
+            }
             // A vendor's copy, to its contact topic, as configured now.
             (None, _) if alert.attributes.contains_key("vendor") => alert
                 .attributes

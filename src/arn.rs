@@ -138,6 +138,100 @@ impl<'a> Arn<'a> {
     }
 }
 
+/// What kind of IAM principal a [`Principal`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PrincipalKind {
+    User,
+    Role,
+}
+
+/// An IAM user or role as `[requests] levels` matches it: partition, account, kind and
+/// name, the name lowercased. STS names an assumed-role session
+/// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`, without the role's path, so a role is
+/// matched by account and name and never by path; IAM keeps user and role names unique
+/// per account whatever their case and path (`Admin` and `admin` cannot both exist), so
+/// the account, the kind and the lowercased name name one principal. The session name is
+/// dropped: whoever assumes a role chooses it, so it identifies nobody.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Principal {
+    pub partition: String,
+    pub account: String,
+    pub kind: PrincipalKind,
+    /// Lowercased.
+    pub name: String,
+}
+
+impl Principal {
+    /// The principal `text` names: an IAM user (`arn:aws:iam::ACCOUNT:user/PATH/NAME`), an
+    /// IAM role (`...:role/PATH/NAME`) or an STS assumed-role session (the role). `None`
+    /// for anything else (the account root, a federated user, a plain name), which is
+    /// matched exactly as written.
+    pub fn of(text: &str) -> Option<Principal> {
+        let arn = Arn::parse(text.trim()).ok()?;
+        if arn.account.is_empty() || !arn.region.is_empty() {
+            return None;
+        }
+        let (kind, name) = match arn.service {
+            "iam" => {
+                if let Some(rest) = arn.resource.strip_prefix("user/") {
+                    (PrincipalKind::User, rest.rsplit('/').next()?)
+                } else {
+                    (PrincipalKind::Role, arn.role_name()?)
+                }
+            }
+            "sts" => {
+                let rest = arn.resource.strip_prefix("assumed-role/")?;
+                let (role, session) = rest.split_once('/')?;
+                if session.is_empty() || session.contains('/') {
+                    return None;
+                }
+                (PrincipalKind::Role, role)
+            }
+            _ => return None,
+        };
+        if name.is_empty() {
+            return None;
+        }
+        Some(Principal {
+            partition: arn.partition.to_string(),
+            account: arn.account.to_string(),
+            kind,
+            name: name.to_lowercase(),
+        })
+    }
+
+    /// Whether `text` is an STS assumed-role session ARN (a [`Principal`] of its role).
+    pub fn is_session(text: &str) -> bool {
+        Arn::parse(text.trim())
+            .is_ok_and(|a| a.service == "sts" && a.resource.starts_with("assumed-role/"))
+    }
+}
+
+impl fmt::Display for Principal {
+    /// The principal's ARN without a path, its name lowercased: `arn:aws:iam::1:role/ops`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            PrincipalKind::User => "user",
+            PrincipalKind::Role => "role",
+        };
+        write!(
+            f,
+            "arn:{}:iam::{}:{kind}/{}",
+            self.partition, self.account, self.name
+        )
+    }
+}
+
+/// Whether two identities are the same principal: equal [`Principal`]s (two sessions of
+/// one role are one principal: rotationd cannot tell who is behind a session), else the
+/// same text.
+pub fn same_principal(a: &str, b: &str) -> bool {
+    match (Principal::of(a), Principal::of(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.trim() == b.trim(),
+    }
+}
+
 impl fmt::Display for Arn<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -212,6 +306,71 @@ mod tests {
         );
         assert_eq!(arn.role_name(), None);
         assert_eq!(arn.to_string(), SECRET);
+    }
+
+    #[test]
+    fn principals_are_matched_by_account_kind_and_name_without_path_or_session() {
+        let p = |t: &str| Principal::of(t).map(|p| p.to_string());
+        assert_eq!(
+            p("arn:aws:iam::111111111111:role/team/Lead"),
+            Some("arn:aws:iam::111111111111:role/lead".into())
+        );
+        // What STS returns for a session of that role: no path, a session name.
+        assert_eq!(
+            p("arn:aws:sts::111111111111:assumed-role/Lead/alice"),
+            Some("arn:aws:iam::111111111111:role/lead".into())
+        );
+        assert_eq!(
+            p("arn:aws:iam::111111111111:user/ops/alice"),
+            Some("arn:aws:iam::111111111111:user/alice".into())
+        );
+        // A user and a role of one name are two principals; so are two accounts.
+        assert_ne!(
+            Principal::of("arn:aws:iam::111111111111:user/x"),
+            Principal::of("arn:aws:iam::111111111111:role/x")
+        );
+        assert_ne!(
+            Principal::of("arn:aws:iam::111111111111:role/x"),
+            Principal::of("arn:aws:iam::222222222222:role/x")
+        );
+        // Not a user, a role or a session: matched exactly, as written.
+        for t in [
+            "alice",
+            "arn:aws:iam::111111111111:root",
+            "arn:aws:sts::111111111111:federated-user/bob",
+            "arn:aws:sts::123456789012:user/moto",
+            "arn:aws:iam::111111111111:group/admins",
+            "arn:aws:sts::111111111111:assumed-role/Lead",
+            "arn:aws:sts::111111111111:assumed-role/Lead/",
+            "arn:aws:iam::111111111111:role/",
+            "arn:aws:sns:us-east-1:111111111111:role/x",
+        ] {
+            assert_eq!(Principal::of(t), None, "{t}");
+        }
+        assert!(Principal::is_session(
+            "arn:aws:sts::111111111111:assumed-role/Lead/alice"
+        ));
+        assert!(!Principal::is_session(
+            "arn:aws:iam::111111111111:role/Lead"
+        ));
+    }
+
+    #[test]
+    fn two_sessions_of_one_role_are_one_principal() {
+        assert!(same_principal(
+            "arn:aws:sts::111111111111:assumed-role/Lead/alice",
+            "arn:aws:sts::111111111111:assumed-role/lead/bob"
+        ));
+        assert!(same_principal(
+            "arn:aws:iam::111111111111:user/ops/alice",
+            "arn:aws:iam::111111111111:user/alice"
+        ));
+        assert!(!same_principal(
+            "arn:aws:iam::111111111111:user/alice",
+            "arn:aws:iam::111111111111:user/bob"
+        ));
+        assert!(same_principal("junior", "junior"));
+        assert!(!same_principal("junior", "Junior"));
     }
 
     #[test]

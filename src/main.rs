@@ -115,7 +115,9 @@ enum Command {
         #[arg(long)]
         secret: Option<String>,
     },
-    /// Rotate one secret now through the whole pipeline; progress on stderr.
+    /// Rotate one secret now through the whole pipeline; progress on stderr. With
+    /// [requests], an L1/L2 caller (by its AWS identity) files a request instead and its id
+    /// is printed.
     Rotate {
         /// Secret name or ARN.
         #[arg(long)]
@@ -156,6 +158,27 @@ enum Command {
         ticket: String,
         #[arg(long)]
         reason: String,
+        /// Put back a version a compromise, departure or emergency rotation retired (an
+        /// INC ticket; Security is paged).
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the open requests (awaiting an L3's approval, or executing).
+    Requests {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Approve a request as an L3 other than its requester (by your AWS identity).
+    Approve {
+        request_id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Deny a request as an L3, or withdraw your own.
+    Deny {
+        request_id: String,
+        #[arg(long)]
+        comment: Option<String>,
     },
     /// Show the audit log (who, what, ticket, reason) from the state database, or check
     /// its hash chain (no AWS call).
@@ -244,7 +267,19 @@ fn main() -> ExitCode {
             secret,
             ticket,
             reason,
-        } => cli::rollback::rollback(&cli.config, &secret, &ticket, &reason),
+            force,
+        } => cli::rollback::rollback(&cli.config, &secret, &ticket, &reason, force),
+        Command::Requests { format } => {
+            cli::requests::list(&cli.config, matches!(format, Format::Json))
+        }
+        Command::Approve {
+            request_id,
+            comment,
+        } => cli::requests::approve(&cli.config, &request_id, comment.as_deref()),
+        Command::Deny {
+            request_id,
+            comment,
+        } => cli::requests::deny(&cli.config, &request_id, comment.as_deref()),
         Command::Audit {
             secret,
             since,

@@ -39,6 +39,7 @@ pub struct Metrics {
     pub validations_in_flight: IntGauge,
     pub native_schedule_drift: IntGauge,
     pub native_schedule_changes_total: IntCounterVec,
+    pub storm_exempt_rotations_total: IntCounterVec,
     pub config_max_age_seconds: Gauge,
     pub config_sla_warning_seconds: Gauge,
     pub config_departure_sla_seconds: Gauge,
@@ -71,6 +72,10 @@ pub struct KnownSeries<'a> {
 
 /// The outcomes `rotationd_validations_total{outcome}` always exports.
 pub const VALIDATION_OUTCOMES: &[&str] = &["validated", "validated_unhealthy"];
+
+/// The reasons `rotationd_storm_exempt_rotations_total{reason}` always exports: the
+/// rotations the storm guard never pauses and never counts against its limit.
+pub const STORM_EXEMPT_REASONS: &[&str] = &["compromise", "emergency_request"];
 
 /// The compliance statuses `rotationd_secrets{status}` always exports (zero included, so
 /// that a status that empties out reads 0 rather than disappearing).
@@ -257,6 +262,11 @@ impl Metrics {
                 "Secrets Manager schedules written (sync) or turned off (disable), by action and outcome",
                 &["action", "outcome"],
             ),
+            storm_exempt_rotations_total: counter(
+                "rotationd_storm_exempt_rotations_total",
+                "Rotations started that the storm guard never pauses nor counts: suspected compromises and emergency requests, by reason",
+                &["reason"],
+            ),
             config_max_age_seconds: gauge(
                 "rotationd_config_max_age_seconds",
                 "[policy] max_age: a secret whose AWSCURRENT is older is overdue",
@@ -286,6 +296,11 @@ impl Metrics {
         };
         for outcome in VALIDATION_OUTCOMES {
             m.validations_total.with_label_values(&[outcome]).inc_by(0);
+        }
+        for reason in STORM_EXEMPT_REASONS {
+            m.storm_exempt_rotations_total
+                .with_label_values(&[reason])
+                .inc_by(0);
         }
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])

@@ -61,6 +61,18 @@ pub use event::{RequestEvent, RequestKind};
 pub const UPDATED: &str = "Rotation Request Updated";
 /// The source of rotationd's answers on the bus.
 pub const SOURCE: &str = "rotationd";
+/// How the event ids of the CLI's own request events begin (`rotationd rotate` below L3,
+/// `approve`, `deny`): they are recorded in `seen_events` like a bus event's.
+pub const CLI_EVENT_PREFIX: &str = "cli:";
+
+/// Where a request event came from, for the alerts: `cli` or the bus.
+fn via(ev: &RequestEvent) -> &'static str {
+    if ev.event_id.starts_with(CLI_EVENT_PREFIX) {
+        "cli"
+    } else {
+        "bus"
+    }
+}
 
 /// What one request event does.
 #[derive(Debug, Clone)]
@@ -264,6 +276,20 @@ pub fn decide(
             } else {
                 None
             };
+            if let (Some(e), true) = (entry, rollback && level != Level::L3) {
+                // The guide: L1/L2 must escalate; a refusal in silence is not enough.
+                d.alerts.push(crate::rollback::escalated_alert(
+                    &e.key,
+                    Some(&e.info.arn),
+                    &ev.actor,
+                    level.as_str(),
+                    ev.ticket.clone(),
+                    ev.reason.clone(),
+                    &ev.request_id,
+                    via(ev),
+                    now,
+                ));
+            }
             if let Some(why) = refusal {
                 r.comment = Some(why.clone());
                 audit.outcome = Outcome::Refused;
@@ -274,6 +300,27 @@ pub fn decide(
                 return d;
             }
             let entry = entry.expect("checked above");
+            if ev.emergency && !rollback {
+                // An emergency request is a suspected compromise: Security is paged now,
+                // whoever asked and whether or not it still awaits an approval.
+                let mut a = Alert::breach_suspected(
+                    &entry.key,
+                    now,
+                    r.ticket.clone(),
+                    Some(r.reason.clone()),
+                    &format!("request:{}", via(ev)),
+                    &r.id,
+                    if level == Level::L3 {
+                        "emergency, started at once (an L3 request)"
+                    } else {
+                        "emergency, awaiting an L3 approval"
+                    },
+                );
+                a.secret_arn = Some(entry.info.arn.clone());
+                a.details["requester"] = serde_json::json!(r.requester);
+                a.details["level"] = serde_json::json!(r.level);
+                d.alerts.push(a);
+            }
             if level == Level::L3 {
                 r.state = RequestState::Executing;
                 r.decided_by = Some(ev.actor.clone());
@@ -317,7 +364,10 @@ pub fn decide(
                     "requester": r.requester,
                     "level": r.level,
                     "emergency": r.emergency,
-                    "approve_with": "a `Rotation Approved` event from an L3 identity other than the requester",
+                    "approve_with": format!(
+                        "a `Rotation Approved` event, or `rotationd approve {}`, from an L3 identity other than the requester",
+                        r.id
+                    ),
                 });
                 a.dedupe_key = format!("approval_requested:{}", r.id);
                 d.alerts.push(a);
@@ -379,8 +429,11 @@ pub fn decide(
                 );
                 return d;
             }
-            let withdrawing = !approve && ev.actor == r.requester;
-            if approve && ev.actor == r.requester {
+            // One principal: an assumed-role session is its role, whichever session it is
+            // (rotationd cannot tell who is behind a session of a shared role).
+            let own = crate::arn::same_principal(&ev.actor, &r.requester);
+            let withdrawing = !approve && own;
+            if approve && own {
                 refuse(
                     &mut d,
                     audit,
@@ -492,21 +545,54 @@ pub async fn accept(
     ev: RequestEvent,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError> {
+    Ok(accept_from(cfg, store, alerts, entry, ev, now, None)
+        .await?
+        .is_some())
+}
+
+/// What [`accept_from`] decided, for the CLI to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub outcome: Outcome,
+    /// The bus answer's `state` and `reason`.
+    pub state: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// [`accept`] for an event of the bus, or of the CLI (its id starts with
+/// [`CLI_EVENT_PREFIX`]; `os_user` is who ran the command, a hint recorded in the audit
+/// entry, never the identity). `None` for a duplicate event id.
+pub async fn accept_from(
+    cfg: &Arc<Config>,
+    store: &StoreHandle,
+    alerts: &Alerts,
+    entry: Option<FleetEntry>,
+    ev: RequestEvent,
+    now: DateTime<Utc>,
+    os_user: Option<String>,
+) -> Result<Option<Decided>, StoreError> {
     let Some(rc) = cfg.requests.clone() else {
-        return Ok(false);
+        return Ok(None);
     };
     let (kind, request, actor) = (ev.kind, ev.request_id.clone(), ev.actor.clone());
     let cfg = cfg.clone();
-    let alerts = alerts.clone();
+    let prep = alerts.clone();
     let decided = store
         .call(move |s| {
             s.transaction(|db| {
-                if !db.mark_event_seen(&ev.event_id, "sqs", now)? {
+                let seen_as = if via(&ev) == "cli" { "cli" } else { "sqs" };
+                if !db.mark_event_seen(&ev.event_id, seen_as, now)? {
                     return Ok(None);
                 }
                 // Decided again inside the transaction, on the request as it is now.
                 let existing = db.get_request(&ev.request_id)?;
-                let d = decide(&cfg, &rc, existing.as_ref(), entry.as_ref(), &ev, now);
+                let mut d = decide(&cfg, &rc, existing.as_ref(), entry.as_ref(), &ev, now);
+                if let Some(detail) = d.audit.detail.as_mut() {
+                    detail["via"] = serde_json::json!(via(&ev));
+                    if let Some(u) = &os_user {
+                        detail["os_user"] = serde_json::json!(u);
+                    }
+                }
                 let trigger_id = match &d.trigger {
                     Some(t) => Some(db.insert_trigger(t)?.id),
                     None => None,
@@ -533,21 +619,33 @@ pub async fn accept(
                         now,
                     )?;
                 }
-                for p in d.alerts.iter().filter_map(|a| alerts.prepare(a)) {
+                for p in d.alerts.iter().filter_map(|a| prep.prepare(a)) {
                     db.enqueue_alert_deduped(&p.alert, p.at, p.realert)?;
                 }
                 db.append_audit(&d.audit)?;
                 if let Some(u) = &d.update {
                     db.enqueue_bus_update(UPDATED, u, Utc::now())?;
                 }
-                Ok(Some(d.audit.outcome.clone()))
+                let field = |k: &str| {
+                    d.update
+                        .as_ref()
+                        .and_then(|u| u[k].as_str())
+                        .map(str::to_string)
+                };
+                Ok(Some(Decided {
+                    outcome: d.audit.outcome.clone(),
+                    state: field("state"),
+                    reason: field("reason"),
+                }))
             })
         })
         .await?;
-    if let Some(outcome) = &decided {
-        tracing::info!(request = %request, kind = kind.label(), actor = %actor, outcome = %outcome, "request decided");
+    if let Some(d) = &decided {
+        tracing::info!(request = %request, kind = kind.label(), actor = %actor, outcome = %d.outcome, "request decided");
+        // The decision may have queued alerts (approval, escalation, breach).
+        alerts.wake_publisher();
     }
-    Ok(decided.is_some())
+    Ok(decided)
 }
 
 #[cfg(test)]
@@ -564,7 +662,7 @@ security_topic_arn = "arn:aws:sns:us-east-1:123456789012:security"
 [events]
 queue_url = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
 [requests]
-levels = { "lead" = "L3", "boss" = "L3", "arn:aws:iam::123456789012:user/mid" = "L2" }
+levels = { "lead" = "L3", "boss" = "L3", "arn:aws:iam::123456789012:user/mid" = "L2", "arn:aws:iam::123456789012:role/ops/Leads" = "L3" }
 [[secret]]
 id = "prod/db"
 schedule = "0 3 * * *"
@@ -806,5 +904,75 @@ change_ticket = "CHG-1"
             d.trigger.is_none(),
             "the request loop rolls back, not the executor"
         );
+    }
+
+    #[test]
+    fn two_sessions_of_one_role_are_one_requester() {
+        let mut r = awaiting();
+        // Filed in a session's name (the role was L1 then, say); now the role is L3.
+        r.requester = "arn:aws:sts::123456789012:assumed-role/Leads/alice".into();
+        let other_session = "arn:aws:sts::123456789012:assumed-role/leads/bob";
+        let d = run(Some(&r), &ev(RequestKind::Approve, other_session));
+        assert!(d.transition.is_none(), "{d:?}");
+        assert!(d.audit.reason.unwrap().contains("self-approval"));
+        // Its other session may withdraw it, as the requester may.
+        let d = run(Some(&r), &ev(RequestKind::Deny, other_session));
+        assert_eq!(d.transition.unwrap().to, RequestState::Denied);
+        // Another L3 approves.
+        let d = run(Some(&r), &ev(RequestKind::Approve, "lead"));
+        assert!(d.transition.is_some());
+    }
+
+    #[test]
+    fn a_rollback_below_l3_is_escalated_to_security() {
+        let mut e = ev(RequestKind::Rollback, "arn:aws:iam::123456789012:user/mid");
+        e.ticket = Some("INC-9".into());
+        e.reason = Some("app down".into());
+        let d = run(None, &e);
+        assert_eq!(d.insert.unwrap().state, RequestState::Refused);
+        assert_eq!(d.alerts.len(), 1, "{:?}", d.alerts);
+        let a = &d.alerts[0];
+        assert_eq!(a.kind, AlertKind::RollbackEscalated);
+        assert_eq!(a.kind.severity(), crate::alerts::Severity::P2);
+        let m = a.message();
+        assert_eq!(
+            m["details"]["requester"],
+            "arn:aws:iam::123456789012:user/mid"
+        );
+        assert_eq!(m["details"]["level"], "L2");
+        assert_eq!(m["details"]["via"], "bus");
+        assert_eq!(
+            (m["ticket"].as_str(), m["reason"].as_str()),
+            (Some("INC-9"), Some("app down"))
+        );
+        // An L3's rollback is not escalated.
+        e.actor = "lead".into();
+        assert!(run(None, &e).alerts.is_empty());
+    }
+
+    #[test]
+    fn an_emergency_request_pages_security_whoever_files_it() {
+        for (actor, state) in [
+            ("lead", RequestState::Executing),
+            ("junior", RequestState::AwaitingApproval),
+        ] {
+            let mut e = ev(RequestKind::Rotate, actor);
+            e.emergency = true;
+            e.ticket = Some("INC-5".into());
+            let d = run(None, &e);
+            assert_eq!(d.insert.as_ref().unwrap().state, state);
+            let breach: Vec<&Alert> = d
+                .alerts
+                .iter()
+                .filter(|a| a.kind == AlertKind::BreachSuspected)
+                .collect();
+            assert_eq!(breach.len(), 1, "{actor}: {:?}", d.alerts);
+            assert_eq!(breach[0].kind.severity(), crate::alerts::Severity::P1);
+            assert_eq!(breach[0].dedupe_key, "breach_suspected:prod/db:req-1");
+            assert_eq!(breach[0].ticket.as_deref(), Some("INC-5"));
+        }
+        // A planned request is no breach.
+        let d = run(None, &ev(RequestKind::Rotate, "lead"));
+        assert!(d.alerts.is_empty(), "{:?}", d.alerts);
     }
 }

@@ -231,14 +231,45 @@ strategy = "single-user"
         );
     }
 
-    // Chat: the P1 in the custom-notification schema, no P3 notice.
-    let chat: Vec<serde_json::Value> = env
-        .messages(&chat_queue, Duration::from_secs(10))
-        .await
-        .into_iter()
-        .map(|(_, m)| m)
+    // Chat: the P1s in the custom-notification schema (the stuck rotation, and the
+    // breach_suspected page of each emergency rotation), no P3 notice.
+    let mut chat: Vec<serde_json::Value> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while chat.len() < 3 && std::time::Instant::now() < deadline {
+        chat.extend(
+            env.messages(&chat_queue, Duration::from_secs(1))
+                .await
+                .into_iter()
+                .map(|(_, m)| m),
+        );
+    }
+    // And nothing more after them.
+    chat.extend(
+        env.messages(&chat_queue, Duration::from_secs(1))
+            .await
+            .into_iter()
+            .map(|(_, m)| m),
+    );
+    let kinds: Vec<&str> = chat
+        .iter()
+        .map(|c| c["metadata"]["eventType"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(chat.len(), 1, "{chat:#?}");
+    let mut sorted = kinds;
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        vec!["breach_suspected", "breach_suspected", "rotation_stuck"],
+        "{chat:#?}"
+    );
+    assert!(
+        chat.iter().all(|c| c["content"]["keywords"][0] == "P1"),
+        "{chat:#?}"
+    );
+    let stuck_chat: Vec<&serde_json::Value> = chat
+        .iter()
+        .filter(|c| c["metadata"]["eventType"] == "rotation_stuck")
+        .collect();
+    let chat = stuck_chat;
     assert_eq!(chat[0]["version"], "1.0");
     assert_eq!(chat[0]["source"], "custom");
     assert_eq!(chat[0]["metadata"]["eventType"], "rotation_stuck");

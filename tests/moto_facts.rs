@@ -904,3 +904,48 @@ async fn f_filter_log_events_quoted_terms_work_and_question_mark_alternatives_ov
     let counted: Vec<&String> = either.iter().filter(|l| pattern.matches(l)).collect();
     assert_eq!(counted, [lines[0], lines[2]]);
 }
+
+/// What the CLI's approval policy and its tests rely on (docs/moto-findings.md, G2): the
+/// user of an access key, path included; a role's session without the role's path; and
+/// moto's default identity for a key it never issued.
+#[tokio::test]
+async fn sts_get_caller_identity_names_the_user_of_the_key_and_the_role_of_a_session() {
+    let m = moto::shared();
+    let user = moto::unique_name("facts-alice");
+    let alice = common::iam::user(m, &user, "/ops/");
+    assert_eq!(
+        alice.arn,
+        format!("arn:aws:iam::123456789012:user/ops/{user}")
+    );
+    assert_eq!(common::iam::caller(m, &alice).await, alice.arn);
+    let role = moto::unique_name("FactsLead");
+    let session = common::iam::session(
+        m,
+        &format!("arn:aws:iam::123456789012:role/team/{role}"),
+        "alice-sess",
+    )
+    .await;
+    assert_eq!(
+        session.arn,
+        format!("arn:aws:sts::123456789012:assumed-role/{role}/alice-sess")
+    );
+    let other = common::iam::session(m, "arn:aws:iam::111111111111:role/X", "s3").await;
+    assert_eq!(other.arn, "arn:aws:sts::111111111111:assumed-role/X/s3");
+    // The harness's own key, never issued: moto's default identity (no authentication).
+    let unknown = common::iam::Keys {
+        access_key_id: "testing".into(),
+        secret_access_key: "testing".into(),
+        session_token: None,
+        arn: String::new(),
+    };
+    assert_eq!(
+        common::iam::caller(m, &unknown).await,
+        "arn:aws:sts::123456789012:user/moto"
+    );
+    // moto checks no signature: the key id alone names the user, whatever the secret.
+    let wrong_secret = common::iam::Keys {
+        secret_access_key: "not-the-secret".into(),
+        ..alice.clone()
+    };
+    assert_eq!(common::iam::caller(m, &wrong_secret).await, alice.arn);
+}

@@ -96,6 +96,8 @@ async fn manual_rotation_promotes_a_new_version_and_rollback_restores_the_old_on
     assert_eq!(scheduled["details"]["strategy"], "single-user");
     assert_eq!(notices[1].1["details"]["new_version"], new.as_str());
 
+    // The emergency rotation retired the old version as exposed: only --force puts it
+    // back (tests/cli_policy.rs has the refusal).
     let o = env.cli(&[
         "rollback",
         "--secret",
@@ -104,8 +106,14 @@ async fn manual_rotation_promotes_a_new_version_and_rollback_restores_the_old_on
         "INC-4242",
         "--reason",
         "billing-api 401s",
+        "--force",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("retired by an emergency rotation"),
+        "{}",
+        stderr(&o)
+    );
     let rolled = env.stages(&name).await;
     assert_eq!(
         Env::version_with(&rolled, "AWSCURRENT").as_deref(),

@@ -30,6 +30,12 @@ struct Fixture {
 /// A secret with one dependent watched through an alarm and a metric (threshold 5, Sum
 /// per minute, dimension Service=<unique>), and the dependent's own SNS topic.
 async fn fixture(test: &str, period: &str, auto_rollback: bool) -> Fixture {
+    fixture_with(test, period, auto_rollback, false).await
+}
+
+/// [`fixture`]; `window_now`: the secret's daily window is open now (a planned rotation
+/// may run: [`Fixture::rotate_planned`]).
+async fn fixture_with(test: &str, period: &str, auto_rollback: bool, window_now: bool) -> Fixture {
     let m = moto::shared();
     let conf = moto::sdk_config(&m.endpoint());
     let cw = aws_sdk_cloudwatch::Client::new(&conf);
@@ -54,12 +60,18 @@ async fn fixture(test: &str, period: &str, auto_rollback: bool) -> Fixture {
                         .set("statistic", "Sum"),
                 ),
         )
-        .with(
-            selector(&prefix)
+        .with({
+            let s = selector(&prefix)
                 .strategy("alternating-users")
                 .dependents(["payments-api"])
-                .raw("auto_rollback", &auto_rollback.to_string()),
-        );
+                .raw("auto_rollback", &auto_rollback.to_string());
+            if window_now {
+                s.schedule(&format!("0 {} * * *", chrono::Utc::now().format("%H")))
+                    .window("2h")
+            } else {
+                s
+            }
+        });
     let env = Env::new(test, &body.render()).await;
     let secret = format!("{prefix}db");
     env.rotatable_secret(&secret).await;
@@ -112,10 +124,31 @@ impl Fixture {
         );
     }
 
+    /// A planned rotation (CHG ticket, no --emergency) in the window open now.
+    fn rotate_planned(&self) {
+        let o = self.env.cli(&[
+            "rotate",
+            "--secret",
+            &self.secret,
+            "--ticket",
+            "CHG-7001",
+            "--reason",
+            "quarterly",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("watching the dependents"),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    /// Each attempt's state and watch; not the planned attempts the daemon skips because
+    /// the secret already rotated in the window open now.
     fn validation(&self) -> Vec<String> {
         rows(
             &self.env.db(),
-            "SELECT state || ' ' || COALESCE(validation, '-') FROM attempts ORDER BY started_at",
+            "SELECT state || ' ' || COALESCE(validation, '-') FROM attempts WHERE state != 'skipped' ORDER BY started_at",
         )
     }
 
@@ -143,14 +176,24 @@ impl Fixture {
             .unwrap();
     }
 
+    /// The `dependents_unhealthy` escalations on Security's queue, waiting up to `wait`
+    /// for the first (the emergency rotation's `breach_suspected` page comes before it).
     async fn escalations(&self, wait: Duration) -> Vec<serde_json::Value> {
-        self.env
-            .security_messages(wait)
-            .await
-            .into_iter()
-            .map(|(_, m)| m)
-            .filter(|m| m["kind"] == "dependents_unhealthy")
-            .collect()
+        let deadline = std::time::Instant::now() + wait;
+        let mut got = Vec::new();
+        loop {
+            got.extend(
+                self.env
+                    .security_messages(Duration::from_secs(1))
+                    .await
+                    .into_iter()
+                    .map(|(_, m)| m)
+                    .filter(|m| m["kind"] == "dependents_unhealthy"),
+            );
+            if !got.is_empty() || std::time::Instant::now() > deadline {
+                return got;
+            }
+        }
     }
 }
 
@@ -239,10 +282,12 @@ async fn an_alarm_going_to_alarm_during_the_watch_escalates_and_leaves_rollback_
 
 #[tokio::test]
 async fn an_error_metric_over_threshold_escalates_and_auto_rollback_restores_the_old_version() {
-    let f = fixture("val-metric", "10m", true).await;
+    // A planned rotation: an emergency one retires its version as exposed, and that one
+    // never goes back on its own (the next test).
+    let f = fixture_with("val-metric", "10m", true, true).await;
     let before = f.env.stages(&f.secret).await;
     let old = Env::version_with(&before, "AWSCURRENT").unwrap();
-    f.rotate();
+    f.rotate_planned();
     let new = Env::version_with(&f.env.stages(&f.secret).await, "AWSCURRENT").unwrap();
     assert_ne!(new, old);
     let (mut daemon, log) = f.env.daemon_ready(&[]).await;
@@ -299,6 +344,51 @@ async fn an_error_metric_over_threshold_escalates_and_auto_rollback_restores_the
         ]
     );
     terminate(&mut daemon, Duration::from_secs(10));
+}
+
+/// The review: an automatic rollback put back the credential an emergency rotation (a
+/// suspected compromise) had just retired. It escalates, and leaves the labels alone.
+#[tokio::test]
+async fn auto_rollback_never_puts_back_a_version_an_emergency_rotation_retired() {
+    let f = fixture("val-retired", "10m", true).await;
+    let old = Env::version_with(&f.env.stages(&f.secret).await, "AWSCURRENT").unwrap();
+    f.rotate();
+    let new = Env::version_with(&f.env.stages(&f.secret).await, "AWSCURRENT").unwrap();
+    assert_ne!(new, old);
+    let (mut daemon, log) = f.env.daemon_ready(&[]).await;
+    f.auth_errors(40.0).await;
+    let got = f.escalations(Duration::from_secs(30)).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "{got:#?}\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let ended = f
+        .env
+        .eventually(Duration::from_secs(20), || {
+            (f.validation() == vec!["succeeded validated_unhealthy"]).then_some(())
+        })
+        .await;
+    // The watcher's audit entry for the refusal is written with the watch's end.
+    let audit = rows(
+        &f.env.db(),
+        "SELECT outcome || ' ' || actor || ' ' || json_extract(detail, '$.result') FROM audit WHERE action = 'rollback' ORDER BY id",
+    );
+    terminate(&mut daemon, Duration::from_secs(10));
+    assert!(ended.is_some(), "{:?}", f.validation());
+    let after = f.env.stages(&f.secret).await;
+    assert_eq!(
+        Env::version_with(&after, "AWSCURRENT"),
+        Some(new),
+        "auto_rollback restored a retired version"
+    );
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert!(
+        audit[0].starts_with("refused rotationd AWSPREVIOUS")
+            && audit[0].contains("retired by an emergency rotation"),
+        "{audit:?}"
+    );
 }
 
 #[tokio::test]

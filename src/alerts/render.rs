@@ -175,6 +175,15 @@ fn already_done(kind: &str, doc: &Value) -> &'static str {
         "departure_unresolved" => {
             "Rotated nothing: neither the Identity Store nor what rotationd remembers of it knows the user id. Recorded the departure in the audit log."
         }
+        "rollback_escalated" => {
+            "Refused the rollback (L3 only, per the guide) and recorded who asked, with the ticket and the reason, in the audit log; nothing moved."
+        }
+        "rollback_completed" => {
+            "Moved AWSCURRENT back to the previous version and checked both labels."
+        }
+        "rollback_forced" => {
+            "Moved AWSCURRENT back, with --force, to a version a compromise, departure or emergency rotation had retired, and recorded it in the audit log."
+        }
         "state_lost" => {
             "Stopped rotating and reacting (events stay on the queue); sent this directly, as the outbox was in the lost file."
         }
@@ -209,6 +218,7 @@ fn commands(doc: &Value) -> Vec<String> {
             "rotation_failed"
             | "rotation_stuck"
             | "breach_suspected"
+            | "rollback_forced"
             | "departure_sla_at_risk"
             | "departure_sla_missed"
             | "overdue",

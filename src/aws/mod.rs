@@ -23,6 +23,7 @@
 //!   secret values), [`cloudwatch`] (alarm states and metric values, read-only), [`logs`]
 //!   (authentication errors counted in application logs, no line kept),
 //!   [`cloudtrail`] (`LookupEvents`), [`sns`] (`Publish`), [`sqs`] (the events queue),
+//!   [`sts`] (`GetCallerIdentity`: who runs a CLI command),
 //!   [`eventbridge`] (the bus, its rules and targets), [`identitystore`] (the Identity
 //!   Center directory, read-only) and [`dynamodb`] (the state table).
 //! - [`Place`] and [`Targets`]: one client per account-region, routed by a secret's ARN.
@@ -49,6 +50,7 @@ pub mod logs;
 pub mod secrets;
 pub mod sns;
 pub mod sqs;
+pub mod sts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -247,6 +249,8 @@ pub struct Clients {
     pub sns: sns::Sns,
     pub sqs: sqs::Sqs,
     pub eventbridge: eventbridge::EventBridge,
+    /// STS with the process's own credentials: who runs a CLI command.
+    pub sts: sts::Sts,
     /// Secrets Manager, CloudWatch and CloudTrail: one client per account-region.
     pub secrets: secrets::SecretsManager,
     pub cloudwatch: cloudwatch::CloudWatch,
@@ -308,6 +312,7 @@ impl Clients {
             sns: sns::Sns::new(sdk, counter),
             sqs: sqs::Sqs::new(sdk, counter),
             eventbridge: eventbridge::EventBridge::new(sdk, counter),
+            sts: sts::Sts::new(sdk, counter),
             secrets,
             cloudwatch,
             cloudtrail,

@@ -389,7 +389,7 @@ pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
 /// Text for a terminal: audit fields can carry text from events and operators, and a
 /// control character (an escape sequence, a carriage return) must not rewrite the
 /// screen or hide part of a row.
-fn printable(s: &str) -> String {
+pub(super) fn printable(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
             let escaped: Vec<char> = if c.is_control() {

@@ -12,8 +12,10 @@ use std::path::Path;
 use crate::config::{Config, ConfigError};
 
 pub mod audit;
+pub mod identity;
 pub mod plan;
 pub mod report;
+pub mod requests;
 pub mod resume;
 pub mod rollback;
 pub mod rotate;
@@ -121,8 +123,36 @@ async fn describe(
         .map_err(|e| CliError::Failed(format!("cannot describe {secret}: {e}")))
 }
 
-/// The person running a command, for the audit log's `cli:USER` actor: the one behind
-/// `sudo` when there is one, since the daemon's user is shared.
+/// The secret `secret` (a name or an ARN) as described, and as the configuration manages
+/// it; an error when it does not.
+async fn managed(
+    app: &crate::daemon::App,
+    secret: &str,
+) -> Result<
+    (
+        crate::aws::secrets::SecretInfo,
+        crate::inventory::FleetEntry,
+    ),
+    CliError,
+> {
+    let info = describe(app, secret).await?;
+    // Match on the secret as if live: a secret being deleted is still ours, and the
+    // preflight says why it cannot rotate.
+    let mut live = info.clone();
+    live.deleted = None;
+    let fleet =
+        crate::inventory::match_fleet_keyed(&app.cfg, vec![live], app.engine.sm.is_routed());
+    match fleet.entries.into_iter().next() {
+        Some(entry) => Ok((info, entry)),
+        None => Err(CliError::Failed(format!(
+            "secret {secret} is not managed by this configuration; add it as a [[secret]] or match it with a [[selector]]"
+        ))),
+    }
+}
+
+/// The person running a command as the OS says: the one behind `sudo` when there is one,
+/// since the daemon's user is shared. The audit log's `cli:USER` actor without
+/// `[requests]`; with it, only a hint next to the AWS identity ([`identity`]).
 fn operator() -> String {
     std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))

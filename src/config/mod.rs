@@ -281,9 +281,14 @@ impl Level {
 pub struct RequestsConfig {
     /// The EventBridge `source` of request events (default `commandbridge`).
     pub source: String,
-    /// Who is which level; an identity not listed is L1. The level an event claims is never
-    /// taken on trust.
+    /// Who is which level, for identities that are not IAM users, roles or sessions (a
+    /// CommandBridge user name, an account root ARN): matched exactly. An identity not
+    /// listed is L1. The level an event claims is never taken on trust.
     pub levels: HashMap<String, Level>,
+    /// The levels of IAM users and roles ([`crate::arn::Principal`]: account, kind and
+    /// name, without the role's path or a session's name), from the keys that are their
+    /// ARNs (or a session's ARN).
+    pub principals: HashMap<crate::arn::Principal, Level>,
     /// Where approval requests go; the Security topic when not set.
     pub approvers_topic_arn: Option<String>,
     pub approval_timeout: Duration,
@@ -293,9 +298,15 @@ pub struct RequestsConfig {
 }
 
 impl RequestsConfig {
-    /// The level of `identity` (a user name or an IAM principal ARN, matched exactly).
+    /// The level of `identity`: an IAM user, role or assumed-role session ARN by its
+    /// [`crate::arn::Principal`] (a session has its role's level), anything else (a user
+    /// name, another ARN) exactly as written; L1 when not listed.
     pub fn level_of(&self, identity: &str) -> Level {
-        self.levels.get(identity).copied().unwrap_or(Level::L1)
+        match crate::arn::Principal::of(identity) {
+            Some(p) => self.principals.get(&p).copied(),
+            None => self.levels.get(identity.trim()).copied(),
+        }
+        .unwrap_or(Level::L1)
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! [`App::build`] opens the state store (SQLite, or a replica of the DynamoDB log), loads
 //! the AWS SDK configuration and has `aws` build one client per service
-//! ([`aws::Clients`]): SNS, SQS and EventBridge in the daemon's own account and region,
+//! ([`aws::Clients`]): SNS, SQS, EventBridge and STS in the daemon's own account and region,
 //! Secrets Manager, CloudWatch and CloudTrail once per account-region (`[[account]]`),
 //! DynamoDB for the shared state. Every client carries the request-counting interceptor,
 //! so `/metrics` sees every call.
@@ -17,6 +17,7 @@ use crate::aws::dynamodb::Table;
 use crate::aws::eventbridge::EventBridge;
 use crate::aws::sns::Sns;
 use crate::aws::sqs::Sqs;
+use crate::aws::sts::Sts;
 use crate::aws::{self, Clients, RequestCounter};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -33,6 +34,8 @@ pub struct App {
     pub sns: Sns,
     pub sqs: Sqs,
     pub eventbridge: EventBridge,
+    /// Who runs a CLI command (`GetCallerIdentity`).
+    pub sts: Sts,
     /// One CloudTrail client per account-region (its own 2 requests/s budget each).
     pub cloudtrail: Vec<Trail>,
     /// `[identity_center]`'s Identity Store, read once per reconcile (`crate::directory`).
@@ -128,6 +131,7 @@ impl App {
             sns,
             sqs,
             eventbridge,
+            sts,
             secrets: sm,
             cloudwatch: cw,
             cloudtrail,
@@ -199,6 +203,7 @@ impl App {
             sns,
             sqs,
             eventbridge,
+            sts,
             cloudtrail,
             identity_store: identity_store.map(Arc::new),
             clock,

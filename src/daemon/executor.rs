@@ -444,6 +444,12 @@ impl Executor {
             // On error the claim and the slot are dropped here, waking nobody: the pass
             // retries after PASS_RETRY.
             let attempt = app.engine.attempt_for_trigger(&t, arn, held).await?;
+            if !storm::EVENT_KINDS.contains(&t.kind)
+                && let Err(e) = storm::note_exempt(app, &t).await
+            {
+                // A metric only: the attempt is created and is driven whatever this says.
+                tracing::warn!(error = %e, trigger = t.id, "cannot tell whether a request was an emergency");
+            }
             lock(&self.owned).insert(attempt.clone());
             self.spawn_drive(claim, permit, attempt, t.secret.clone());
         }

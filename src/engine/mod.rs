@@ -137,6 +137,9 @@ pub struct RotationRequest {
     pub actor: String,
     /// Ignore the window (emergency rotation).
     pub emergency: bool,
+    /// Who ran the command as the operating system says (`$SUDO_USER`, `$USER`): recorded
+    /// as a hint, never taken as the identity.
+    pub os_user: Option<String>,
 }
 
 /// Progress sink: the CLI prints stages on stderr, the daemon logs them.
@@ -238,6 +241,7 @@ impl Engine {
         let kind = req.kind;
         let ticket = req.ticket.clone();
         let secret = req.secret.clone();
+        let os_user = req.os_user.clone();
         self.store
             .call(move |s| {
                 s.transaction(|db| {
@@ -263,7 +267,8 @@ impl Engine {
                         reason: Some(trigger.reason.clone()),
                         outcome: audit::Outcome::Accepted,
                         detail: Some(serde_json::json!({
-                            "attempt": id, "trigger": kind.as_str(), "emergency": emergency
+                            "attempt": id, "trigger": kind.as_str(), "emergency": emergency,
+                            "os_user": os_user,
                         })),
                     })?;
                     Ok(())
@@ -355,7 +360,22 @@ impl Engine {
         progress: Progress<'_>,
         cancel: &CancellationToken,
     ) -> Result<Outcome, EngineError> {
+        self.drive_with(attempt_id, progress, cancel, async || {})
+            .await
+    }
+
+    /// [`Engine::drive`], awaiting `before_rotate` once, after the preflight (which queued
+    /// the dependents' `rotation_scheduled` notice) and before the first RotateSecret: the
+    /// CLI publishes the notice there, so that it leaves before the credential changes.
+    pub async fn drive_with(
+        &self,
+        attempt_id: &str,
+        progress: Progress<'_>,
+        cancel: &CancellationToken,
+        before_rotate: impl AsyncFn(),
+    ) -> Result<Outcome, EngineError> {
         let started = Instant::now();
+        let mut gated = false;
         // What the previous step just read from DescribeSecret, so the next step need not
         // ask again; empty when the attempt is resumed from the store.
         let mut fresh: Option<SecretInfo> = None;
@@ -366,6 +386,10 @@ impl Engine {
                     self.preflight(&attempt, &mut fresh, progress, cancel).await
                 }
                 AttemptState::RotateRequested => {
+                    if !gated && attempt.rotate_calls == 0 {
+                        gated = true;
+                        before_rotate().await;
+                    }
                     self.rotate(&attempt, &mut fresh, progress, cancel).await
                 }
                 AttemptState::Monitoring => {

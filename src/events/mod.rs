@@ -379,20 +379,17 @@ fn plan_compromise(fleet: &Fleet, c: &CompromiseEvent, now: DateTime<Utc>, plan:
 }
 
 /// The P1 `breach_suspected` for compromise `c` of `secret`; `rotation` says what
-/// rotationd did about it.
+/// rotationd did about it ([`Alert::breach_suspected`], the one builder).
 fn breach_alert(c: &CompromiseEvent, secret: &str, rotation: &str) -> Alert {
-    let mut a = Alert::new(AlertKind::BreachSuspected, Some(secret), c.time);
-    a.trigger = Some("compromise".into());
-    a.ticket = Some(
-        c.ticket
-            .clone()
-            .unwrap_or_else(|| crate::ticket::INC_PENDING.into()),
-    );
-    a.reason = c.reason.clone();
-    a.dedupe_key = format!("breach_suspected:{secret}:{}", c.event_id);
-    a.details =
-        serde_json::json!({ "event_id": c.event_id, "source": c.source, "rotation": rotation });
-    a
+    Alert::breach_suspected(
+        secret,
+        c.time,
+        c.ticket.clone(),
+        c.reason.clone(),
+        &c.source,
+        &c.event_id,
+        rotation,
+    )
 }
 
 /// Writes an event's consequences in one transaction. Returns `false` when the event id

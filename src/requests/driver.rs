@@ -27,6 +27,25 @@ pub struct RequestLoop {
     pub wake: Arc<tokio::sync::Notify>,
 }
 
+/// Why a rollback request did not reach a verdict.
+#[derive(Debug)]
+enum RollbackFailure {
+    Aws(AwsError),
+    Store(StoreError),
+}
+
+impl From<AwsError> for RollbackFailure {
+    fn from(e: AwsError) -> Self {
+        RollbackFailure::Aws(e)
+    }
+}
+
+impl From<StoreError> for RollbackFailure {
+    fn from(e: StoreError) -> Self {
+        RollbackFailure::Store(e)
+    }
+}
+
 /// The sooner of two waits.
 fn sooner(a: Option<Duration>, b: Duration) -> Option<Duration> {
     Some(a.map_or(b, |a| a.min(b)))
@@ -125,11 +144,12 @@ impl RequestLoop {
                     )
                     .await?
                 }
-                Err(e) if e.retryable => {
+                Err(RollbackFailure::Store(e)) => return Err(e),
+                Err(RollbackFailure::Aws(e)) if e.retryable => {
                     tracing::warn!(request = %r.id, error = %e, "rollback request: AWS did not answer; retrying");
                     next = sooner(next, REQUESTS_RETRY);
                 }
-                Err(e) => {
+                Err(RollbackFailure::Aws(e)) => {
                     let why = format!("rollback failed: {e}");
                     self.close(
                         &r,
@@ -272,10 +292,12 @@ impl RequestLoop {
             .await
     }
 
-    /// AWSCURRENT back to AWSPREVIOUS, verified ([`crate::rollback`]). An error is one
-    /// to retry (the labels did not move); every verdict is the request's end state.
-    async fn roll_back(&self, r: &Request) -> Result<(RequestState, String), AwsError> {
-        use crate::rollback::{RollbackError, RollbackPlan, plan_rollback};
+    /// AWSCURRENT back to AWSPREVIOUS, verified ([`crate::rollback`]), unless AWSPREVIOUS
+    /// was retired as exposed (a request is never forced). An error is one to retry (the
+    /// labels did not move, or the store did not answer); every verdict is the request's
+    /// end state. A rollback done tells the dependents and Security.
+    async fn roll_back(&self, r: &Request) -> Result<(RequestState, String), RollbackFailure> {
+        use crate::rollback::{Requester, RollbackError, RollbackPlan, plan_rollback};
         let info = self.sm.describe(&r.secret).await?;
         let (current, previous) = match plan_rollback(&info, None) {
             Ok(RollbackPlan::Move { from, to }) => (from, to),
@@ -297,15 +319,33 @@ impl RequestLoop {
                 ),
             ));
         }
+        let retired = crate::rollback::retirement(&self.store, &info, &r.secret, &previous).await?;
+        if let Err(refusal) = crate::rollback::allow(retired, false) {
+            return Ok((RequestState::Failed, refusal.to_string()));
+        }
         match crate::rollback::execute(&self.sm, &r.secret, &current, &previous).await {
-            Ok(v) if v.ok => Ok((
-                RequestState::Completed,
-                format!(
-                    "rolled back: AWSCURRENT {previous} (was {current}); restart dependent services"
-                ),
-            )),
+            Ok(v) if v.ok => {
+                let by = Requester {
+                    actor: format!("request:{}", r.requester),
+                    secret: r.secret.clone(),
+                    ticket: r.ticket.clone(),
+                    reason: Some(r.reason.clone()),
+                };
+                let now = self.clock.now();
+                for a in crate::rollback::completed_notices(
+                    &self.cfg, &info, &r.secret, &current, &previous, &by, None, now,
+                ) {
+                    self.alerts.raise(a).await?;
+                }
+                Ok((
+                    RequestState::Completed,
+                    format!(
+                        "rolled back: AWSCURRENT {previous} (was {current}); restart dependent services"
+                    ),
+                ))
+            }
             Ok(v) => Ok((RequestState::Failed, v.mismatch())),
-            Err(RollbackError::Move(e)) => Err(e),
+            Err(RollbackError::Move(e)) => Err(e.into()),
             // The labels moved: a retry would roll back again, to the rotated version.
             Err(e @ RollbackError::Verify(_)) => Ok((RequestState::Failed, e.to_string())),
         }

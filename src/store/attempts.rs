@@ -231,6 +231,18 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Attempt> {
     })
 }
 
+/// An attempt that set out to replace a version ([`Db::retiring_attempts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retiring {
+    pub attempt_id: String,
+    /// The attempt's own trigger kind first, then those of the triggers merged into it.
+    pub kinds: Vec<TriggerKind>,
+    /// An emergency request's, or `rotate --emergency`.
+    pub emergency: bool,
+    pub started_at: DateTime<Utc>,
+    pub new_version: Option<String>,
+}
+
 impl Db<'_> {
     /// Records a new attempt in `preflight`. Fails if the id or the client
     /// request token is already used, or `trigger_id` names no trigger.
@@ -545,6 +557,56 @@ impl Db<'_> {
             params![ts(to)],
             "list the attempts before a time",
         )
+    }
+
+    /// Every attempt of the secret known by any of `ids` (its config key, name, ARN) that
+    /// set out to replace `version` (its `previous_version`), newest first, with the kinds
+    /// of every trigger it served and whether one was an emergency (an emergency request,
+    /// or `rotate --emergency`, whose `rotate_requested` entry says so): what the one
+    /// rollback needs to know whether putting `version` back would restore a credential
+    /// believed exposed ([`crate::rollback::retired_by`]). Whether the attempt succeeded
+    /// does not matter: the trigger is what said the version was exposed.
+    pub fn retiring_attempts(self, ids: &[&str], version: &str) -> StoreResult<Vec<Retiring>> {
+        const OP: &str = "find the attempts that replaced a version";
+        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let attempts = self.attempts_where(
+            "WHERE previous_version = ?1 AND (secret IN (SELECT value FROM json_each(?2))                  OR secret_arn IN (SELECT value FROM json_each(?2)))              ORDER BY started_at DESC, rowid DESC",
+            params![version, ids],
+            OP,
+        )?;
+        let mut out = Vec::with_capacity(attempts.len());
+        for a in attempts {
+            let mut kinds = vec![a.trigger_kind];
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT kind FROM triggers WHERE attempt_id = ?1 ORDER BY id")
+                .map_err(query(OP))?;
+            for k in stmt
+                .query_map([&a.id], |r| r.get::<_, TriggerKind>(0))
+                .map_err(query(OP))?
+            {
+                let k = k.map_err(query(OP))?;
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+            let emergency: bool = self
+                .conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM requests WHERE emergency = 1 AND trigger_id IN                          (SELECT id FROM triggers WHERE attempt_id = ?1))                      OR EXISTS (SELECT 1 FROM audit WHERE action = 'rotate_requested'                          AND json_extract(detail, '$.attempt') = ?1                          AND json_extract(detail, '$.emergency') = 1)",
+                    [&a.id],
+                    |r| r.get(0),
+                )
+                .map_err(query(OP))?;
+            out.push(Retiring {
+                attempt_id: a.id,
+                kinds,
+                emergency,
+                started_at: a.started_at,
+                new_version: a.new_version,
+            });
+        }
+        Ok(out)
     }
 
     fn attempts_where(

@@ -80,7 +80,9 @@ pub mod upkeep;
 mod tests;
 
 pub use alerts::{NewAlert, OutboxAlert};
-pub use attempts::{Attempt, AttemptState, AttemptUpdate, NewAttempt, Validation, Verdict};
+pub use attempts::{
+    Attempt, AttemptState, AttemptUpdate, NewAttempt, Retiring, Validation, Verdict,
+};
 pub use audit::{
     AuditBreak, AuditEntry, AuditFault, AuditFilter, AuditVerification, GENESIS_HASH, NewAuditEntry,
 };

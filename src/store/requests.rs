@@ -196,12 +196,31 @@ impl Db<'_> {
         )
     }
 
+    /// Open requests (awaiting approval or executing), oldest first: `rotationd requests`.
+    pub fn open_requests(self) -> StoreResult<Vec<Request>> {
+        self.requests_where(
+            "WHERE state IN ('awaiting_approval', 'executing') ORDER BY created_at, rowid",
+            [],
+        )
+    }
+
     /// Approved rollbacks the request loop has to carry out.
     pub fn executing_rollbacks(self) -> StoreResult<Vec<Request>> {
         self.requests_where(
             "WHERE state = 'executing' AND kind = 'rollback' ORDER BY created_at, rowid",
             [],
         )
+    }
+
+    /// Whether trigger `trigger_id` is an emergency request's rotation.
+    pub fn is_emergency_request_trigger(self, trigger_id: i64) -> StoreResult<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM requests WHERE trigger_id = ?1 AND emergency = 1)",
+                [trigger_id],
+                |r| r.get(0),
+            )
+            .map_err(query("look up a request's trigger"))
     }
 
     /// Executing rotation requests served by attempt `attempt_id` (through their trigger).

@@ -430,7 +430,7 @@ impl Watcher {
         to: Validation,
         evidence: &serde_json::Value,
         audit: NewAuditEntry,
-        alert: Option<Prepared>,
+        alerts: Vec<Prepared>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let id = attempt_id.to_string();
@@ -441,7 +441,7 @@ impl Watcher {
                     let moved = db.update_validation(&id, &[from], to, Some(&ev), now)?;
                     if moved {
                         db.append_audit(&audit)?;
-                        if let Some(p) = &alert {
+                        for p in &alerts {
                             db.enqueue_alert_deduped(&p.alert, p.at, p.realert)?;
                         }
                     }
@@ -477,7 +477,7 @@ impl Watcher {
                 Validation::Validated,
                 &evidence,
                 audit,
-                None,
+                Vec::new(),
                 now,
             )
             .await?;
@@ -563,7 +563,7 @@ impl Watcher {
                 to,
                 &evidence,
                 audit,
-                prepared,
+                prepared.into_iter().collect(),
                 now,
             )
             .await?;
@@ -589,6 +589,13 @@ impl Watcher {
             .clone()
             .unwrap_or_else(|| attempt.secret.clone());
         let info = self.sm.describe(&id).await?;
+        let by = Requester {
+            actor: "rotationd".into(),
+            secret: attempt.secret.clone(),
+            ticket: attempt.ticket.clone(),
+            reason: Some("auto_rollback = true: dependents failing after the rotation".into()),
+        };
+        let mut notices = Vec::new();
         let expected = match (&attempt.new_version, &attempt.previous_version) {
             (Some(new), Some(prev)) => Some(Expected {
                 rotated_to: new,
@@ -619,27 +626,41 @@ impl Watcher {
                 None,
             ),
             Ok(RollbackPlan::Move { from, to }) => {
-                match crate::rollback::execute(&self.sm, &id, &from, &to).await {
-                    Ok(v) if v.ok => (
-                        Outcome::Ok,
-                        format!("AWSCURRENT moved from {from} back to {to}"),
-                        Some(true),
-                    ),
-                    Ok(v) => (Outcome::Failed, v.mismatch(), Some(false)),
-                    Err(RollbackError::Move(e) | RollbackError::Verify(e)) => {
-                        return Err(WatchError::Aws(e));
-                    }
+                // Never forced: a version that a compromise or departure retired stays
+                // retired, whatever the dependents say.
+                let retired = crate::rollback::retirement(&self.store, &info, &attempt.secret, &to)
+                    .await
+                    .map_err(WatchError::Store)?;
+                match crate::rollback::allow(retired, false) {
+                    Err(refusal) => (Outcome::Refused, refusal.to_string(), None),
+                    Ok(_) => match crate::rollback::execute(&self.sm, &id, &from, &to).await {
+                        Ok(v) if v.ok => {
+                            notices = crate::rollback::completed_notices(
+                                &self.cfg,
+                                &info,
+                                &attempt.secret,
+                                &from,
+                                &to,
+                                &by,
+                                None,
+                                self.clock.now(),
+                            );
+                            (
+                                Outcome::Ok,
+                                format!("AWSCURRENT moved from {from} back to {to}"),
+                                Some(true),
+                            )
+                        }
+                        Ok(v) => (Outcome::Failed, v.mismatch(), Some(false)),
+                        Err(RollbackError::Move(e) | RollbackError::Verify(e)) => {
+                            return Err(WatchError::Aws(e));
+                        }
+                    },
                 }
             }
             Err(refusal) => (Outcome::Skipped, refusal.to_string(), None),
         };
         let now = self.clock.now();
-        let by = Requester {
-            actor: "rotationd".into(),
-            secret: attempt.secret.clone(),
-            ticket: attempt.ticket.clone(),
-            reason: Some("auto_rollback = true: dependents failing after the rotation".into()),
-        };
         let mut audit_detail = serde_json::json!({
             "attempt": attempt.id,
             "automatic": true,
@@ -658,16 +679,24 @@ impl Watcher {
             .unwrap_or_else(|| serde_json::json!({}));
         evidence["rollback"]["result"] = serde_json::json!(detail);
         evidence["rollback"]["outcome"] = serde_json::json!(outcome.as_str());
-        self.move_watch(
-            &attempt.id,
-            Validation::RollingBack,
-            Validation::ValidatedUnhealthy,
-            &evidence,
-            audit,
-            None,
-            now,
-        )
-        .await?;
+        let prepared: Vec<Prepared> = notices
+            .iter()
+            .filter_map(|a| self.alerts.prepare(a))
+            .collect();
+        let moved = self
+            .move_watch(
+                &attempt.id,
+                Validation::RollingBack,
+                Validation::ValidatedUnhealthy,
+                &evidence,
+                audit,
+                prepared,
+                now,
+            )
+            .await?;
+        if moved && !notices.is_empty() {
+            self.alerts.wake_publisher();
+        }
         tracing::warn!(secret = %attempt.secret, attempt = %attempt.id, result = %detail, "automatic rollback");
         Ok(())
     }

@@ -4,6 +4,7 @@
 pub mod cloudtrail;
 pub mod config;
 pub mod events;
+pub mod iam;
 pub mod moto;
 pub mod postgres;
 pub mod proxy;

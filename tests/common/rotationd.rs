@@ -234,6 +234,24 @@ notify_topic_arn = "{notify_topic}"
         self.command(args).output().unwrap()
     }
 
+    /// [`Env::command`] with the credentials `keys` (an IAM user's access key, a role's
+    /// session): who STS says runs the command.
+    pub fn command_as(&self, keys: &super::iam::Keys, args: &[&str]) -> Command {
+        let mut c = self.command(args);
+        c.env("AWS_ACCESS_KEY_ID", &keys.access_key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &keys.secret_access_key);
+        match &keys.session_token {
+            Some(t) => c.env("AWS_SESSION_TOKEN", t),
+            None => c.env_remove("AWS_SESSION_TOKEN"),
+        };
+        c
+    }
+
+    /// [`Env::command_as`], run to its end.
+    pub fn cli_as(&self, keys: &super::iam::Keys, args: &[&str]) -> Output {
+        self.command_as(keys, args).output().unwrap()
+    }
+
     /// `rotationd rotate --emergency` (no window to wait for) of `secret` under `ticket`,
     /// for `reason`, not yet run.
     pub fn rotate_emergency_command(&self, secret: &str, ticket: &str, reason: &str) -> Command {

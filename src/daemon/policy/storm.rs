@@ -1,7 +1,9 @@
 //! The storm guard: at most `[events] max_event_rotations_per_hour` event-triggered
 //! rotations (departures and their retries) start in an hour. A suspected compromise is
-//! never held by it: compromise rotations run whatever the count, are not counted against
-//! the limit, and are counted apart in the storm alert. Past that, event rotations pause (their triggers stay
+//! never held by it, nor is any request (an emergency one included: its trigger is
+//! `manual`): they run whatever the count, are not counted against the limit, and are
+//! counted apart, in the storm alert and in `rotationd_storm_exempt_rotations_total`
+//! ([`note_exempt`]). Past that, event rotations pause (their triggers stay
 //! queued), Security is paged once with `rotation_storm`, and the pause is a cursor in the
 //! store, so it survives restarts and holds on every instance until `rotationd resume` (or
 //! a reload of the leader) lifts it, both through [`lift_pause`], which audits.
@@ -90,6 +92,33 @@ pub async fn storm_guard(app: &App, wanted: u64) -> anyhow::Result<u64> {
         "rotation storm: event-triggered rotations paused until `rotationd resume`"
     );
     Ok(0)
+}
+
+/// Counts a rotation the storm guard lets through uncounted, in
+/// `rotationd_storm_exempt_rotations_total{reason}`: a suspected compromise, or an
+/// emergency request's rotation (a `manual` trigger: requests are never event kinds, so
+/// they are never paused). Others are not counted here.
+pub async fn note_exempt(app: &App, t: &crate::store::Trigger) -> Result<(), StoreError> {
+    let reason = match t.kind {
+        TriggerKind::Compromise => "compromise",
+        TriggerKind::Manual => {
+            let id = t.id;
+            if !app
+                .store
+                .call(move |s| s.db().is_emergency_request_trigger(id))
+                .await?
+            {
+                return Ok(());
+            }
+            "emergency_request"
+        }
+        _ => return Ok(()),
+    };
+    app.metrics
+        .storm_exempt_rotations_total
+        .with_label_values(&[reason])
+        .inc();
+    Ok(())
 }
 
 /// Who lifts a pause, for the audit entry: `rotationd resume` run by a person, or a

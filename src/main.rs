@@ -2,11 +2,15 @@
 //! library), runs one of the library's [`rotationd::cli`] commands, and maps its outcome to
 //! the exit code in one place: 0 ok, 1 failure, 2 invalid configuration or usage (clap's
 //! own usage errors exit 2 too).
+//!
+//! The man pages and shell completions the package ships are generated from these same
+//! definitions by the hidden `rotationd generate man DIR` and `rotationd generate
+//! completions SHELL` (`scripts/package.sh`), so they never drift from the parser.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rotationd::cli::{self, CliError};
 use rotationd::config::DEFAULT_CONFIG_PATH;
 
@@ -58,6 +62,15 @@ impl From<AuditFormat> for cli::audit::AuditFormat {
             AuditFormat::Csv => Self::Csv,
         }
     }
+}
+
+/// What `rotationd generate` writes.
+#[derive(Subcommand)]
+enum Generated {
+    /// Man pages (rotationd.1 and one per command, rotationd-audit.1, ...) into DIR.
+    Man { dir: PathBuf },
+    /// The completion script for SHELL, on stdout.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -157,11 +170,24 @@ enum Command {
         /// in the chain (a removed or rewritten tail shows only this way).
         #[arg(long, requires = "verify")]
         expect_hash: Option<String>,
+        /// With --verify: check the chain against every anchor the daemon wrote to S3
+        /// ([audit] anchor_bucket): a truncated or rewritten log fails.
+        #[arg(long, requires = "verify")]
+        anchors: bool,
+    },
+    /// Write the man pages or a shell's completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generated,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Generate { what } = &cli.command {
+        return generate(what);
+    }
     let level = if matches!(cli.command, Command::Run { .. }) {
         "info"
     } else {
@@ -210,19 +236,23 @@ fn main() -> ExitCode {
             ticket,
             reason,
         } => cli::rollback::rollback(&cli.config, &secret, &ticket, &reason),
+        Command::Generate { .. } => Ok(()),
         Command::Audit {
             secret,
             since,
             format,
             verify,
             expect_hash,
+            anchors,
         } => cli::audit::audit(
             &cli.config,
             secret.as_deref(),
             since.as_deref(),
             format.into(),
-            verify,
-            expect_hash.as_deref(),
+            verify.then_some(cli::audit::Verify {
+                expect_hash: expect_hash.as_deref(),
+                anchors,
+            }),
         ),
     };
     match result {
@@ -230,6 +260,28 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("{}", report(&e));
             ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// `rotationd generate`: the pages or the script from the clap definitions above. The
+/// hidden `generate` itself is left out of them.
+fn generate(what: &Generated) -> ExitCode {
+    let mut cmd = Cli::command();
+    let result = match what {
+        Generated::Man { dir } => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(cmd, dir))
+            .map_err(|e| format!("cannot write the man pages to {}: {e}", dir.display())),
+        Generated::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "rotationd", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub config_max_age_seconds: Gauge,
     pub config_sla_warning_seconds: Gauge,
     pub config_departure_sla_seconds: Gauge,
+    pub audit_anchors_total: IntCounterVec,
+    pub audit_anchor_last_success_timestamp_seconds: Gauge,
 }
 
 /// The series of the counters that alerting rules watch, exported at 0 before anything
@@ -60,6 +62,9 @@ pub struct KnownSeries<'a> {
 
 /// The outcomes `rotationd_validations_total{outcome}` always exports.
 pub const VALIDATION_OUTCOMES: &[&str] = &["validated", "validated_unhealthy"];
+
+/// The outcomes `rotationd_audit_anchors_total{outcome}` always exports.
+pub const ANCHOR_OUTCOMES: &[&str] = &["written", "failed"];
 
 /// The compliance statuses `rotationd_secrets{status}` always exports (zero included, so
 /// that a status that empties out reads 0 rather than disappearing).
@@ -240,8 +245,20 @@ impl Metrics {
                 "rotationd_config_departure_sla_seconds",
                 "[events] departure_sla: how long after a departure its secrets must be rotated (0 without [events])",
             ),
+            audit_anchors_total: counter(
+                "rotationd_audit_anchors_total",
+                "Audit chain heads anchored to S3 ([audit] anchor_bucket), by outcome (written, failed)",
+                &["outcome"],
+            ),
+            audit_anchor_last_success_timestamp_seconds: gauge(
+                "rotationd_audit_anchor_last_success_timestamp_seconds",
+                "When the audit chain's head was last anchored to S3 (0: not since the start)",
+            ),
             registry,
         };
+        for outcome in ANCHOR_OUTCOMES {
+            m.audit_anchors_total.with_label_values(&[outcome]).inc_by(0);
+        }
         for outcome in VALIDATION_OUTCOMES {
             m.validations_total.with_label_values(&[outcome]).inc_by(0);
         }

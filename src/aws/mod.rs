@@ -23,7 +23,8 @@
 //!   secret values), [`cloudwatch`] (alarm states and metric values, read-only), [`logs`]
 //!   (authentication errors counted in application logs, no line kept),
 //!   [`cloudtrail`] (`LookupEvents`), [`sns`] (`Publish`), [`sqs`] (the events queue),
-//!   [`eventbridge`] (the bus, its rules and targets) and [`dynamodb`] (the state table).
+//!   [`eventbridge`] (the bus, its rules and targets), [`dynamodb`] (the state table) and
+//!   [`s3`] (the bucket of the audit log's anchors: locked writes, list, get).
 //! - [`Place`] and [`Targets`]: one client per account-region, routed by a secret's ARN.
 
 /// A client of the SDK crate `$sdk` from the SDK configuration `$conf`, counted by the
@@ -44,6 +45,7 @@ pub mod cloudwatch;
 pub mod dynamodb;
 pub mod eventbridge;
 pub mod logs;
+pub mod s3;
 pub mod secrets;
 pub mod sns;
 pub mod sqs;
@@ -249,16 +251,20 @@ pub struct Clients {
     pub secrets: secrets::SecretsManager,
     pub cloudwatch: cloudwatch::CloudWatch,
     pub cloudtrail: Vec<cloudtrail::Trail>,
+    /// `[audit] anchor_bucket`, in the daemon's own account and region; `None` without it.
+    pub anchors: Option<s3::Bucket>,
 }
 
 impl Clients {
     /// The clients for `accounts` (`[[account]]`; none: the daemon's own account and
-    /// region). `trail_endpoint` overrides CloudTrail's endpoint only.
+    /// region). `trail_endpoint` overrides CloudTrail's endpoint only; `anchor_bucket` is
+    /// `[audit] anchor_bucket`.
     pub async fn build(
         sdk: &SdkConfig,
         counter: &RequestCounter,
         accounts: &[crate::config::Account],
         trail_endpoint: Option<&str>,
+        anchor_bucket: Option<&str>,
     ) -> anyhow::Result<Clients> {
         let mut sms = Vec::new();
         let mut cws = Vec::new();
@@ -306,6 +312,7 @@ impl Clients {
             secrets,
             cloudwatch,
             cloudtrail,
+            anchors: anchor_bucket.map(|b| s3::Bucket::new(sdk, counter, b)),
         })
     }
 }

@@ -4,7 +4,7 @@
 //! the AWS SDK configuration and has `aws` build one client per service
 //! ([`aws::Clients`]): SNS, SQS and EventBridge in the daemon's own account and region,
 //! Secrets Manager, CloudWatch and CloudTrail once per account-region (`[[account]]`),
-//! DynamoDB for the shared state. Every client carries the request-counting interceptor,
+//! DynamoDB for the shared state, S3 for the audit log's anchors. Every client carries the request-counting interceptor,
 //! so `/metrics` sees every call.
 
 use std::sync::Arc;
@@ -41,6 +41,8 @@ pub struct App {
     pub shared_state: Option<SharedState>,
     /// This process, in the log's entries and the lease: host, pid and a random suffix.
     pub instance: String,
+    /// `[audit] anchor_bucket`: where the leader anchors the audit log.
+    pub anchors: Option<aws::s3::Bucket>,
 }
 
 /// The DynamoDB side of the state, for the leader election.
@@ -129,7 +131,15 @@ impl App {
             secrets: sm,
             cloudwatch: cw,
             cloudtrail,
-        } = Clients::build(&sdk, &counter, &cfg.accounts, trail_endpoint).await?;
+            anchors,
+        } = Clients::build(
+            &sdk,
+            &counter,
+            &cfg.accounts,
+            trail_endpoint,
+            cfg.audit.anchor.as_ref().map(|a| a.bucket.as_str()),
+        )
+        .await?;
         let places: Vec<(String, String)> = sm
             .places()
             .into_iter()
@@ -186,6 +196,7 @@ impl App {
             clock,
             shared_state,
             instance: instance.to_string(),
+            anchors,
         })
     }
 }

@@ -12,10 +12,10 @@
 //!   - the **executor** ([`executor`]): due triggers into attempts, driven with a bounded
 //!     concurrency, with the storm guard and the departure SLA watch ([`policy`]);
 //!   - the **alert publisher** draining the outbox into SNS;
-//!   - the event consumers, the CloudTrail pollers, the watcher of dependents and the
-//!     request loop;
-//! - **Stopping**: SIGTERM/SIGINT; STOPPING=1, the role's loops stopped, the lease
-//!   released.
+//!   - the event consumers, the CloudTrail pollers, the watcher of dependents, the
+//!     request loop, the upkeep loop and the audit log's anchors ([`anchor`]);
+//! - **Stopping**: SIGTERM/SIGINT; STOPPING=1, the role's loops stopped, a leader's audit
+//!   log anchored once more (`[audit] anchor_bucket`), the lease released.
 //!
 //! SIGHUP takes the **one** reload path whatever the role (`Daemon::reload`): the file is
 //! re-read; an invalid config is logged and counted and the role goes on; a valid one
@@ -25,6 +25,7 @@
 //! The metrics listener, the registry, readiness and the watchdog ([`health`]) outlive
 //! roles and generations.
 
+mod anchor;
 mod app;
 mod drift;
 pub mod executor;
@@ -108,11 +109,19 @@ struct Generation {
     /// The next renewal: kept here so that a reload that fails (the generation goes on)
     /// does not push it back.
     renew_at: tokio::time::Instant,
+    /// With `[audit] anchor_bucket`: what anchors the audit log (at shutdown too).
+    anchorer: Option<anchor::Anchorer>,
 }
 
 impl State {
     /// Stops what the role runs and closes its store.
     async fn stop(self) {
+        self.stop_anchoring(false).await
+    }
+
+    /// [`State::stop`]; `anchor`: a leader anchors the audit log once more between its
+    /// loops' end and the store's (a clean shutdown, not a lost lease or a reload).
+    async fn stop_anchoring(self, anchor: bool) {
         match self {
             State::Standby(s) => {
                 s.recording.cancel();
@@ -124,6 +133,9 @@ impl State {
                 g.cancel.cancel();
                 g.tracker.close();
                 wait_or_warn(&g.tracker, "the leader's tasks").await;
+                if let (true, Some(a)) = (anchor, &g.anchorer) {
+                    a.anchor_final().await;
+                }
                 g.store.shutdown().await.ok();
             }
             State::Stopping => {}
@@ -303,7 +315,7 @@ impl Daemon {
         ]);
         tracing::info!("shutting down: no new work, in-flight attempts stop at their next step");
         let leading = matches!(&role, State::Leading(g) if g.fenced);
-        role.stop().await;
+        role.stop_anchoring(true).await;
         if let (true, Some(lease)) = (leading, self.lease.as_mut()) {
             // Let a standby take over now rather than at the lease's expiry.
             match tokio::time::timeout(LEASE_RELEASE_DEADLINE, lease.release()).await {
@@ -420,7 +432,13 @@ impl Daemon {
             StateBackend::Sqlite => self.cfg.daemon.state_path.display().to_string(),
             StateBackend::Dynamodb { table } => format!("dynamodb:{table}"),
         };
-        let (tracker, store) = spawn_loops(app, self.health.clone(), cancel.clone());
+        let anchorer = anchor::Anchorer::of(&app);
+        let (tracker, store) = spawn_loops(
+            app,
+            self.health.clone(),
+            anchorer.clone(),
+            cancel.clone(),
+        );
         tracing::info!(metrics = %self.cfg.daemon.metrics_listen, state = %state, "rotationd running");
         notify(&[
             sd_notify::NotifyState::Ready,
@@ -432,6 +450,7 @@ impl Daemon {
             store,
             fenced,
             renew_at,
+            anchorer,
         }
     }
 }
@@ -526,6 +545,7 @@ async fn keep_lease(lease: Option<&mut Lease>, at: tokio::time::Instant) -> bool
 fn spawn_loops(
     app: App,
     health: Arc<Health>,
+    anchorer: Option<anchor::Anchorer>,
     cancel: CancellationToken,
 ) -> (TaskTracker, StoreHandle) {
     let shared = Arc::new(Shared {
@@ -560,6 +580,9 @@ fn spawn_loops(
     ));
     tracker.spawn(reconcile::reconcile_loop(shared.clone(), cancel.clone()));
     tracker.spawn(upkeep::upkeep_loop(shared.clone(), cancel.clone()));
+    if let Some(a) = anchorer {
+        tracker.spawn(anchor::anchor_loop(a, cancel.clone()));
+    }
     let consuming = consume_events(
         app,
         shared.inventory.clone(),

@@ -311,3 +311,133 @@ async fn a_rewritten_log_fails_verify_with_anchors() {
         "{err}"
     );
 }
+
+/// With the DynamoDB backend only the leader anchors: a standby running next to it, and
+/// stopped, writes none (it would write the same key, the shared head, with itself as the
+/// writer in the body).
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_anchors_with_the_dynamodb_backend() {
+    use common::rotationd::{free_port, http_get, write_config};
+    let moto = moto::shared();
+    let s3 = s3_client(&moto.endpoint());
+    let bucket = moto::unique_name("anchors-ha");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let prefix = "ha/".to_string();
+    let state_table = moto::unique_name("anchors-ha-state");
+    let body = Body::new()
+        .with(selector("anchha/"))
+        .with(
+            table("[state]")
+                .set("backend", "dynamodb")
+                .set("table", &state_table)
+                .set("lease", "6s"),
+        )
+        .with(
+            table("[audit]")
+                .set("anchor_bucket", &bucket)
+                .set("anchor_prefix", &prefix),
+        );
+    let env = Env::new("anchors-ha", &body.render()).await;
+    let secret = moto::unique_name("anchha/db");
+    env.rotatable_secret(&secret).await;
+    // Something in the shared log to anchor, before either node runs.
+    let o = env.rotate_emergency(&secret, "INC-3", "before the nodes");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let start = |name: &str| {
+        let port = free_port();
+        let text = std::fs::read_to_string(&env.config).unwrap().replace(
+            &format!("127.0.0.1:{}", env.metrics_port),
+            &format!("127.0.0.1:{port}"),
+        );
+        let config = env.dir.path().join(format!("{name}.toml"));
+        write_config(&config, &text);
+        let log = env.dir.path().join(format!("{name}.log"));
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_rotationd"))
+            .arg("--config")
+            .arg(&config)
+            .arg("run")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env_remove("AWS_PROFILE")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("ROTATIOND_TEST_FAILPOINT")
+            .env_remove("ROTATIOND_TEST_CLOCK_OFFSET")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        (child, port, log)
+    };
+    let leads = |port: u16| {
+        http_get(port, "/metrics").is_some_and(|(_, m)| m.contains("\nrotationd_leader 1"))
+    };
+    let stands_by = |port: u16| {
+        http_get(port, "/readyz").is_some_and(|(s, b)| s == 200 && b.starts_with("standby"))
+    };
+    let (mut a, a_port, a_log) = start("a");
+    let led = env
+        .eventually(Duration::from_secs(30), || leads(a_port).then_some(()))
+        .await;
+    assert!(led.is_some(), "a did not lead:\n{}", std::fs::read_to_string(&a_log).unwrap());
+    let (mut b, b_port, b_log) = start("b");
+    let stood = env
+        .eventually(Duration::from_secs(30), || stands_by(b_port).then_some(()))
+        .await;
+    assert!(stood.is_some(), "b did not stand by:\n{}", std::fs::read_to_string(&b_log).unwrap());
+    // a's start anchor, then b stopped as a standby, then a.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while list(&s3, &bucket, &prefix).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "a wrote no anchor");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(terminate(&mut b, Duration::from_secs(30)).and_then(|s| s.code()), Some(0));
+    assert_eq!(terminate(&mut a, Duration::from_secs(30)).and_then(|s| s.code()), Some(0));
+
+    let keys = list(&s3, &bucket, &prefix).await;
+    assert!(!keys.is_empty());
+    // Every version of every key: a standby's anchor of the same head would be a version
+    // of the leader's key, hidden from the listing by the leader's next one.
+    let versions = s3
+        .list_object_versions()
+        .bucket(&bucket)
+        .prefix(&prefix)
+        .send()
+        .await
+        .unwrap();
+    let a_id = format!("-{}-", a.id());
+    let mut seen = 0;
+    for v in versions.versions() {
+        let (key, version) = (v.key().unwrap(), v.version_id().unwrap());
+        let body = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(key)
+            .version_id(version)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let writer = doc["instance"].as_str().unwrap();
+        assert!(
+            writer.contains(&a_id),
+            "{key} ({version}) was written by {writer}, not the leader {a_id}"
+        );
+        seen += 1;
+    }
+    assert!(seen >= keys.len());
+    // And the anchors hold the shared log, read through a replica.
+    let o = env.cli(&["audit", "--verify", "--anchors"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains(&format!("anchors OK: {} anchors", keys.len())), "{}", stdout(&o));
+}

@@ -257,7 +257,9 @@ impl Metrics {
             registry,
         };
         for outcome in ANCHOR_OUTCOMES {
-            m.audit_anchors_total.with_label_values(&[outcome]).inc_by(0);
+            m.audit_anchors_total
+                .with_label_values(&[outcome])
+                .inc_by(0);
         }
         for outcome in VALIDATION_OUTCOMES {
             m.validations_total.with_label_values(&[outcome]).inc_by(0);

@@ -45,11 +45,7 @@ impl Anchored {
     fn ids(&self) -> Vec<i64> {
         self.keys
             .iter()
-            .map(|k| {
-                k.strip_prefix(&self.prefix).unwrap()[..20]
-                    .parse()
-                    .unwrap()
-            })
+            .map(|k| k.strip_prefix(&self.prefix).unwrap()[..20].parse().unwrap())
             .collect()
     }
 
@@ -152,19 +148,18 @@ async fn an_honest_log_holds_its_anchors_which_are_locked_in_compliance_mode() {
         format!("{}{head:020}-{hash}.json", a.prefix),
         "the key names the head's id and hash"
     );
-    let body = a
-        .s3
-        .get_object()
-        .bucket(&a.bucket)
-        .key(&a.keys[1])
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let body =
+        a.s3.get_object()
+            .bucket(&a.bucket)
+            .key(&a.keys[1])
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(doc["format"], "rotationd-audit-anchor-v1");
     assert_eq!(doc["entry_id"], head);
@@ -175,7 +170,10 @@ async fn an_honest_log_holds_its_anchors_which_are_locked_in_compliance_mode() {
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
-    assert!(lines[0].starts_with(&format!("audit log OK: {head} entries")), "{out}");
+    assert!(
+        lines[0].starts_with(&format!("audit log OK: {head} entries")),
+        "{out}"
+    );
     assert_eq!(
         lines[1],
         format!(
@@ -188,28 +186,33 @@ async fn an_honest_log_holds_its_anchors_which_are_locked_in_compliance_mode() {
     // GetObjectRetention (docs/moto-findings.md); HeadObject carries the same retention.
     let now = Utc::now().timestamp();
     for key in &a.keys {
-        let head = a
-            .s3
-            .head_object()
-            .bucket(&a.bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(head.object_lock_mode(), Some(&ObjectLockMode::Compliance), "{key}");
+        let head =
+            a.s3.head_object()
+                .bucket(&a.bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(
+            head.object_lock_mode(),
+            Some(&ObjectLockMode::Compliance),
+            "{key}"
+        );
         let until = head.object_lock_retain_until_date().unwrap().secs();
         let days = (until - now) as f64 / 86_400.0;
-        assert!((399.0..=400.01).contains(&days), "{key} locked for {days} days");
+        assert!(
+            (399.0..=400.01).contains(&days),
+            "{key} locked for {days} days"
+        );
         // And the lock holds: the version cannot be deleted.
-        let err = a
-            .s3
-            .delete_object()
-            .bucket(&a.bucket)
-            .key(key)
-            .version_id(head.version_id().unwrap())
-            .send()
-            .await
-            .expect_err("a locked anchor was deleted");
+        let err =
+            a.s3.delete_object()
+                .bucket(&a.bucket)
+                .key(key)
+                .version_id(head.version_id().unwrap())
+                .send()
+                .await
+                .expect_err("a locked anchor was deleted");
         assert_eq!(
             aws_sdk_s3::error::ProvideErrorMetadata::code(&err),
             Some("AccessDenied"),
@@ -231,7 +234,12 @@ async fn a_truncated_tail_fails_verify_with_anchors() {
         .unwrap();
     drop(db);
     let o = a.verify(false);
-    assert_eq!(o.status.code(), Some(0), "the chain alone cannot see it: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the chain alone cannot see it: {}",
+        stderr(&o)
+    );
 
     let o = a.verify(true);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
@@ -262,7 +270,9 @@ async fn a_rewritten_log_fails_verify_with_anchors() {
     let old: String = a
         .env
         .db()
-        .query_row("SELECT hash FROM audit WHERE id = ?1", [ids[0]], |r| r.get(0))
+        .query_row("SELECT hash FROM audit WHERE id = ?1", [ids[0]], |r| {
+            r.get(0)
+        })
         .unwrap();
     // Someone rewrites the log from the entry before the first anchor on: removes those
     // entries and appends others in their place, each chained and hashed as rotationd
@@ -273,9 +283,10 @@ async fn a_rewritten_log_fails_verify_with_anchors() {
         "DROP TRIGGER audit_no_delete; DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_replace;",
     )
     .unwrap();
-    db.execute("DELETE FROM audit WHERE id >= ?1", [from]).unwrap();
+    db.execute("DELETE FROM audit WHERE id >= ?1", [from])
+        .unwrap();
     drop(db);
-    let store = Store::open(&a.env.dir.path().join("state.db")).unwrap();
+    let store = Store::open(a.env.dir.path().join("state.db")).unwrap();
     for _ in from..=head {
         store
             .db()
@@ -294,7 +305,12 @@ async fn a_rewritten_log_fails_verify_with_anchors() {
     store.close().unwrap();
     assert_eq!(a.max_id(), head);
     let o = a.verify(false);
-    assert_eq!(o.status.code(), Some(0), "the chain alone cannot see it: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "the chain alone cannot see it: {}",
+        stderr(&o)
+    );
 
     let o = a.verify(true);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
@@ -384,20 +400,34 @@ async fn only_the_leader_anchors_with_the_dynamodb_backend() {
     let led = env
         .eventually(Duration::from_secs(30), || leads(a_port).then_some(()))
         .await;
-    assert!(led.is_some(), "a did not lead:\n{}", std::fs::read_to_string(&a_log).unwrap());
+    assert!(
+        led.is_some(),
+        "a did not lead:\n{}",
+        std::fs::read_to_string(&a_log).unwrap()
+    );
     let (mut b, b_port, b_log) = start("b");
     let stood = env
         .eventually(Duration::from_secs(30), || stands_by(b_port).then_some(()))
         .await;
-    assert!(stood.is_some(), "b did not stand by:\n{}", std::fs::read_to_string(&b_log).unwrap());
+    assert!(
+        stood.is_some(),
+        "b did not stand by:\n{}",
+        std::fs::read_to_string(&b_log).unwrap()
+    );
     // a's start anchor, then b stopped as a standby, then a.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while list(&s3, &bucket, &prefix).await.is_empty() {
         assert!(std::time::Instant::now() < deadline, "a wrote no anchor");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(terminate(&mut b, Duration::from_secs(30)).and_then(|s| s.code()), Some(0));
-    assert_eq!(terminate(&mut a, Duration::from_secs(30)).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        terminate(&mut b, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
+    assert_eq!(
+        terminate(&mut a, Duration::from_secs(30)).and_then(|s| s.code()),
+        Some(0)
+    );
 
     let keys = list(&s3, &bucket, &prefix).await;
     assert!(!keys.is_empty());
@@ -439,5 +469,9 @@ async fn only_the_leader_anchors_with_the_dynamodb_backend() {
     // And the anchors hold the shared log, read through a replica.
     let o = env.cli(&["audit", "--verify", "--anchors"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains(&format!("anchors OK: {} anchors", keys.len())), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("anchors OK: {} anchors", keys.len())),
+        "{}",
+        stdout(&o)
+    );
 }

@@ -90,7 +90,11 @@ impl Bucket {
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk(OP, e))?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
             match page.next_continuation_token() {
                 Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
                 _ => return Ok(keys),

@@ -92,10 +92,7 @@ pub fn audit(
             ),
         }
         .map_err(|e| CliError::Failed(e.to_string()))?;
-        println!(
-            "{}",
-            super::anchors::verdict(a, &fetched, &check, entries)?
-        );
+        println!("{}", super::anchors::verdict(a, &fetched, &check, entries)?);
         return Ok(());
     }
     let filter = AuditFilter {

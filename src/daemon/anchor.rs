@@ -114,8 +114,12 @@ impl Anchorer {
     pub(super) async fn anchor_final(&self) {
         match tokio::time::timeout(FINAL_DEADLINE, self.anchor_once()).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "cannot anchor the audit log at shutdown; the last anchor stands"),
-            Err(_) => tracing::warn!(deadline = ?FINAL_DEADLINE, "anchoring the audit log at shutdown timed out; the last anchor stands"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "cannot anchor the audit log at shutdown; the last anchor stands")
+            }
+            Err(_) => {
+                tracing::warn!(deadline = ?FINAL_DEADLINE, "anchoring the audit log at shutdown timed out; the last anchor stands")
+            }
         }
     }
 }

@@ -433,12 +433,8 @@ impl Daemon {
             StateBackend::Dynamodb { table } => format!("dynamodb:{table}"),
         };
         let anchorer = anchor::Anchorer::of(&app);
-        let (tracker, store) = spawn_loops(
-            app,
-            self.health.clone(),
-            anchorer.clone(),
-            cancel.clone(),
-        );
+        let (tracker, store) =
+            spawn_loops(app, self.health.clone(), anchorer.clone(), cancel.clone());
         tracing::info!(metrics = %self.cfg.daemon.metrics_listen, state = %state, "rotationd running");
         notify(&[
             sd_notify::NotifyState::Ready,

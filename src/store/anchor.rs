@@ -182,7 +182,10 @@ impl std::fmt::Display for AnchorFault {
                 "rewritten: entry {anchor} was anchored with hash {anchored}, the local entry has {local}"
             ),
             AnchorFault::Missing { anchor } => {
-                write!(f, "removed: entry {anchor} was anchored and is no longer in the log")
+                write!(
+                    f,
+                    "removed: entry {anchor} was anchored and is no longer in the log"
+                )
             }
             AnchorFault::CheckpointDiffers {
                 anchor,
@@ -223,7 +226,10 @@ pub struct LocalChain<'a> {
 }
 
 /// Judges `anchors` (any order) against `local`. Pure but for the row lookups.
-pub fn check(anchors: &[(i64, String, DateTime<Utc>)], local: &LocalChain<'_>) -> StoreResult<AnchorCheck> {
+pub fn check(
+    anchors: &[(i64, String, DateTime<Utc>)],
+    local: &LocalChain<'_>,
+) -> StoreResult<AnchorCheck> {
     let floor = local.checkpoints.iter().map(|c| c.0).max();
     let mut sorted: Vec<&(i64, String, DateTime<Utc>)> = anchors.iter().collect();
     sorted.sort_by_key(|a| a.0);
@@ -309,15 +315,15 @@ impl Db<'_> {
         let checkpoints: Vec<(i64, String)> = self
             .conn
             .prepare("SELECT upto_id, upto_hash FROM audit_checkpoints ORDER BY id")
-            .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect()
-            })
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .map_err(query(op))?;
         let conn = self.conn;
         let hash_of = move |id: i64| -> StoreResult<Option<String>> {
             conn.prepare_cached("SELECT hash FROM audit WHERE id = ?1")
-                .and_then(|mut s| s.query_row([id], |r| r.get::<_, Option<String>>(0)).optional())
+                .and_then(|mut s| {
+                    s.query_row([id], |r| r.get::<_, Option<String>>(0))
+                        .optional()
+                })
                 .map(Option::flatten)
                 .map_err(query(op))
         };
@@ -370,7 +376,11 @@ mod tests {
 
     #[test]
     fn an_honest_log_holds_every_anchor() {
-        let c = judge(&[(3, 'c'), (1, 'a')], &[(1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')], &[]);
+        let c = judge(
+            &[(3, 'c'), (1, 'a')],
+            &[(1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')],
+            &[],
+        );
         assert_eq!(
             c,
             AnchorCheck {
@@ -393,7 +403,11 @@ mod tests {
                 head: Some(2)
             }]
         );
-        assert!(c.faults[0].to_string().starts_with("truncated: the anchor of "));
+        assert!(
+            c.faults[0]
+                .to_string()
+                .starts_with("truncated: the anchor of ")
+        );
         let c = judge(&[(2, 'b')], &[(1, 'a'), (2, 'x'), (3, 'c')], &[]);
         assert_eq!(
             c.faults,
@@ -407,7 +421,10 @@ mod tests {
         assert_eq!(c.faults, [AnchorFault::Missing { anchor: 2 }]);
         // An empty log (a replaced file) holds no anchor.
         let c = judge(&[(1, 'a')], &[], &[]);
-        assert!(matches!(c.faults[..], [AnchorFault::BeyondHead { head: None, .. }]));
+        assert!(matches!(
+            c.faults[..],
+            [AnchorFault::BeyondHead { head: None, .. }]
+        ));
     }
 
     #[test]

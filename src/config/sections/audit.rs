@@ -100,7 +100,11 @@ pub(crate) fn audit(
         anchor: Some(AnchorConfig {
             bucket: bucket.get_ref().clone(),
             prefix,
-            every: if every_ok { every } else { DEFAULT_ANCHOR_EVERY },
+            every: if every_ok {
+                every
+            } else {
+                DEFAULT_ANCHOR_EVERY
+            },
             retention: if retention_ok {
                 retention
             } else {
@@ -176,8 +180,7 @@ mod tests {
     fn without_a_bucket_nothing_is_anchored() {
         let (cfg, _) = Config::from_source(Path::new("t.toml"), MINIMAL).unwrap();
         assert_eq!(cfg.audit, AuditConfig::default());
-        let (cfg, _) =
-            Config::from_source(Path::new("t.toml"), &audit_section("")).unwrap();
+        let (cfg, _) = Config::from_source(Path::new("t.toml"), &audit_section("")).unwrap();
         assert_eq!(cfg.audit.anchor, None);
     }
 
@@ -209,15 +212,26 @@ mod tests {
     fn keys_without_a_bucket_and_bad_values_are_errors() {
         assert_eq!(
             errors(&audit_section("anchor_every = \"1h\"")),
-            ["t.toml:11:16: error: `anchor_every` needs `anchor_bucket`: set anchor_bucket = \"NAME\" to an S3 bucket with Object Lock enabled, or remove `anchor_every`"]
+            [
+                "t.toml:11:16: error: `anchor_every` needs `anchor_bucket`: set anchor_bucket = \"NAME\" to an S3 bucket with Object Lock enabled, or remove `anchor_every`"
+            ]
         );
         let errs = errors(&audit_section(
             "anchor_bucket = \"Bad_Bucket\"\nanchor_every = \"5s\"\nanchor_retention = \"200y\"\nanchor_prefix = \"/x/\"",
         ));
         assert_eq!(errs.len(), 4, "{errs:?}");
-        assert!(errs[0].contains("bucket name `Bad_Bucket` contains `B`"), "{errs:?}");
-        assert!(errs[1].contains("anchor_every `5s` is too short"), "{errs:?}");
-        assert!(errs[2].contains("anchor_retention `200y` is out of range"), "{errs:?}");
+        assert!(
+            errs[0].contains("bucket name `Bad_Bucket` contains `B`"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].contains("anchor_every `5s` is too short"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].contains("anchor_retention `200y` is out of range"),
+            "{errs:?}"
+        );
         assert!(errs[3].contains("starts with `/`"), "{errs:?}");
         assert!(
             errors(&audit_section("anchor_bucket = \"-edge\""))[0]

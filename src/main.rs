@@ -18,6 +18,7 @@ use rotationd::config::DEFAULT_CONFIG_PATH;
 #[command(
     name = "rotationd",
     version,
+    propagate_version = true,
     about = "Keeps AWS Secrets Manager credentials in rotation compliance"
 )]
 struct Cli {
@@ -150,7 +151,7 @@ enum Command {
         reason: String,
     },
     /// Show the audit log (who, what, ticket, reason) from the state database, or check
-    /// its hash chain (no AWS call).
+    /// its hash chain (no AWS call but --anchors' reads of S3).
     Audit {
         /// Only entries about this secret, as recorded (name or ARN).
         #[arg(long)]
@@ -265,9 +266,16 @@ fn main() -> ExitCode {
 }
 
 /// `rotationd generate`: the pages or the script from the clap definitions above. The
-/// hidden `generate` itself is left out of them.
+/// hidden `generate` itself is left out of them (clap_mangen skips hidden commands,
+/// clap_complete does not: it gets the command rebuilt without them).
 fn generate(what: &Generated) -> ExitCode {
-    let mut cmd = Cli::command();
+    let full = Cli::command();
+    let mut cmd = clap::Command::new(full.get_name().to_owned())
+        .about(full.get_about().cloned().unwrap_or_default())
+        .version(full.get_version().unwrap_or_default().to_owned())
+        .args(full.get_arguments().cloned())
+        .subcommand_required(true)
+        .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
     let result = match what {
         Generated::Man { dir } => std::fs::create_dir_all(dir)
             .and_then(|()| clap_mangen::generate_to(cmd, dir))

@@ -64,7 +64,8 @@ use standby::Waited;
 /// How long stopping waits for a role's tasks before going on anyway. Every loop stops at
 /// once when cancelled (the SQS long poll included), so this only bounds a call hung on an
 /// AWS endpoint that does not answer; what was committed stays committed. Kept, with
-/// [`LEASE_RELEASE_DEADLINE`], below the unit's `TimeoutStopSec` (20 s).
+/// [`LEASE_RELEASE_DEADLINE`] and the last audit anchor's `anchor::FINAL_DEADLINE`, below
+/// the unit's `TimeoutStopSec` (20 s).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the leader waits for DynamoDB to take the lease back at shutdown; without
 /// it, a standby takes over when the lease expires.

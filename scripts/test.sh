@@ -47,6 +47,11 @@ cargo clippy --all-targets --locked -- -D warnings
 step "cargo build --release (the shipped binary, without test hooks)"
 cargo build --release --locked --bin rotationd
 
+# The .deb from that binary (cargo deb --no-build), unpacked and checked; installs the
+# pinned cargo-deb first when missing (about 2 minutes of compiling, once per machine).
+step "the Debian package (scripts/package.sh)"
+scripts/package.sh
+
 # clippy --all-targets has type-checked the benchmarks and examples already.
 step "tests"
 if cargo nextest --version >/dev/null 2>&1; then

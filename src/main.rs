@@ -2,11 +2,15 @@
 //! library), runs one of the library's [`rotationd::cli`] commands, and maps its outcome to
 //! the exit code in one place: 0 ok, 1 failure, 2 invalid configuration or usage (clap's
 //! own usage errors exit 2 too).
+//!
+//! The man pages and shell completions the package ships are generated from these same
+//! definitions by the hidden `rotationd generate man DIR` and `rotationd generate
+//! completions SHELL` (`scripts/package.sh`), so they never drift from the parser.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rotationd::cli::{self, CliError};
 use rotationd::config::DEFAULT_CONFIG_PATH;
 
@@ -14,6 +18,7 @@ use rotationd::config::DEFAULT_CONFIG_PATH;
 #[command(
     name = "rotationd",
     version,
+    propagate_version = true,
     about = "Keeps AWS Secrets Manager credentials in rotation compliance"
 )]
 struct Cli {
@@ -79,6 +84,15 @@ impl From<AuditFormat> for cli::audit::AuditFormat {
             AuditFormat::Csv => Self::Csv,
         }
     }
+}
+
+/// What `rotationd generate` writes.
+#[derive(Subcommand)]
+enum Generated {
+    /// Man pages (rotationd.1 and one per command, rotationd-audit.1, ...) into DIR.
+    Man { dir: PathBuf },
+    /// The completion script for SHELL, on stdout.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Subcommand)]
@@ -181,7 +195,7 @@ enum Command {
         comment: Option<String>,
     },
     /// Show the audit log (who, what, ticket, reason) from the state database, or check
-    /// its hash chain (no AWS call).
+    /// its hash chain (no AWS call but --anchors' reads of S3).
     Audit {
         /// Only entries about this secret, as recorded (name or ARN).
         #[arg(long)]
@@ -201,6 +215,16 @@ enum Command {
         /// in the chain (a removed or rewritten tail shows only this way).
         #[arg(long, requires = "verify")]
         expect_hash: Option<String>,
+        /// With --verify: check the chain against every anchor the daemon wrote to S3
+        /// ([audit] anchor_bucket): a truncated or rewritten log fails.
+        #[arg(long, requires = "verify")]
+        anchors: bool,
+    },
+    /// Write the man pages or a shell's completions (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[command(subcommand)]
+        what: Generated,
     },
     /// Evidence for auditors over a period, from the state database (read-only): per
     /// secret its policy, rotations, compliant days, departures and exceptions, then the
@@ -220,6 +244,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Generate { what } = &cli.command {
+        return generate(what);
+    }
     let level = if matches!(cli.command, Command::Run { .. }) {
         "info"
     } else {
@@ -280,19 +307,23 @@ fn main() -> ExitCode {
             request_id,
             comment,
         } => cli::requests::deny(&cli.config, &request_id, comment.as_deref()),
+        Command::Generate { .. } => Ok(()),
         Command::Audit {
             secret,
             since,
             format,
             verify,
             expect_hash,
+            anchors,
         } => cli::audit::audit(
             &cli.config,
             secret.as_deref(),
             since.as_deref(),
             format.into(),
-            verify,
-            expect_hash.as_deref(),
+            verify.then_some(cli::audit::Verify {
+                expect_hash: expect_hash.as_deref(),
+                anchors,
+            }),
         ),
         Command::Report {
             period,
@@ -305,6 +336,35 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("{}", report(&e));
             ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// `rotationd generate`: the pages or the script from the clap definitions above. The
+/// hidden `generate` itself is left out of them (clap_mangen skips hidden commands,
+/// clap_complete does not: it gets the command rebuilt without them).
+fn generate(what: &Generated) -> ExitCode {
+    let full = Cli::command();
+    let mut cmd = clap::Command::new("rotationd")
+        .about(full.get_about().cloned().unwrap_or_default())
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .subcommand_required(true)
+        .subcommands(full.get_subcommands().filter(|c| !c.is_hide_set()).cloned());
+    let result = match what {
+        Generated::Man { dir } => std::fs::create_dir_all(dir)
+            .and_then(|()| clap_mangen::generate_to(cmd, dir))
+            .map_err(|e| format!("cannot write the man pages to {}: {e}", dir.display())),
+        Generated::Completions { shell } => {
+            clap_complete::generate(*shell, &mut cmd, "rotationd", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub config_departure_sla_seconds: Gauge,
     pub observed_rotations_total: IntCounterVec,
     pub observe_mode: IntGauge,
+    pub audit_anchors_total: IntCounterVec,
+    pub audit_anchor_last_success_timestamp_seconds: Gauge,
 }
 
 /// The `reason` values of `rotationd_departures_unmatched_total`.
@@ -76,6 +78,8 @@ pub const VALIDATION_OUTCOMES: &[&str] = &["validated", "validated_unhealthy"];
 /// The reasons `rotationd_storm_exempt_rotations_total{reason}` always exports: the
 /// rotations the storm guard never pauses and never counts against its limit.
 pub const STORM_EXEMPT_REASONS: &[&str] = &["compromise", "emergency_request"];
+/// The outcomes `rotationd_audit_anchors_total{outcome}` always exports.
+pub const ANCHOR_OUTCOMES: &[&str] = &["written", "failed"];
 
 /// The compliance statuses `rotationd_secrets{status}` always exports (zero included, so
 /// that a status that empties out reads 0 rather than disappearing).
@@ -292,8 +296,22 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            audit_anchors_total: counter(
+                "rotationd_audit_anchors_total",
+                "Audit chain heads anchored to S3 ([audit] anchor_bucket), by outcome (written, failed)",
+                &["outcome"],
+            ),
+            audit_anchor_last_success_timestamp_seconds: gauge(
+                "rotationd_audit_anchor_last_success_timestamp_seconds",
+                "When the audit chain's head was last anchored to S3 (0: not since the start)",
+            ),
             registry,
         };
+        for outcome in ANCHOR_OUTCOMES {
+            m.audit_anchors_total
+                .with_label_values(&[outcome])
+                .inc_by(0);
+        }
         for outcome in VALIDATION_OUTCOMES {
             m.validations_total.with_label_values(&[outcome]).inc_by(0);
         }

@@ -1,5 +1,6 @@
 //! Least privilege, proven from the server's side: a full run of rotationd (status,
-//! manual rotation, rollback, the daemon's reconcile and rotation, alerts) is recorded by
+//! manual rotation, rollback, the daemon's reconcile and rotation, alerts, the audit log's
+//! anchors in S3 and `audit --verify --anchors`) is recorded by
 //! moto, and every request rotationd made must be an action granted by
 //! `docs/iam-policy.json`, and never one that reads or writes a secret value.
 //!
@@ -13,7 +14,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::config::{Body, dependent, dependent_metric, selector};
+use common::config::{Body, dependent, dependent_metric, selector, table};
 use common::moto;
 use common::rotationd::{Env, rows, stderr, terminate};
 
@@ -26,6 +27,10 @@ const FORBIDDEN: &[&str] = &[
     "DeleteSecret",
     "GetRandomPassword",
 ];
+
+/// The anchors' bucket and prefix, as docs/iam-policy.json names them.
+const ANCHOR_BUCKET: &str = "example-rotationd-audit";
+const ANCHOR_PREFIX: &str = "rotationd/audit-anchors/";
 
 fn granted() -> BTreeSet<String> {
     let policy: serde_json::Value = serde_json::from_str(
@@ -56,7 +61,9 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
                 )
                 .with(dependent_metric("LeastPrivilege", "AuthErrors", 5)),
         )
-        .with(selector("lp/").dependents(["lp-api"]));
+        .with(selector("lp/").dependents(["lp-api"]))
+        // The bucket and the (default) prefix docs/iam-policy.json names.
+        .with(table("[audit]").set("anchor_bucket", ANCHOR_BUCKET));
     let env = Env::new("leastpriv", &body.render()).await;
     // The Identity Center directory, read by every reconcile (a user in a group, so that
     // the group's memberships are listed too).
@@ -95,6 +102,17 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
     env.append_config(&format!(
         "\n[identity_center]\nidentity_store_id = \"{store_id}\"\n"
     ));
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto::sdk_config(&env.moto.endpoint()))
+            .force_path_style(true)
+            .build(),
+    )
+    .create_bucket()
+    .bucket(ANCHOR_BUCKET)
+    .object_lock_enabled_for_bucket(true)
+    .send()
+    .await
+    .unwrap();
     let logs = aws_sdk_cloudwatchlogs::Client::new(&moto::sdk_config(&env.moto.endpoint()));
     logs.create_log_group()
         .log_group_name("/lp/api")
@@ -163,6 +181,9 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
         terminate(&mut daemon, Duration::from_secs(30)).and_then(|s| s.code()),
         Some(0)
     );
+    // The anchors the daemon wrote, checked by whoever audits.
+    let o = env.cli(&["audit", "--verify", "--anchors"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let attempts = rows(
         &env.db(),
         "SELECT secret || ' ' || trigger_kind || ' ' || state || ' ' || COALESCE(error, '') FROM attempts UNION ALL SELECT 'T ' || secret || ' ' || kind || ' ' || status || ' ' || COALESCE(not_before,'') || ' ' || COALESCE(deadline,'') FROM triggers",
@@ -198,7 +219,45 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
         .unwrap();
     assert_eq!(stuck, 1);
 
-    let ops: BTreeSet<String> = env.moto.rotationd_operations().into_iter().collect();
+    let requests = env.moto.rotationd_requests();
+    // S3 on the anchors' prefix only; PutObject with a retention needs
+    // s3:PutObjectRetention too, and ListObjectsV2 is authorized by s3:ListBucket.
+    let mut s3_actions = BTreeSet::new();
+    for r in &requests {
+        let path = r.url.split_once("://").map_or(r.url.as_str(), |x| x.1);
+        let path = &path[path.find('/').unwrap_or(0)..];
+        match r.operation.as_str() {
+            "PutObject" | "GetObject" => {
+                assert!(
+                    path.starts_with(&format!("/{ANCHOR_BUCKET}/{ANCHOR_PREFIX}")),
+                    "{} outside the anchors' prefix: {path}",
+                    r.operation
+                );
+                s3_actions.insert(r.operation.clone());
+                if r.operation == "PutObject" {
+                    assert_eq!(r.header("x-amz-object-lock-mode"), Some("COMPLIANCE"));
+                    s3_actions.insert("PutObjectRetention".into());
+                }
+            }
+            "ListObjectsV2" => {
+                assert!(
+                    path.trim_start_matches(&format!("/{ANCHOR_BUCKET}"))
+                        .trim_start_matches('/')
+                        .starts_with('?')
+                        && path.contains("prefix=rotationd%2Faudit-anchors%2F"),
+                    "a listing beyond the anchors' prefix: {path}"
+                );
+                s3_actions.insert("ListBucket".into());
+            }
+            _ => {}
+        }
+    }
+    let ops: BTreeSet<String> = requests
+        .into_iter()
+        .map(|r| r.operation)
+        .filter(|op| !matches!(op.as_str(), "PutObject" | "GetObject" | "ListObjectsV2"))
+        .chain(s3_actions)
+        .collect();
     // Every call is granted (batch operations are authorized by their single action)...
     let granted = granted();
     for op in &ops {
@@ -225,12 +284,46 @@ async fn a_full_run_makes_only_granted_calls_and_never_touches_values() {
         "ListUsers",
         "ListGroups",
         "ListGroupMemberships",
+        "PutObject",
+        "PutObjectRetention",
+        "GetObject",
+        "ListBucket",
     ] {
         assert!(granted.contains(action), "{action} missing from the policy");
         assert!(
             ops.contains(action),
             "the full run never needed {action}; is the grant spare?"
         );
+    }
+    // The S3 grants name the anchors' prefix and nothing wider.
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/iam-policy.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    for st in policy["Statement"].as_array().unwrap() {
+        let actions: Vec<&str> = st["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str()?.strip_prefix("s3:"))
+            .collect();
+        if actions.is_empty() {
+            continue;
+        }
+        if actions == ["ListBucket"] {
+            assert_eq!(st["Resource"], format!("arn:aws:s3:::{ANCHOR_BUCKET}"));
+            assert_eq!(
+                st["Condition"]["StringLike"]["s3:prefix"],
+                format!("{ANCHOR_PREFIX}*")
+            );
+        } else {
+            assert_eq!(
+                st["Resource"],
+                format!("arn:aws:s3:::{ANCHOR_BUCKET}/{ANCHOR_PREFIX}*"),
+                "{actions:?}"
+            );
+        }
     }
     // ...and none that touches a value.
     for op in FORBIDDEN {

@@ -25,7 +25,8 @@
 //!   [`cloudtrail`] (`LookupEvents`), [`sns`] (`Publish`), [`sqs`] (the events queue),
 //!   [`sts`] (`GetCallerIdentity`: who runs a CLI command),
 //!   [`eventbridge`] (the bus, its rules and targets), [`identitystore`] (the Identity
-//!   Center directory, read-only) and [`dynamodb`] (the state table).
+//!   Center directory, read-only), [`dynamodb`] (the state table) and [`s3`] (the bucket
+//!   of the audit log's anchors: locked writes, list, get).
 //! - [`Place`] and [`Targets`]: one client per account-region, routed by a secret's ARN.
 
 /// A client of the SDK crate `$sdk` from the SDK configuration `$conf`, counted by the
@@ -47,6 +48,7 @@ pub mod dynamodb;
 pub mod eventbridge;
 pub mod identitystore;
 pub mod logs;
+pub mod s3;
 pub mod secrets;
 pub mod sns;
 pub mod sqs;
@@ -257,17 +259,21 @@ pub struct Clients {
     pub cloudtrail: Vec<cloudtrail::Trail>,
     /// `[identity_center]`'s directory, when configured.
     pub identity_store: Option<identitystore::IdentityStore>,
+    /// `[audit] anchor_bucket`, in the daemon's own account and region; `None` without it.
+    pub anchors: Option<s3::Bucket>,
 }
 
 impl Clients {
     /// The clients for `accounts` (`[[account]]`; none: the daemon's own account and
-    /// region). `trail_endpoint` overrides CloudTrail's endpoint only.
+    /// region). `trail_endpoint` overrides CloudTrail's endpoint only; `anchor_bucket` is
+    /// `[audit] anchor_bucket`.
     pub async fn build(
         sdk: &SdkConfig,
         counter: &RequestCounter,
         accounts: &[crate::config::Account],
         trail_endpoint: Option<&str>,
         identity_center: Option<&crate::config::IdentityCenterConfig>,
+        anchor_bucket: Option<&str>,
     ) -> anyhow::Result<Clients> {
         let mut sms = Vec::new();
         let mut cws = Vec::new();
@@ -324,6 +330,7 @@ impl Clients {
                     ic.region.as_deref(),
                 )
             }),
+            anchors: anchor_bucket.map(|b| s3::Bucket::new(sdk, counter, b)),
         })
     }
 }

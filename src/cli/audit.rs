@@ -8,7 +8,9 @@
 //! the shared log, so it reads a replica of it, which does take the daemon's AWS
 //! credentials and `dynamodb:Query`.) `--verify` recomputes the chain that
 //! [`crate::store::Db::verify_audit`] documents; its last hash is worth recording off the
-//! host, because removing the newest rows is only detectable against such a record.
+//! host, because removing the newest rows is only detectable against such a record; with
+//! `[audit] anchor_bucket` the daemon keeps that record in S3 itself, and `--verify
+//! --anchors` checks the chain against every anchor there (`super::anchors`).
 
 use std::io::Write;
 use std::path::Path;
@@ -34,28 +36,68 @@ pub enum AuditFormat {
 /// justification does not push every row off the screen.
 const TABLE_REASON_CHARS: usize = 60;
 
+/// How `rotationd audit --verify` checks the chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verify<'a> {
+    /// A last hash recorded by an earlier `--verify`, which must still be in the chain.
+    pub expect_hash: Option<&'a str>,
+    /// Check the chain against every anchor in `[audit] anchor_bucket` too.
+    pub anchors: bool,
+}
+
 /// `rotationd audit`: lists the audit log, or with `verify` checks its hash chain.
 pub fn audit(
     config: &Path,
     secret: Option<&str>,
     since: Option<&str>,
     format: AuditFormat,
-    verify: bool,
-    expect_hash: Option<&str>,
+    verify: Option<Verify<'_>>,
 ) -> Result<(), CliError> {
     let cfg = load_config(config)?;
     let since = since
         .map(|s| parse_since(s, Utc::now()))
         .transpose()
         .map_err(CliError::Invalid)?;
+    // Anchors first, then the log: see `super::anchors`.
+    let anchored = match verify {
+        Some(Verify { anchors: true, .. }) => {
+            let a = super::anchors::anchor_config(&cfg)?;
+            let fetched = super::anchors::fetch(&cfg, a)?;
+            for key in &fetched.foreign {
+                eprintln!(
+                    "warning: s3://{}/{key} is not an anchor rotationd wrote; ignored",
+                    a.bucket
+                );
+            }
+            Some((a, fetched))
+        }
+        _ => None,
+    };
     // The runtime (DynamoDB backend) lives as long as the replica may call out.
     let (store, _runtime) = open_state(&cfg)?;
-    if verify {
+    if let Some(v) = verify {
         // The head file first: a lost database must not read as an empty, intact log.
         if let crate::config::StateBackend::Sqlite = cfg.state.backend {
             check_head_file(&cfg.daemon.state_path, store.as_ref())?;
         }
-        return verify_chain(store.as_ref(), expect_hash);
+        let entries = verify_chain(store.as_ref(), v.expect_hash)?;
+        let Some((a, fetched)) = anchored else {
+            return Ok(());
+        };
+        let check = match store.as_ref() {
+            Some(s) => s.db().check_anchors(&fetched.anchors),
+            None => crate::store::anchor::check(
+                &fetched.anchors,
+                &crate::store::anchor::LocalChain {
+                    head: None,
+                    checkpoints: &[],
+                    hash_of: &|_| Ok(None),
+                },
+            ),
+        }
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+        println!("{}", super::anchors::verdict(a, &fetched, &check, entries)?);
+        return Ok(());
     }
     let filter = AuditFilter {
         secret: secret.map(str::to_owned),
@@ -75,7 +117,8 @@ pub fn audit(
 
 /// `--verify`: the chain intact, and a hash recorded earlier (a previous `--verify`)
 /// still in it: what shows a removed or rewritten tail, which the chain alone cannot.
-fn verify_chain(store: Option<&Store>, expect_hash: Option<&str>) -> Result<(), CliError> {
+/// Returns how many entries the chain holds.
+fn verify_chain(store: Option<&Store>, expect_hash: Option<&str>) -> Result<u64, CliError> {
     let result = match store {
         Some(store) => store.db().verify_audit(),
         None => Ok(AuditVerification {
@@ -85,9 +128,9 @@ fn verify_chain(store: Option<&Store>, expect_hash: Option<&str>) -> Result<(), 
             from_checkpoint: None,
         }),
     };
-    report_verification(result)?;
+    let entries = report_verification(result)?;
     let Some(h) = expect_hash else {
-        return Ok(());
+        return Ok(entries);
     };
     let found = match store {
         Some(store) => store.db().audit_entry_with_hash(h.trim()),
@@ -103,14 +146,14 @@ fn verify_chain(store: Option<&Store>, expect_hash: Option<&str>) -> Result<(), 
             println!(
                 "expected hash found at entry {id}: nothing before it was removed or rewritten"
             );
-            Ok(())
+            Ok(entries)
         }
         None if checkpoint.as_ref().is_some_and(|c| c.upto_hash == h.trim()) => {
             println!(
                 "expected hash is the pruning checkpoint's (entry {}): the chain goes on from it",
                 checkpoint.map_or(0, |c| c.upto_id)
             );
-            Ok(())
+            Ok(entries)
         }
         None if checkpoint.is_some() => Err(CliError::Failed(format!(
             "hash {h} recorded earlier is not in the chain: it was pruned (entries up to {} are gone after [state] audit_retention) or the tail after it was removed or rewritten; compare it with a backup older than the pruning",
@@ -180,7 +223,7 @@ fn check_head_file(state: &Path, store: Option<&Store>) -> Result<(), CliError> 
     )))
 }
 
-fn report_verification(result: Result<AuditVerification, StoreError>) -> Result<(), CliError> {
+fn report_verification(result: Result<AuditVerification, StoreError>) -> Result<u64, CliError> {
     match result.map_err(|e| CliError::Failed(e.to_string()))? {
         AuditVerification {
             checked,
@@ -194,7 +237,7 @@ fn report_verification(result: Result<AuditVerification, StoreError>) -> Result<
                     "audit log OK: {checked} entries after the checkpoint at entry {upto} (older entries pruned after [state] audit_retention), last hash {last_hash}"
                 ),
             }
-            Ok(())
+            Ok(checked)
         }
         AuditVerification {
             broken: Some(b), ..

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use crate::config::{Config, ConfigError};
 
+pub mod anchors;
 pub mod audit;
 pub mod identity;
 pub mod plan;

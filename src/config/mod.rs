@@ -54,6 +54,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// `[state]`: where the state lives; [`StateConfig::default`] (SQLite) when absent.
     pub state: StateConfig,
+    /// `[audit]`: the anchors of the audit log; none when absent.
+    pub audit: AuditConfig,
     pub alerts: AlertsConfig,
     pub events: Option<EventsConfig>,
     pub requests: Option<RequestsConfig>,
@@ -180,6 +182,37 @@ impl Default for StateConfig {
         }
     }
 }
+
+/// `[audit]`: where the audit chain's head is anchored, if anywhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// `anchor_bucket` and the keys that go with it; `None`: the log is not anchored.
+    pub anchor: Option<AnchorConfig>,
+}
+
+/// The audit log's anchors: every `every` and at shutdown the leader writes the chain's
+/// head (entry id, hash, time) to `bucket` under `prefix`, locked in compliance mode for
+/// `retention` (`store::anchor`, `daemon::anchor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorConfig {
+    /// An S3 bucket created with Object Lock enabled, in `[aws] region` of the daemon's
+    /// own account (or reachable with its credentials).
+    pub bucket: String,
+    /// Prepended to every anchor's key as written (`rotationd/audit-anchors/` by default).
+    pub prefix: String,
+    /// How often the head is anchored (1m to 1d, 1h by default).
+    pub every: Duration,
+    /// How long each anchor is locked (1d to 100y, 400d by default).
+    pub retention: Duration,
+}
+
+/// The default `[audit] anchor_prefix`.
+pub const DEFAULT_ANCHOR_PREFIX: &str = "rotationd/audit-anchors/";
+/// The default `[audit] anchor_every`.
+const DEFAULT_ANCHOR_EVERY: Duration = Duration::from_secs(3600);
+/// The default `[audit] anchor_retention`: `[state] audit_retention`'s default, so that an
+/// anchor stays locked as long as the entries it vouches for are kept.
+const DEFAULT_ANCHOR_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
 /// The default `[state] lease`.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -563,7 +596,7 @@ impl Config {
     /// comments and layout aside): what a reload's audit entry names. Compared through
     /// their `Debug` form, which covers every field.
     pub fn changed_sections(&self, new: &Config) -> Vec<&'static str> {
-        let sections: [(&'static str, String, String); 14] = [
+        let sections: [(&'static str, String, String); 15] = [
             ("aws", format!("{:?}", self.aws), format!("{:?}", new.aws)),
             (
                 "account",
@@ -579,6 +612,11 @@ impl Config {
                 "state",
                 format!("{:?}", self.state),
                 format!("{:?}", new.state),
+            ),
+            (
+                "audit",
+                format!("{:?}", self.audit),
+                format!("{:?}", new.audit),
             ),
             (
                 "alerts",
@@ -732,6 +770,7 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         .map_or_else(StateConfig::default, |(span, s)| {
             sections::state::state(diags, span.clone(), s)
         });
+    let audit = sections::audit::audit(diags, &doc.audit, state.audit_retention);
     let alerts = sections::alerts::alerts(diags, doc.alerts.as_ref());
     let events = doc
         .events
@@ -779,6 +818,7 @@ fn build(source: &str, diags: &mut Diagnostics) -> Option<Config> {
         accounts,
         daemon,
         state,
+        audit,
         alerts: alerts?,
         events,
         requests,

@@ -94,6 +94,16 @@ pub struct RawState {
     pub written: Written,
 }
 
+/// `[audit]`: the audit log's anchors, its chain head written to S3 under Object Lock.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub anchor_bucket: S<String>,
+    pub anchor_prefix: S<String>,
+    pub anchor_every: S<String>,
+    pub anchor_retention: S<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerts {

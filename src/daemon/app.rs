@@ -4,7 +4,7 @@
 //! the AWS SDK configuration and has `aws` build one client per service
 //! ([`aws::Clients`]): SNS, SQS, EventBridge and STS in the daemon's own account and region,
 //! Secrets Manager, CloudWatch and CloudTrail once per account-region (`[[account]]`),
-//! DynamoDB for the shared state. Every client carries the request-counting interceptor,
+//! DynamoDB for the shared state, S3 for the audit log's anchors. Every client carries the request-counting interceptor,
 //! so `/metrics` sees every call.
 
 use std::sync::Arc;
@@ -46,6 +46,8 @@ pub struct App {
     pub shared_state: Option<SharedState>,
     /// This process, in the log's entries and the lease: host, pid and a random suffix.
     pub instance: String,
+    /// `[audit] anchor_bucket`: where the leader anchors the audit log.
+    pub anchors: Option<aws::s3::Bucket>,
 }
 
 /// The DynamoDB side of the state, for the leader election.
@@ -136,12 +138,14 @@ impl App {
             cloudwatch: cw,
             cloudtrail,
             identity_store,
+            anchors,
         } = Clients::build(
             &sdk,
             &counter,
             &cfg.accounts,
             trail_endpoint,
             cfg.identity_center.as_ref(),
+            cfg.audit.anchor.as_ref().map(|a| a.bucket.as_str()),
         )
         .await?;
         // Every Secrets Manager call of the process goes through this one wrapper (the
@@ -209,6 +213,7 @@ impl App {
             clock,
             shared_state,
             instance: instance.to_string(),
+            anchors,
         })
     }
 }

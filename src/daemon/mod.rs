@@ -12,10 +12,10 @@
 //!   - the **executor** ([`executor`]): due triggers into attempts, driven with a bounded
 //!     concurrency, with the storm guard and the departure SLA watch ([`policy`]);
 //!   - the **alert publisher** draining the outbox into SNS;
-//!   - the event consumers, the CloudTrail pollers, the watcher of dependents and the
-//!     request loop;
-//! - **Stopping**: SIGTERM/SIGINT; STOPPING=1, the role's loops stopped, the lease
-//!   released.
+//!   - the event consumers, the CloudTrail pollers, the watcher of dependents, the
+//!     request loop, the upkeep loop and the audit log's anchors ([`anchor`]);
+//! - **Stopping**: SIGTERM/SIGINT; STOPPING=1, the role's loops stopped, a leader's audit
+//!   log anchored once more (`[audit] anchor_bucket`), the lease released.
 //!
 //! SIGHUP takes the **one** reload path whatever the role (`Daemon::reload`): the file is
 //! re-read; an invalid config is logged and counted and the role goes on; a valid one
@@ -25,6 +25,7 @@
 //! The metrics listener, the registry, readiness and the watchdog ([`health`]) outlive
 //! roles and generations.
 
+mod anchor;
 mod app;
 mod drift;
 pub mod executor;
@@ -64,7 +65,8 @@ use standby::Waited;
 /// How long stopping waits for a role's tasks before going on anyway. Every loop stops at
 /// once when cancelled (the SQS long poll included), so this only bounds a call hung on an
 /// AWS endpoint that does not answer; what was committed stays committed. Kept, with
-/// [`LEASE_RELEASE_DEADLINE`], below the unit's `TimeoutStopSec` (20 s).
+/// [`LEASE_RELEASE_DEADLINE`] and the last audit anchor's `anchor::FINAL_DEADLINE`, below
+/// the unit's `TimeoutStopSec` (20 s).
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the leader waits for DynamoDB to take the lease back at shutdown; without
 /// it, a standby takes over when the lease expires.
@@ -112,11 +114,19 @@ struct Generation {
     /// The next renewal: kept here so that a reload that fails (the generation goes on)
     /// does not push it back.
     renew_at: tokio::time::Instant,
+    /// With `[audit] anchor_bucket`: what anchors the audit log (at shutdown too).
+    anchorer: Option<anchor::Anchorer>,
 }
 
 impl State {
     /// Stops what the role runs and closes its store.
     async fn stop(self) {
+        self.stop_anchoring(false).await
+    }
+
+    /// [`State::stop`]; `anchor`: a leader anchors the audit log once more between its
+    /// loops' end and the store's (a clean shutdown, not a lost lease or a reload).
+    async fn stop_anchoring(self, anchor: bool) {
         match self {
             State::Standby(s) => {
                 s.recording.cancel();
@@ -128,6 +138,9 @@ impl State {
                 g.cancel.cancel();
                 g.tracker.close();
                 wait_or_warn(&g.tracker, "the leader's tasks").await;
+                if let (true, Some(a)) = (anchor, &g.anchorer) {
+                    a.anchor_final().await;
+                }
                 g.store.shutdown().await.ok();
             }
             State::Stopping => {}
@@ -307,7 +320,7 @@ impl Daemon {
         ]);
         tracing::info!("shutting down: no new work, in-flight attempts stop at their next step");
         let leading = matches!(&role, State::Leading(g) if g.fenced);
-        role.stop().await;
+        role.stop_anchoring(true).await;
         if let (true, Some(lease)) = (leading, self.lease.as_mut()) {
             // Let a standby take over now rather than at the lease's expiry.
             match tokio::time::timeout(LEASE_RELEASE_DEADLINE, lease.release()).await {
@@ -424,7 +437,9 @@ impl Daemon {
             StateBackend::Sqlite => self.cfg.daemon.state_path.display().to_string(),
             StateBackend::Dynamodb { table } => format!("dynamodb:{table}"),
         };
-        let (tracker, store) = spawn_loops(app, self.health.clone(), cancel.clone());
+        let anchorer = anchor::Anchorer::of(&app);
+        let (tracker, store) =
+            spawn_loops(app, self.health.clone(), anchorer.clone(), cancel.clone());
         tracing::info!(metrics = %self.cfg.daemon.metrics_listen, state = %state, "rotationd running");
         notify(&[
             sd_notify::NotifyState::Ready,
@@ -436,6 +451,7 @@ impl Daemon {
             store,
             fenced,
             renew_at,
+            anchorer,
         }
     }
 }
@@ -562,6 +578,7 @@ async fn keep_lease(lease: Option<&mut Lease>, at: tokio::time::Instant) -> bool
 fn spawn_loops(
     app: App,
     health: Arc<Health>,
+    anchorer: Option<anchor::Anchorer>,
     cancel: CancellationToken,
 ) -> (TaskTracker, StoreHandle) {
     let shared = Arc::new(Shared {
@@ -597,6 +614,9 @@ fn spawn_loops(
     ));
     tracker.spawn(reconcile::reconcile_loop(shared.clone(), cancel.clone()));
     tracker.spawn(upkeep::upkeep_loop(shared.clone(), cancel.clone()));
+    if let Some(a) = anchorer {
+        tracker.spawn(anchor::anchor_loop(a, cancel.clone()));
+    }
     let consuming = consume_events(
         app,
         shared.inventory.clone(),

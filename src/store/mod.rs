@@ -60,6 +60,7 @@
 //!   suppressed as a duplicate and lost before publishing.
 
 mod alerts;
+pub mod anchor;
 mod attempts;
 pub mod audit;
 mod directory;

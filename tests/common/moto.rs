@@ -154,12 +154,22 @@ pub struct RecordedRequest {
     pub body: Vec<u8>,
     /// `User-Agent` plus `X-Amz-User-Agent`: rotationd's requests carry `app/rotationd`.
     pub user_agent: String,
+    /// Every header, names in lowercase.
+    pub headers: Vec<(String, String)>,
 }
 
 impl RecordedRequest {
     /// Body parsed as JSON (JSON-protocol services), or `Null`.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The header `name` (any case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// `SecretId` (or `Name` for CreateSecret) from a JSON body.
@@ -448,6 +458,8 @@ fn parse_entry(v: &serde_json::Value) -> RecordedRequest {
         .or_else(|| url.split_once('?').and_then(|(_, q)| form_action(q)))
     {
         a
+    } else if let Some(op) = url.split_once('?').and_then(|(_, q)| s3_operation(q)) {
+        op
     } else {
         format!(
             "{method} {}",
@@ -467,6 +479,14 @@ fn parse_entry(v: &serde_json::Value) -> RecordedRequest {
                 .join(" ")
         })
         .unwrap_or_default();
+    let headers = v["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
     RecordedRequest {
         operation,
         target,
@@ -474,7 +494,20 @@ fn parse_entry(v: &serde_json::Value) -> RecordedRequest {
         url,
         body,
         user_agent,
+        headers,
     }
+}
+
+/// The S3 operation a REST query names: the Rust SDK marks several with `x-id=`
+/// (`PutObject`, `GetObject`), and a `list-type=2` listing is `ListObjectsV2`.
+fn s3_operation(query: &str) -> Option<String> {
+    let mut pairs = query.split('&');
+    if let Some(op) = pairs.clone().find_map(|kv| kv.strip_prefix("x-id=")) {
+        return Some(op.to_owned());
+    }
+    pairs
+        .any(|kv| kv == "list-type=2")
+        .then(|| "ListObjectsV2".to_owned())
 }
 
 /// `Action=` value of an application/x-www-form-urlencoded string.

@@ -6,6 +6,7 @@
 
 pub(super) mod accounts;
 pub(super) mod alerts;
+pub(super) mod audit;
 pub(super) mod daemon;
 pub(super) mod dependents;
 pub(super) mod events;

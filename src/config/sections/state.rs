@@ -390,7 +390,7 @@ mod tests {
         // The unknown-section message lists `state`.
         let errs = errors(&format!("{MINIMAL}\n[stat]\n"));
         assert!(
-            errs[0].contains("expected one of: aws, account, daemon, state, alerts,"),
+            errs[0].contains("expected one of: aws, account, daemon, state, audit, alerts,"),
             "{errs:?}"
         );
     }

@@ -169,13 +169,15 @@ async fn an_honest_log_holds_its_anchors_which_are_locked_in_compliance_mode() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
+    // The head file next to the database (main's check), the chain, then the anchors.
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("head file: entry "), "{out}");
     assert!(
-        lines[0].starts_with(&format!("audit log OK: {head} entries")),
+        lines[1].starts_with(&format!("audit log OK: {head} entries")),
         "{out}"
     );
     assert_eq!(
-        lines[1],
+        lines[2],
         format!(
             "anchors OK: 2 anchors in s3://{}/{} checked, the newest at entry {head}",
             a.bucket, a.prefix
@@ -227,12 +229,14 @@ async fn a_truncated_tail_fails_verify_with_anchors() {
     let ids = a.ids();
     assert_eq!(ids.len(), 2, "{:?}", a.keys);
     // Someone with the file removes every entry after the first anchor: what is left is
-    // an intact chain.
+    // an intact chain. They remove the head file next to it too (on the same disk, written
+    // by the same user), so that only the anchors off the host can tell.
     let db = a.env.db();
     db.execute_batch("DROP TRIGGER audit_no_delete").unwrap();
     db.execute("DELETE FROM audit WHERE id > ?1", [ids[0]])
         .unwrap();
     drop(db);
+    std::fs::remove_file(a.env.dir.path().join("state.db.head")).unwrap();
     let o = a.verify(false);
     assert_eq!(
         o.status.code(),

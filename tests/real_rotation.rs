@@ -322,10 +322,17 @@ fn refused(result: Result<String, String>) -> bool {
 async fn a_planned_single_user_rotation_changes_the_password_in_postgres() {
     let name = moto::unique_name("real/planned");
     let ns = moto::unique_name("App").replace('/', "-");
-    // A daily window that opens at the next minute: after the secret's creation (a
-    // window whose AWSCURRENT was created inside it counts as rotated), and soon enough
-    // for the daemon's first reconcile to plan it.
-    let opens = chrono::Utc::now() + chrono::Duration::minutes(1);
+    // A daily window that opens at a minute 30 to 90 s from now: after the secret's
+    // creation, which starts PostgreSQL and takes seconds on a loaded machine (a window
+    // whose AWSCURRENT was created inside it counts as rotated, and nothing would run),
+    // and soon enough for the daemon's first reconcile to plan it.
+    let now = chrono::Utc::now();
+    let ahead = if chrono::Timelike::second(&now) < 30 {
+        1
+    } else {
+        2
+    };
+    let opens = now + chrono::Duration::minutes(ahead);
     let body = format!(
         r#"
 [policy]
@@ -363,7 +370,7 @@ dependents = ["orders-api"]
     let (daemon, log) = w.env.daemon_ready(&[]).await;
     let done = w
         .env
-        .eventually(Duration::from_secs(150), || {
+        .eventually(Duration::from_secs(210), || {
             w.attempt(&name)
                 .filter(|(_, v, _)| v.as_deref() == Some("validated"))
         })

@@ -114,6 +114,15 @@ async fn manual_rotation_promotes_a_new_version_and_rollback_restores_the_old_on
         "{}",
         stderr(&o)
     );
+    // A single-user secret: the labels move, and the operator is told the old password
+    // is likely refused by the database by now.
+    assert!(
+        stderr(&o).contains(&format!(
+            "warning: {name} rotates single-user: labels only: after setSecret the database no longer accepts the old password"
+        )),
+        "{}",
+        stderr(&o)
+    );
     let rolled = env.stages(&name).await;
     assert_eq!(
         Env::version_with(&rolled, "AWSCURRENT").as_deref(),

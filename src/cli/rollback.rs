@@ -179,6 +179,17 @@ async fn rollback_now(
             r.attempt
         );
     }
+    // Allowed (an L3 may need the labels back, e.g. after a setSecret that never changed the
+    // password), but said: on a single-user secret the previous password is usually dead.
+    if let Some(e) = fleet.entries.first() {
+        let strategy = crate::inventory::settings(&app.cfg, e.origin).strategy;
+        if strategy == crate::config::Strategy::SingleUser {
+            eprintln!(
+                "warning: {secret} rotates single-user: {}",
+                crate::engine::rollback_capability(Some(strategy))
+            );
+        }
+    }
     eprintln!("rolling back {secret}: AWSCURRENT {current} -> {previous} (ticket {ticket})");
     let verified = match execute(&app.engine.sm, secret, &current, &previous).await {
         Ok(v) => v,

@@ -680,6 +680,31 @@ pub fn build(input: &Input<'_>) -> Report {
     }
 }
 
+/// An exception's CSV row, of one secret (`exception`) or of the fleet
+/// (`fleet_exception`, no secret).
+fn exception_fields<'a>(
+    record: &'a str,
+    secret: &'a str,
+    at: &'a str,
+    e: &'a Exception,
+) -> [&'a str; 13] {
+    [
+        record,
+        secret,
+        at,
+        &e.kind,
+        e.ticket.as_deref().unwrap_or(""),
+        &e.actor,
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        &e.detail,
+    ]
+}
+
 /// One CSV field: quoted only when it holds a comma, a quote or a line break (RFC 4180).
 pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
@@ -779,39 +804,11 @@ pub fn csv(r: &Report) -> String {
             ]);
         }
         for e in &s.exceptions {
-            row([
-                "exception",
-                &s.secret,
-                &t(&e.at),
-                &e.kind,
-                e.ticket.as_deref().unwrap_or(""),
-                &e.actor,
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                &e.detail,
-            ]);
+            row(exception_fields("exception", &s.secret, &t(&e.at), e));
         }
     }
     for e in &r.fleet_exceptions {
-        row([
-            "fleet_exception",
-            "",
-            &t(&e.at),
-            &e.kind,
-            e.ticket.as_deref().unwrap_or(""),
-            &e.actor,
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            &e.detail,
-        ]);
+        row(exception_fields("fleet_exception", "", &t(&e.at), e));
     }
     let c = &r.audit_chain;
     row([
